@@ -1,0 +1,43 @@
+"""Every exception vedette raises, in one hierarchy.
+
+Catch :class:`VedetteError` for anything vedette refuses; the subclasses also
+derive from the built-in a caller would expect (``ValueError`` for bad values),
+so existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class VedetteError(Exception):
+    """Base class of all vedette errors."""
+
+
+class DigestFormatError(VedetteError, ValueError):
+    """A digest's text or bytes are malformed; the message says what is wrong."""
+
+
+class HashRoleError(VedetteError, ValueError):
+    """A digest was offered for a role that requires another algorithm.
+
+    ``role``, ``expected`` and ``given`` name the role, the algorithm(s) it
+    requires and the algorithm of the digest offered.
+    """
+
+    def __init__(
+        self, message: str, role: str = "", expected: str = "", given: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.role = role
+        self.expected = expected
+        self.given = given
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CanonicalJsonError(VedetteError, ValueError):
+    """A value has no RFC 8785 canonical JSON form (NaN, huge ints, non-str keys, ...)."""
+
+
+class QuotaError(VedetteError, ValueError):
+    """A token bucket was given impossible parameters (e.g. taking more than its burst)."""

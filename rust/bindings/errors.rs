@@ -1,0 +1,58 @@
+//! Maps core errors to the Python exceptions of `vedette.errors`, in one place.
+//!
+//! The exception classes are defined in Python (so they can also subclass
+//! `ValueError` and friends) and imported here the first time one is raised.
+
+use pyo3::exceptions::PyOSError;
+use pyo3::PyErr;
+
+use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
+use crate::quota::QuotaError;
+
+/// The exception classes of `vedette.errors`, under their Python names.
+mod py {
+    pyo3::import_exception!(vedette.errors, DigestFormatError);
+    pyo3::import_exception!(vedette.errors, HashRoleError);
+    pyo3::import_exception!(vedette.errors, CanonicalJsonError);
+    pyo3::import_exception!(vedette.errors, QuotaError);
+}
+
+pub fn digest_format(err: DigestParseError) -> PyErr {
+    py::DigestFormatError::new_err(err.to_string())
+}
+
+pub fn hash_role(err: HashRoleError) -> PyErr {
+    py::HashRoleError::new_err((
+        err.to_string(),
+        err.role.name(),
+        err.expected(),
+        err.given.name(),
+    ))
+}
+
+pub fn canonical_json(err: CanonicalJsonError) -> PyErr {
+    py::CanonicalJsonError::new_err(err.to_string())
+}
+
+pub fn canonical_json_message(message: String) -> PyErr {
+    py::CanonicalJsonError::new_err(message)
+}
+
+pub fn quota(err: QuotaError) -> PyErr {
+    py::QuotaError::new_err(err.to_string())
+}
+
+/// An `OSError` of the right subclass (`FileNotFoundError`, …) with the filename set.
+pub fn file_hash(err: FileHashError) -> PyErr {
+    let message = err.source.to_string();
+    // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
+    let message = match message.rfind(" (os error ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    };
+    let path = err.path.to_string_lossy().into_owned();
+    match err.source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, message, path)),
+        None => PyOSError::new_err(format!("{path}: {message}")),
+    }
+}

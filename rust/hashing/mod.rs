@@ -1,0 +1,19 @@
+//! Hashing: typed digests, hash roles, streaming and file hashing, canonical JSON.
+//!
+//! Two algorithms with fixed roles (DESIGN §5): BLAKE3 names what vedette
+//! produces (behavioral fingerprints, segment ids), SHA-256 names what the OCI
+//! ecosystem already names (artifact digests, policy hashes).
+
+pub mod canonical_json;
+/// The pieces of the canonical JSON writer, for callers that walk their own values.
+pub use canonical_json as canonical;
+mod digest;
+mod file;
+mod hasher;
+mod role;
+
+pub use canonical_json::{canonical_json, canonical_json_from_str, CanonicalJsonError};
+pub use digest::{Algorithm, Digest, DigestParseError, DIGEST_LEN};
+pub use file::{hash_file, FileHashError, MAX_FILE_HASH_THREADS};
+pub use hasher::{blake3, sha256, Hasher};
+pub use role::{require_role, HashRole, HashRoleError};

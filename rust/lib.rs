@@ -1,0 +1,17 @@
+//! vedette's Rust core.
+//!
+//! Each capability lives in a plain module with no Python in it, so it can be
+//! tested with `cargo test` and reused from Rust:
+//!
+//! - [`hashing`]: BLAKE3 and SHA-256 digests with fixed hash roles, RFC 8785 canonical JSON.
+//! - [`quota`]: lock-free token buckets and a bounded keyed quota table.
+//!
+//! The PyO3 layer in `bindings` only converts types, releases the GIL and maps
+//! errors; it is compiled when the `python` feature is on (maturin turns it on).
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod hashing;
+pub mod quota;
+
+#[cfg(feature = "python")]
+mod bindings;
