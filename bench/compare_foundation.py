@@ -140,6 +140,10 @@ def import_time_ms(module: str, runs: int = 9) -> float:
     return statistics.median(times)
 
 
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds; do not write RESULTS.md")
@@ -162,9 +166,16 @@ Command: `python bench/compare_foundation.py` ({rounds} interleaved rounds; medi
 
 | absolute goal | measured | goal | |
 |---|---|---|---|
-| `TokenBucket.try_take()` per call | {try_take_ns:.0f} ns | ≤ 150 ns | {"met" if try_take_ns <= 150 else "NOT met"} |
-| `python -X importtime -c "import vedette"` (cumulative, median of 9) | {import_ms:.1f} ms | ≤ 50 ms | {"met" if import_ms <= 50 else "NOT met"} |
+| `TokenBucket.try_take()` per call | {try_take_ns:.0f} ns | ≤ 150 ns \
+| {verdict(try_take_ns <= 150)} |
+| `import vedette` (`-X importtime`, cumulative, median of 9) | {import_ms:.1f} ms | ≤ 50 ms \
+| {verdict(import_ms <= 50)} |
 
+The ratio is anchor time over vedette time from the median per-call times;
+the per-round range shows how much it moved between rounds of this run.
+Where vedette and the anchor run the same SIMD or SHA-NI code (BLAKE3 and
+SHA-256 from 1 MiB up, the threaded file hash) the ratio sits at 1.0 within
+that band: there is no call overhead left to win at those sizes.
 SHA-256 at 64 B has no goal (the issue sets one from 4 KiB up); it is reported
 for completeness. Times for 64 MiB one-shot hashes and the 256 MiB file include
 no disk I/O: the data is in memory or the page cache.

@@ -28,10 +28,18 @@ class Comparison:
     anchor_s: float
     vedette_s: float
     goal: float | None = None
+    round_ratios: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
         return self.anchor_s / self.vedette_s
+
+    @property
+    def spread(self) -> str:
+        """Lowest and highest per-round ratio: the noise band of this run."""
+        if not self.round_ratios:
+            return ""
+        return f"{min(self.round_ratios):.2f}–{max(self.round_ratios):.2f}"
 
     @property
     def verdict(self) -> str:
@@ -74,6 +82,7 @@ def compare(
         statistics.median(anchor_times),
         statistics.median(vedette_times),
         goal,
+        tuple(a / v for a, v in zip(anchor_times, vedette_times, strict=True)),
     )
 
 
@@ -86,14 +95,16 @@ def format_seconds(seconds: float) -> str:
 
 def comparison_table(rows: list[Comparison]) -> str:
     lines = [
-        "| benchmark | anchor | anchor time | vedette time | ratio (anchor/vedette) | goal | |",
-        "|---|---|---|---|---|---|---|",
+        "| benchmark | anchor | anchor time | vedette time | ratio (anchor/vedette) "
+        "| per-round range | goal | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         goal = f"≥ {row.goal:g}×" if row.goal is not None else "—"
         lines.append(
             f"| {row.name} | {row.anchor} | {format_seconds(row.anchor_s)} | "
-            f"{format_seconds(row.vedette_s)} | {row.ratio:.2f}× | {goal} | {row.verdict} |"
+            f"{format_seconds(row.vedette_s)} | {row.ratio:.2f}× | {row.spread} | {goal} "
+            f"| {row.verdict} |"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """pytest-benchmark suites for hashing and token buckets, each beside its anchor.
 
-    pytest bench/test_bench_foundation.py --benchmark-only --benchmark-group-by=param:size
+pytest bench/test_bench_foundation.py --benchmark-only --benchmark-group-by=param:size
 """
 
 import hashlib
@@ -14,7 +14,6 @@ import pytest
 from vedette import hashing, quota
 
 SIZES = {"64B": 64, "4KiB": 4 << 10, "1MiB": 1 << 20, "64MiB": 64 << 20}
-
 
 
 @pytest.mark.parametrize("size", list(SIZES))

@@ -6,6 +6,7 @@ import re
 import struct
 
 import pytest
+
 from vedette.hashing import CanonicalJsonError, canonical_json
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import blake3 as blake3_reference
+
 import vedette
 
 VEDETTE = [str(Path(sys.executable).with_name("vedette"))]

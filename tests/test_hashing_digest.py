@@ -3,6 +3,7 @@
 import pickle
 
 import pytest
+
 from vedette.errors import VedetteError
 from vedette.hashing import (
     ROLE_ALGORITHMS,

@@ -10,6 +10,7 @@ import blake3 as blake3_reference
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from vedette.hashing import MAX_FILE_HASH_THREADS, Hasher, blake3, hash_file, sha256
 
 # Lengths on each side of BLAKE3's 64-byte block and 1 KiB chunk, the 4 KiB

@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import pattern
+
 from vedette.hashing import Hasher, blake3, hash_file, sha256
 
 NIST_SHA256 = [

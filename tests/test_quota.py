@@ -4,6 +4,7 @@ import math
 import threading
 
 import pytest
+
 from vedette.errors import VedetteError
 from vedette.quota import ManualClock, QuotaError, QuotaTable, TokenBucket
 
