@@ -53,5 +53,13 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
         sys.exit(1)
 
 
+def _register_commands() -> None:
+    from vedette.serve import serve
+
+    main.add_command(serve)
+
+
+_register_commands()
+
 if __name__ == "__main__":
     main()

@@ -79,6 +79,12 @@ class IntentLimits:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    # Argument and claim names whose values are written as "***" in evidence.
+    mask_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HttpToolConfig:
     name: str
     url: str
@@ -124,6 +130,7 @@ class Config:
     quota: QuotaConfig = QuotaConfig()
     policy: PolicyConfig = PolicyConfig()
     intent: IntentLimits = IntentLimits()
+    evidence: EvidenceConfig = EvidenceConfig()
     tools: ToolsConfig = ToolsConfig()
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
