@@ -14,6 +14,7 @@ from vedette.config import (
     AgentConfig,
     CallerConfig,
     Config,
+    FsMount,
     ListenConfig,
     ToolsConfig,
     load_config,
@@ -22,6 +23,8 @@ from vedette.config import (
 
 EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
+# Where the example's data folder appears to the agent and its policy.
+EXAMPLE_MOUNT = "/data"
 
 
 def example_dir() -> Path:
@@ -40,7 +43,7 @@ def example_config(host: str, port: int, token: str) -> Config:
         node_id="example-node",
         state_dir=state,
         listen=ListenConfig(host=host, port=port),
-        tools=ToolsConfig(fs_roots=(examples / "data",)),
+        tools=ToolsConfig(fs_mounts=(FsMount(EXAMPLE_MOUNT, examples / "data"),)),
         callers=(CallerConfig(EXAMPLE_CALLER, EXAMPLE_AGENT, token_sha256=token_digest(token)),),
         agents=(AgentConfig(EXAMPLE_AGENT, examples / "agent.json", examples / "bundle"),),
     )
@@ -96,11 +99,10 @@ def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
 
 
 def _print_example_help(url: str, token: str) -> None:
-    data = example_dir() / "data"
     allowed = '{"tool": "echo", "args": {"text": "hello"}}'
     denied = '{"tool": "fs.read", "args": {"path": "/etc/passwd"}}'
     click.echo(f"caller token: {token}")
-    click.echo(f"example data folder (fs.read is allowed here): {data}")
+    click.echo(f"fs.read is allowed under {EXAMPLE_MOUNT} (the example's data folder)")
     for label, body in (("allowed", allowed), ("denied", denied)):
         command = (
             f"curl -s {url}/v1/tool -H {shlex.quote('Authorization: Bearer ' + token)} "

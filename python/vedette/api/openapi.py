@@ -20,6 +20,10 @@ def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -76,14 +80,16 @@ OPENAPI: dict[str, Any] = {
                 "security": [{"bearer": []}],
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Intent"}}
-                    },
+                    "content": {"application/json": {"schema": _ref("Intent")}},
                 },
                 "responses": {
-                    "200": _answer("Allowed; the tool ran.", {"$ref": "#/components/schemas/Allowed"}),
+                    "200": _answer(
+                        "Allowed; the tool ran.", {"$ref": "#/components/schemas/Allowed"}
+                    ),
                     "400": _answer("Malformed intent.", {"$ref": "#/components/schemas/Denied"}),
-                    "401": _answer("No or bad credentials.", {"$ref": "#/components/schemas/Denied"}),
+                    "401": _answer(
+                        "No or bad credentials.", {"$ref": "#/components/schemas/Denied"}
+                    ),
                     "403": _answer("Denied.", {"$ref": "#/components/schemas/Denied"}),
                     "429": _answer("Over the rate quota.", {"$ref": "#/components/schemas/Denied"}),
                     "502": _answer(
@@ -97,7 +103,9 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Health: ok, degraded or deny_all",
                 "responses": {
                     "200": _answer("Every agent has an active release.", {"type": "object"}),
-                    "503": _answer("Some or all agents are denying everything.", {"type": "object"}),
+                    "503": _answer(
+                        "Some or all agents are denying everything.", {"type": "object"}
+                    ),
                 },
             }
         },

@@ -59,7 +59,9 @@ class Runtime:
             node_id=config.node_id,
             durability=config.store.durability,
         )
-        self._quotas = QuotaTable(config.quota.rate_per_s, config.quota.burst, config.quota.max_keys)
+        self._quotas = QuotaTable(
+            config.quota.rate_per_s, config.quota.burst, config.quota.max_keys
+        )
         self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=WORKER_THREADS, thread_name_prefix="vedette-worker"
@@ -148,7 +150,9 @@ class Runtime:
         if declared:
             problem = _schema_problem(release, intent)
             if problem is not None:
-                reason = f"invalid intent: args do not match the schema of {intent.tool!r}: {problem}"
+                reason = (
+                    f"invalid intent: args do not match the schema of {intent.tool!r}: {problem}"
+                )
                 return await self._deny("invalid", decision_id, reason, caller, intent, release)
         if not self._quotas.try_take(caller.id):
             wait = self._quotas.wait_time(caller.id)
@@ -209,7 +213,9 @@ class Runtime:
         )  # fmt: skip
         return Decision("allow", decision_id, output=outcome.output, release=release.version)
 
-    def _policy_input(self, intent: Intent, caller: Caller, release: ActiveRelease) -> dict[str, Any]:
+    def _policy_input(
+        self, intent: Intent, caller: Caller, release: ActiveRelease
+    ) -> dict[str, Any]:
         now = time.time_ns()
         return {
             "tool": intent.tool,

@@ -32,10 +32,14 @@ class RuntimeMetrics:
             registry=self.registry,
         )
         used = Gauge(
-            "vedette_store_bytes_used", "Bytes on disk in the evidence store.", registry=self.registry
+            "vedette_store_bytes_used",
+            "Bytes on disk in the evidence store.",
+            registry=self.registry,
         )
         ceiling = Gauge(
-            "vedette_store_ceiling_bytes", "The evidence store's disk ceiling.", registry=self.registry
+            "vedette_store_ceiling_bytes",
+            "The evidence store's disk ceiling.",
+            registry=self.registry,
         )
         used.set_function(lambda: store_usage()[0])
         ceiling.set_function(lambda: store_usage()[1])
