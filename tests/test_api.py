@@ -2,12 +2,13 @@
 
 import json
 
+import httpx
 import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_server import live_server
 from runtime_fixtures import TOKENS, runtime_config
-from starlette.testclient import TestClient
 
 from vedette.api import create_app
 from vedette.api.openapi import OPENAPI
@@ -26,7 +27,7 @@ def runtime(tmp_path):
 
 @pytest.fixture
 def client(runtime):
-    with TestClient(create_app(runtime)) as client:
+    with live_server(create_app(runtime)) as url, httpx.Client(base_url=url) as client:
         yield client
 
 
@@ -136,7 +137,7 @@ def test_no_admin_operations_on_the_adapter_listener(client):
     paths = set(OPENAPI["paths"])
     assert paths == {"/v1/tool", "/v1/health", "/v1/status", "/metrics"}
     for path in ("/v1/releases", "/v1/admin", "/v1/store", "/v1/keys"):
-        assert client.post(path, json={}).status_code in (404, 405)
+        assert client.post(path, json={}).status_code == 404
     assert client.get("/v1/tool").status_code == 405
 
 
