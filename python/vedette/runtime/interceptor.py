@@ -53,6 +53,9 @@ class Runtime:
             config.agents, eval_time_limit_s=config.policy.eval_timeout_ms / 1000
         )
         self.tools = tools or ToolRegistry(config.tools)
+        if store is None:
+            # The store makes its own folder (0700); the state folder above it is ours.
+            config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.store = store or SegmentStore.open(
             config.store_dir,
             ceiling_bytes=config.store.ceiling_bytes,
