@@ -71,6 +71,7 @@ class Runtime:
         )
         self.metrics = RuntimeMetrics(self._store_usage)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
 
     # -- entry points -------------------------------------------------------
@@ -314,10 +315,11 @@ class Runtime:
         with self._loop_lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                thread = threading.Thread(
                     target=loop.run_forever, name="vedette-runtime-loop", daemon=True
-                ).start()
-                self._loop = loop
+                )
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
             return self._loop
 
     def health(self) -> dict[str, Any]:
@@ -347,8 +349,11 @@ class Runtime:
         }
 
     def close(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join()
+            self._loop.close()
+            self._loop = None
         self._workers.shutdown(wait=True)
         self.tools.close()
         self.store.close()
