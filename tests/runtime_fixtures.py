@@ -31,12 +31,17 @@ decision := {"allow": true, "reason": "echo is allowed"} if input.tool == "echo"
 
 decision := {"allow": true, "reason": "reading under /data"} if {
     input.tool == "fs.read"
-    startswith(input.args.path, "/data/")
+    inside_data
 }
 
 decision := {"allow": false, "reason": sprintf("%s is outside /data", [input.args.path])} if {
     input.tool == "fs.read"
-    not startswith(input.args.path, "/data/")
+    not inside_data
+}
+
+inside_data if {
+    startswith(input.args.path, "/data/")
+    not contains(input.args.path, "..")
 }
 
 decision := {"allow": true, "reason": "slow is allowed"} if input.tool == "slow"

@@ -32,6 +32,13 @@ class Slow:
         return "late"
 
 
+class Weird:
+    name = "weird"
+
+    def run(self, args):
+        return "should never run: the policy's allow is not a boolean"
+
+
 class Marker:
     """Leaves a file behind when it runs, so a test can see whether it ran."""
 
@@ -49,6 +56,7 @@ def make_runtime(tmp_path, **changes) -> Runtime:
     runtime = Runtime(runtime_config(tmp_path, **changes))
     runtime.tools.register(Boom())
     runtime.tools.register(Slow())
+    runtime.tools.register(Weird())
     return runtime
 
 

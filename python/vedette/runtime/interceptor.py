@@ -155,7 +155,7 @@ class Runtime:
             problem = _schema_problem(release, intent)
             if problem is not None:
                 reason = (
-                    f"invalid intent: args do not match the schema of {intent.tool!r}: {problem}"
+                    f"invalid intent: args do not fit the schema of {intent.tool!r}: {problem}"
                 )
                 return await self._deny("invalid", decision_id, reason, caller, intent, release)
         if not self._quotas.try_take(caller.id):
