@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import signal
 import tempfile
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
     click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
     if token is not None:
         _print_example_help(url, token)
+    # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
+    # signal; these handlers turn that into a normal exit so the store closes.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _exit_cleanly)
     try:
         uvicorn.run(
             create_app(runtime),
@@ -96,6 +101,10 @@ def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
         )
     finally:
         runtime.close()
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _print_example_help(url: str, token: str) -> None:
