@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shlex
@@ -38,9 +39,13 @@ def example_dir() -> Path:
 
 
 def example_config(host: str, port: int, token: str) -> Config:
+    """The example's own agent, policy, caller and state folder; the other settings
+    (quota, store, limits) come from the defaults and ``VEDETTE_*`` variables."""
     examples = example_dir()
     state = Path(tempfile.mkdtemp(prefix="vedette-example-"))
-    return Config(
+    base = load_config(None)
+    return dataclasses.replace(
+        base,
         node_id="example-node",
         state_dir=state,
         listen=ListenConfig(host=host, port=port),

@@ -154,9 +154,7 @@ class Runtime:
         if declared:
             problem = _schema_problem(release, intent)
             if problem is not None:
-                reason = (
-                    f"invalid intent: args do not fit the schema of {intent.tool!r}: {problem}"
-                )
+                reason = f"invalid intent: args do not fit the schema of {intent.tool!r}: {problem}"
                 return await self._deny("invalid", decision_id, reason, caller, intent, release)
         if not self._quotas.try_take(caller.id):
             wait = self._quotas.wait_time(caller.id)
