@@ -214,8 +214,8 @@ durable evidence (every allowed call waits for its record's fdatasync).
 
 | HTTP, wrk, 64 connections, 2 wrk threads, loopback | requests/s | p99 |
 |---|---|---|
-| bare Starlette endpoint (anchor: parse the JSON, return it) | {web["bare_rps"]:.0f} | {web["bare_p99_ms"]:.1f} ms |
-| `vedette serve --example`, POST /v1/tool echo allow | {web["vedette_rps"]:.0f} | {web["vedette_p99_ms"]:.1f} ms |
+| bare Starlette endpoint (anchor: parse the JSON, return it) | {bare_rps} | {bare_p99} |
+| `vedette serve --example`, POST /v1/tool echo allow | {our_rps} | {our_p99} |
 | ratio vedette / anchor (goal ≥ 0.7×) | {ratio:.2f}× | {verdict(ratio >= 0.7)} |
 
 Non-2xx answers from vedette during the runs: {web["vedette_non_2xx"]:.0f}.

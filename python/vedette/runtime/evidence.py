@@ -8,11 +8,15 @@ tooling can read them. Argument values named in ``mask_args`` are replaced by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import json
+import queue
+import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 MASK = "***"
 SCHEMA = "vedette.evidence/v1"
@@ -100,3 +104,85 @@ class EvidenceWriter:
             "duration_ms": round(duration_ms, 3),
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class RecordSink(Protocol):
+    def append_many(self, records: list[bytes]) -> Any: ...
+
+
+# Largest batch written with one durable append (one write and one fdatasync).
+MAX_BATCH = 1024
+
+
+class EvidenceQueue:
+    """Makes records durable for the event loop without a thread per waiting call.
+
+    One writer thread takes every record queued since its last write and makes
+    them durable together with ``append_many`` (one write, one fdatasync), then
+    completes each caller's future on its own loop. Under load, batches grow
+    with the number of calls waiting, so throughput scales with concurrency
+    instead of being capped by a pool of threads each blocked in fdatasync.
+    """
+
+    def __init__(self, sink: RecordSink) -> None:
+        self._sink = sink
+        self._queue: queue.SimpleQueue[
+            tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="vedette-evidence", daemon=True)
+        self._thread.start()
+
+    async def append(self, record: bytes) -> None:
+        """Returns once ``record`` is durable; raises what the store raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((record, future, loop))
+        await future
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._write(batch)
+
+    def _write(
+        self, batch: list[tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop]]
+    ) -> None:
+        error: BaseException | None = None
+        try:
+            self._sink.append_many([record for record, _, _ in batch])
+        except Exception as err:  # every waiter of this batch gets the store's error
+            error = err
+        for _, future, loop in batch:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -3,9 +3,9 @@ durable evidence → execute → record the outcome. Every fault on the way deni
 
 ``Runtime.handle`` serves HTTP bodies; ``Runtime.decide_async`` and the
 blocking ``Runtime.decide`` serve in-process callers that already hold a
-:class:`Caller`. Policy evaluation and evidence appends run on worker threads
-(both release the GIL), so the event loop never waits on them and concurrent
-appends share the store's group commit.
+:class:`Caller`. Policy evaluation runs on worker threads and evidence on its
+own writer thread (both release the GIL), so the event loop never waits on
+them, and the records of all concurrent calls share one durable write.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import jsonschema
 from vedette.config import Config
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
-from vedette.runtime.evidence import EvidenceWriter
+from vedette.runtime.evidence import EvidenceQueue, EvidenceWriter
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
 from vedette.runtime.metrics import RuntimeMetrics
@@ -34,7 +34,7 @@ from vedette.store import SegmentStore
 
 log = logging.getLogger("vedette.runtime")
 
-# Worker threads for policy evaluation and evidence appends.
+# Worker threads for policy evaluation (evidence has its own writer thread).
 WORKER_THREADS = 16
 
 
@@ -66,6 +66,7 @@ class Runtime:
             config.quota.rate_per_s, config.quota.burst, config.quota.max_keys
         )
         self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
+        self._records = EvidenceQueue(self.store)
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=WORKER_THREADS, thread_name_prefix="vedette-worker"
         )
@@ -185,7 +186,7 @@ class Runtime:
             verdict.to_dict(),
         )  # fmt: skip
         try:
-            await loop.run_in_executor(self._workers, self.store.append, record)
+            await self._records.append(record)
         except Exception as err:  # the tool must not run without durable evidence
             self.metrics.evidence_failures.inc()
             reason = f"evidence could not be recorded ({type(err).__name__}: {err}); denied"
@@ -285,9 +286,7 @@ class Runtime:
         """Evidence of a denial or an outcome: a failure is counted and logged; the
         answer (already a deny, or a tool that already ran) stands."""
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._workers, self.store.append, record
-            )
+            await self._records.append(record)
         except Exception:
             self.metrics.evidence_failures.inc()
             log.exception("evidence record could not be made durable")
@@ -354,6 +353,7 @@ class Runtime:
             self._loop = None
         self._workers.shutdown(wait=True)
         self.tools.close()
+        self._records.close()
         self.store.close()
 
 

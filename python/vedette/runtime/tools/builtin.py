@@ -27,6 +27,7 @@ class Echo:
     """Returns its arguments unchanged."""
 
     name = "echo"
+    blocking = False
 
     def run(self, args: dict[str, Any]) -> Any:
         return args
