@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
+import os
 import queue
 import threading
 import time
@@ -22,10 +24,35 @@ MASK = "***"
 SCHEMA = "vedette.evidence/v1"
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def timestamp(unix_ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds; the date-time part is formatted once a second."""
+    global _second_cache
     seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+    cached_second, prefix = _second_cache
+    if cached_second != seconds:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+        prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (seconds, prefix)
+    return f"{prefix}.{nanos:09d}Z"
+
+
+class DecisionIds:
+    """Decision ids in UUID form: 64 random bits per process, then a counter.
+
+    Unique across restarts (the random half) and within a process (the
+    counter), at a fraction of the cost of ``uuid4()`` per call.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = int.from_bytes(os.urandom(8), "big")
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        text = f"{self._prefix:016x}{next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def masked(value: Any, names: frozenset[str]) -> Any:
@@ -173,16 +200,21 @@ class EvidenceQueue:
             self._sink.append_many([record for record, _, _ in batch])
         except Exception as err:  # every waiter of this batch gets the store's error
             error = err
+        # One wake-up per event loop, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, future, loop in batch:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, error)
+                loop.call_soon_threadsafe(_settle_all, futures, error)
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -49,10 +49,11 @@ def parse_intent(body: bytes, limits: IntentLimits) -> Intent:
         raise
     except ValueError as err:
         raise InvalidIntent(f"body is not JSON: {err}") from None
-    return intent_from_value(value, limits)
+    # A field's JSON cannot be longer than the body it came from.
+    return intent_from_value(value, limits, body_bytes=len(body))
 
 
-def intent_from_value(value: object, limits: IntentLimits) -> Intent:
+def intent_from_value(value: object, limits: IntentLimits, body_bytes: int | None = None) -> Intent:
     """Check an already-parsed intent (the in-process API takes dicts)."""
     if not isinstance(value, dict):
         raise InvalidIntent(f"body must be a JSON object, got {_json_type(value)}")
@@ -67,8 +68,8 @@ def intent_from_value(value: object, limits: IntentLimits) -> Intent:
             "tool must be a name of letters, digits, '_', '.' or '-' (at most 128), "
             f"got {_shown(tool)}"
         )
-    args = _object_field(value, "args", limits.max_args_bytes, limits.max_depth)
-    claims = _object_field(value, "claims", limits.max_claims_bytes, limits.max_depth)
+    args = _object_field(value, "args", limits.max_args_bytes, limits.max_depth, body_bytes)
+    claims = _object_field(value, "claims", limits.max_claims_bytes, limits.max_depth, body_bytes)
     request_id = value.get("request_id")
     if request_id is not None and (
         not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS
@@ -80,14 +81,17 @@ def intent_from_value(value: object, limits: IntentLimits) -> Intent:
 
 
 def _object_field(
-    value: dict[str, Any], name: str, max_bytes: int, max_depth: int
+    value: dict[str, Any], name: str, max_bytes: int, max_depth: int, body_bytes: int | None
 ) -> dict[str, Any]:
     item = value.get(name, {})
     if not isinstance(item, dict):
         raise InvalidIntent(f"{name} must be a JSON object, got {_json_type(item)}")
     _check_tree(item, name, max_depth)
+    if body_bytes is not None and body_bytes <= max_bytes:
+        return item
     try:
-        size = len(json.dumps(item, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        compact = json.dumps(item, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        size = len(compact.encode("utf-8"))
     except (TypeError, ValueError) as err:
         raise InvalidIntent(f"{name} has no JSON form: {err}") from None
     if size > max_bytes:

@@ -16,7 +16,6 @@ import logging
 import math
 import threading
 import time
-import uuid
 from typing import Any
 
 import jsonschema
@@ -24,7 +23,7 @@ import jsonschema
 from vedette.config import Config
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
-from vedette.runtime.evidence import EvidenceQueue, EvidenceWriter
+from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
 from vedette.runtime.metrics import RuntimeMetrics
@@ -67,6 +66,7 @@ class Runtime:
         )
         self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
         self._records = EvidenceQueue(self.store)
+        self._ids = DecisionIds()
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=WORKER_THREADS, thread_name_prefix="vedette-worker"
         )
@@ -83,20 +83,20 @@ class Runtime:
 
     async def unauthenticated(self, reason: str) -> Decision:
         """Answer (and record) a request without valid credentials."""
-        decision = Decision("unauthenticated", str(uuid.uuid4()), reason=reason)
+        decision = Decision("unauthenticated", self._ids.next(), reason=reason)
         await self._record_denial(decision, None, None)
         return self._finish(decision, None, None, time.perf_counter())
 
     async def invalid(self, caller: Caller, reason: str) -> Decision:
         """Answer (and record) a request refused before its body could be parsed."""
-        decision = Decision("invalid", str(uuid.uuid4()), reason=f"invalid intent: {reason}")
+        decision = Decision("invalid", self._ids.next(), reason=f"invalid intent: {reason}")
         await self._record_denial(decision, caller, None)
         return self._finish(decision, caller, None, time.perf_counter())
 
     async def handle_body(self, caller: Caller, body: bytes) -> Decision:
         """An authenticated caller's request body."""
         started = time.perf_counter()
-        decision_id = str(uuid.uuid4())
+        decision_id = self._ids.next()
         try:
             intent = parse_intent(body, self.config.intent)
         except InvalidIntent as err:
@@ -116,7 +116,7 @@ class Runtime:
     async def decide_async(self, intent: Intent | dict[str, Any], caller: Caller) -> Decision:
         """An in-process intent (an :class:`Intent` or a dict of its fields)."""
         started = time.perf_counter()
-        decision_id = str(uuid.uuid4())
+        decision_id = self._ids.next()
         if not isinstance(intent, Intent):
             try:
                 intent = intent_from_value(intent, self.config.intent)
