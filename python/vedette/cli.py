@@ -9,6 +9,8 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.serve import serve
+from vedette.token_cli import token_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,13 +55,8 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
         sys.exit(1)
 
 
-def _register_commands() -> None:
-    from vedette.serve import serve
-
-    main.add_command(serve)
-
-
-_register_commands()
+main.add_command(serve)
+main.add_command(token_group)
 
 if __name__ == "__main__":
     main()
