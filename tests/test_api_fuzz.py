@@ -27,7 +27,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_breach(tmp_path):
                     "response_schema_conformance,negative_data_rejection",
                     "--header", f"Authorization: Bearer {TOKENS['adapter-a']}",
                     "--max-examples", "60", "--generation-deterministic",
-                    "--generation-database", "none", "--no-color",
+                    "--no-color",
                 ],
                 capture_output=True, text=True, timeout=600, cwd=tmp_path,
             )  # fmt: skip
