@@ -1,0 +1,1 @@
+//! Store behaviour on the crash simulator and on real files.
