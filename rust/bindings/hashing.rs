@@ -131,7 +131,9 @@ pub struct Hasher {
 
 impl Hasher {
     fn state(&self) -> std::sync::MutexGuard<'_, core::Hasher> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -265,7 +267,9 @@ fn canonical_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes
 }
 
 fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
-    use core::canonical::{compare_member_names, write_f64, write_integer, write_string, MAX_DEPTH};
+    use core::canonical::{
+        compare_member_names, write_f64, write_integer, write_string, MAX_DEPTH,
+    };
     if depth > MAX_DEPTH {
         return Err(errors::canonical_json(CanonicalJsonError::TooDeep));
     }

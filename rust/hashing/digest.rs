@@ -41,7 +41,9 @@ impl fmt::Display for Algorithm {
 /// Why a digest's text form was refused. Each variant says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestParseError {
-    #[error("digest {text:?} has no algorithm prefix: expected 'blake3:<64 hex>' or 'sha256:<64 hex>'")]
+    #[error(
+        "digest {text:?} has no algorithm prefix: expected 'blake3:<64 hex>' or 'sha256:<64 hex>'"
+    )]
     MissingPrefix { text: String },
     #[error("digest {text:?} has unknown algorithm {algorithm:?}: expected 'blake3' or 'sha256'")]
     UnknownAlgorithm { text: String, algorithm: String },
@@ -218,7 +220,10 @@ mod tests {
             (format!("SHA256:{HEX64}"), "unknown algorithm \"SHA256\""),
             (format!("sha256:{}", &HEX64[..63]), "63 hex characters"),
             (format!("sha256:{HEX64}0"), "65 hex characters"),
-            (format!("sha256:{}", HEX64.to_uppercase()), "'A' at position 0"),
+            (
+                format!("sha256:{}", HEX64.to_uppercase()),
+                "'A' at position 0",
+            ),
             (format!("sha256: {}", &HEX64[1..]), "' ' at position 0"),
             (format!("sha256:{}é", &HEX64[..63]), "'é' at position 63"),
             ("sha256:".to_string(), "0 hex characters"),

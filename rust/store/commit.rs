@@ -424,7 +424,7 @@ impl Shared {
         let rotations = (assigned + framed + FOOTER_LEN) / self.config.segment_max_bytes;
         let estimate = on_disk(assigned + framed + FOOTER_LEN, self.block)
             - on_disk(assigned + FOOTER_LEN, self.block)
-            + rotations * (2 * self.block + FOOTER_LEN)
+            + rotations * self.block
             + if st.open.is_none() { self.block } else { 0 };
         self.ensure_room(&mut st, estimate.min(self.config.ceiling_bytes), false)?;
         let first = st.next_record;

@@ -30,13 +30,13 @@ mod fscheck;
 pub mod io;
 mod recovery;
 pub mod sim;
-mod store;
+mod api;
 mod verify;
 
 pub use error::StoreError;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
 pub use recovery::RecoveryReport;
-pub use store::{SegmentInfo, Store, Usage};
+pub use api::{SegmentInfo, Store, Usage};
 pub use verify::VerifyReport;
 
 use std::time::Duration;

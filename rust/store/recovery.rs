@@ -265,10 +265,11 @@ pub(super) fn open(
             Err(err) => rec.quarantine(OPEN_FILE, len, format!("unreadable header: {err}"))?,
             Ok(scan) => {
                 let h = &scan.header;
+                // An open segment ahead of the known chain (its predecessor was
+                // quarantined) still holds this node's newest records: keep it.
                 let fits = h.origin == config.node_id
-                    && h.seq == next_seq
-                    && h.prev == head
-                    && h.first_record == next_record;
+                    && ((h.seq == next_seq && h.prev == head && h.first_record == next_record)
+                        || (h.seq > next_seq && h.first_record >= next_record));
                 if !fits {
                     let reason = format!(
                         "open segment (origin {}, seq {}) does not continue the chain of {} (next seq {next_seq})",
@@ -315,7 +316,7 @@ pub(super) fn open(
                             .map_err(io_err("open segment", &path))?;
                         let mut hasher = ::blake3::Hasher::new();
                         hasher.update(valid);
-                        next_record = h.first_record + records;
+                        (next_seq, next_record, head) = (h.seq, h.first_record + records, h.prev);
                         open = Some(OpenSegment {
                             header: scan.header,
                             written_len: valid.len() as u64,
