@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.store_cli import store_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,6 +53,8 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
     if failed:
         sys.exit(1)
 
+
+main.add_command(store_group)
 
 if __name__ == "__main__":
     main()

@@ -224,6 +224,8 @@ impl Store {
         let mut st = shared.lock();
         st.closed = true;
         shared.wake.notify_all();
+        drop(st);
+        *shared.dir_lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
         result
     }
 

@@ -73,7 +73,8 @@ pub(super) struct Shared {
     pub state: Mutex<State>,
     pub wake: Condvar,
     pub recovery: RecoveryReport,
-    pub _lock: Option<DirLock>,
+    /// Held until `close`; dropping it releases the directory for the next opener.
+    pub dir_lock: Mutex<Option<DirLock>>,
 }
 
 /// A segment store opened by one process. All methods take `&self` and may be

@@ -20,6 +20,7 @@
 //!
 //! The format is specified in `docs/contracts.md` ("Segment store format").
 
+mod api;
 mod catalog;
 mod ceiling;
 mod commit;
@@ -30,13 +31,12 @@ mod fscheck;
 pub mod io;
 mod recovery;
 pub mod sim;
-mod api;
 mod verify;
 
+pub use api::{SegmentInfo, Store, Usage};
 pub use error::StoreError;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
 pub use recovery::RecoveryReport;
-pub use api::{SegmentInfo, Store, Usage};
 pub use verify::VerifyReport;
 
 use std::time::Duration;

@@ -356,7 +356,7 @@ pub(super) fn open(
         state: Mutex::new(state),
         wake: Condvar::new(),
         recovery: report,
-        _lock: lock,
+        dir_lock: Mutex::new(lock),
     };
     write_meta(&shared)?;
     Ok(shared)
