@@ -3,7 +3,6 @@ import os
 
 import pytest
 from click.testing import CliRunner
-
 from vedette.cli import main
 from vedette.hashing import blake3
 from vedette.store import (

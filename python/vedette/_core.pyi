@@ -45,6 +45,7 @@ def hash_file(
 ) -> Digest:
     """Hash a file's contents (memory-mapped; BLAKE3 over up to MAX_FILE_HASH_THREADS
     threads, all cores when ``threads`` is None). Raises OSError with the filename."""
+
 def require_role(digest: Digest | str, role: str) -> Digest: ...
 def hash_roles() -> dict[str, tuple[str, ...]]: ...
 def canonical_json(value: Any) -> bytes:

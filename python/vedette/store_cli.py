@@ -15,9 +15,7 @@ import click
 
 from vedette.store import SegmentStore, StoreError
 
-_DIR = click.argument(
-    "directory", type=click.Path(path_type=Path, file_okay=False, exists=True)
-)
+_DIR = click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 
 
 def _open(directory: Path) -> SegmentStore:
