@@ -19,10 +19,8 @@ impl Shared {
     /// Bytes the store occupies on disk, everything in its directory counted.
     pub fn used(&self, st: &State) -> u64 {
         let open = st.open.as_ref().map_or(0, |open| {
-            on_disk(
-                open.written_len + st.pending.len() as u64 + FOOTER_LEN,
-                self.block,
-            )
+            let assigned = open.written_len + st.pending.len() as u64 + FOOTER_LEN;
+            on_disk(assigned.max(open.allocated), self.block)
         });
         st.other_bytes
             + st.quarantine_bytes

@@ -30,12 +30,20 @@ pub struct SegmentMeta {
 pub(super) struct Writer {
     pub file: Box<dyn AppendFile>,
     pub hasher: blake3::Hasher,
+    /// How far the file has actually been reserved (`AppendFile::allocate`).
+    pub allocated: u64,
 }
+
+/// Space for the open segment is reserved in steps of at most this much.
+const PREALLOCATE_STEP: u64 = 1 << 20;
 
 pub(super) struct OpenSegment {
     pub header: Header,
     /// Bytes written (durable mode: and synced); the file's length.
     pub written_len: u64,
+    /// The file's length: written bytes plus zero-filled space reserved ahead
+    /// (counted against the ceiling as soon as it is reserved).
+    pub allocated: u64,
     pub written_records: u64,
     /// `None` while a group commit has it out.
     pub writer: Option<Writer>,
@@ -177,8 +185,15 @@ impl Shared {
         let records = std::mem::replace(&mut st.pending_records, 0);
         let outcome = std::mem::take(&mut st.pending_outcome);
         let must_sync = sync;
+        let reserve = st.open.as_ref().map_or(0, |open| open.allocated);
         st.flushing = true;
         drop(st);
+        if reserve > writer.allocated {
+            // Reserving ahead only saves work; without it (no space for the whole
+            // step, say) the write below still goes through or fails on its own.
+            let _ = writer.file.allocate(reserve);
+            writer.allocated = reserve;
+        }
         let mut result = writer.file.append(&batch);
         if result.is_ok() && must_sync {
             result = writer.file.sync_data();
@@ -213,6 +228,8 @@ impl Shared {
                     Some(open) if durable => {
                         let next_record = open.header.first_record + open.written_records;
                         let len = open.written_len;
+                        open.allocated = len;
+                        writer.allocated = len;
                         let undone = writer
                             .file
                             .truncate(len)
@@ -305,8 +322,13 @@ impl Shared {
         st.open = Some(OpenSegment {
             header,
             written_len: bytes.len() as u64,
+            allocated: bytes.len() as u64,
             written_records: 0,
-            writer: Some(Writer { file, hasher }),
+            writer: Some(Writer {
+                file,
+                hasher,
+                allocated: bytes.len() as u64,
+            }),
         });
         Ok(())
     }
@@ -332,9 +354,11 @@ impl Shared {
         }
         let footer = format::encode_footer(open.written_records, open.written_len);
         let path = self.path(OPEN_FILE);
+        // Give back the reserved space first: a sealed segment is exactly its bytes.
         if let Err(err) = writer
             .file
-            .append(&footer)
+            .truncate(open.written_len)
+            .and_then(|()| writer.file.append(&footer))
             .and_then(|()| writer.file.sync_data())
         {
             let err = StoreError::io("write footer", &path, err);
@@ -344,6 +368,8 @@ impl Shared {
                 .and_then(|()| writer.file.sync_data())
             {
                 Ok(()) => {
+                    writer.allocated = open.written_len;
+                    open.allocated = open.written_len;
                     open.writer = Some(writer);
                     st.open = Some(open);
                 }
@@ -435,12 +461,7 @@ impl Shared {
                 st = self.seal_locked(st)?.0;
             }
             self.ensure_open(&mut st)?;
-            let assigned = st.open.as_ref().map_or(0, |o| o.written_len) + st.pending.len() as u64;
-            let growth = on_disk(assigned + framed + FOOTER_LEN, self.block)
-                - on_disk(assigned + FOOTER_LEN, self.block);
-            if growth > 0 {
-                self.ensure_room(&mut st, growth, false)?;
-            }
+            self.reserve(&mut st, framed)?;
             let record_no = st.next_record;
             format::encode_frame(&mut st.pending, record_no, record);
             st.pending_records += 1;
@@ -448,5 +469,31 @@ impl Shared {
         }
         let outcome = Arc::clone(&st.pending_outcome);
         Ok((st, first, outcome))
+    }
+
+    /// Admits `framed` more bytes into the open segment. Space is reserved
+    /// ahead in steps (and counted at once), so most appends need no check and
+    /// the leader's `fallocate` keeps the file size still while records land.
+    fn reserve(&self, st: &mut MutexGuard<'_, State>, framed: u64) -> Result<()> {
+        let Some(open) = st.open.as_ref() else {
+            return Ok(());
+        };
+        let assigned = open.written_len + st.pending.len() as u64;
+        let need = assigned + framed + FOOTER_LEN;
+        let counted = open.allocated.max(assigned + FOOTER_LEN);
+        if need <= counted {
+            return Ok(());
+        }
+        let step = PREALLOCATE_STEP.min(self.config.segment_max_bytes);
+        let target = on_disk(need.div_ceil(step) * step, self.block)
+            .min(on_disk(self.config.segment_max_bytes.max(need), self.block));
+        let growth = on_disk(target, self.block).saturating_sub(on_disk(counted, self.block));
+        if growth > 0 {
+            self.ensure_room(st, growth, false)?;
+        }
+        if let Some(open) = st.open.as_mut() {
+            open.allocated = target.max(open.allocated);
+        }
+        Ok(())
     }
 }

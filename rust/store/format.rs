@@ -7,12 +7,14 @@
 //! header  magic "VDTSEG1\n" | version u16 | seq u64 | first_record u64
 //!         | created_unix_ms u64 | has_prev u8 | prev [32] | origin_len u8
 //!         | origin [origin_len] | crc32c u32 (over everything before it)
-//! frame   len u32 | crc32c u32 (over record_no u64 | len u32 | payload) | payload
+//! frame   len ^ 0x5644_5400 u32 | crc32c u32 (over record_no u64 | len u32 | payload) | payload
 //! footer  0xFFFF_FFFF u32 | record_count u64 | body_len u64 | crc32c u32
 //! ```
 //!
 //! A frame's checksum covers its record number, so a frame copied to another
-//! place in the file (a duplicated or replayed record) fails its check.
+//! place in the file (a duplicated or replayed record) fails its check. The
+//! length is stored masked so that zero bytes (space preallocated for the open
+//! segment) can never read as a frame: they decode to a length above the limit.
 
 use crate::hashing::{Algorithm, Digest};
 
@@ -20,6 +22,8 @@ pub const MAGIC: &[u8; 8] = b"VDTSEG1\n";
 pub const FORMAT_VERSION: u16 = 1;
 /// Length field value that marks the footer instead of a record.
 pub const FOOTER_MARK: u32 = u32::MAX;
+/// XORed into a frame's stored length ("VDT\0"); see the module comment.
+pub const LEN_MASK: u32 = 0x5644_5400;
 pub const FRAME_OVERHEAD: u64 = 8;
 pub const FOOTER_LEN: u64 = 24;
 /// The largest record payload the format admits (a store may set a lower bound).
@@ -173,7 +177,7 @@ fn frame_crc(record_no: u64, payload: &[u8]) -> u32 {
 
 /// Appends one framed record to `out`. The caller has checked `payload.len() < MAX_RECORD_LEN`.
 pub fn encode_frame(out: &mut Vec<u8>, record_no: u64, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32 ^ LEN_MASK).to_le_bytes());
     out.extend_from_slice(&frame_crc(record_no, payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
@@ -228,8 +232,8 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
             });
             break;
         }
-        let len = u32_at(bytes, at);
-        if len == FOOTER_MARK {
+        let stored = u32_at(bytes, at);
+        if stored == FOOTER_MARK {
             match check_footer(bytes, at, records.len() as u64) {
                 Ok(()) => {
                     sealed = true;
@@ -239,6 +243,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
             }
             break;
         }
+        let len = stored ^ LEN_MASK;
         if len > MAX_RECORD_LEN || bytes.len() - at < 8 + len as usize {
             damage = Some(FormatError {
                 offset: at as u64,
@@ -304,8 +309,9 @@ fn check_footer(bytes: &[u8], at: usize, records: u64) -> Result<(), FormatError
 fn count_chained_frames(bytes: &[u8], mut at: usize) -> u64 {
     let mut count = 0;
     while bytes.len().saturating_sub(at) >= 8 {
-        let len = u32_at(bytes, at);
-        if len == FOOTER_MARK || len > MAX_RECORD_LEN || bytes.len() - at - 8 < len as usize {
+        let stored = u32_at(bytes, at);
+        let len = stored ^ LEN_MASK;
+        if stored == FOOTER_MARK || len > MAX_RECORD_LEN || bytes.len() - at - 8 < len as usize {
             break;
         }
         count += 1;
@@ -402,6 +408,16 @@ mod tests {
                 Err(_) => assert!(cut < header(1).encode().len()),
             }
         }
+    }
+
+    #[test]
+    fn zero_bytes_never_read_as_a_frame() {
+        let mut bytes = segment(&[b"kept"], false);
+        let end = bytes.len();
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let scan = scan(&bytes).unwrap();
+        assert_eq!((scan.records.len(), scan.valid_len), (1, end));
+        assert!(bytes[scan.valid_len..].iter().all(|b| *b == 0));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! the file system.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One directory entry as the store sees it.
@@ -20,14 +20,21 @@ pub struct Entry {
     pub len: u64,
 }
 
-/// A file the store appends to.
+/// A file the store appends to. The handle keeps its own end of data, which
+/// may lie before the file's length when space was preallocated.
 pub trait AppendFile: Send {
-    /// Writes all of `data` at the end of the file (not yet durable).
+    /// Writes all of `data` at the end of data and moves the end (not yet durable).
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
-    /// Makes every byte appended so far durable (`fdatasync`).
+    /// Makes every byte written so far durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
-    /// Cuts the file to `len` bytes (used to undo a failed write).
+    /// Cuts the file to `len` bytes and puts the end of data there.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Moves the end of data to `end` (at open, past the records already there).
+    fn set_end(&mut self, end: u64);
+    /// Reserves the file up to `len` bytes (zero-filled). Appends inside
+    /// reserved space do not change the file's size, so `fdatasync` has no
+    /// size update to journal. A file system without support is no error.
+    fn allocate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// The file-system operations the store needs, and nothing else.
@@ -61,18 +68,34 @@ impl RealStorage {
     }
 }
 
-struct RealFile(File);
+struct RealFile {
+    file: File,
+    end: u64,
+}
 
 impl AppendFile for RealFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0.write_all(data)
+        self.file.write_all_at(data, self.end)?;
+        self.end += data.len() as u64;
+        Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        // The file is opened O_APPEND, so later writes land at the new end.
-        self.0.set_len(len)
+        self.file.set_len(len)?;
+        self.end = len;
+        Ok(())
+    }
+    fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -107,11 +130,12 @@ impl Storage for RealStorage {
 
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>> {
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(create)
             .mode(0o600)
             .open(path)?;
-        Ok(Box::new(RealFile(file)))
+        let end = file.metadata()?.len();
+        Ok(Box::new(RealFile { file, end }))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

@@ -277,7 +277,11 @@ pub(super) fn open(
                     );
                     rec.quarantine(OPEN_FILE, len, reason)?;
                 } else {
-                    if scan.damage.is_some() {
+                    // Zero bytes after the records are space reserved ahead, not damage.
+                    let reserved_tail = scan.damage.is_some()
+                        && !scan.sealed
+                        && bytes[scan.valid_len..].iter().all(|b| *b == 0);
+                    if scan.damage.is_some() && !reserved_tail {
                         storage
                             .truncate(&path, scan.valid_len as u64)
                             .map_err(io_err("truncate open segment", &path))?;
@@ -311,17 +315,28 @@ pub(super) fn open(
                         );
                         rec.report.sealed_on_open = Some(id);
                     } else {
-                        let file = storage
+                        let mut file = storage
                             .open_append(&path, false)
                             .map_err(io_err("open segment", &path))?;
+                        file.set_end(valid.len() as u64);
+                        let allocated = if reserved_tail {
+                            bytes.len() as u64
+                        } else {
+                            valid.len() as u64
+                        };
                         let mut hasher = ::blake3::Hasher::new();
                         hasher.update(valid);
                         (next_seq, next_record, head) = (h.seq, h.first_record + records, h.prev);
                         open = Some(OpenSegment {
                             header: scan.header,
                             written_len: valid.len() as u64,
+                            allocated,
                             written_records: records,
-                            writer: Some(Writer { file, hasher }),
+                            writer: Some(Writer {
+                                file,
+                                hasher,
+                                allocated,
+                            }),
                         });
                     }
                 }

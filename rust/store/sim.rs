@@ -16,10 +16,42 @@ use super::io::{AppendFile, Entry, Storage};
 
 type Inode = u64;
 
+/// A change to a file's bytes since its last sync.
+#[derive(Clone)]
+enum FileOp {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
 #[derive(Clone, Default)]
 struct Data {
     synced: Vec<u8>,
     current: Vec<u8>,
+    unsynced: Vec<FileOp>,
+}
+
+fn apply(bytes: &mut Vec<u8>, op: &FileOp) {
+    match op {
+        FileOp::Write(offset, data) => {
+            let end = *offset as usize + data.len();
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            bytes[*offset as usize..end].copy_from_slice(data);
+        }
+        FileOp::SetLen(len) => bytes.resize(*len as usize, 0),
+    }
+}
+
+impl Data {
+    fn change(&mut self, op: FileOp) {
+        apply(&mut self.current, &op);
+        self.unsynced.push(op);
+    }
+    fn sync(&mut self) {
+        self.synced = self.current.clone();
+        self.unsynced.clear();
+    }
 }
 
 #[derive(Clone)]
@@ -102,24 +134,24 @@ impl CrashSim {
         }
         st.names = st.synced_names.clone();
         for data in st.data.values_mut() {
-            let kept = if data.current.starts_with(&data.synced) {
-                let extra = (data.current.len() - data.synced.len()) as u64;
-                let keep = choose(extra) as usize;
-                let mut kept = data.current[..data.synced.len() + keep].to_vec();
-                // Sometimes the last few bytes that made it are garbage (a torn sector).
-                let torn = (choose(3) == 0).then(|| choose(keep.min(16) as u64) as usize);
-                if let Some(torn) = torn {
-                    let end = kept.len();
-                    for (i, byte) in kept[end - torn..].iter_mut().enumerate() {
+            // The changes made since the last sync reach the disk in order, up
+            // to a random point; the last one that does may be torn.
+            let mut kept = data.synced.clone();
+            let ops = std::mem::take(&mut data.unsynced);
+            let whole = choose(ops.len() as u64) as usize;
+            for op in &ops[..whole] {
+                apply(&mut kept, op);
+            }
+            if let Some(FileOp::Write(offset, bytes)) = ops.get(whole) {
+                let part = choose(bytes.len() as u64) as usize;
+                let mut torn = bytes[..part].to_vec();
+                if choose(2) == 0 {
+                    for (i, byte) in torn.iter_mut().rev().take(16).enumerate() {
                         *byte = (choose(255) as u8) ^ (i as u8);
                     }
                 }
-                kept
-            } else if choose(1) == 0 {
-                data.synced.clone()
-            } else {
-                data.current.clone()
-            };
+                apply(&mut kept, &FileOp::Write(*offset, torn));
+            }
             data.synced = kept.clone();
             data.current = kept;
         }
@@ -152,6 +184,7 @@ impl CrashSim {
 struct SimFile {
     sim: Arc<CrashSim>,
     inode: Inode,
+    end: u64,
 }
 
 impl AppendFile for SimFile {
@@ -160,27 +193,42 @@ impl AppendFile for SimFile {
         self.sim.fault(&st)?;
         st.bytes_written += bytes.len() as u64;
         let data = st.data.entry(self.inode).or_default();
-        data.current.extend_from_slice(bytes);
+        data.change(FileOp::Write(self.end, bytes.to_vec()));
+        self.end += bytes.len() as u64;
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
         let mut st = self.sim.lock();
-        let grew = st
+        let dirty = st
             .data
             .get(&self.inode)
-            .is_some_and(|d| d.current.len() > d.synced.len());
-        if grew {
-            // Like a real disk: syncing nothing new (say, after a truncate) does not run out of space.
+            .is_some_and(|d| d.unsynced.iter().any(|op| matches!(op, FileOp::Write(..))));
+        if dirty {
+            // Like a real disk: a sync with nothing new to write cannot run out of space.
             self.sim.fault(&st)?;
         }
-        let data = st.data.entry(self.inode).or_default();
-        data.synced = data.current.clone();
+        st.data.entry(self.inode).or_default().sync();
         Ok(())
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut st = self.sim.lock();
+        st.data
+            .entry(self.inode)
+            .or_default()
+            .change(FileOp::SetLen(len));
+        self.end = len;
+        Ok(())
+    }
+    fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        let mut st = self.sim.lock();
+        self.sim.fault(&st)?;
         let data = st.data.entry(self.inode).or_default();
-        data.current.truncate(len as usize);
+        if (data.current.len() as u64) < len {
+            data.change(FileOp::SetLen(len));
+        }
         Ok(())
     }
 }
@@ -249,9 +297,11 @@ impl Storage for SimStorage {
                 inode
             }
         };
+        let end = st.data.get(&inode).map_or(0, |d| d.current.len() as u64);
         Ok(Box::new(SimFile {
             sim: Arc::clone(&self.0),
             inode,
+            end,
         }))
     }
 
@@ -259,8 +309,8 @@ impl Storage for SimStorage {
         let mut st = self.0.lock();
         let inode = *st.names.get(path).ok_or_else(|| not_found(path))?;
         let data = st.data.entry(inode).or_default();
-        data.current.truncate(len as usize);
-        data.synced = data.current.clone();
+        data.change(FileOp::SetLen(len));
+        data.sync();
         Ok(())
     }
 

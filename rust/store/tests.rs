@@ -242,11 +242,12 @@ fn recovery_truncates_torn_tail_and_quarantines_bad_sealed_segment() {
     let id = store.seal().unwrap().unwrap();
     store.append(b"two").unwrap();
     store.append(b"three").unwrap();
+    let end = store.segments().last().unwrap().size;
     drop(store);
     use super::io::Storage;
     let open = Path::new("/s/open.seg");
-    let len = storage.read(open).unwrap().len() as u64;
-    storage.truncate(open, len - 2).unwrap();
+    // Tear the last record: cut the file two bytes before the end of its data.
+    storage.truncate(open, end - 2).unwrap();
     let sealed = Path::new("/s").join(format!("{}.seg", id.hex()));
     let mut bytes = storage.read(&sealed).unwrap();
     bytes[60] ^= 0xff;
