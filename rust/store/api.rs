@@ -152,7 +152,9 @@ impl Store {
             - on_disk(st.catalog.len, shared.block);
         shared.ensure_room(&mut st, growth, true)?;
         let storage = Arc::clone(&shared.storage);
-        st.catalog.append(storage.as_ref(), entry)
+        st.catalog
+            .append(storage.as_ref(), entry)
+            .map_err(|err| shared.out_of_space(&st, err, growth))
     }
 
     /// Every segment held: sealed ones by origin and sequence, then the open one.
