@@ -34,6 +34,34 @@ pub(super) struct Writer {
     pub allocated: u64,
 }
 
+/// A batch being written: everything a commit needs without the state lock.
+struct InFlight {
+    writer: Writer,
+    batch: Vec<u8>,
+    records: u64,
+    outcome: Outcome,
+    sync: bool,
+    reserve: u64,
+}
+
+impl InFlight {
+    fn write(&mut self) -> std::io::Result<()> {
+        let writer = &mut self.writer;
+        if self.reserve > writer.allocated {
+            // Reserving ahead only saves work; without it (no space for the whole
+            // step, say) the write below still goes through or fails on its own.
+            let _ = writer.file.allocate(self.reserve);
+            writer.allocated = self.reserve;
+        }
+        writer.file.append(&self.batch)?;
+        if self.sync {
+            writer.file.sync_data()?;
+        }
+        writer.hasher.update(&self.batch);
+        Ok(())
+    }
+}
+
 /// Space for the open segment is reserved in steps of at most this much.
 const PREALLOCATE_STEP: u64 = 1 << 20;
 
@@ -168,7 +196,30 @@ impl Shared {
         mut st: MutexGuard<'a, State>,
         sync: bool,
     ) -> MutexGuard<'a, State> {
-        let Some(mut writer) = st.open.as_mut().and_then(|open| open.writer.take()) else {
+        let Some(mut flight) = self.begin(&mut st, sync) else {
+            return st;
+        };
+        st.flushing = true;
+        drop(st);
+        let result = flight.write();
+        let mut st = self.lock();
+        st.flushing = false;
+        self.finish(&mut st, flight, result);
+        st
+    }
+
+    /// Like `commit`, but keeps the lock: used when a batch must not be split
+    /// by other appends (rotation in the middle of an `append_many`).
+    fn commit_holding_lock(&self, st: &mut State, sync: bool) {
+        if let Some(mut flight) = self.begin(st, sync) {
+            let result = flight.write();
+            self.finish(st, flight, result);
+        }
+    }
+
+    /// Takes the queued batch and the writer out of the state.
+    fn begin(&self, st: &mut State, sync: bool) -> Option<InFlight> {
+        let Some(writer) = st.open.as_mut().and_then(|open| open.writer.take()) else {
             // Only reachable after a failure took the writer away: fail what is queued.
             let reason = st
                 .failed
@@ -179,34 +230,31 @@ impl Shared {
             st.pending_records = 0;
             st.unsynced = false;
             self.wake.notify_all();
-            return st;
+            return None;
         };
-        let batch = std::mem::take(&mut st.pending);
-        let records = std::mem::replace(&mut st.pending_records, 0);
-        let outcome = std::mem::take(&mut st.pending_outcome);
-        let must_sync = sync;
-        let reserve = st.open.as_ref().map_or(0, |open| open.allocated);
-        st.flushing = true;
-        drop(st);
-        if reserve > writer.allocated {
-            // Reserving ahead only saves work; without it (no space for the whole
-            // step, say) the write below still goes through or fails on its own.
-            let _ = writer.file.allocate(reserve);
-            writer.allocated = reserve;
-        }
-        let mut result = writer.file.append(&batch);
-        if result.is_ok() && must_sync {
-            result = writer.file.sync_data();
-        }
-        if result.is_ok() {
-            writer.hasher.update(&batch);
-        }
-        let mut st = self.lock();
-        st.flushing = false;
-        let path = self.path(OPEN_FILE);
+        Some(InFlight {
+            writer,
+            batch: std::mem::take(&mut st.pending),
+            records: std::mem::replace(&mut st.pending_records, 0),
+            outcome: std::mem::take(&mut st.pending_outcome),
+            sync,
+            reserve: st.open.as_ref().map_or(0, |open| open.allocated),
+        })
+    }
+
+    /// Puts the writer back and reports the batch's outcome to its appenders.
+    fn finish(&self, st: &mut State, flight: InFlight, result: std::io::Result<()>) {
+        let InFlight {
+            mut writer,
+            batch,
+            records,
+            outcome,
+            sync,
+            ..
+        } = flight;
         match result {
             Ok(()) => {
-                st.unsynced = !must_sync;
+                st.unsynced = !sync;
                 if let Some(open) = st.open.as_mut() {
                     open.written_len += batch.len() as u64;
                     open.written_records += records;
@@ -215,8 +263,8 @@ impl Shared {
                 let _ = outcome.set(Ok(()));
             }
             Err(err) => {
-                let err = StoreError::io("write open segment", &path, err);
-                let err = self.out_of_space(&st, err, batch.len() as u64);
+                let err = StoreError::io("write open segment", &self.path(OPEN_FILE), err);
+                let err = self.out_of_space(st, err, batch.len() as u64);
                 // Records queued behind the failed batch would follow a gap: fail them too.
                 let queued = std::mem::take(&mut st.pending_outcome);
                 st.pending.clear();
@@ -241,6 +289,7 @@ impl Shared {
                             }
                         }
                         st.next_record = next_record;
+                        st.unsynced = false;
                     }
                     // Interval mode already returned these positions: stop rather than reuse them.
                     _ => st.failed = Some(err.to_string()),
@@ -248,7 +297,6 @@ impl Shared {
             }
         }
         self.wake.notify_all();
-        st
     }
 
     /// ENOSPC/EDQUOT become `Full` with the store's numbers; other errors pass through.
@@ -340,8 +388,27 @@ impl Shared {
         st: MutexGuard<'a, State>,
     ) -> Result<(MutexGuard<'a, State>, Option<Digest>)> {
         let mut st = self.drain(st)?;
+        let id = self.seal_in_place(&mut st)?;
+        Ok((st, id))
+    }
+
+    /// Seals without releasing the lock. No commit may be in flight; what is
+    /// queued is written and synced first.
+    fn seal_in_place(&self, st: &mut State) -> Result<Option<Digest>> {
+        if st.flushing {
+            return Err(StoreError::Failed(
+                "seal while a commit is in flight".into(),
+            ));
+        }
+        if !st.pending.is_empty() {
+            let outcome = Arc::clone(&st.pending_outcome);
+            self.commit_holding_lock(st, true);
+            if let Some(Err(err)) = outcome.get() {
+                return Err(err.clone());
+            }
+        }
         let Some(mut open) = st.open.take() else {
-            return Ok((st, None));
+            return Ok(None);
         };
         let Some(mut writer) = open.writer.take() else {
             st.open = Some(open);
@@ -350,7 +417,7 @@ impl Shared {
         if open.written_records == 0 {
             open.writer = Some(writer);
             st.open = Some(open);
-            return Ok((st, None));
+            return Ok(None);
         }
         let footer = format::encode_footer(open.written_records, open.written_len);
         let path = self.path(OPEN_FILE);
@@ -375,7 +442,7 @@ impl Shared {
                 }
                 Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
             }
-            return Err(self.out_of_space(&st, err, FOOTER_LEN));
+            return Err(self.out_of_space(st, err, FOOTER_LEN));
         }
         writer.hasher.update(&footer);
         let id = Digest::new(Algorithm::Blake3, *writer.hasher.finalize().as_bytes());
@@ -405,26 +472,30 @@ impl Shared {
                 size,
             },
         );
-        Ok((st, Some(id)))
+        Ok(Some(id))
     }
 
-    fn open_is_due(&self, st: &State, bytes: u64) -> bool {
+    /// The open segment has records and `bytes` more would take it past the size bound.
+    fn open_is_full(&self, st: &State, bytes: u64) -> bool {
         let Some(open) = &st.open else { return false };
         let assigned = open.written_len + st.pending.len() as u64;
-        let records = open.written_records + st.pending_records;
-        if records == 0 {
-            return false;
-        }
-        let too_big = assigned + bytes + FOOTER_LEN > self.config.segment_max_bytes;
-        let too_old = self.config.segment_max_age.is_some_and(|age| {
-            now_unix_ms().saturating_sub(open.header.created_unix_ms) >= age.as_millis() as u64
-        });
-        too_big || too_old
+        open.written_records + st.pending_records > 0
+            && assigned + bytes + FOOTER_LEN > self.config.segment_max_bytes
+    }
+
+    /// The open segment has records and has reached the age bound.
+    fn open_is_old(&self, st: &State) -> bool {
+        let Some(open) = &st.open else { return false };
+        open.written_records + st.pending_records > 0
+            && self.config.segment_max_age.is_some_and(|age| {
+                now_unix_ms().saturating_sub(open.header.created_unix_ms) >= age.as_millis() as u64
+            })
     }
 
     /// Queues `records` behind the open segment (sealing and opening segments
     /// as bounds are reached) and returns the first record number and the
-    /// outcome of the commit that will carry the last of them.
+    /// outcome of the commit that will carry the last of them. The batch gets
+    /// consecutive positions: the lock is not given up while it is queued.
     pub fn enqueue<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
@@ -441,12 +512,22 @@ impl Shared {
                 self.config.max_record_bytes
             )));
         }
-        // Admit the whole batch up front (frames plus a segment's overhead per
-        // possible rotation), so a batch is refused before any of it is queued.
+        if self.open_is_old(&st) {
+            st = self.seal_locked(st)?.0;
+        }
         let framed: u64 = records
             .iter()
             .map(|r| FRAME_OVERHEAD + r.len() as u64)
             .sum();
+        if self.open_is_full(&st, framed) {
+            // Sealing inside the batch needs the writer: wait for the commit in flight now.
+            while st.flushing {
+                st = self.wait(st);
+                self.usable(&st)?;
+            }
+        }
+        // Admit the whole batch up front (frames plus a block per segment it
+        // may open), so a batch is refused before any of it is queued.
         let assigned = st.open.as_ref().map_or(0, |o| o.written_len) + st.pending.len() as u64;
         let rotations = (assigned + framed + FOOTER_LEN) / self.config.segment_max_bytes;
         let estimate = on_disk(assigned + framed + FOOTER_LEN, self.block)
@@ -454,14 +535,28 @@ impl Shared {
             + rotations * self.block
             + if st.open.is_none() { self.block } else { 0 };
         self.ensure_room(&mut st, estimate.min(self.config.ceiling_bytes), false)?;
+        let mark = (st.pending.len(), st.pending_records, st.next_record);
+        let mut sealed_inside = false;
         let first = st.next_record;
         for record in records {
             let framed = FRAME_OVERHEAD + record.len() as u64;
-            if self.open_is_due(&st, framed) {
-                st = self.seal_locked(st)?.0;
+            let queued = (|| {
+                if self.open_is_full(&st, framed) && !st.flushing {
+                    self.seal_in_place(&mut st)?;
+                    sealed_inside = true;
+                }
+                self.ensure_open(&mut st)?;
+                self.reserve(&mut st, framed)
+            })();
+            if let Err(err) = queued {
+                if !sealed_inside {
+                    // Nothing of this batch has been written: take it back out.
+                    st.pending.truncate(mark.0);
+                    st.pending_records = mark.1;
+                    st.next_record = mark.2;
+                }
+                return Err(err);
             }
-            self.ensure_open(&mut st)?;
-            self.reserve(&mut st, framed)?;
             let record_no = st.next_record;
             format::encode_frame(&mut st.pending, record_no, record);
             st.pending_records += 1;
@@ -488,9 +583,16 @@ impl Shared {
         let target = on_disk(need.div_ceil(step) * step, self.block)
             .min(on_disk(self.config.segment_max_bytes.max(need), self.block));
         let growth = on_disk(target, self.block).saturating_sub(on_disk(counted, self.block));
-        if growth > 0 {
-            self.ensure_room(st, growth, false)?;
-        }
+        let target = match self.ensure_room(st, growth, false) {
+            Ok(()) => target,
+            // No room for a whole step: reserve only what this record needs.
+            Err(StoreError::Full { .. }) => {
+                let growth = on_disk(need, self.block).saturating_sub(on_disk(counted, self.block));
+                self.ensure_room(st, growth, false)?;
+                on_disk(need, self.block)
+            }
+            Err(err) => return Err(err),
+        };
         if let Some(open) = st.open.as_mut() {
             open.allocated = target.max(open.allocated);
         }

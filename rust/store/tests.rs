@@ -453,3 +453,51 @@ proptest! {
         store.append(b"after").unwrap();
     }
 }
+
+#[test]
+fn concurrent_batches_get_consecutive_positions_across_rotations() {
+    let sim = CrashSim::new(BLOCK);
+    let store = Arc::new(sim_store(&sim, 64 << 20));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for b in 0..40u32 {
+                    let batch: Vec<Vec<u8>> = (0..10u32)
+                        .map(|i| {
+                            format!("{t}:{b}:{i}:{}", "p".repeat((i * 37 % 500) as usize))
+                                .into_bytes()
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                    let first = store.append_many(&refs).unwrap();
+                    mine.extend(
+                        batch
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (first + i as u64, r)),
+                    );
+                }
+                mine
+            })
+        })
+        .collect();
+    let held: std::collections::HashMap<u64, Vec<u8>> = {
+        let mine: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let got: std::collections::HashMap<u64, Vec<u8>> =
+            all_records(&store).into_iter().collect();
+        for (pos, record) in &mine {
+            assert_eq!(got.get(pos), Some(record), "position {pos}");
+        }
+        got
+    };
+    assert_eq!(held.len(), 8 * 40 * 10);
+    assert!(
+        store.segments().iter().filter(|s| s.sealed).count() > 10,
+        "batches crossed rotations"
+    );
+}
