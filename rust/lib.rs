@@ -12,6 +12,7 @@
 
 pub mod hashing;
 pub mod quota;
+pub mod store;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -10,6 +10,7 @@ import click
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.serve import serve
+from vedette.store_cli import store_group
 from vedette.token_cli import token_group
 
 
@@ -57,6 +58,7 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
 
 main.add_command(serve)
 main.add_command(token_group)
+main.add_command(store_group)
 
 if __name__ == "__main__":
     main()

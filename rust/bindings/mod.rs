@@ -9,11 +9,13 @@ mod buffer;
 mod errors;
 mod hashing;
 mod quota;
+mod store;
 
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(module)?;
     quota::register(module)?;
+    store::register(module)?;
     Ok(())
 }
