@@ -1,7 +1,23 @@
 # Type stubs for the Rust extension module (rust/bindings/). Keep in step with it.
-from collections.abc import Buffer
+from typing_extensions import Buffer
 from os import PathLike
 from typing import Any, final
+
+__all__ = [
+    "MAX_FILE_HASH_THREADS",
+    "Digest",
+    "Hasher",
+    "ManualClock",
+    "QuotaTable",
+    "TokenBucket",
+    "__version__",
+    "blake3",
+    "canonical_json",
+    "hash_file",
+    "hash_roles",
+    "require_role",
+    "sha256",
+]
 
 __version__: str
 MAX_FILE_HASH_THREADS: int
@@ -22,7 +38,7 @@ class Digest:
     def raw(self) -> bytes: ...
     def hex(self) -> str: ...
     def __bytes__(self) -> bytes: ...
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object, /) -> bool:
         """Constant-time over the bytes; digests of different algorithms are never equal."""
     def __hash__(self) -> int: ...
 
@@ -45,6 +61,7 @@ def hash_file(
 ) -> Digest:
     """Hash a file's contents (memory-mapped; BLAKE3 over up to MAX_FILE_HASH_THREADS
     threads, all cores when ``threads`` is None). Raises OSError with the filename."""
+
 def require_role(digest: Digest | str, role: str) -> Digest: ...
 def hash_roles() -> dict[str, tuple[str, ...]]: ...
 def canonical_json(value: Any) -> bytes:

@@ -23,9 +23,7 @@ class HashRoleError(VedetteError, ValueError):
     requires and the algorithm of the digest offered.
     """
 
-    def __init__(
-        self, message: str, role: str = "", expected: str = "", given: str = ""
-    ) -> None:
+    def __init__(self, message: str, role: str = "", expected: str = "", given: str = "") -> None:
         super().__init__(message)
         self.role = role
         self.expected = expected

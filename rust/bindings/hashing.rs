@@ -33,7 +33,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
     Algorithm::from_name(name).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "unknown hash algorithm {name:?}: expected 'blake3' or 'sha256'"
+            "unknown hash algorithm {}: expected 'blake3' or 'sha256'",
+            core::quote(name)
         ))
     })
 }
@@ -131,7 +132,9 @@ pub struct Hasher {
 
 impl Hasher {
     fn state(&self) -> std::sync::MutexGuard<'_, core::Hasher> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -232,7 +235,8 @@ fn require_role<'py>(digest: &Bound<'py, PyAny>, role: &str) -> PyResult<Bound<'
     let role = HashRole::from_name(role).ok_or_else(|| {
         let names: Vec<&str> = HashRole::ALL.iter().map(|role| role.name()).collect();
         PyValueError::new_err(format!(
-            "unknown hash role {role:?}: expected one of {}",
+            "unknown hash role {}: expected one of {}",
+            core::quote(role),
             names.join(", ")
         ))
     })?;
@@ -265,7 +269,9 @@ fn canonical_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes
 }
 
 fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
-    use core::canonical::{compare_member_names, write_f64, write_integer, write_string, MAX_DEPTH};
+    use core::canonical::{
+        compare_member_names, write_f64, write_integer, write_string, MAX_DEPTH,
+    };
     if depth > MAX_DEPTH {
         return Err(errors::canonical_json(CanonicalJsonError::TooDeep));
     }

@@ -41,7 +41,9 @@ impl ManualClock {
     #[new]
     #[pyo3(signature = (start = 0.0))]
     fn new(start: f64) -> PyResult<ManualClock> {
-        Ok(ManualClock(Arc::new(core::ManualClock::new(seconds_to_ns(start)?))))
+        Ok(ManualClock(Arc::new(core::ManualClock::new(
+            seconds_to_ns(start)?,
+        ))))
     }
 
     fn advance(&self, seconds: f64) -> PyResult<()> {

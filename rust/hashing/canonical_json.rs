@@ -47,8 +47,8 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalJsonError> {
 /// Parses JSON text strictly (duplicate member names refused) and canonicalizes it.
 pub fn canonical_json_from_str(text: &str) -> Result<Vec<u8>, CanonicalJsonError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let StrictValue(value) = StrictValue::deserialize(&mut deserializer)
-        .map_err(|err| duplicate_or_invalid(&err))?;
+    let StrictValue(value) =
+        StrictValue::deserialize(&mut deserializer).map_err(|err| duplicate_or_invalid(&err))?;
     deserializer
         .end()
         .map_err(|err| CanonicalJsonError::InvalidJson(err.to_string()))?;
@@ -298,9 +298,7 @@ mod tests {
         for name in names {
             let mut quoted = Vec::new();
             write_string(&name, &mut quoted);
-            let at = output
-                .find(std::str::from_utf8(&quoted).unwrap())
-                .unwrap();
+            let at = output.find(std::str::from_utf8(&quoted).unwrap()).unwrap();
             assert!(at >= last, "{name:?} out of order in {output}");
             last = at;
         }
@@ -366,6 +364,9 @@ mod tests {
 
     #[test]
     fn whitespace_and_member_order_do_not_matter() {
-        assert_eq!(canon(r#"{ "b" : [1, {"y":2,"x":1}], "a":"\u00e9" }"#), canon(r#"{"a":"é","b":[1,{"x":1,"y":2}]}"#));
+        assert_eq!(
+            canon(r#"{ "b" : [1, {"y":2,"x":1}], "a":"\u00e9" }"#),
+            canon(r#"{"a":"é","b":[1,{"x":1,"y":2}]}"#)
+        );
     }
 }

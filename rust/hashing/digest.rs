@@ -41,15 +41,27 @@ impl fmt::Display for Algorithm {
 /// Why a digest's text form was refused. Each variant says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestParseError {
-    #[error("digest {text:?} has no algorithm prefix: expected 'blake3:<64 hex>' or 'sha256:<64 hex>'")]
+    #[error(
+        "digest {} has no algorithm prefix: expected 'blake3:<64 hex>' or 'sha256:<64 hex>'",
+        quote(text)
+    )]
     MissingPrefix { text: String },
-    #[error("digest {text:?} has unknown algorithm {algorithm:?}: expected 'blake3' or 'sha256'")]
+    #[error(
+        "digest {} has unknown algorithm {}: expected 'blake3' or 'sha256'",
+        quote(text),
+        quote(algorithm)
+    )]
     UnknownAlgorithm { text: String, algorithm: String },
-    #[error("digest {text:?} has {len} hex characters after the prefix: expected 64")]
+    #[error(
+        "digest {} has {len} hex characters after the prefix: expected 64",
+        quote(text)
+    )]
     WrongLength { text: String, len: usize },
     #[error(
-        "digest {text:?} has {found:?} at position {position} after the prefix: \
-         expected lowercase hex (0-9, a-f)"
+        "digest {} has {} at position {position} after the prefix: \
+         expected lowercase hex (0-9, a-f)",
+        quote(text),
+        quote(&found.to_string())
     )]
     NotLowercaseHex {
         text: String,
@@ -58,6 +70,15 @@ pub enum DigestParseError {
     },
     #[error("a {algorithm} digest is 32 bytes, got {len}")]
     WrongByteLength { algorithm: Algorithm, len: usize },
+}
+
+/// `text` in single quotes with control and non-printing characters escaped,
+/// as Python shows strings, so error messages read the same from both sides.
+pub fn quote(text: &str) -> String {
+    format!(
+        "'{}'",
+        text.escape_debug().to_string().replace("\\\"", "\"")
+    )
 }
 
 /// A digest with its algorithm: the only way vedette passes a hash around.
@@ -214,11 +235,14 @@ mod tests {
     fn parse_errors_say_what_is_wrong() {
         let cases: Vec<(String, &str)> = vec![
             (HEX64.to_string(), "no algorithm prefix"),
-            (format!("md5:{HEX64}"), "unknown algorithm \"md5\""),
-            (format!("SHA256:{HEX64}"), "unknown algorithm \"SHA256\""),
+            (format!("md5:{HEX64}"), "unknown algorithm 'md5'"),
+            (format!("SHA256:{HEX64}"), "unknown algorithm 'SHA256'"),
             (format!("sha256:{}", &HEX64[..63]), "63 hex characters"),
             (format!("sha256:{HEX64}0"), "65 hex characters"),
-            (format!("sha256:{}", HEX64.to_uppercase()), "'A' at position 0"),
+            (
+                format!("sha256:{}", HEX64.to_uppercase()),
+                "'A' at position 0",
+            ),
             (format!("sha256: {}", &HEX64[1..]), "' ' at position 0"),
             (format!("sha256:{}é", &HEX64[..63]), "'é' at position 63"),
             ("sha256:".to_string(), "0 hex characters"),

