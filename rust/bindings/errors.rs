@@ -7,6 +7,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
+use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
 
 /// The exception classes of `vedette.errors`, under their Python names.
@@ -15,6 +16,8 @@ mod py {
     pyo3::import_exception!(vedette.errors, HashRoleError);
     pyo3::import_exception!(vedette.errors, CanonicalJsonError);
     pyo3::import_exception!(vedette.errors, QuotaError);
+    pyo3::import_exception!(vedette.errors, BundleError);
+    pyo3::import_exception!(vedette.errors, ManifestError);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -55,4 +58,14 @@ pub fn file_hash(err: FileHashError) -> PyErr {
         Some(errno) => PyOSError::new_err((errno, message, path)),
         None => PyOSError::new_err(format!("{path}: {message}")),
     }
+}
+
+/// `BundleError(message, file, rule)`: the file inside the bundle and the rule broken.
+pub fn bundle(err: BundleError) -> PyErr {
+    py::BundleError::new_err((err.to_string(), err.file.clone(), err.rule.name()))
+}
+
+/// `ManifestError(message, at)`: `at` is the JSON path of the offending value.
+pub fn manifest(err: ManifestError) -> PyErr {
+    py::ManifestError::new_err((err.to_string(), err.at.clone()))
 }

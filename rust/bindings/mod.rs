@@ -8,12 +8,14 @@ use pyo3::prelude::*;
 mod buffer;
 mod errors;
 mod hashing;
+mod policy;
 mod quota;
 
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(module)?;
+    policy::register(module)?;
     quota::register(module)?;
     Ok(())
 }
