@@ -1,7 +1,8 @@
 # Type stubs for the Rust extension module (rust/bindings/). Keep in step with it.
-from typing_extensions import Buffer
 from os import PathLike
 from typing import Any, final
+
+from typing_extensions import Buffer
 
 __all__ = [
     "AGENT_SCHEMA",

@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.policy_cli import agent_group, bundle_group, policy_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,6 +52,11 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
         click.echo(f"{digest}  {path}")
     if failed:
         sys.exit(1)
+
+
+main.add_command(bundle_group)
+main.add_command(policy_group)
+main.add_command(agent_group)
 
 
 if __name__ == "__main__":
