@@ -6,6 +6,8 @@ import re
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vedette.hashing import CanonicalJsonError, canonical_json
 
@@ -78,6 +80,11 @@ def test_integers_are_numbers_not_python_reprs():
     assert canonical_json([0, -1, 10**15, 2**53, -(2**53), 1.0, -0.0]) == (
         b"[0,-1,1000000000000000,9007199254740992,-9007199254740992,1,0]"
     )
+    # Beyond ±2^53 an integer is kept only if its digits are already the
+    # canonical form of a double, so that it reads back as itself.
+    assert canonical_json([2**53 + 2, 18446744073709552000, -(10**20)]) == (
+        b"[9007199254740994,18446744073709552000,-100000000000000000000]"
+    )
     assert canonical_json([True, False, None]) == b"[true,false,null]"
 
 
@@ -98,9 +105,11 @@ def test_nested_values_and_tuples():
         (math.nan, "not finite"),
         (math.inf, "not finite"),
         ([-math.inf], "not finite"),
-        (2**53 + 1, "outside ±2^53"),
-        (-(2**53) - 1, "outside ±2^53"),
-        (2**200, "outside ±2^53"),
+        (2**53 + 1, "integer 9007199254740993 is not exactly an IEEE-754 double"),
+        (-(2**53) - 1, "integer -9007199254740993 is not exactly"),
+        (2**64, "integer 18446744073709551616 is not exactly"),
+        (10**21, "integer 1000000000000000000000 is not exactly"),
+        (10**400, "is not exactly an IEEE-754 double"),
         ({1: "x"}, "member names must be str, got int"),
         ({"a": {1, 2}}, "set has no JSON form"),
         (b"bytes", "bytes has no JSON form"),
@@ -125,3 +134,42 @@ def test_refuses_excessive_nesting_and_cycles():
     cycle.append(cycle)
     with pytest.raises(CanonicalJsonError, match="deeper than"):
         canonical_json(cycle)
+
+
+BMP_TEXT = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)), max_size=12)
+SIMPLE_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | BMP_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(BMP_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=8), inner)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SIMPLE_JSON)
+def test_matches_sorted_compact_json_where_the_two_agree(value):
+    """Without floats or astral-plane keys, JCS is Python's sorted compact JSON."""
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(value) == expected.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_JSON)
+def test_canonical_form_is_a_fixed_point_and_round_trips(value):
+    once = canonical_json(value)
+    # Read back as RFC 8785 reads numbers (doubles), and as Python reads them.
+    as_doubles = json.loads(once, parse_int=float)
+    assert as_doubles == value
+    assert canonical_json(as_doubles) == once
+    assert canonical_json(json.loads(once)) == once

@@ -3,6 +3,8 @@
 import pickle
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vedette.errors import VedetteError
 from vedette.hashing import (
@@ -124,3 +126,19 @@ def test_require_role_errors_for_unknown_role_and_bad_text():
         require_role("blake3:xyz", HashRole.SEGMENT_ID)
     with pytest.raises(TypeError):
         require_role(42, HashRole.SEGMENT_ID)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=80))
+def test_parse_never_accepts_what_it_would_not_write(text):
+    try:
+        digest = Digest.parse(text)
+    except DigestFormatError:
+        return
+    assert str(digest) == text
+
+
+@given(st.sampled_from(["blake3", "sha256"]), st.binary(min_size=32, max_size=32))
+def test_text_form_round_trips_for_any_bytes(algorithm, raw):
+    digest = Digest(algorithm, raw)
+    assert Digest.parse(str(digest)) == digest
+    assert hash(Digest.parse(str(digest))) == hash(digest)

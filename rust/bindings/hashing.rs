@@ -270,7 +270,7 @@ fn canonical_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes
 
 fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
     use core::canonical::{
-        compare_member_names, write_f64, write_integer, write_string, MAX_DEPTH,
+        compare_member_names, write_exact_integer, write_f64, write_string, MAX_DEPTH,
     };
     if depth > MAX_DEPTH {
         return Err(errors::canonical_json(CanonicalJsonError::TooDeep));
@@ -280,12 +280,9 @@ fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> Py
     } else if let Ok(flag) = value.cast::<PyBool>() {
         out.extend_from_slice(if flag.is_true() { b"true" } else { b"false" });
     } else if let Ok(integer) = value.cast::<PyInt>() {
-        let written = if let Ok(small) = integer.extract::<i64>() {
-            write_integer(small.unsigned_abs(), small < 0, out)
-        } else if let Ok(large) = integer.extract::<u64>() {
-            write_integer(large, false, out)
-        } else {
-            Err(CanonicalJsonError::IntegerOutOfRange(integer.to_string()))
+        let written = match integer.extract::<i64>() {
+            Ok(small) if small.unsigned_abs() <= 1 << 53 => write_f64(small as f64, out),
+            _ => write_exact_integer(&integer.to_string(), out),
         };
         written.map_err(errors::canonical_json)?;
     } else if let Ok(float) = value.cast::<PyFloat>() {

@@ -4,7 +4,8 @@
 //! spelling: object members sorted by their UTF-16 code units, no whitespace,
 //! strings escaped as ECMAScript's `JSON.stringify` does, and numbers written
 //! as ECMAScript writes IEEE-754 doubles. Inputs that JCS cannot represent
-//! exactly (NaN, infinities, integers beyond ±2^53, duplicate member names)
+//! exactly (NaN, infinities, integers whose canonical form would change them,
+//! duplicate member names)
 //! are refused rather than silently changed.
 
 use std::cmp::Ordering;
@@ -17,18 +18,15 @@ use serde_json::{Map, Number, Value};
 /// Deepest nesting accepted; deeper input is refused instead of exhausting the stack.
 pub const MAX_DEPTH: usize = 128;
 
-/// Largest integer magnitude a double represents exactly (2^53).
-const MAX_EXACT_INTEGER: u64 = 1 << 53;
-
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CanonicalJsonError {
     #[error("number {0} is not finite: canonical JSON has no NaN or Infinity")]
     NotFinite(f64),
     #[error(
-        "integer {0} is outside ±2^53 and has no exact canonical JSON form \
-         (RFC 8785 numbers are IEEE-754 doubles); pass it as a string"
+        "integer {0} is not exactly an IEEE-754 double, so its canonical JSON form \
+         would change it (RFC 8785 numbers are doubles); pass it as a string"
     )]
-    IntegerOutOfRange(String),
+    IntegerNotExact(String),
     #[error("nesting deeper than {MAX_DEPTH} levels")]
     TooDeep,
     #[error("duplicate object member name {0:?}")]
@@ -111,12 +109,14 @@ fn write_object(
     Ok(())
 }
 
+/// Numbers in JSON text are read as RFC 8785 reads them: as the nearest
+/// double, whatever digits they were written with.
 fn write_number(number: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalJsonError> {
     if let Some(integer) = number.as_i64() {
-        return write_integer(integer.unsigned_abs(), integer < 0, out);
+        return write_f64(integer as f64, out);
     }
     if let Some(integer) = number.as_u64() {
-        return write_integer(integer, false, out);
+        return write_f64(integer as f64, out);
     }
     match number.as_f64() {
         Some(float) => write_f64(float, out),
@@ -126,21 +126,35 @@ fn write_number(number: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalJsonE
     }
 }
 
-/// Writes an integer given as magnitude and sign, refusing magnitudes above 2^53.
-pub fn write_integer(
-    magnitude: u64,
-    negative: bool,
-    out: &mut Vec<u8>,
-) -> Result<(), CanonicalJsonError> {
-    if magnitude > MAX_EXACT_INTEGER {
-        let sign = if negative { "-" } else { "" };
-        return Err(CanonicalJsonError::IntegerOutOfRange(format!(
-            "{sign}{magnitude}"
-        )));
+/// Largest magnitude below which every integer is exactly a double (2^53).
+const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// Writes an integer the caller holds exactly (a Python `int`, say), given as
+/// its decimal text.
+///
+/// RFC 8785 numbers are doubles, and beyond ±2^53 the canonical form of the
+/// nearest double can have other digits (2^64 is written 18446744073709552000),
+/// which would silently change the value. Such an integer is accepted only if
+/// its digits already are the canonical form of a double; otherwise it is
+/// refused, so every accepted value reads back as itself.
+pub fn write_exact_integer(decimal: &str, out: &mut Vec<u8>) -> Result<(), CanonicalJsonError> {
+    let not_exact = || CanonicalJsonError::IntegerNotExact(decimal.to_string());
+    let value: f64 = decimal.parse().map_err(|_| not_exact())?;
+    if !value.is_finite() {
+        return Err(not_exact());
     }
-    // Exact as a double, and ECMAScript prints such doubles as plain integers.
-    let value = magnitude as f64;
-    write_f64(if negative { -value } else { value }, out)
+    let mut buffer = ryu_js::Buffer::new();
+    let canonical = buffer.format_finite(value);
+    let safe = decimal
+        .strip_prefix('-')
+        .unwrap_or(decimal)
+        .parse::<u64>()
+        .is_ok_and(|magnitude| magnitude <= MAX_SAFE_INTEGER);
+    if !safe && canonical != decimal {
+        return Err(not_exact());
+    }
+    out.extend_from_slice(canonical.as_bytes());
+    Ok(())
 }
 
 /// Writes a double the way ECMAScript's `Number.prototype.toString` does.
@@ -349,10 +363,6 @@ mod tests {
             canonical_json_from_str(r#"{"a":1,"a":2}"#),
             Err(CanonicalJsonError::DuplicateKey("\"a\"".into()))
         );
-        assert!(matches!(
-            canonical_json_from_str("9007199254740993"),
-            Err(CanonicalJsonError::IntegerOutOfRange(_))
-        ));
         assert_eq!(canon("-9007199254740992"), "-9007199254740992");
         assert!(matches!(
             canonical_json_from_str("{} x"),
@@ -360,6 +370,37 @@ mod tests {
         ));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(canonical_json_from_str(&deep).is_err());
+    }
+
+    #[test]
+    fn json_text_numbers_are_doubles() {
+        assert_eq!(canon("9007199254740993"), "9007199254740992");
+        assert_eq!(canon("18446744073709551616"), "18446744073709552000");
+        assert_eq!(canon("1E2"), "100");
+    }
+
+    #[test]
+    fn exact_integers_are_kept_or_refused() {
+        let write = |decimal: &str| {
+            let mut out = Vec::new();
+            write_exact_integer(decimal, &mut out).map(|()| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(write("9007199254740992").unwrap(), "9007199254740992");
+        assert_eq!(write("-9007199254740992").unwrap(), "-9007199254740992");
+        assert_eq!(write("9007199254740994").unwrap(), "9007199254740994");
+        assert_eq!(
+            write("18446744073709552000").unwrap(),
+            "18446744073709552000"
+        );
+        assert_eq!(write("-0").unwrap(), "0");
+        for refused in [
+            "9007199254740993",
+            "-9007199254740993",
+            "18446744073709551616",
+        ] {
+            assert!(write(refused).is_err(), "{refused}");
+        }
+        assert!(write(&"9".repeat(400)).is_err());
     }
 
     #[test]

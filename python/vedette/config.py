@@ -1,0 +1,319 @@
+"""The runtime's configuration: one typed, validated object with embedded defaults.
+
+Sources, later ones winning: the defaults below, a TOML file (``vedette.toml``),
+environment variables ``VEDETTE_<SECTION>_<KEY>`` (for example
+``VEDETTE_LISTEN_PORT=9000``), and command-line flags passed as ``overrides``
+(``{"listen.port": 9000}``). Every value is checked on load; an error names the
+dotted key, what was expected and what was given. Unknown keys are errors too,
+so a typo never silently leaves a default in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vedette.errors import VedetteError
+from vedette.hashing import Digest, DigestFormatError, HashRole, require_role, sha256
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+ENV_PREFIX = "VEDETTE_"
+
+
+class ConfigError(VedetteError, ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/vedette``, else ``~/.local/state/vedette``: per user, never shared."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "vedette"
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8797
+    # Optional Unix socket for adapters; the peer's uid maps to a caller.
+    unix_socket: Path | None = None
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Default: <state_dir>/store.
+    dir: Path | None = None
+    ceiling_bytes: int = 256 * 1024 * 1024
+    durability: Literal["durable", "interval"] = "durable"
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    rate_per_s: float = 50.0
+    burst: float = 100.0
+    max_keys: int = 10_000
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    eval_timeout_ms: int = 100
+
+
+@dataclass(frozen=True)
+class IntentLimits:
+    max_depth: int = 32
+    max_args_bytes: int = 32 * 1024
+    max_claims_bytes: int = 4 * 1024
+
+
+@dataclass(frozen=True)
+class HttpToolConfig:
+    name: str
+    url: str
+    timeout_s: float = 10.0
+    max_response_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    timeout_s: float = 10.0
+    max_output_bytes: int = 1024 * 1024
+    # Folders that fs.read and fs.list may reach; empty means those tools refuse everything.
+    fs_roots: tuple[Path, ...] = ()
+    fs_max_read_bytes: int = 1024 * 1024
+    http: tuple[HttpToolConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallerConfig:
+    """An adapter's identity: a bearer token (kept only as its SHA-256) or a Unix uid."""
+
+    id: str
+    agent: str
+    token_sha256: Digest | None = None
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A local release: the agent manifest and policy bundle files for one agent."""
+
+    name: str
+    manifest: Path
+    bundle: Path
+
+
+@dataclass(frozen=True)
+class Config:
+    node_id: str = field(default_factory=socket.gethostname)
+    state_dir: Path = field(default_factory=default_state_dir)
+    listen: ListenConfig = ListenConfig()
+    store: StoreConfig = StoreConfig()
+    quota: QuotaConfig = QuotaConfig()
+    policy: PolicyConfig = PolicyConfig()
+    intent: IntentLimits = IntentLimits()
+    tools: ToolsConfig = ToolsConfig()
+    callers: tuple[CallerConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store.dir or self.state_dir / "store"
+
+    def agent(self, name: str) -> AgentConfig | None:
+        return next((agent for agent in self.agents if agent.name == name), None)
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Defaults, then the TOML file, then ``VEDETTE_*`` variables, then ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        base = path.parent
+        data = _resolve_relative_paths(data, base)
+    for key, text in _env_overrides(os.environ if env is None else env).items():
+        _set_dotted(data, key, text)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    config: Config = _build(Config, data, "")
+    return config
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """``VEDETTE_LISTEN_PORT`` → ``listen.port``; only scalar keys of known sections."""
+    found = {}
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "VEDETTE_PASSWORD":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest in sections:
+            found[rest] = value
+            continue
+        section, _, key = rest.partition("_")
+        if section in sections and key:
+            found[f"{section}.{key}"] = value
+    return found
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: object) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a config file are relative to the file, not the working directory."""
+
+    def resolve(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v, f"{key}.{k}" if key else k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(item, key) for item in value]
+        if isinstance(value, str) and key.rsplit(".", 1)[-1] in _PATH_KEYS:
+            return str(base / value) if not Path(value).is_absolute() else value
+        return value
+
+    resolved: dict[str, Any] = resolve(data, "")
+    return resolved
+
+
+_PATH_KEYS = {"state_dir", "dir", "unix_socket", "fs_roots", "manifest", "bundle"}
+
+
+def _build(cls: type[Any], data: object, key: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key or 'config'}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, f"{key}.{name}" if key else name)
+    try:
+        return cls(**values)
+    except TypeError as err:
+        missing = [n for n, f in fields.items() if _required(f) and n not in values]
+        if missing:
+            where = f"{key}." if key else ""
+            raise ConfigError(f"{where}{missing[0]}: required") from err
+        raise ConfigError(f"{key or 'config'}: {err}") from err
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _coerce(hint: Any, value: object, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        # An empty value (as an environment variable can only give) clears an optional.
+        if type(None) in args and (value is None or value == ""):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{key}: expected one of {choices}, got {value!r}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return tuple(_coerce(args[0], item, f"{key}[{i}]") for i, item in enumerate(items))
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    return _scalar(hint, value, key)
+
+
+def _scalar(hint: Any, value: object, key: str) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise bad("true or false")
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad("an integer")
+        try:
+            number = int(value) if isinstance(value, int | str) else None
+        except ValueError:
+            number = None
+        # Every count, size and limit must be at least 1; only a uid may be 0 (root).
+        least = 0 if key.endswith(".uid") else 1
+        if number is None or number < least:
+            raise bad("an integer >= 0" if least == 0 else "an integer >= 1")
+        if key.endswith(".port") and not 0 < number < 65536:
+            raise bad("a port from 1 to 65535")
+        return number
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:
+            number_f = float(value) if isinstance(value, int | float | str) else None
+        except ValueError:
+            number_f = None
+        if number_f is None or not (number_f > 0 and number_f != float("inf")):
+            raise bad("a finite number > 0")
+        return number_f
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path) or not str(value):
+            raise bad("a path")
+        return Path(value).expanduser()
+    if hint is Digest:
+        if not isinstance(value, str):
+            raise bad("a 'sha256:<64 hex>' digest")
+        try:
+            digest = require_role(Digest.parse(value), HashRole.PAYLOAD_DIGEST)
+        except (DigestFormatError, ValueError) as err:
+            raise ConfigError(f"{key}: {err}") from err
+        if digest.algorithm != "sha256":
+            raise bad("a 'sha256:<64 hex>' digest")
+        return digest
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def token_digest(token: str) -> Digest:
+    """What the config keeps of a bearer token: its SHA-256, never the token."""
+    return sha256(token.encode("utf-8"))

@@ -1,0 +1,1 @@
+"""The runtime plane: identity, intents and tools (the decision pipeline builds on these)."""

@@ -1,0 +1,167 @@
+"""Built-in tools: ``echo``, and ``fs.read`` / ``fs.list`` confined to configured roots.
+
+Confinement does not trust path strings: the path is split into components,
+``..``, ``.`` and empty components are refused, and the file is reached by
+opening one component at a time from the root's directory handle with
+``O_NOFOLLOW``, so a symlink anywhere on the way is refused, even one swapped in
+while the call runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vedette.config import ToolsConfig
+from vedette.runtime.tools.registry import Tool, ToolFailed
+
+MAX_LIST_ENTRIES = 10_000
+
+
+class Echo:
+    """Returns its arguments unchanged."""
+
+    name = "echo"
+
+    def run(self, args: dict[str, Any]) -> Any:
+        return args
+
+
+class ConfinedFiles:
+    """Opens paths only beneath the configured roots, component by component."""
+
+    def __init__(self, roots: tuple[Path, ...]) -> None:
+        # Keep both the configured and the resolved spelling of each root, so
+        # either matches lexically; the walk itself starts from the real folder.
+        self._roots = [(root, Path(os.path.realpath(root))) for root in roots]
+
+    def open(self, path_text: object, *, directory: bool) -> tuple[int, str]:
+        if not isinstance(path_text, str) or not path_text:
+            raise ToolFailed("error", "path must be a non-empty string")
+        if "\x00" in path_text:
+            raise ToolFailed("error", "path contains a NUL character")
+        path = PurePosixPath(path_text)
+        if not path.is_absolute():
+            raise ToolFailed("error", f"path {path_text!r} must be absolute")
+        raw_parts = path_text.split("/")[1:]
+        if any(part in ("..", ".") for part in raw_parts):
+            raise ToolFailed("error", f"path {path_text!r} contains '..' or '.'")
+        for configured, real in self._roots:
+            for root in (configured, real):
+                try:
+                    relative = path.relative_to(PurePosixPath(root))
+                except ValueError:
+                    continue
+                return self._walk(real, relative.parts, directory=directory), path_text
+        raise ToolFailed("error", f"path {path_text!r} is outside the allowed roots")
+
+    def _walk(self, root: Path, parts: tuple[str, ...], *, directory: bool) -> int:
+        base = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(root, base | os.O_DIRECTORY)
+        try:
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                flags = base | (os.O_DIRECTORY if directory or not last else 0)
+                try:
+                    next_fd = os.open(part, flags, dir_fd=fd)
+                except OSError as err:
+                    raise _refusal(err, part, fd) from err
+                os.close(fd)
+                fd = next_fd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _refusal(err: OSError, part: str, dir_fd: int) -> ToolFailed:
+    link = ToolFailed("error", f"{part!r} is a symbolic link; links are not followed")
+    if err.errno in (errno.ELOOP, errno.EMLINK):
+        return link
+    # O_DIRECTORY | O_NOFOLLOW on a link reports ENOTDIR on Linux: say which it was.
+    try:
+        if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return link
+    except OSError:
+        pass
+    if err.errno == errno.ENOTDIR:
+        return ToolFailed("error", f"{part!r} is not a directory")
+    return ToolFailed("error", f"{part!r}: {err.strerror}")
+
+
+class FsRead:
+    """``{"path": "/abs/path"}`` → ``{"path", "size", "encoding", "content"}``."""
+
+    name = "fs.read"
+
+    def __init__(self, files: ConfinedFiles, max_bytes: int) -> None:
+        self._files = files
+        self._max_bytes = max_bytes
+
+    def run(self, args: dict[str, Any]) -> Any:
+        fd, path = self._files.open(args.get("path"), directory=False)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ToolFailed("error", f"{path!r} is not a regular file")
+            if info.st_size > self._max_bytes:
+                raise ToolFailed(
+                    "error",
+                    f"{path!r} is {info.st_size} bytes, over the {self._max_bytes}-byte limit",
+                )
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read(self._max_bytes + 1)
+        finally:
+            os.close(fd)
+        if len(data) > self._max_bytes:
+            raise ToolFailed("error", f"{path!r} grew past the {self._max_bytes}-byte limit")
+        try:
+            return {"path": path, "size": len(data), "encoding": "utf-8", "content": data.decode()}
+        except UnicodeDecodeError:
+            content = base64.b64encode(data).decode()
+            return {"path": path, "size": len(data), "encoding": "base64", "content": content}
+
+
+class FsList:
+    """``{"path": "/abs/dir"}`` → ``{"path", "entries": [{"name", "type", "size"}]}``."""
+
+    name = "fs.list"
+
+    def __init__(self, files: ConfinedFiles) -> None:
+        self._files = files
+
+    def run(self, args: dict[str, Any]) -> Any:
+        fd, path = self._files.open(args.get("path"), directory=True)
+        entries: list[dict[str, Any]] = []
+        try:
+            with os.scandir(fd) as scan:
+                for entry in scan:
+                    if len(entries) >= MAX_LIST_ENTRIES:
+                        raise ToolFailed("error", f"{path!r} has over {MAX_LIST_ENTRIES} entries")
+                    info = entry.stat(follow_symlinks=False)
+                    entries.append(
+                        {"name": entry.name, "type": _kind(info.st_mode), "size": info.st_size}
+                    )
+        finally:
+            os.close(fd)
+        entries.sort(key=lambda item: str(item["name"]))
+        return {"path": path, "entries": entries}
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+def builtin_tools(config: ToolsConfig) -> list[Tool]:
+    files = ConfinedFiles(config.fs_roots)
+    return [Echo(), FsRead(files, config.fs_max_read_bytes), FsList(files)]

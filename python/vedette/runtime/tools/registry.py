@@ -1,0 +1,139 @@
+"""The tool registry and the guarded execution of one tool call."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from vedette.config import ToolsConfig
+from vedette.errors import VedetteError
+from vedette.hashing import Digest, sha256
+
+ENTRY_POINT_GROUP = "vedette.tools"
+
+# Sync tools run here, so a slow one never blocks the event loop; the bound
+# keeps a flood of hung calls from growing threads without limit.
+MAX_TOOL_THREADS = 32
+
+
+@runtime_checkable
+class Tool(Protocol):
+    name: str
+
+    def run(self, args: dict[str, Any]) -> Any: ...
+
+
+class UnknownTool(VedetteError, LookupError):
+    """No tool of that name is registered."""
+
+
+class ToolFailed(VedetteError):
+    """The tool ran and failed: raised, timed out, or returned something unusable.
+
+    ``kind`` is a short machine-readable cause (``error``, ``timeout``,
+    ``output_too_large``, ``bad_output``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """A successful run: the output and the SHA-256 of its JSON encoding (for evidence)."""
+
+    output: Any
+    output_json: bytes
+    output_digest: Digest
+
+
+class ToolRegistry:
+    def __init__(self, config: ToolsConfig, *, load_plugins: bool = True) -> None:
+        from vedette.runtime.tools import builtin, http
+
+        self._config = config
+        self._tools: dict[str, Tool] = {}
+        for tool in builtin.builtin_tools(config):
+            self.register(tool)
+        for declared in config.http:
+            self.register(http.HttpTool(declared))
+        if load_plugins:
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                self.register(_instantiate(entry.load(), config, entry.name))
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=MAX_TOOL_THREADS, thread_name_prefix="vedette-tool"
+        )
+
+    def register(self, tool: Tool) -> None:
+        if not isinstance(tool, Tool) or not isinstance(tool.name, str) or not tool.name:
+            raise TypeError(f"{tool!r} is not a tool: it needs a non-empty name and run(args)")
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is registered twice")
+        self._tools[tool.name] = tool
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    async def execute(self, name: str, args: dict[str, Any]) -> ToolOutcome:
+        """Run a tool under the timeout and output limit; raises ToolFailed or UnknownTool."""
+        tool = self._tools.get(name)
+        if tool is None:
+            raise UnknownTool(f"no tool named {name!r}")
+        timeout = self._config.timeout_s
+        try:
+            if inspect.iscoroutinefunction(tool.run):
+                output = await asyncio.wait_for(tool.run(args), timeout)
+            else:
+                loop = asyncio.get_running_loop()
+                call = loop.run_in_executor(self._threads, tool.run, args)
+                # A sync tool cannot be interrupted: on timeout its thread is
+                # abandoned and finishes on its own; the call has already failed.
+                output = await asyncio.wait_for(call, timeout)
+        except asyncio.TimeoutError as err:
+            raise ToolFailed("timeout", f"tool {name!r} did not finish in {timeout:g} s") from err
+        except ToolFailed:
+            raise
+        except Exception as err:  # any failure of tool code is the tool's failure
+            raise ToolFailed("error", f"{type(err).__name__}: {err}") from err
+        return self._outcome(name, output)
+
+    def _outcome(self, name: str, output: Any) -> ToolOutcome:
+        try:
+            encoded = json.dumps(output, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as err:
+            raise ToolFailed(
+                "bad_output", f"tool {name!r} returned non-JSON output: {err}"
+            ) from err
+        limit = self._config.max_output_bytes
+        if len(encoded) > limit:
+            raise ToolFailed(
+                "output_too_large",
+                f"tool {name!r} returned {len(encoded)} bytes, over the {limit}-byte limit",
+            )
+        return ToolOutcome(output, encoded, sha256(encoded))
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _instantiate(loaded: Any, config: ToolsConfig, entry_name: str) -> Tool:
+    """A plugin entry point names a tool object, or a factory called with the tools config."""
+    if isinstance(loaded, Tool):
+        return loaded
+    if callable(loaded):
+        tool = loaded(config)
+        if isinstance(tool, Tool):
+            return tool
+    raise TypeError(
+        f"entry point {entry_name!r} in group {ENTRY_POINT_GROUP!r} gives neither a tool "
+        "nor a factory returning one"
+    )
