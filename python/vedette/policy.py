@@ -37,7 +37,7 @@ FAULTS = ("undefined", "error", "timeout", "malformed", "panic")
 def load_engine(
     path: str | os.PathLike[str],
     *,
-    time_limit: float = 0.25,
+    time_limit: float = 0.1,
     limits: BundleLimits | None = None,
 ) -> PolicyEngine:
     """Read the bundle at ``path`` (directory or ``.tar.gz``) and compile it.

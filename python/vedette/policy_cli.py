@@ -80,7 +80,7 @@ def bundle_build(source: Path, output: Path) -> None:
     Prints '<policy hash>  OUTPUT'.
     """
     bundle = _load_bundle("bundle build", source)
-    _compile("bundle build", source, bundle, time_limit=0.25)
+    _compile("bundle build", source, bundle, time_limit=0.1)
     try:
         _write_atomically(output, bundle.to_tar_gz())
     except OSError as err:
@@ -118,7 +118,7 @@ def policy_group() -> None:
 @click.option(
     "--time-limit",
     type=click.FloatRange(min=0.001, max=3600),
-    default=0.25,
+    default=0.1,
     show_default=True,
     help="Seconds one evaluation may take before it is denied.",
 )

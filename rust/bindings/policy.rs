@@ -210,7 +210,7 @@ pub struct PolicyEngine(core::PolicyEngine);
 #[pymethods]
 impl PolicyEngine {
     #[new]
-    #[pyo3(signature = (bundle, *, time_limit = 0.25, reuse = "pool"))]
+    #[pyo3(signature = (bundle, *, time_limit = 0.1, reuse = "pool"))]
     fn new(py: Python<'_>, bundle: &Bundle, time_limit: f64, reuse: &str) -> PyResult<Self> {
         if !time_limit.is_finite() || time_limit <= 0.0 || time_limit > 3600.0 {
             return Err(PyValueError::new_err(format!(

@@ -215,7 +215,10 @@ fn unreadable(path: Option<&str>, err: &io::Error) -> BundleError {
     }
 }
 
-fn read_tar_entries(reader: impl Read, limits: &BundleLimits) -> Result<BundleFiles, BundleError> {
+fn read_tar_entries<R: Read>(
+    reader: &mut R,
+    limits: &BundleLimits,
+) -> Result<BundleFiles, BundleError> {
     let mut archive = Archive::new(reader);
     let mut budget = Budget::new(limits);
     let mut files = BundleFiles::new();
@@ -285,6 +288,9 @@ fn read_tar_entries(reader: impl Read, limits: &BundleLimits) -> Result<BundleFi
             }
         }
     }
+    // tar stops at its end-of-archive blocks; read on to the end of the gzip
+    // stream so its checksum is verified and a damaged archive is refused.
+    io::copy(archive.into_inner(), &mut io::sink()).map_err(|err| unreadable(None, &err))?;
     Ok(files)
 }
 

@@ -162,7 +162,10 @@ impl PolicyEngine {
         engine.set_input(Value::new_object());
         if let Err(err) = engine.eval_rule(ENTRY_POINT.to_string()) {
             if is_compile_error(&err) {
-                return Err(BundleError::new(BundleRule::Rego, err.to_string()));
+                return Err(BundleError::new(
+                    BundleRule::Rego,
+                    summarize(&err.to_string()),
+                ));
             }
         }
         Ok(PolicyEngine {
@@ -213,7 +216,7 @@ impl PolicyEngine {
             ),
             Ok(Err(err)) => Decision::fault(
                 Fault::Error,
-                format!("policy evaluation failed: {}", first_line(&err.to_string())),
+                format!("policy evaluation failed: {}", summarize(&err.to_string())),
                 Value::Undefined,
             ),
             Err(_) => {
@@ -237,7 +240,7 @@ impl PolicyEngine {
             Ok(input) => self.evaluate(input),
             Err(err) => Decision::fault(
                 Fault::Error,
-                format!("input is not valid JSON: {}", first_line(&err.to_string())),
+                format!("input is not valid JSON: {}", summarize(&err.to_string())),
                 Value::Undefined,
             ),
         }
@@ -353,15 +356,29 @@ fn is_compile_error(err: &anyhow::Error) -> bool {
     [
         "recursion",
         "not a valid rule path",
+        "could not find function",
         "unknown function",
-        "undefined function",
     ]
     .iter()
     .any(|needle| text.contains(needle))
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
+/// One line from a regorus error, which spans several (a source excerpt with
+/// a caret): `p.rego:2:42: could not find function x`.
+fn summarize(text: &str) -> String {
+    let location = text
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("--> "))
+        .map(str::trim);
+    let message = text
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("error: "))
+        .or_else(|| text.lines().map(str::trim).find(|line| !line.is_empty()))
+        .unwrap_or("unknown error");
+    match location {
+        Some(location) => format!("{location}: {message}"),
+        None => message.to_string(),
+    }
 }
 
 /// A JSON object from (name, value) pairs, for building inputs in Rust.

@@ -46,7 +46,7 @@ pub struct EvalLimits {
 impl Default for EvalLimits {
     fn default() -> EvalLimits {
         EvalLimits {
-            time_limit: Duration::from_millis(250),
+            time_limit: Duration::from_millis(100),
         }
     }
 }

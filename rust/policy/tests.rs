@@ -553,3 +553,29 @@ fn agent_manifest_errors_name_the_field() {
         assert_eq!(err.at, at, "{err}");
     }
 }
+
+#[test]
+fn unknown_builtin_reached_at_warm_up_is_refused_at_load() {
+    let err = engine_error(&[(
+        "p.rego",
+        "package vedette\ndecision := {\"allow\": http.send({}).status_code == 200, \"reason\": \"r\"}\n",
+    )]);
+    assert_eq!(err.rule, BundleRule::Rego);
+    assert!(
+        err.detail.contains("could not find function http.send"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_gzip_checksum_is_refused() {
+    let packed = bundle(&[("p.rego", &ALLOW_ECHO.repeat(20))])
+        .unwrap()
+        .to_tar_gz()
+        .unwrap();
+    // The last 8 bytes are the CRC-32 and length of the gzip member.
+    let mut bad_crc = packed.clone();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0x01;
+    assert_eq!(read_error(&bad_crc).rule, BundleRule::Unreadable);
+}
