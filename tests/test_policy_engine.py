@@ -185,9 +185,10 @@ def test_time_limit_must_be_sensible(tmp_path, time_limit):
 
 def test_reuse_modes_agree(tmp_path):
     bundle = Bundle.load(write_bundle(tmp_path, {"p.rego": ALLOW_ECHO}))
-    pooled, cloned = PolicyEngine(bundle, reuse="pool"), PolicyEngine(bundle, reuse="clone")
+    engines = [PolicyEngine(bundle, reuse=reuse) for reuse in ("pool", "clone", "independent")]
     for tool in ["echo", "fs.read", "", "echo"]:
-        assert pooled.evaluate({"tool": tool}).allow == cloned.evaluate({"tool": tool}).allow
+        decisions = {engine.evaluate({"tool": tool}).allow for engine in engines}
+        assert decisions == {tool == "echo"}
     with pytest.raises(ValueError, match="reuse"):
         PolicyEngine(bundle, reuse="shared")
 

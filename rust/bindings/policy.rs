@@ -220,9 +220,10 @@ impl PolicyEngine {
         let reuse = match reuse {
             "pool" => EngineReuse::Pool,
             "clone" => EngineReuse::ClonePerCall,
+            "independent" => EngineReuse::Independent,
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "reuse must be 'pool' or 'clone', got {other:?}"
+                    "reuse must be 'pool', 'clone' or 'independent', got {other:?}"
                 )))
             }
         };

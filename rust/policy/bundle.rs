@@ -1,6 +1,7 @@
 //! An OPA-format bundle: `.manifest`, data files mounted at their directory
 //! path, and Rego modules, read with the bounds of [`BundleLimits`].
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -9,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::archive::{self, BundleFiles, DATA_FILES, MANIFEST_FILE, REGO_SUFFIX};
 use super::error::{BundleError, BundleRule};
-use super::hash::policy_hash;
+use super::hash::{canonical_form, file_digest, policy_hash_of};
 use super::limits::BundleLimits;
-use crate::hashing::{canonical_json_from_str, Digest};
+use crate::hashing::{canonical_json_from_str, sha256, Digest};
 
 /// The Rego dialect a bundle is written in (`rego_version` in `.manifest`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,24 +100,43 @@ impl Bundle {
 
     /// Reads a bundle from the bytes of a `.tar.gz`.
     pub fn from_tar_gz(bytes: &[u8], limits: &BundleLimits) -> Result<Bundle, BundleError> {
-        Bundle::from_files(archive::read_tar_gz(bytes, limits)?, limits)
+        // The archive is outside data: should a reader panic on it, the
+        // bundle is refused rather than the panic reaching the caller.
+        std::panic::catch_unwind(|| {
+            Bundle::from_files(archive::read_tar_gz(bytes, limits)?, limits)
+        })
+        .unwrap_or_else(|_| {
+            Err(BundleError::new(
+                BundleRule::Unreadable,
+                "reading the archive failed unexpectedly (a reader panicked)",
+            ))
+        })
     }
 
     /// Builds a bundle from its files (paths already normalized).
     pub fn from_files(files: BundleFiles, _limits: &BundleLimits) -> Result<Bundle, BundleError> {
+        let mut digests = BTreeMap::new();
         let manifest = match files.get(MANIFEST_FILE) {
-            Some(bytes) => parse_manifest(bytes)?,
+            Some(bytes) => {
+                let (canonical, value) = canonical_form(MANIFEST_FILE, bytes)?;
+                digests.insert(MANIFEST_FILE, sha256(&canonical));
+                parse_manifest(value)?
+            }
             None => BundleManifest::default(),
         };
         let mut data = Value::Object(Map::new());
         let mut modules = Vec::new();
         for (path, bytes) in &files {
+            if path == MANIFEST_FILE {
+                continue;
+            }
             let (dir, name) = match path.rsplit_once('/') {
                 Some((dir, name)) => (dir, name),
                 None => ("", path.as_str()),
             };
             if DATA_FILES.contains(&name) {
-                let value = parse_data(path, bytes)?;
+                let (canonical, value) = canonical_form(path, bytes)?;
+                digests.insert(path.as_str(), sha256(&canonical));
                 let mount: Vec<&str> = if dir.is_empty() {
                     Vec::new()
                 } else {
@@ -124,7 +144,10 @@ impl Bundle {
                 };
                 check_data_roots(path, &mount, &value, &manifest.roots)?;
                 mount_data(path, &mut data, &mount, value)?;
-            } else if name.ends_with(REGO_SUFFIX) {
+            } else {
+                digests.insert(path.as_str(), file_digest(path, bytes)?);
+            }
+            if name.ends_with(REGO_SUFFIX) {
                 let source = String::from_utf8(bytes.clone()).map_err(|_| {
                     BundleError::at(path, BundleRule::Rego, "module is not valid UTF-8")
                 })?;
@@ -140,7 +163,7 @@ impl Bundle {
                 "the bundle has no .rego module, so no data.vedette.decision rule",
             ));
         }
-        let policy_hash = policy_hash(&files)?;
+        let policy_hash = policy_hash_of(&digests)?;
         Ok(Bundle {
             files,
             manifest,
@@ -186,10 +209,8 @@ pub(crate) fn parse_strict_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|err| err.to_string())
 }
 
-fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest, BundleError> {
+fn parse_manifest(value: Value) -> Result<BundleManifest, BundleError> {
     let fail = |detail: String| BundleError::at(MANIFEST_FILE, BundleRule::Manifest, detail);
-    let text = std::str::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))?;
-    let value = parse_strict_json(text).map_err(|err| fail(format!("not valid JSON: {err}")))?;
     let Value::Object(fields) = value else {
         return Err(fail("must be a JSON object".into()));
     };
@@ -299,22 +320,6 @@ fn check_data_roots(
                 if path.is_empty() { "/" } else { &path }
             ),
         )),
-    }
-}
-
-fn parse_data(path: &str, bytes: &[u8]) -> Result<Value, BundleError> {
-    let fail = |detail: String| BundleError::at(path, BundleRule::Data, detail);
-    let text = std::str::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))?;
-    if path.ends_with(".json") {
-        parse_strict_json(text).map_err(|err| fail(format!("not valid JSON: {err}")))
-    } else {
-        let value = regorus::Value::from_yaml_str(text)
-            .map_err(|err| fail(format!("not valid YAML: {err}")))?;
-        let json = value
-            .to_json_str()
-            .map_err(|err| fail(format!("YAML value has no JSON form: {err}")))?;
-        serde_json::from_str(&json)
-            .map_err(|err| fail(format!("YAML value has no JSON form: {err}")))
     }
 }
 

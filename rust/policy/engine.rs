@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{LimitError, Value};
@@ -86,6 +86,11 @@ pub enum EngineReuse {
     ClonePerCall,
     /// Keep engines that finished cleanly and hand them to the next call.
     Pool,
+    /// Like `Pool`, but a call that finds no idle engine compiles a new one
+    /// from the bundle instead of cloning the warmed one, so concurrent
+    /// engines share no reference-counted policy or data (no cache-line
+    /// contention on shared counts between cores).
+    Independent,
 }
 
 /// Enforces the decision contract of `docs/contracts.md`: the only way to
@@ -97,6 +102,8 @@ pub struct PolicyEngine {
     warmed: regorus::Engine,
     idle: Mutex<Vec<regorus::Engine>>,
     reuse: EngineReuse,
+    /// Kept to compile independent engines ([`EngineReuse::Independent`]).
+    bundle: Arc<Bundle>,
     limits: EvalLimits,
     policy_hash: Digest,
     revision: String,
@@ -105,73 +112,20 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Compiles and warms a bundle.
     pub fn new(bundle: &Bundle, limits: EvalLimits) -> Result<PolicyEngine, BundleError> {
-        let mut engine = regorus::Engine::new();
-        engine.set_rego_v0(bundle.manifest().rego_version == RegoVersion::V0);
-        // Builtin errors (a bad regex, a type mismatch) raise instead of
-        // quietly making an expression undefined; raised errors deny.
-        engine.set_strict_builtin_errors(true);
-        engine.set_execution_timer_config(ExecutionTimerConfig {
-            limit: limits.time_limit,
-            check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
-        });
-        for module in bundle.modules() {
-            engine
-                .add_policy(module.path.clone(), module.source.clone())
-                .map_err(|err| BundleError::at(&module.path, BundleRule::Rego, err.to_string()))?;
-        }
-        let packages = engine
-            .get_policy_package_components()
-            .map_err(|err| BundleError::new(BundleRule::Rego, err.to_string()))?;
-        let roots = &bundle.manifest().roots;
-        for package in &packages {
-            let components: Vec<&str> = package.components.iter().map(String::as_str).collect();
-            if !within_roots(&components, roots) {
-                return Err(BundleError::at(
-                    &package.source_file,
-                    BundleRule::Roots,
-                    format!(
-                        "package data.{} is outside the manifest roots {roots:?}",
-                        package.components.join(".")
-                    ),
-                ));
-            }
-        }
-        let mut has_entry_point = false;
-        for package in &packages {
-            if package.components == ENTRY_PACKAGE {
-                has_entry_point |= engine
-                    .has_declared_rule_rooted_at(&package.source_file, ENTRY_RULE)
-                    .map_err(|err| {
-                        BundleError::at(&package.source_file, BundleRule::Rego, err.to_string())
-                    })?;
-            }
-        }
-        if !has_entry_point {
-            return Err(BundleError::new(
-                BundleRule::EntryPoint,
-                format!("no module defines the rule {ENTRY_POINT}"),
-            ));
-        }
-        engine
-            .add_data(Value::from(bundle.data().clone()))
-            .map_err(|err| BundleError::new(BundleRule::Data, err.to_string()))?;
-        // Warm: the first evaluation prepares the interpreter (rule indexes,
-        // scheduling); clones made afterwards start prepared. Compile errors
-        // surface here; an evaluation error on an empty input does not
-        // matter, as real inputs differ.
-        engine.set_input(Value::new_object());
-        if let Err(err) = engine.eval_rule(ENTRY_POINT.to_string()) {
-            if is_compile_error(&err) {
-                return Err(BundleError::new(
+        // A compiler panic on a hostile module refuses the bundle; it never
+        // unwinds into the caller.
+        let engine =
+            catch_unwind(AssertUnwindSafe(|| compile(bundle, limits))).unwrap_or_else(|_| {
+                Err(BundleError::new(
                     BundleRule::Rego,
-                    summarize(&err.to_string()),
-                ));
-            }
-        }
+                    "the Rego compiler failed unexpectedly (it panicked) on this bundle",
+                ))
+            })?;
         Ok(PolicyEngine {
             warmed: engine,
             idle: Mutex::new(Vec::new()),
             reuse: EngineReuse::Pool,
+            bundle: Arc::new(bundle.clone()),
             limits,
             policy_hash: bundle.policy_hash(),
             revision: bundle.manifest().revision.clone(),
@@ -247,8 +201,16 @@ impl PolicyEngine {
     }
 
     fn take_engine(&self) -> regorus::Engine {
-        if self.reuse == EngineReuse::Pool {
+        if self.reuse != EngineReuse::ClonePerCall {
             if let Some(engine) = self.idle_engines().pop() {
+                return engine;
+            }
+        }
+        if self.reuse == EngineReuse::Independent {
+            // It compiled once; should it not now, the clone is as good.
+            if let Ok(Ok(engine)) =
+                catch_unwind(AssertUnwindSafe(|| compile(&self.bundle, self.limits)))
+            {
                 return engine;
             }
         }
@@ -256,7 +218,7 @@ impl PolicyEngine {
     }
 
     fn return_engine(&self, engine: regorus::Engine) {
-        if self.reuse == EngineReuse::Pool {
+        if self.reuse != EngineReuse::ClonePerCall {
             let mut idle = self.idle_engines();
             if idle.len() < MAX_IDLE_ENGINES {
                 idle.push(engine);
@@ -270,6 +232,75 @@ impl PolicyEngine {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Compiles a bundle into a warmed regorus engine: every check that needs the
+/// Rego compiler (syntax, package roots, the entry point) happens here.
+fn compile(bundle: &Bundle, limits: EvalLimits) -> Result<regorus::Engine, BundleError> {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(bundle.manifest().rego_version == RegoVersion::V0);
+    // Builtin errors (a bad regex, a type mismatch) raise instead of
+    // quietly making an expression undefined; raised errors deny.
+    engine.set_strict_builtin_errors(true);
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: limits.time_limit,
+        check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
+    });
+    for module in bundle.modules() {
+        engine
+            .add_policy(module.path.clone(), module.source.clone())
+            .map_err(|err| BundleError::at(&module.path, BundleRule::Rego, err.to_string()))?;
+    }
+    let packages = engine
+        .get_policy_package_components()
+        .map_err(|err| BundleError::new(BundleRule::Rego, err.to_string()))?;
+    let roots = &bundle.manifest().roots;
+    for package in &packages {
+        let components: Vec<&str> = package.components.iter().map(String::as_str).collect();
+        if !within_roots(&components, roots) {
+            return Err(BundleError::at(
+                &package.source_file,
+                BundleRule::Roots,
+                format!(
+                    "package data.{} is outside the manifest roots {roots:?}",
+                    package.components.join(".")
+                ),
+            ));
+        }
+    }
+    let mut has_entry_point = false;
+    for package in &packages {
+        if package.components == ENTRY_PACKAGE {
+            has_entry_point |= engine
+                .has_declared_rule_rooted_at(&package.source_file, ENTRY_RULE)
+                .map_err(|err| {
+                    BundleError::at(&package.source_file, BundleRule::Rego, err.to_string())
+                })?;
+        }
+    }
+    if !has_entry_point {
+        return Err(BundleError::new(
+            BundleRule::EntryPoint,
+            format!("no module defines the rule {ENTRY_POINT}"),
+        ));
+    }
+    engine
+        .add_data(Value::from(bundle.data().clone()))
+        .map_err(|err| BundleError::new(BundleRule::Data, err.to_string()))?;
+    // Warm: the first evaluation prepares the interpreter (rule indexes,
+    // scheduling); clones made afterwards start prepared. Compile errors
+    // surface here; an evaluation error on an empty input does not
+    // matter, as real inputs differ.
+    engine.set_input(Value::new_object());
+    if let Err(err) = engine.eval_rule(ENTRY_POINT.to_string()) {
+        if is_compile_error(&err) {
+            return Err(BundleError::new(
+                BundleRule::Rego,
+                summarize(&err.to_string()),
+            ));
+        }
+    }
+    Ok(engine)
 }
 
 /// Turns the value of `data.vedette.decision` into a decision, denying

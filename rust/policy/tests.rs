@@ -579,3 +579,60 @@ fn corrupt_gzip_checksum_is_refused() {
     bad_crc[at] ^= 0x01;
     assert_eq!(read_error(&bad_crc).rule, BundleRule::Unreadable);
 }
+
+/// Decisions per second of the example-like policy with 1 and 2 threads for
+/// each reuse strategy. A measurement, not a test: run it with
+/// `cargo test --release --lib policy::tests::scaling_probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn scaling_probe() {
+    let policy = r#"package vedette
+default decision := {"allow": false, "reason": "no"}
+decision := {"allow": true, "reason": sprintf("%s is under %s", [input.path, data.root])} if {
+    startswith(input.path, concat("", [data.root, "/"]))
+    not contains(input.path, "..")
+}
+"#;
+    let bundle = bundle(&[
+        ("p.rego", policy),
+        ("data.json", r#"{"root": "examples/data"}"#),
+    ])
+    .unwrap();
+    let input = object([("path", Value::from("examples/data/hello.txt"))]);
+    for reuse in [
+        EngineReuse::ClonePerCall,
+        EngineReuse::Pool,
+        EngineReuse::Independent,
+    ] {
+        let engine = PolicyEngine::new(&bundle, EvalLimits::default())
+            .unwrap()
+            .with_reuse(reuse);
+        let mut rates = Vec::new();
+        for threads in [1usize, 2] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            let started = std::time::Instant::now();
+            let total: usize = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = 0;
+                            while std::time::Instant::now() < deadline {
+                                assert!(engine.evaluate(input.clone()).allow);
+                                done += 1;
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            rates.push(total as f64 / started.elapsed().as_secs_f64());
+        }
+        println!(
+            "{reuse:?}: 1 thread {:.0}/s, 2 threads {:.0}/s, scaling {:.2}",
+            rates[0],
+            rates[1],
+            rates[1] / rates[0]
+        );
+    }
+}
