@@ -20,6 +20,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 
 import regopy
 import regorus
@@ -28,6 +29,7 @@ from report import format_seconds, machine, write_section
 
 from vedette.policy import Bundle, PolicyEngine
 
+ANCHOR_VERSIONS = {name: version(name) for name in ("regopy", "gordon-to-regorus")}
 OPA_RBAC_NS_PER_OP = 45032
 OPA_RBAC_MEDIAN_NS = 35846
 
@@ -90,7 +92,9 @@ def percentile(samples: list[int], fraction: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
 
 
-def throughput(make_call: Callable[[], Callable[[], object]], threads: int, seconds: float) -> float:
+def throughput(
+    make_call: Callable[[], Callable[[], object]], threads: int, seconds: float
+) -> float:
     """Decisions per second with ``threads`` Python threads calling at once.
 
     Each thread gets its call from ``make_call`` on its own thread: the
@@ -158,14 +162,18 @@ def ratio_text(rows: list[dict], anchor: str, goal: float) -> tuple[str, str]:
     by_name = {row["engine"]: row for row in rows}
     vedette, other = by_name["vedette"], by_name[anchor]
     ratio = other["p50"] / vedette["p50"]
-    per_round = [a / v for a, v in zip(other["round_medians"], vedette["round_medians"], strict=True)]
+    per_round = [
+        a / v for a, v in zip(other["round_medians"], vedette["round_medians"], strict=True)
+    ]
     verdict = "met" if ratio >= goal else "NOT met"
     return f"{ratio:.2f}× ({min(per_round):.2f}–{max(per_round):.2f})", f"≥ {goal:g}× {verdict}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds; do not write RESULTS.md")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer rounds; do not write RESULTS.md"
+    )
     args = parser.parse_args()
     rounds, per_round, seconds = (3, 2000, 1.0) if args.quick else (7, 5000, 3.0)
 
@@ -175,11 +183,13 @@ def main() -> None:
         f"Machine: {machine()}.",
         f"Command: `python bench/compare_policy.py` ({rounds} interleaved rounds of {per_round} "
         "calls per engine, each call timed; throughput runs of "
-        f"{seconds:g} s). Anchors: `regopy` {regopy.__version__ if hasattr(regopy, '__version__') else '1.5.2'} "
-        "(rego-cpp) and `gordon-to-regorus` 0.13.0 (a published Python binding of regorus; "
+        f"{seconds:g} s). Anchors: `regopy` {ANCHOR_VERSIONS['regopy']} "
+        "(rego-cpp) and `gordon-to-regorus` "
+        f"{ANCHOR_VERSIONS['gordon-to-regorus']} (a published Python binding of regorus; "
         "the `regorus` name itself is not on PyPI). vedette pins regorus 0.14.1.",
         "",
-        "| policy | engine | p50 | p99 | decisions/s (1 thread) | vedette speed-up (p50 ratio, per-round range) | goal |",
+        "| policy | engine | p50 | p99 | decisions/s (1 thread) "
+        "| vedette speed-up (p50 ratio, per-round range) | goal |",
         "|---|---|---|---|---|---|---|",
     ]
     goals = {"regorus (Python binding)": 1.0, "regopy (rego-cpp)": 3.0}
@@ -194,9 +204,10 @@ def main() -> None:
                 ratio, goal = ratio_text(rows, row["engine"], goals[row["engine"]])
             lines.append(
                 f"| {case.name} | {row['engine']} | {format_seconds(row['p50'] / 1e9)} | "
-                f"{format_seconds(row['p99'] / 1e9)} | {1e9 / row['mean']:,.0f} | {ratio} | {goal} |"
+                f"{format_seconds(row['p99'] / 1e9)} | {1e9 / row['mean']:,.0f} "
+                f"| {ratio} | {goal} |"
             )
-        print("\n".join(lines[-len(rows):]), flush=True)
+        print("\n".join(lines[-len(rows) :]), flush=True)
 
     lines += [
         "",
@@ -222,8 +233,14 @@ def main() -> None:
     for name, make_call in scaling_runs.items():
         one = throughput(make_call, 1, seconds)
         two = throughput(make_call, 2, seconds)
-        goal = ("met" if two / one >= 1.8 else "NOT met") if name.startswith("vedette, engine") else "report"
-        lines.append(f"| {case.name} | {name} | {one:,.0f}/s | {two:,.0f}/s | {two / one:.2f}× {goal} |")
+        goal = (
+            ("met" if two / one >= 1.8 else "NOT met")
+            if name.startswith("vedette, engine")
+            else "report"
+        )
+        lines.append(
+            f"| {case.name} | {name} | {one:,.0f}/s | {two:,.0f}/s | {two / one:.2f}× {goal} |"
+        )
         print(lines[-1], flush=True)
 
     archive, data_bytes = large_bundle()
@@ -240,8 +257,8 @@ def main() -> None:
         "",
         "### Loading a 1 MiB bundle",
         "",
-        f"A bundle with a {data_bytes / (1 << 20):.2f} MiB `data.json` (RBAC users and roles) and one "
-        f"module, {len(archive) / 1024:.0f} KiB compressed; median of {len(load_times)}:",
+        f"A bundle with a {data_bytes / (1 << 20):.2f} MiB `data.json` (RBAC users and roles) "
+        f"and one module, {len(archive) / 1024:.0f} KiB compressed; median of {len(load_times)}:",
         "",
         "| step | time |",
         "|---|---|",
