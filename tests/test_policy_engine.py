@@ -196,17 +196,17 @@ def test_reuse_modes_agree(tmp_path):
 EXAMPLE_CASES = [
     (example_input("echo", {"text": "hi"}), True, "echo is always allowed"),
     (
-        example_input("fs.read", {"path": "examples/data/hello.txt"}),
+        example_input("fs.read", {"path": "/data/hello.txt"}),
         True,
-        "examples/data/hello.txt",
+        "/data/hello.txt",
     ),
     (example_input("fs.read", {"path": "/etc/passwd"}), False, '"/etc/passwd"'),
     (
-        example_input("fs.read", {"path": "examples/data/../secret"}),
+        example_input("fs.read", {"path": "/data/../secret"}),
         False,
-        "examples/data/../secret",
+        "/data/../secret",
     ),
-    (example_input("fs.read", {"path": "examples/database"}), False, "examples/database"),
+    (example_input("fs.read", {"path": "/database"}), False, "/database"),
     (example_input("fs.read", {"path": 7}), False, "non-string path"),
     (example_input("fs.read", {}), False, "missing or non-string path"),
     (example_input("shell.exec", {"command": "id"}), False, 'tool "shell.exec" is not declared'),

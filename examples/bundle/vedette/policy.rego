@@ -43,9 +43,10 @@ read_allowed if {
 	not climbs_out(input.args.path)
 }
 
-# "a/../b" and "a/./b" could name a file outside the folder once resolved.
+# "/data/../b" and "/data/./b" could name a file outside the folder once
+# resolved; empty segments ("/data//b") are refused too, so a path has one spelling.
 climbs_out(path) if {
-	some segment in split(path, "/")
+	some segment in split(trim_prefix(path, "/"), "/")
 	segment in {"", ".", ".."}
 }
 
