@@ -8,6 +8,7 @@ The side-by-side comparison with SQLite is ``bench/compare_store.py``.
 import threading
 
 import pytest
+
 from vedette.store import SegmentStore
 
 RECORD = b"r" * 256

@@ -4,6 +4,7 @@
 //! tested with `cargo test` and reused from Rust:
 //!
 //! - [`hashing`]: BLAKE3 and SHA-256 digests with fixed hash roles, RFC 8785 canonical JSON.
+//! - [`policy`]: OPA bundles, Rego evaluation (regorus), agent manifests.
 //! - [`quota`]: lock-free token buckets and a bounded keyed quota table.
 //!
 //! The PyO3 layer in `bindings` only converts types, releases the GIL and maps
@@ -11,6 +12,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod hashing;
+pub mod policy;
 pub mod quota;
 pub mod store;
 

@@ -3,6 +3,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+
 from vedette.cli import main
 from vedette.hashing import blake3
 from vedette.store import (

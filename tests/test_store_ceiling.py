@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from store_helpers import du_bytes
+
 from vedette.store import SegmentStore, StoreFullError
 
 CEILING = 256 << 10

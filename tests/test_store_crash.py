@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from store_helpers import du_bytes
+
 from vedette.store import SegmentStore
 
 CHILD = Path(__file__).with_name("store_child.py")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from vedette._core import shared_fs_name
 from vedette.store import SegmentStore, StoreLockedError, StoreRefusedError
 

@@ -65,6 +65,24 @@ class StoreFullError(StoreError):
         self.ceiling = ceiling
         self.evictable = evictable
 
+
+class PolicyError(VedetteError):
+    """Base class of the policy engine's errors (bundles and agent manifests)."""
+
+
+class BundleError(PolicyError, ValueError):
+    """A policy bundle was refused.
+
+    ``file`` names the file inside the bundle at fault (None when the bundle as
+    a whole is, e.g. a corrupt archive) and ``rule`` the bundle rule it broke
+    (``path-form``, ``size-limit``, ``entry-point``, ... see docs/contracts.md).
+    """
+
+    def __init__(self, message: str, file: str | None = None, rule: str = "") -> None:
+        super().__init__(message)
+        self.file = file
+        self.rule = rule
+
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
@@ -90,6 +108,14 @@ class StoreCorruptError(StoreError):
 
 class SegmentNotFoundError(StoreError, KeyError):
     """No segment with that id is held (never stored, evicted or quarantined)."""
+
+
+class ManifestError(PolicyError, ValueError):
+    """An agent manifest breaks its schema; ``at`` is the JSON path of the offending value."""
+
+    def __init__(self, message: str, at: str = "") -> None:
+        super().__init__(message)
+        self.at = at
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

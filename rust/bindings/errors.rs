@@ -7,6 +7,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
+use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
 use crate::store::StoreError;
 
@@ -22,6 +23,8 @@ mod py {
     pyo3::import_exception!(vedette.errors, StoreRefusedError);
     pyo3::import_exception!(vedette.errors, StoreCorruptError);
     pyo3::import_exception!(vedette.errors, SegmentNotFoundError);
+    pyo3::import_exception!(vedette.errors, BundleError);
+    pyo3::import_exception!(vedette.errors, ManifestError);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -82,4 +85,14 @@ pub fn store(err: StoreError) -> PyErr {
         StoreError::Invalid(_) => pyo3::exceptions::PyValueError::new_err(message),
         _ => py::StoreError::new_err(message),
     }
+}
+
+/// `BundleError(message, file, rule)`: the file inside the bundle and the rule broken.
+pub fn bundle(err: BundleError) -> PyErr {
+    py::BundleError::new_err((err.to_string(), err.file.clone(), err.rule.name()))
+}
+
+/// `ManifestError(message, at)`: `at` is the JSON path of the offending value.
+pub fn manifest(err: ManifestError) -> PyErr {
+    py::ManifestError::new_err((err.to_string(), err.at.clone()))
 }

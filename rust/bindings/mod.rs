@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod buffer;
 mod errors;
 mod hashing;
+mod policy;
 mod quota;
 mod store;
 
@@ -15,6 +16,7 @@ mod store;
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(module)?;
+    policy::register(module)?;
     quota::register(module)?;
     store::register(module)?;
     Ok(())

@@ -1,0 +1,116 @@
+"""The Rego builtins vedette enables, each with a policy and its expected decision.
+
+The families listed in docs/contracts.md ("Enabled Rego builtins"): strings,
+regex, glob, time, net (CIDR), JSON, encoding, semver, units, aggregates.
+Each row's expression must evaluate to exactly ``true`` for the decision to
+allow, so a builtin that is missing (a load error) or returns something else
+fails the row.
+"""
+
+from __future__ import annotations
+
+import pytest
+from policy_helpers import write_bundle
+
+from vedette.errors import BundleError
+from vedette.policy import Bundle, PolicyEngine
+
+INPUT = {
+    "tool": "fs.read",
+    "args": {
+        "path": "/srv/data/reports/q3.csv",
+        "host": "10.1.2.3",
+        "url": "https://a.example/x?q=1",
+    },
+    "time": "2026-03-04T05:06:07Z",
+    "caller": {"id": "adapter-7"},
+}
+
+# (family, Rego expression that must be true for this INPUT)
+TABLE = [
+    ("strings", 'startswith(input.args.path, "/srv/data/")'),
+    ("strings", 'endswith(input.args.path, ".csv")'),
+    ("strings", 'contains(input.tool, ".")'),
+    ("strings", 'lower("FS.READ") == input.tool'),
+    ("strings", 'upper(input.tool) == "FS.READ"'),
+    ("strings", 'split(input.tool, ".") == ["fs", "read"]'),
+    ("strings", 'concat("/", ["a", "b"]) == "a/b"'),
+    ("strings", 'sprintf("%s:%d", [input.tool, 3]) == "fs.read:3"'),
+    ("strings", 'trim_prefix(input.args.path, "/srv/") == "data/reports/q3.csv"'),
+    ("strings", 'replace(input.tool, ".", "_") == "fs_read"'),
+    ("strings", 'indexof(input.tool, "r") == 3'),
+    ("strings", 'substring(input.tool, 0, 2) == "fs"'),
+    ("strings", 'strings.replace_n({"a": "b"}, "aa") == "bb"'),
+    ("strings", 'format_int(255, 16) == "ff"'),
+    ("regex", "regex.match(`^/srv/data/[a-z]+/q[0-9]\\.csv$`, input.args.path)"),
+    ("regex", 'regex.find_n(`[0-9]`, "a1b2", -1) == ["1", "2"]'),
+    ("regex", 'regex.split(`\\.`, input.tool) == ["fs", "read"]'),
+    ("regex", 'regex.is_valid("a+")'),
+    ("glob", 'glob.match("/srv/data/**/*.csv", ["/"], input.args.path)'),
+    ("glob", 'not glob.match("/srv/data/*.csv", ["/"], input.args.path)'),
+    ("glob", 'glob.quote_meta("a*b") == "a\\\\*b"'),
+    ("time", "time.parse_rfc3339_ns(input.time) == 1772600767000000000"),
+    ("time", "time.date(time.parse_rfc3339_ns(input.time)) == [2026, 3, 4]"),
+    ("time", "time.clock(time.parse_rfc3339_ns(input.time)) == [5, 6, 7]"),
+    ("time", 'time.weekday(time.parse_rfc3339_ns(input.time)) == "Wednesday"'),
+    ("time", "time.add_date(0, 0, 0, 1) == 86400000000000"),
+    ("time", "time.now_ns() > 0"),
+    ("net", 'net.cidr_contains("10.0.0.0/8", input.args.host)'),
+    ("net", 'not net.cidr_contains("192.168.0.0/16", input.args.host)'),
+    ("net", 'net.cidr_is_valid("10.0.0.0/8")'),
+    ("json", 'json.marshal({"a": 1}) == "{\\"a\\":1}"'),
+    ("json", 'json.unmarshal("{\\"a\\": [1]}") == {"a": [1]}'),
+    ("json", 'json.is_valid("[1]")'),
+    ("json", 'json.filter({"a": 1, "b": 2}, ["a"]) == {"a": 1}'),
+    ("json", 'object.get(input.args, "missing", "default") == "default"'),
+    ("encoding", 'base64.encode("hi") == "aGk="'),
+    ("encoding", 'base64url.decode("aGk") == "hi"'),
+    ("encoding", 'hex.encode("hi") == "6869"'),
+    ("encoding", 'urlquery.encode("a b") == "a+b"'),
+    ("encoding", 'yaml.unmarshal("a: 1") == {"a": 1}'),
+    ("semver", 'semver.compare("1.2.3", "1.10.0") == -1'),
+    ("semver", 'semver.is_valid("1.2.3")'),
+    ("units", 'units.parse_bytes("1KiB") == 1024'),
+    ("aggregates", "count(input.args) == 3"),
+    ("aggregates", "sum([1, 2, 3]) == 6"),
+    ("aggregates", "max([1, 5, 3]) == 5"),
+    ("aggregates", "sort([3, 1, 2]) == [1, 2, 3]"),
+    ("sets", "{1, 2} & {2, 3} == {2}"),
+    ("types", "is_string(input.tool)"),
+    ("types", 'type_name(input.args) == "object"'),
+    ("crypto-free", "array.concat([1], [2]) == [1, 2]"),
+]
+
+
+def engine_for(tmp_path, expression: str) -> PolicyEngine:
+    rego = f"""package vedette
+default decision := {{"allow": false, "reason": "expression was not true"}}
+decision := {{"allow": true, "reason": "expression was true"}} if {{
+    {expression}
+}}
+"""
+    return PolicyEngine(Bundle.load(write_bundle(tmp_path, {"p.rego": rego})))
+
+
+@pytest.mark.parametrize(("family", "expression"), TABLE, ids=[f"{f}:{e[:40]}" for f, e in TABLE])
+def test_enabled_builtin(tmp_path, family, expression):
+    decision = engine_for(tmp_path, expression).evaluate(INPUT)
+    assert decision.fault is None, decision.reason
+    assert decision.allow, f"{family}: {expression} was not true"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'http.send({"method": "get", "url": "http://127.0.0.1:9/"}).status_code == 200',
+        'opa.runtime().env.HOME != ""',
+        'uuid.rfc4122("x") != ""',
+        'json.match_schema({}, {"type": "object"})[0]',
+    ],
+    ids=["http.send", "opa.runtime", "uuid", "json.match_schema"],
+)
+def test_disabled_builtins_are_refused_at_load(tmp_path, expression):
+    """Builtins outside the enabled families are unknown: the bundle does not load."""
+    with pytest.raises(BundleError) as caught:
+        engine_for(tmp_path, expression)
+    assert caught.value.rule == "rego"
