@@ -17,6 +17,7 @@ __all__ = [
     "ManualClock",
     "PolicyEngine",
     "QuotaTable",
+    "Store",
     "TokenBucket",
     "__version__",
     "blake3",
@@ -25,6 +26,8 @@ __all__ = [
     "hash_roles",
     "require_role",
     "sha256",
+    "shared_fs_name",
+    "store_recorded_config",
 ]
 
 __version__: str

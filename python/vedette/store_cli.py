@@ -10,6 +10,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -73,8 +74,8 @@ def verify_command(directory: Path) -> None:
                 bar.update(done - seen[0])
                 seen[0] = done
 
-            report = store.verify(progress)
-        recovery = store.recovery
+            report: dict[str, Any] = store.verify(progress)
+        recovery: dict[str, Any] = store.recovery
     for name, reason in recovery["quarantined"]:
         click.echo(f"quarantined at open: {name}: {reason}")
     for gap in report["gaps"]:
