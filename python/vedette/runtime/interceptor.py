@@ -23,7 +23,7 @@ import jsonschema
 from vedette.config import Config
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
-from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter
+from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter, timestamp
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
 from vedette.runtime.metrics import RuntimeMetrics
@@ -231,7 +231,7 @@ class Runtime:
                 "tools": release.manifest.tool_names,
             },
             "node": {"id": self.config.node_id},
-            "time": {"unix_ns": now},
+            "time": timestamp(now),
         }
 
     # -- evidence -----------------------------------------------------------
