@@ -164,11 +164,9 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
         theirs = max(rounds["bare"], key=lambda r: r["rps"])
         after_warm_mb = rss_mb(vedette.pid)
         done = sum(r["requests"] for r in rounds["vedette"])
-        extra_s = 0.0
-        if memory_requests > done:
-            extra_s = (memory_requests - done) / ours["rps"] * 1.05
-            loaded = wrk(vedette_url, max(1, int(extra_s)))
-            done += loaded["requests"]
+        while done < memory_requests:
+            remaining_s = (memory_requests - done) / max(ours["rps"], 1.0)
+            done += int(wrk(vedette_url, max(1, min(120, int(remaining_s) + 1)))["requests"])
         after_mb = rss_mb(vedette.pid)
         return {
             "vedette_rps": ours["rps"], "vedette_p99_ms": ours["p99_ms"],

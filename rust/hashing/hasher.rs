@@ -18,8 +18,6 @@ fn sha256_finish(output: ring::digest::Digest) -> Digest {
 
 /// An incremental hasher for either algorithm. `Clone` forks the state, so a
 /// common prefix can be hashed once and finished in several ways.
-// ring's SHA-256 context is kept inline: a hasher is made per hash, never stored in bulk.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 // A hasher lives for a whole stream, so its inline size (BLAKE3 keeps a
 // ~2 KiB chaining stack) costs nothing worth an allocation per hasher.
