@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import secrets
@@ -9,6 +10,7 @@ import shlex
 import signal
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,8 +70,6 @@ def parse_listen(text: str) -> tuple[str, int]:
 @click.option("--example", is_flag=True, help="Run the embedded example agent and policy.")
 def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
     """Serve the adapter API: POST /v1/tool decides, runs and records tool calls."""
-    import uvicorn
-
     from vedette.api import create_app
     from vedette.config import ConfigError
     from vedette.runtime.interceptor import Runtime
@@ -97,15 +97,47 @@ def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
     try:
-        uvicorn.run(
-            create_app(runtime),
-            host=config.listen.host,
-            port=config.listen.port,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
-        )
+        asyncio.run(_serve(create_app(runtime), config))
     finally:
         runtime.close()
+
+
+class _LinkedServer:
+    """Runs the TCP and Unix-socket servers together; a signal stops both."""
+
+    def __init__(self, servers: list[Any]) -> None:
+        self.servers = servers
+        for server in servers:
+            original = server.handle_exit
+
+            def handle_exit(sig: int, frame: Any, original: Any = original) -> None:
+                original(sig, frame)
+                for other in self.servers:
+                    other.should_exit = True
+
+            server.handle_exit = handle_exit
+
+    async def serve(self) -> None:
+        await asyncio.gather(*(server.serve() for server in self.servers))
+
+
+async def _serve(app: Any, config: Config) -> None:
+    import uvicorn
+
+    from vedette.api.peer import PeerCredentialsProtocol
+
+    common: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 10}
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(app, host=config.listen.host, port=config.listen.port, **common)
+        )
+    ]
+    if config.listen.unix_socket is not None:
+        uds = uvicorn.Config(
+            app, uds=str(config.listen.unix_socket), http=PeerCredentialsProtocol, **common
+        )
+        servers.append(uvicorn.Server(uds))
+    await _LinkedServer(servers).serve()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -8,8 +8,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vedette.api.openapi import OPENAPI
+from vedette.api.peer import PEER_UID
 from vedette.runtime.decision import Decision
-from vedette.runtime.identity import Unauthenticated
+from vedette.runtime.identity import Caller, Unauthenticated
 from vedette.runtime.interceptor import Runtime, retry_after_header
 
 
@@ -18,7 +19,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     async def tool_call(request: Request) -> Response:
         try:
-            caller = runtime.authenticate(request.headers.get("authorization"))
+            caller = _caller(request)
         except Unauthenticated as err:
             return _respond(await runtime.unauthenticated(str(err)))
         declared = request.headers.get("content-length")
@@ -30,6 +31,17 @@ def create_app(runtime: Runtime) -> Starlette:
             if len(body) > limit:
                 return _respond(await runtime.invalid(caller, f"body over the {limit}-byte limit"))
         return _respond(await runtime.handle_body(caller, bytes(body)))
+
+    def _caller(request: Request) -> Caller:
+        # On the Unix-socket listener a mapped peer uid identifies the caller;
+        # otherwise (and on TCP, where no uid is ever set) the bearer token does.
+        uid = request.scope.get("state", {}).get(PEER_UID)
+        if uid is not None:
+            try:
+                return runtime.callers.from_uid(uid)
+            except Unauthenticated:
+                pass
+        return runtime.authenticate(request.headers.get("authorization"))
 
     async def health(request: Request) -> Response:
         report = runtime.health()
