@@ -100,9 +100,7 @@ class Runtime:
         try:
             intent = parse_intent(body, self.config.intent)
         except InvalidIntent as err:
-            decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
-            await self._record_denial(decision, caller, None)
-            return self._finish(decision, caller, None, started)
+            return await self._refuse_invalid(err, caller, decision_id, started)
         return await self._decide_guarded(intent, caller, decision_id, started)
 
     async def handle(self, body: bytes, authorization: str | None) -> Decision:
@@ -121,9 +119,7 @@ class Runtime:
             try:
                 intent = intent_from_value(intent, self.config.intent)
             except InvalidIntent as err:
-                decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
-                await self._record_denial(decision, caller, None)
-                return self._finish(decision, caller, None, started)
+                return await self._refuse_invalid(err, caller, decision_id, started)
         return await self._decide_guarded(intent, caller, decision_id, started)
 
     def decide(self, intent: Intent | dict[str, Any], caller: Caller) -> Decision:
@@ -132,6 +128,13 @@ class Runtime:
         return future.result()
 
     # -- the pipeline -------------------------------------------------------
+
+    async def _refuse_invalid(
+        self, err: InvalidIntent, caller: Caller, decision_id: str, started: float
+    ) -> Decision:
+        decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
+        await self._record_denial(decision, caller, None)
+        return self._finish(decision, caller, None, started)
 
     async def _decide_guarded(
         self, intent: Intent, caller: Caller, decision_id: str, started: float
