@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 from vedette.config import Config
+from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter, timestamp
@@ -141,7 +142,9 @@ class Runtime:
     ) -> Decision:
         try:
             decision = await self._decide(intent, caller, decision_id)
-        except Exception as err:  # anything unexpected denies (and is recorded)
+        except BaseException as err:  # anything unexpected denies (and is recorded)
+            if not isinstance(err, Exception) and not is_rust_panic(err):
+                raise  # cancellation, interpreter exit: not ours to turn into an answer
             log.exception("unexpected failure deciding %s", decision_id)
             decision = Decision(
                 "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
