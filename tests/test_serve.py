@@ -149,3 +149,34 @@ bundle = "{examples / "bundle"}"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
+
+
+def test_example_on_granian(tmp_path):
+    pytest.importorskip("granian")
+    port = free_port()
+    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(tmp_path)}
+    command = [VEDETTE, "serve", "--example", "--server", "granian", "--listen"]
+    process = subprocess.Popen(
+        [*command, f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = call(url, {"tool": "echo", "args": {"text": "on granian"}})
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "granian never answered"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        assert answer.json()["output"] == {"text": "on granian"}
+        assert call(url, {"tool": "fs.read", "args": {"path": "/etc/passwd"}}).status_code == 403
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,7 +16,7 @@ from vedette.runtime.identity import Caller, Unauthenticated
 from vedette.runtime.interceptor import Runtime, retry_after_header
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
     limit = runtime.config.listen.max_body_bytes
 
     async def tool_call(request: Request) -> Response:
@@ -63,7 +65,8 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/v1/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 
