@@ -501,3 +501,32 @@ fn concurrent_batches_get_consecutive_positions_across_rotations() {
         "batches crossed rotations"
     );
 }
+
+/// Throughput probe on the real file system (not a test of behaviour):
+/// `cargo test --release --lib probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe_durable_append_rate() {
+    for threads in [1usize, 16] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(1 << 30, "probe");
+        let store = Arc::new(Store::open(&tmp.path().join("s"), config).unwrap());
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while start.elapsed() < std::time::Duration::from_secs(2) {
+                        store.append(&[b'r'; 256]).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        println!("{threads:2} threads: {rate:.0} durable appends/s");
+    }
+}
