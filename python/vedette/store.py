@@ -14,7 +14,7 @@ threads share one write and one ``fdatasync`` (group commit).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -183,7 +183,7 @@ class SegmentStore:
         """Store a peer's sealed segment after checking id, structure and chain; returns its id."""
         return self._core.import_segment(data, None if expected_id is None else str(expected_id))
 
-    def verify(self, progress: object = None) -> dict[str, object]:
+    def verify(self, progress: Callable[[int, int], object] | None = None) -> dict[str, object]:
         """Re-check everything; ``faults`` lists what is wrong (empty: all good).
 
         ``progress(done_bytes, total_bytes)`` is called after each segment.
