@@ -16,6 +16,11 @@ use crate::hashing::{require_role, Digest, HashRole};
 
 pub use super::commit::{SegmentInfo, Store, Usage};
 
+/// Interval mode: queued bytes are written (not synced) once this many pile up…
+const INTERVAL_WRITE_BYTES: usize = 1 << 20;
+/// …and appends wait while this many are queued behind a write in flight.
+const INTERVAL_QUEUE_MAX_BYTES: usize = 8 << 20;
+
 impl Store {
     /// Opens the store in `dir` on the real file system: INV-01 checks, the
     /// exclusive lock, then recovery.
@@ -89,7 +94,12 @@ impl Store {
         match shared.config.durability {
             Durability::Interval(_) => {
                 // Hand big batches to the OS now; the sync thread makes them durable.
-                if st.pending.len() >= 1 << 20 && !st.flushing {
+                // A writer faster than the disk waits rather than queue without
+                // bound (INV-07).
+                while st.flushing && st.pending.len() >= INTERVAL_QUEUE_MAX_BYTES {
+                    st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.pending.len() >= INTERVAL_WRITE_BYTES && !st.flushing {
                     st = shared.commit(st, false);
                 }
                 drop(st);
