@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{Result, StoreError};
-use super::format::validate_origin;
+use super::format::{validate_origin, MAX_NUMBER};
 use super::io::{AppendFile, Storage};
 use crate::hashing::{Algorithm, Digest};
 
@@ -85,12 +85,16 @@ impl Entry {
         let rest = &rest[usize::from(name_len)..];
         match (kind, rest.len()) {
             (1, 0) => Some(Entry::Ack { id, by: name }),
-            (2, 16) => Some(Entry::Evict {
-                id,
-                origin: name,
-                seq: u64::from_le_bytes(rest[..8].try_into().ok()?),
-                next_record: u64::from_le_bytes(rest[8..].try_into().ok()?),
-            }),
+            (2, 16) => {
+                let seq = u64::from_le_bytes(rest[..8].try_into().ok()?);
+                let next_record = u64::from_le_bytes(rest[8..].try_into().ok()?);
+                (seq <= MAX_NUMBER && next_record <= MAX_NUMBER).then_some(Entry::Evict {
+                    id,
+                    origin: name,
+                    seq,
+                    next_record,
+                })
+            }
             _ => None,
         }
     }
