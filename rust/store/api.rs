@@ -203,7 +203,7 @@ impl Store {
             open_bytes: st
                 .open
                 .as_ref()
-                .map_or(0, |o| on_disk(o.written_len, shared.block)),
+                .map_or(0, |o| on_disk(o.written_len.max(o.allocated), shared.block)),
             evictable_bytes: shared.evictable(&st),
             quarantine_bytes: st.quarantine_bytes,
             segments: st.segments.len() as u64 + u64::from(st.open.is_some()),
