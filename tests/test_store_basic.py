@@ -219,4 +219,24 @@ def test_cli_verify_fails_on_damage(store_dir):
     path.write_bytes(bytes(data))
     result = CliRunner().invoke(main, ["store", "verify", str(store_dir)])
     assert result.exit_code == 1
-    assert "quarantined" in result.output
+    assert "FAULT" in result.output
+    assert path.exists(), "verify changes nothing on disk"
+
+
+def test_cli_reads_a_store_another_process_holds(store_dir):
+    with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
+        store.append(b"while running")
+        result = CliRunner().invoke(main, ["store", "export", str(store_dir)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"pos": 0, "origin": "node-a", "text": "while running"}
+        result = CliRunner().invoke(main, ["store", "verify", str(store_dir)])
+        assert result.exit_code == 0, result.output
+        store.append(b"still writable")
+
+
+def test_read_only_store_refuses_changes(store_dir):
+    SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a").close()
+    with SegmentStore.open_read_only(store_dir) as view:
+        with pytest.raises(ValueError, match="read-only"):
+            view.append(b"x")
+        assert view.usage().ceiling_bytes == CEILING

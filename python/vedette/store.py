@@ -116,6 +116,18 @@ class SegmentStore:
         )
         return cls(core)
 
+    @classmethod
+    def open_read_only(cls, path: str | os.PathLike[str]) -> SegmentStore:
+        """Open an existing store to read it without changing anything on disk.
+
+        Takes no lock, so it works beside the process that has the store open.
+        Recovery runs in memory only: damage is reported in :attr:`recovery`
+        and damaged segments are left out, but nothing is cut, moved or
+        removed. Appends, seals, acks and imports raise ``ValueError``. What it
+        reads is a snapshot; a live writer may have moved on.
+        """
+        return cls(_Store.open_read_only(os.fspath(path)))
+
     def __enter__(self) -> SegmentStore:
         return self
 

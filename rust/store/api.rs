@@ -9,7 +9,7 @@ use super::commit::{SegmentMeta, Shared, OPEN_FILE};
 use super::error::{Result, StoreError};
 use super::format::validate_origin;
 use super::fscheck::{self, DirLock};
-use super::io::{on_disk, RealStorage, Storage};
+use super::io::{on_disk, ReadOnly, RealStorage, Storage};
 use super::recovery::{self, RecoveryReport};
 use super::{Durability, StoreConfig};
 use crate::hashing::{require_role, Digest, HashRole};
@@ -29,7 +29,26 @@ impl Store {
         fscheck::check_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
         let storage = Arc::new(RealStorage::new(fscheck::block_size(dir)?));
-        Store::start(recovery::open(storage, dir, config, Some(lock))?)
+        let shared = recovery::open(storage, dir, config, Some(lock))?;
+        recovery::write_meta(&shared)?;
+        Store::start(shared)
+    }
+
+    /// Opens `dir` for reading only, with the node id and ceiling it was last
+    /// opened with: no lock (another process may hold the store), and nothing
+    /// on disk changes. Recovery still runs in memory, so damage is reported
+    /// and damaged segments are left out, but nothing is cut, moved or removed.
+    /// What it reads is a snapshot that a live writer may move on from.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        let (node_id, ceiling) = Store::recorded_config(dir)?;
+        let config = StoreConfig::new(ceiling, node_id);
+        let storage = Arc::new(ReadOnly::new(RealStorage::new(fscheck::block_size(dir)?)));
+        let mut shared = recovery::open(storage, dir, config, None)?;
+        shared.read_only = true;
+        Ok(Store {
+            shared: Arc::new(shared),
+            flusher: None,
+        })
     }
 
     /// The node id and ceiling `dir` was last opened with (for tools).
@@ -45,7 +64,9 @@ impl Store {
                 .create_dir(dir)
                 .map_err(|err| StoreError::io("create store directory", dir, err))?;
         }
-        Store::start(recovery::open(storage, dir, config, None)?)
+        let shared = recovery::open(storage, dir, config, None)?;
+        recovery::write_meta(&shared)?;
+        Store::start(shared)
     }
 
     fn start(shared: Shared) -> Result<Store> {
@@ -130,7 +151,7 @@ impl Store {
     /// Seals the open segment now, if it has records. Returns the new segment id.
     pub fn seal(&self) -> Result<Option<Digest>> {
         let st = self.shared.lock();
-        self.shared.usable(&st)?;
+        self.shared.writable(&st)?;
         self.shared.seal_locked(st).map(|(_, id)| id)
     }
 
@@ -142,7 +163,7 @@ impl Store {
         validate_origin(by).map_err(|e| StoreError::Invalid(format!("acknowledger: {e}")))?;
         let shared = &*self.shared;
         let mut st = shared.lock();
-        shared.usable(&st)?;
+        shared.writable(&st)?;
         if !st.segments.contains_key(id) {
             return Err(StoreError::NotFound(id.to_string()));
         }

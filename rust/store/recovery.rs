@@ -370,14 +370,14 @@ pub(super) fn open(
         state: Mutex::new(state),
         wake: Condvar::new(),
         recovery: report,
+        read_only: false,
         dir_lock: Mutex::new(lock),
     };
-    write_meta(&shared)?;
     Ok(shared)
 }
 
 /// Records the node id and ceiling for tools that open the store later (`vedette store ...`).
-fn write_meta(shared: &Shared) -> Result<()> {
+pub(super) fn write_meta(shared: &Shared) -> Result<()> {
     let text = serde_json::json!({
         "format": format::FORMAT_VERSION,
         "node_id": shared.config.node_id,

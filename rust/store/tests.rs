@@ -573,3 +573,65 @@ fn catalog_stays_bounded_over_many_evictions() {
     );
     assert!(store.verify(&mut |_, _| {}).faults.is_empty());
 }
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        out.push((entry.display().to_string(), bytes));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[test]
+fn read_only_open_beside_a_live_store_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let live = Store::open(&dir, StoreConfig::new(1 << 20, "node-a")).unwrap();
+    live.append(b"sealed record").unwrap();
+    let id = live.seal().unwrap().unwrap();
+    live.append(b"open record").unwrap();
+    // Damage a sealed segment and leave a stray temp file behind the live store's back.
+    let sealed = dir.join(format!("{}.seg", id.hex()));
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    bytes[70] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    std::fs::write(dir.join("x.tmp"), b"partial").unwrap();
+    let before = snapshot(&dir);
+
+    let view = Store::open_read_only(&dir).unwrap();
+    assert_eq!(view.recovery().quarantined.len(), 1, "damage is reported");
+    assert_eq!(
+        view.recovery().temp_files_removed,
+        vec!["x.tmp".to_string()]
+    );
+    let got: Vec<Vec<u8>> = all_records(&view).into_iter().map(|r| r.1).collect();
+    assert_eq!(
+        got,
+        vec![b"open record".to_vec()],
+        "the damaged segment is not served"
+    );
+    assert!(matches!(view.append(b"no"), Err(StoreError::Invalid(_))));
+    assert!(matches!(view.seal(), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        view.ack(&id, "peer-b"),
+        Err(StoreError::Invalid(_))
+    ));
+    view.close().unwrap();
+    drop(view);
+    assert_eq!(snapshot(&dir), before, "a read-only open writes nothing");
+    live.append(b"still live").unwrap();
+}
