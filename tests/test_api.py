@@ -197,3 +197,14 @@ def test_unix_socket_peer_uid_identifies_the_caller(tmp_path):
         server.should_exit = True
         thread.join(10)
         runtime.close()
+
+
+def test_a_fault_outside_the_runtime_pipeline_is_still_a_deny(runtime):
+    def broken(header):
+        raise ZeroDivisionError("in the authentication path")
+
+    runtime.authenticate = broken
+    with live_server(create_app(runtime)) as url:
+        answer = httpx.post(f"{url}/v1/tool", json={"tool": "echo"}, headers=A)
+    assert answer.status_code == 403
+    assert answer.json() == {"decision": "deny", "reason": "internal error; denied"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,6 +15,8 @@ from vedette.api.peer import PEER_UID
 from vedette.runtime.decision import Decision
 from vedette.runtime.identity import Caller, Unauthenticated
 from vedette.runtime.interceptor import Runtime, retry_after_header
+
+log = logging.getLogger("vedette.api")
 
 
 def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
@@ -67,7 +70,14 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={Exception: _unexpected},
     )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """Whatever escapes a route is a deny, never a bare 500 an adapter might misread."""
+    log.exception("unexpected failure serving %s", request.url.path, exc_info=exc)
+    return JSONResponse({"decision": "deny", "reason": "internal error; denied"}, status_code=403)
 
 
 def _respond(decision: Decision) -> JSONResponse:

@@ -56,12 +56,13 @@ class Runtime:
         if store is None:
             # The store makes its own folder (0700); the state folder above it is ours.
             config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.store = store or SegmentStore.open(
-            config.store_dir,
-            ceiling_bytes=config.store.ceiling_bytes,
-            node_id=config.node_id,
-            durability=config.store.durability,
-        )
+            store = SegmentStore.open(
+                config.store_dir,
+                ceiling_bytes=config.store.ceiling_bytes,
+                node_id=config.node_id,
+                durability=config.store.durability,
+            )
+        self.store = store
         self._quotas = QuotaTable(
             config.quota.rate_per_s, config.quota.burst, config.quota.max_keys
         )
@@ -102,6 +103,13 @@ class Runtime:
             intent = parse_intent(body, self.config.intent)
         except InvalidIntent as err:
             return await self._refuse_invalid(err, caller, decision_id, started)
+        except Exception as err:  # a parser fault is a deny like any other
+            log.exception("unexpected failure parsing %s", decision_id)
+            decision = Decision(
+                "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
+            )
+            await self._record_denial(decision, caller, None)
+            return self._finish(decision, caller, None, started)
         return await self._decide_guarded(intent, caller, decision_id, started)
 
     async def handle(self, body: bytes, authorization: str | None) -> Decision:
