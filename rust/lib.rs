@@ -14,6 +14,7 @@
 pub mod hashing;
 pub mod policy;
 pub mod quota;
+pub mod store;
 
 #[cfg(feature = "python")]
 mod bindings;

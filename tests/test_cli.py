@@ -77,3 +77,17 @@ def test_usage_errors_exit_2():
     assert result.returncode == 2
     assert b"md5" in result.stderr
     assert run("no-such-command").returncode == 2
+
+
+def test_token_new_and_hash_agree():
+    result = run("token", "new", "--caller", "bot", "--agent", "recon")
+    assert result.returncode == 0
+    lines = result.stdout.decode().splitlines()
+    token = lines[0].rsplit(" ", 1)[1]
+    assert 'id = "bot"' in lines
+    assert 'agent = "recon"' in lines
+    expected = f"sha256:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert f'token_sha256 = "{expected}"' in lines
+    hashed = run("token", "hash", stdin=f"{token}\n".encode())
+    assert hashed.stdout.decode().strip() == expected
+    assert run("token", "hash", stdin=b"").returncode == 1

@@ -21,7 +21,7 @@ def test_embedded_defaults_are_safe():
     assert config.store.durability == "durable"
     assert config.store.ceiling_bytes > 0
     assert config.callers == ()
-    assert config.tools.fs_roots == ()
+    assert config.tools.fs_mounts == ()
     assert config.store_dir == config.state_dir / "store"
 
 
@@ -35,8 +35,9 @@ state_dir = "state"
 port = 9001
 [store]
 ceiling_bytes = 1048576
-[tools]
-fs_roots = ["data"]
+[[tools.fs_mounts]]
+at = "/data"
+dir = "data"
 [[tools.http]]
 name = "weather"
 url = "http://127.0.0.1:1/x"
@@ -56,7 +57,8 @@ bundle = "/abs/bundle.tar.gz"
     assert config.node_id == "edge-2"
     assert config.listen.port == 9002
     assert config.state_dir == tmp_path / "state", "relative to the file"
-    assert config.tools.fs_roots == (tmp_path / "data",)
+    assert config.tools.fs_mounts[0].at == "/data"
+    assert config.tools.fs_mounts[0].dir == tmp_path / "data"
     assert config.tools.http[0].name == "weather"
     assert config.callers[0].token_sha256 is not None
     assert str(config.callers[0].token_sha256) == TOKEN_HASH

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vedette.config import HttpToolConfig, ToolsConfig
+from vedette.config import FsMount, HttpToolConfig, ToolsConfig
 from vedette.hashing import sha256
 from vedette.runtime.tools import ToolFailed, ToolRegistry, UnknownTool
 
@@ -34,7 +34,9 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def files(root: Path) -> ToolRegistry:
-    registry = ToolRegistry(ToolsConfig(fs_roots=(root,), fs_max_read_bytes=1000))
+    registry = ToolRegistry(
+        ToolsConfig(fs_mounts=(FsMount("/data", root),), fs_max_read_bytes=1000)
+    )
     yield registry
     registry.close()
 
@@ -47,21 +49,22 @@ def test_echo_returns_its_arguments_with_a_digest_of_the_output(files):
 
 
 def test_fs_read_reads_text_and_binary_under_the_root(files, root):
-    text = run(files, "fs.read", {"path": str(root / "a.csv")}).output
+    text = run(files, "fs.read", {"path": "/data/a.csv"}).output
     assert text == {
-        "path": str(root / "a.csv"),
+        "path": "/data/a.csv",
         "size": 8,
         "encoding": "utf-8",
         "content": "x,y\n1,2\n",
     }
-    binary = run(files, "fs.read", {"path": str(root / "sub" / "b.bin")}).output
+    binary = run(files, "fs.read", {"path": "/data/sub/b.bin"}).output
     assert binary["encoding"] == "base64"
     assert base64.b64decode(binary["content"]) == bytes(range(256))
 
 
 def test_fs_list_lists_without_following_links(files, root):
     (root / "link").symlink_to(root.parent / "secret.txt")
-    listing = run(files, "fs.list", {"path": str(root)}).output
+    listing = run(files, "fs.list", {"path": "/data"}).output
+    assert listing["path"] == "/data"
     assert listing["entries"] == [
         {"name": "a.csv", "type": "file", "size": 8},
         {"name": "link", "type": "symlink", "size": len(str(root.parent / "secret.txt"))},
@@ -70,24 +73,31 @@ def test_fs_list_lists_without_following_links(files, root):
 
 
 @pytest.mark.parametrize(
-    ("make_path", "message"),
+    ("path", "message"),
     [
-        (lambda root: str(root.parent / "secret.txt"), "outside the allowed roots"),
-        (lambda root: f"{root}/../secret.txt", "contains '..' or '.'"),
-        (lambda root: f"{root}/./a.csv", "contains '..' or '.'"),
-        (lambda root: "data/a.csv", "must be absolute"),
-        (lambda root: "", "non-empty string"),
-        (lambda root: 42, "non-empty string"),
-        (lambda root: f"{root}/a.csv\x00.txt", "NUL"),
-        (lambda root: f"{root}/missing.txt", "No such file"),
-        (lambda root: f"{root}/a.csv/x", "not a directory"),
-        (lambda root: str(root), "not a regular file"),
-        (lambda root: f"{root}x/a.csv", "outside the allowed roots"),
+        ("/etc/passwd", "outside the mounted folders"),
+        ("/data/../secret.txt", "empty, '.' or '..' component"),
+        ("/data/./a.csv", "empty, '.' or '..' component"),
+        ("/data//a.csv", "empty, '.' or '..' component"),
+        ("/data/a.csv/", "empty, '.' or '..' component"),
+        ("data/a.csv", "must be absolute"),
+        ("", "non-empty string"),
+        (42, "non-empty string"),
+        ("/data/a.csv\x00.txt", "NUL"),
+        ("/data/missing.txt", "No such file"),
+        ("/data/a.csv/x", "not a directory"),
+        ("/data", "not a regular file"),
+        ("/datax/a.csv", "outside the mounted folders"),
     ],
 )
-def test_fs_read_refuses_escapes_and_bad_paths(files, root, make_path, message):
+def test_fs_read_refuses_escapes_and_bad_paths(files, root, path, message):
     with pytest.raises(ToolFailed, match=message):
-        run(files, "fs.read", {"path": make_path(root)})
+        run(files, "fs.read", {"path": path})
+
+
+def test_host_paths_are_not_paths_agents_can_use(files, root):
+    with pytest.raises(ToolFailed, match="outside the mounted folders"):
+        run(files, "fs.read", {"path": str(root / "a.csv")})
 
 
 def test_symlinks_are_refused_at_any_depth(files, root):
@@ -99,25 +109,31 @@ def test_symlinks_are_refused_at_any_depth(files, root):
     (root / "to-inside").symlink_to(root / "a.csv")
     for path in ("to-secret", "to-outside/x.txt", "to-inside"):
         with pytest.raises(ToolFailed, match="symbolic link"):
-            run(files, "fs.read", {"path": f"{root}/{path}"})
+            run(files, "fs.read", {"path": f"/data/{path}"})
     with pytest.raises(ToolFailed, match="symbolic link"):
-        run(files, "fs.list", {"path": f"{root}/to-outside"})
+        run(files, "fs.list", {"path": "/data/to-outside"})
 
 
 def test_special_files_and_large_files_are_refused(files, root):
     os.mkfifo(root / "pipe")
     with pytest.raises(ToolFailed, match="not a regular file"):
-        run(files, "fs.read", {"path": str(root / "pipe")})  # must not block
+        run(files, "fs.read", {"path": "/data/pipe"})  # must not block
     (root / "big.txt").write_bytes(b"x" * 1001)
     with pytest.raises(ToolFailed, match="1001 bytes, over the 1000-byte limit"):
-        run(files, "fs.read", {"path": str(root / "big.txt")})
+        run(files, "fs.read", {"path": "/data/big.txt"})
 
 
-def test_no_roots_means_no_files(root):
+def test_no_mounts_means_no_files():
     registry = ToolRegistry(ToolsConfig())
-    with pytest.raises(ToolFailed, match="outside the allowed roots"):
-        run(registry, "fs.read", {"path": str(root / "a.csv")})
+    with pytest.raises(ToolFailed, match="outside the mounted folders"):
+        run(registry, "fs.read", {"path": "/data/a.csv"})
     registry.close()
+
+
+def test_mounts_must_be_clean_absolute_paths(root):
+    for at in ("data", "/data/../x", "/./data"):
+        with pytest.raises(ValueError, match="clean absolute path"):
+            ToolRegistry(ToolsConfig(fs_mounts=(FsMount(at, root),)))
 
 
 class Sleeper:

@@ -10,6 +10,9 @@ import click
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.policy_cli import agent_group, bundle_group, policy_group
+from vedette.serve import serve
+from vedette.store_cli import store_group
+from vedette.token_cli import token_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,6 +57,9 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
         sys.exit(1)
 
 
+main.add_command(serve)
+main.add_command(token_group)
+main.add_command(store_group)
 main.add_command(bundle_group)
 main.add_command(policy_group)
 main.add_command(agent_group)

@@ -79,6 +79,12 @@ class IntentLimits:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    # Argument and claim names whose values are written as "***" in evidence.
+    mask_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HttpToolConfig:
     name: str
     url: str
@@ -87,11 +93,22 @@ class HttpToolConfig:
 
 
 @dataclass(frozen=True)
+class FsMount:
+    """A host folder that fs.read and fs.list show to agents under the path ``at``.
+
+    Agents and policies see only ``at`` (``/data/a.csv``), never the host path.
+    """
+
+    at: str
+    dir: Path
+
+
+@dataclass(frozen=True)
 class ToolsConfig:
     timeout_s: float = 10.0
     max_output_bytes: int = 1024 * 1024
-    # Folders that fs.read and fs.list may reach; empty means those tools refuse everything.
-    fs_roots: tuple[Path, ...] = ()
+    # What fs.read and fs.list may reach; none means those tools refuse everything.
+    fs_mounts: tuple[FsMount, ...] = ()
     fs_max_read_bytes: int = 1024 * 1024
     http: tuple[HttpToolConfig, ...] = ()
 
@@ -124,6 +141,7 @@ class Config:
     quota: QuotaConfig = QuotaConfig()
     policy: PolicyConfig = PolicyConfig()
     intent: IntentLimits = IntentLimits()
+    evidence: EvidenceConfig = EvidenceConfig()
     tools: ToolsConfig = ToolsConfig()
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
@@ -206,7 +224,7 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return resolved
 
 
-_PATH_KEYS = {"state_dir", "dir", "unix_socket", "fs_roots", "manifest", "bundle"}
+_PATH_KEYS = {"state_dir", "dir", "unix_socket", "manifest", "bundle"}
 
 
 def _build(cls: type[Any], data: object, key: str) -> Any:

@@ -41,6 +41,31 @@ class QuotaError(VedetteError, ValueError):
     """A token bucket was given impossible parameters (e.g. taking more than its burst)."""
 
 
+class StoreError(VedetteError):
+    """The segment store failed or refused an operation; the message says what and where."""
+
+
+class StoreFullError(StoreError):
+    """INV-04: a write would cross the disk ceiling (or the file system is full).
+
+    ``needed``, ``used``, ``ceiling`` and ``evictable`` are in bytes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        needed: int = 0,
+        used: int = 0,
+        ceiling: int = 0,
+        evictable: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.used = used
+        self.ceiling = ceiling
+        self.evictable = evictable
+
+
 class PolicyError(VedetteError):
     """Base class of the policy engine's errors (bundles and agent manifests)."""
 
@@ -60,6 +85,29 @@ class BundleError(PolicyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class StoreLockedError(StoreError):
+    """INV-01: another open store (this or another process) holds the directory."""
+
+
+class StoreRefusedError(StoreError):
+    """INV-01: the directory failed a check at open; ``check`` names it."""
+
+    def __init__(self, message: str, check: str = "") -> None:
+        super().__init__(message)
+        self.check = check
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreCorruptError(StoreError):
+    """Segment bytes do not match their id, structure or chain; nothing was stored."""
+
+
+class SegmentNotFoundError(StoreError, KeyError):
+    """No segment with that id is held (never stored, evicted or quarantined)."""
 
 
 class ManifestError(PolicyError, ValueError):

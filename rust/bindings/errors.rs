@@ -9,6 +9,7 @@ use pyo3::PyErr;
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
 use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
+use crate::store::StoreError;
 
 /// The exception classes of `vedette.errors`, under their Python names.
 mod py {
@@ -16,6 +17,12 @@ mod py {
     pyo3::import_exception!(vedette.errors, HashRoleError);
     pyo3::import_exception!(vedette.errors, CanonicalJsonError);
     pyo3::import_exception!(vedette.errors, QuotaError);
+    pyo3::import_exception!(vedette.errors, StoreError);
+    pyo3::import_exception!(vedette.errors, StoreFullError);
+    pyo3::import_exception!(vedette.errors, StoreLockedError);
+    pyo3::import_exception!(vedette.errors, StoreRefusedError);
+    pyo3::import_exception!(vedette.errors, StoreCorruptError);
+    pyo3::import_exception!(vedette.errors, SegmentNotFoundError);
     pyo3::import_exception!(vedette.errors, BundleError);
     pyo3::import_exception!(vedette.errors, ManifestError);
 }
@@ -57,6 +64,26 @@ pub fn file_hash(err: FileHashError) -> PyErr {
     match err.source.raw_os_error() {
         Some(errno) => PyOSError::new_err((errno, message, path)),
         None => PyOSError::new_err(format!("{path}: {message}")),
+    }
+}
+
+/// Segment store errors; `StoreFullError` carries the numbers as attributes.
+pub fn store(err: StoreError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        StoreError::Full {
+            needed,
+            used,
+            ceiling,
+            evictable,
+            ..
+        } => py::StoreFullError::new_err((message, needed, used, ceiling, evictable)),
+        StoreError::Locked { .. } => py::StoreLockedError::new_err(message),
+        StoreError::Refused { check, .. } => py::StoreRefusedError::new_err((message, check)),
+        StoreError::Corrupt(_) => py::StoreCorruptError::new_err(message),
+        StoreError::NotFound(_) => py::SegmentNotFoundError::new_err(message),
+        StoreError::Invalid(_) => pyo3::exceptions::PyValueError::new_err(message),
+        _ => py::StoreError::new_err(message),
     }
 }
 

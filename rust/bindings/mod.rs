@@ -10,6 +10,7 @@ mod errors;
 mod hashing;
 mod policy;
 mod quota;
+mod store;
 
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -17,5 +18,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     hashing::register(module)?;
     policy::register(module)?;
     quota::register(module)?;
+    store::register(module)?;
     Ok(())
 }

@@ -1,10 +1,11 @@
-"""Built-in tools: ``echo``, and ``fs.read`` / ``fs.list`` confined to configured roots.
+"""Built-in tools: ``echo``, and ``fs.read`` / ``fs.list`` confined to configured mounts.
 
-Confinement does not trust path strings: the path is split into components,
-``..``, ``.`` and empty components are refused, and the file is reached by
-opening one component at a time from the root's directory handle with
-``O_NOFOLLOW``, so a symlink anywhere on the way is refused, even one swapped in
-while the call runs.
+Agents name files by mount paths (``/data/a.csv`` for a folder mounted at
+``/data``) and never see host paths. Confinement does not trust path strings:
+the path is split into components, ``..``, ``.`` and empty components are
+refused, and the file is reached by opening one component at a time from the
+mounted folder's directory handle with ``O_NOFOLLOW``, so a symlink anywhere
+on the way is refused, even one swapped in while the call runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vedette.config import ToolsConfig
+from vedette.config import FsMount, ToolsConfig
 from vedette.runtime.tools.registry import Tool, ToolFailed
 
 MAX_LIST_ENTRIES = 10_000
@@ -26,18 +27,26 @@ class Echo:
     """Returns its arguments unchanged."""
 
     name = "echo"
+    blocking = False
 
     def run(self, args: dict[str, Any]) -> Any:
         return args
 
 
 class ConfinedFiles:
-    """Opens paths only beneath the configured roots, component by component."""
+    """Opens paths only beneath the configured mounts, component by component."""
 
-    def __init__(self, roots: tuple[Path, ...]) -> None:
-        # Keep both the configured and the resolved spelling of each root, so
-        # either matches lexically; the walk itself starts from the real folder.
-        self._roots = [(root, Path(os.path.realpath(root))) for root in roots]
+    def __init__(self, mounts: tuple[FsMount, ...]) -> None:
+        self._mounts: list[tuple[PurePosixPath, Path]] = []
+        for mount in mounts:
+            at = PurePosixPath(mount.at)
+            if not at.is_absolute() or any(part in ("..", ".") for part in mount.at.split("/")[1:]):
+                raise ValueError(
+                    f"tools.fs_mounts: 'at' must be a clean absolute path, got {mount.at!r}"
+                )
+            self._mounts.append((at, Path(os.path.realpath(mount.dir))))
+        # Longest mount path first, so /data/raw wins over /data.
+        self._mounts.sort(key=lambda item: len(item[0].parts), reverse=True)
 
     def open(self, path_text: object, *, directory: bool) -> tuple[int, str]:
         if not isinstance(path_text, str) or not path_text:
@@ -47,17 +56,15 @@ class ConfinedFiles:
         path = PurePosixPath(path_text)
         if not path.is_absolute():
             raise ToolFailed("error", f"path {path_text!r} must be absolute")
-        raw_parts = path_text.split("/")[1:]
-        if any(part in ("..", ".") for part in raw_parts):
-            raise ToolFailed("error", f"path {path_text!r} contains '..' or '.'")
-        for configured, real in self._roots:
-            for root in (configured, real):
-                try:
-                    relative = path.relative_to(PurePosixPath(root))
-                except ValueError:
-                    continue
-                return self._walk(real, relative.parts, directory=directory), path_text
-        raise ToolFailed("error", f"path {path_text!r} is outside the allowed roots")
+        if any(part in ("", "..", ".") for part in path_text.split("/")[1:]):
+            raise ToolFailed("error", f"path {path_text!r} has an empty, '.' or '..' component")
+        for at, folder in self._mounts:
+            try:
+                relative = path.relative_to(at)
+            except ValueError:
+                continue
+            return self._walk(folder, relative.parts, directory=directory), path_text
+        raise ToolFailed("error", f"path {path_text!r} is outside the mounted folders")
 
     def _walk(self, root: Path, parts: tuple[str, ...], *, directory: bool) -> int:
         base = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -163,5 +170,5 @@ def _kind(mode: int) -> str:
 
 
 def builtin_tools(config: ToolsConfig) -> list[Tool]:
-    files = ConfinedFiles(config.fs_roots)
+    files = ConfinedFiles(config.fs_mounts)
     return [Echo(), FsRead(files, config.fs_max_read_bytes), FsList(files)]

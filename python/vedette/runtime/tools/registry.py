@@ -23,6 +23,9 @@ MAX_TOOL_THREADS = 32
 
 @runtime_checkable
 class Tool(Protocol):
+    """``name`` and ``run(args)``. A tool may set ``blocking = False`` to declare
+    that ``run`` returns at once without I/O; it then runs on the event loop."""
+
     name: str
 
     def run(self, args: dict[str, Any]) -> Any: ...
@@ -90,7 +93,9 @@ class ToolRegistry:
             raise UnknownTool(f"no tool named {name!r}")
         timeout = self._config.timeout_s
         try:
-            if inspect.iscoroutinefunction(tool.run):
+            if not getattr(tool, "blocking", True):
+                output = tool.run(args)  # declared instant and non-blocking: no thread hop
+            elif inspect.iscoroutinefunction(tool.run):
                 output = await asyncio.wait_for(tool.run(args), timeout)
             else:
                 loop = asyncio.get_running_loop()

@@ -1,0 +1,234 @@
+"""The intercept runtime: in-process decide() and HTTP throughput, plus memory.
+
+In-process: the example agent and policy, the echo tool, durable evidence, 1 and
+16 threads. HTTP: `wrk` on loopback, 64 connections, POST /v1/tool (echo, allow
+path, durable evidence) against `vedette serve --example`, and in the same run
+the bare Starlette endpoint of bench/bare_app.py on the same uvicorn.
+
+    python bench/compare_runtime.py [--quick] [--requests-for-memory N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from report import machine, write_section
+
+from vedette.runtime.identity import Caller
+from vedette.runtime.interceptor import Runtime
+from vedette.serve import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
+
+BENCH = Path(__file__).resolve().parent
+TOKEN = "bench-token"
+BODY = {"tool": "echo", "args": {"text": "hello"}}
+
+
+# The benchmarks measure the allow path, not the caller's rate quota.
+UNLIMITED = {"VEDETTE_QUOTA_RATE_PER_S": "1e9", "VEDETTE_QUOTA_BURST": "1e9"}
+
+
+def in_process(threads: int, per_thread: int) -> dict[str, float]:
+    os.environ.update(UNLIMITED)
+    config = example_config("127.0.0.1", 0, TOKEN)
+    runtime = Runtime(config)
+    caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start_line = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        mine = []
+        start_line.wait()
+        for _ in range(per_thread):
+            started = time.perf_counter()
+            decision = runtime.decide(BODY, caller)
+            mine.append(time.perf_counter() - started)
+            if not decision.allowed:
+                raise RuntimeError(decision.reason)
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start_line.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - began
+    runtime.close()
+    shutil.rmtree(config.state_dir, ignore_errors=True)
+    latencies.sort()
+    return {
+        "per_s": len(latencies) / elapsed,
+        "p50_us": latencies[len(latencies) // 2] * 1e6,
+        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited")
+        try:
+            httpx.post(f"{url}/v1/tool", json=BODY, headers=auth(), timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(url: str, seconds: int, connections: int = 64) -> dict[str, float]:
+    script = BENCH / "wrk_post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n'
+    )
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"{url}/v1/tool"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    script.unlink()
+    text = result.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p99_ms": p99_ms, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "requests": requests}  # fmt: skip
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def http(seconds: int, memory_requests: int) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
+    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir)}
+    vedette_port, bare_port = free_port(), free_port()
+    vedette = start(
+        [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen",
+         f"127.0.0.1:{vedette_port}"], env,
+    )  # fmt: skip
+    bare = start(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
+         "--port", str(bare_port), "--log-level", "warning"], env,
+    )  # fmt: skip
+    try:
+        vedette_url = f"http://127.0.0.1:{vedette_port}"
+        bare_url = f"http://127.0.0.1:{bare_port}"
+        wait_ready(vedette_url, vedette)
+        wait_ready(bare_url, bare)
+        time.sleep(1)
+        idle_mb = rss_mb(vedette.pid)
+        rounds = {"vedette": [], "bare": []}
+        for _ in range(2):  # interleaved
+            rounds["bare"].append(wrk(bare_url, seconds))
+            rounds["vedette"].append(wrk(vedette_url, seconds))
+        ours = max(rounds["vedette"], key=lambda r: r["rps"])
+        theirs = max(rounds["bare"], key=lambda r: r["rps"])
+        after_warm_mb = rss_mb(vedette.pid)
+        done = sum(r["requests"] for r in rounds["vedette"])
+        while done < memory_requests:
+            remaining_s = (memory_requests - done) / max(ours["rps"], 1.0)
+            done += int(wrk(vedette_url, max(1, min(120, int(remaining_s) + 1)))["requests"])
+        after_mb = rss_mb(vedette.pid)
+        return {
+            "vedette_rps": ours["rps"], "vedette_p99_ms": ours["p99_ms"],
+            "vedette_non_2xx": sum(r["non_2xx"] for r in rounds["vedette"]),
+            "bare_rps": theirs["rps"], "bare_p99_ms": theirs["p99_ms"],
+            "idle_mb": idle_mb, "warm_mb": after_warm_mb, "after_mb": after_mb,
+            "requests_served": done,
+        }  # fmt: skip
+    finally:
+        for process in (vedette, bare):
+            process.terminate()
+            process.wait(30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs; do not write RESULTS.md")
+    parser.add_argument("--requests-for-memory", type=int, default=1_000_000)
+    args = parser.parse_args()
+    facts = machine()
+    print(facts)
+    one = in_process(1, 500 if args.quick else 3000)
+    sixteen = in_process(16, 50 if args.quick else 400)
+    print("in-process 1 thread", one, "16 threads", sixteen)
+    web = http(3 if args.quick else 15, 0 if args.quick else args.requests_for_memory)
+    print("http", web)
+    ratio = web["vedette_rps"] / web["bare_rps"]
+    growth = (web["after_mb"] - web["warm_mb"]) / web["warm_mb"] * 100
+    verdict = lambda met: "met" if met else "NOT met"  # noqa: E731
+    bare_rps, bare_p99 = f"{web['bare_rps']:.0f}", f"{web['bare_p99_ms']:.1f} ms"
+    our_rps, our_p99 = f"{web['vedette_rps']:.0f}", f"{web['vedette_p99_ms']:.1f} ms"
+    body = f"""## Intercept runtime
+
+Machine: {facts}.
+Command: `python bench/compare_runtime.py`. Example agent and policy, `echo` tool,
+durable evidence (every allowed call waits for its record's fdatasync).
+
+| in-process `Runtime.decide()` | decisions/s | p50 | p99 |
+|---|---|---|---|
+| 1 thread | {one["per_s"]:.0f} | {one["p50_us"]:.0f} µs | {one["p99_us"]:.0f} µs |
+| 16 threads | {sixteen["per_s"]:.0f} | {sixteen["p50_us"]:.0f} µs | {sixteen["p99_us"]:.0f} µs |
+
+| HTTP, wrk, 64 connections, 2 wrk threads, loopback | requests/s | p99 |
+|---|---|---|
+| bare Starlette endpoint (anchor: parse the JSON, return it) | {bare_rps} | {bare_p99} |
+| `vedette serve --example`, POST /v1/tool echo allow | {our_rps} | {our_p99} |
+| ratio vedette / anchor (goal ≥ 0.7×) | {ratio:.2f}× | {verdict(ratio >= 0.7)} |
+
+Non-2xx answers from vedette during the runs: {web["vedette_non_2xx"]:.0f}.
+
+| memory of `vedette serve --example` | RSS | goal | |
+|---|---|---|---|
+| idle after start | {web["idle_mb"]:.1f} MB | ≤ 60 MB | {verdict(web["idle_mb"] <= 60)} |
+| after warm-up runs | {web["warm_mb"]:.1f} MB | | |
+| after {web["requests_served"]:.0f} requests | {web["after_mb"]:.1f} MB \\
+({growth:+.1f}% from warm) | growth ≤ 10% | {verdict(growth <= 10)} |
+"""
+    print(body)
+    if not args.quick:
+        write_section("runtime", body)
+
+
+if __name__ == "__main__":
+    main()

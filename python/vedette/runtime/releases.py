@@ -1,0 +1,108 @@
+"""What is active for each agent: the one seam between deciding and releasing.
+
+For now a release is loaded from local files named in the config (an agent
+manifest and a policy bundle). Signed OCI releases will implement the same
+:class:`Releases` interface; the interceptor asks only ``active(agent)``.
+
+Loading is all-or-nothing per agent: a manifest or bundle that fails any check
+leaves that agent without an active release (deny-all), with the reason kept
+for ``status`` and for every denial it causes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jsonschema
+
+from vedette.config import AgentConfig
+from vedette.hashing import Digest
+from vedette.policy import AgentManifest, PolicyEngine, load_agent_manifest, load_engine
+
+
+@dataclass(frozen=True)
+class ActiveRelease:
+    agent: str
+    version: str
+    source: str
+    manifest: AgentManifest
+    engine: PolicyEngine
+    # Compiled once per release: tool name -> validator of its arguments.
+    validators: dict[str, Any] = field(repr=False)
+
+    @property
+    def policy_hash(self) -> Digest:
+        return self.engine.policy_hash
+
+    @property
+    def behavioral_fingerprint(self) -> Digest:
+        return self.manifest.behavioral_fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "version": self.version,
+            "source": self.source,
+            "policy_hash": str(self.policy_hash),
+            "policy_revision": self.engine.revision,
+            "behavioral_fingerprint": str(self.behavioral_fingerprint),
+            "tools": self.manifest.tool_names,
+        }
+
+
+class Releases(Protocol):
+    def active(self, agent: str) -> ActiveRelease | None: ...
+
+    def unavailable_reason(self, agent: str) -> str: ...
+
+    def agents(self) -> list[str]: ...
+
+
+class LocalReleases:
+    """Releases read from the files in the config's ``[[agents]]`` tables."""
+
+    def __init__(self, agents: Iterable[AgentConfig], *, eval_time_limit_s: float) -> None:
+        self._active: dict[str, ActiveRelease] = {}
+        self._failures: dict[str, str] = {}
+        for agent in agents:
+            try:
+                self._active[agent.name] = load_local_release(agent, eval_time_limit_s)
+            except Exception as err:  # any load failure means deny-all for this agent
+                self._failures[agent.name] = f"{type(err).__name__}: {err}"
+
+    def active(self, agent: str) -> ActiveRelease | None:
+        return self._active.get(agent)
+
+    def unavailable_reason(self, agent: str) -> str:
+        failure = self._failures.get(agent)
+        if failure is not None:
+            return f"no active release for agent {agent!r}: its release failed to load ({failure})"
+        return f"no active release for agent {agent!r}"
+
+    def agents(self) -> list[str]:
+        return sorted({*self._active, *self._failures})
+
+
+def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRelease:
+    manifest = load_agent_manifest(agent.manifest)
+    if manifest.name != agent.name:
+        raise ValueError(
+            f"{agent.manifest}: manifest names agent {manifest.name!r}, config says {agent.name!r}"
+        )
+    engine = load_engine(agent.bundle, time_limit=eval_time_limit_s)
+    validators = {}
+    for tool in manifest.tools:
+        schema = tool.get("args_schema", {})
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+        validators[tool["name"]] = validator_class(schema)
+    return ActiveRelease(
+        agent=agent.name,
+        version=manifest.version,
+        source=f"local:{agent.manifest}+{agent.bundle}",
+        manifest=manifest,
+        engine=engine,
+        validators=validators,
+    )

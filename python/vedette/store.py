@@ -1,0 +1,213 @@
+"""The segment store: durable, tamper-evident evidence under a hard disk ceiling.
+
+``SegmentStore.open(path, ceiling_bytes=..., node_id=...)`` checks the directory
+(local file system, owned by this user, not group/world writable; created 0700),
+takes an exclusive lock and recovers from any crash before returning. Appends
+return once the record is on stable storage (``durability="durable"``, the
+default); ``durability="interval"`` returns at once and syncs every
+``sync_interval_s`` seconds, so a power cut can lose that window of records.
+
+All methods release the GIL while they do I/O; concurrent appends from many
+threads share one write and one ``fdatasync`` (group commit).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+from vedette._core import Store as _Store
+from vedette._core import store_recorded_config
+from vedette.errors import (
+    SegmentNotFoundError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreRefusedError,
+)
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """One segment: ``id`` is ``None`` for the open (unsealed) segment."""
+
+    id: str | None
+    origin: str
+    seq: int
+    size: int
+    sealed: bool
+    acked_by: tuple[str, ...]
+    first_record: int
+    records: int
+    created_unix_ms: int
+    prev: str | None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Bytes on disk (everything in the directory, rounded to blocks) against the ceiling."""
+
+    bytes_used: int
+    ceiling_bytes: int
+    sealed_bytes: int
+    open_bytes: int
+    evictable_bytes: int
+    quarantine_bytes: int
+    segments: int
+
+
+class SegmentStore:
+    """An open segment store. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, core: _Store) -> None:
+        self._core = core
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        ceiling_bytes: int | None = None,
+        node_id: str | None = None,
+        *,
+        durability: str = "durable",
+        sync_interval_s: float = 0.05,
+        segment_max_bytes: int | None = None,
+        segment_max_age_s: float | None = None,
+        max_record_bytes: int | None = None,
+    ) -> SegmentStore:
+        """Open (creating if absent) and recover the store in ``path``.
+
+        ``ceiling_bytes`` and ``node_id`` default to the values the store was
+        last opened with (for tools); a new store needs both.
+        """
+        if ceiling_bytes is None or node_id is None:
+            try:
+                recorded_node, recorded_ceiling = store_recorded_config(os.fspath(path))
+            except StoreError as err:
+                raise StoreError(
+                    f"{os.fspath(path)}: not an existing store; give ceiling_bytes and node_id"
+                    f" ({err})"
+                ) from None
+            ceiling_bytes = recorded_ceiling if ceiling_bytes is None else ceiling_bytes
+            node_id = recorded_node if node_id is None else node_id
+        core = _Store.open(
+            os.fspath(path),
+            ceiling_bytes,
+            node_id,
+            durability,
+            sync_interval_s,
+            segment_max_bytes,
+            segment_max_age_s,
+            max_record_bytes,
+        )
+        return cls(core)
+
+    def __enter__(self) -> SegmentStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def node_id(self) -> str:
+        return self._core.node_id
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self._core.path)
+
+    def append(self, record: Buffer) -> int:
+        """Append one record; returns its position once it is durable."""
+        return self._core.append(record)
+
+    def append_many(self, records: Iterable[Buffer]) -> range:
+        """Append records as one batch (all admitted or none); returns their positions."""
+        batch = records if isinstance(records, list | tuple) else list(records)
+        first = self._core.append_many(batch)
+        return range(first, first + len(batch))
+
+    def flush(self) -> None:
+        """Make everything appended so far durable (for ``durability="interval"``)."""
+        self._core.flush()
+
+    def iter_records(
+        self, since: int | None = None, origin: str | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(position, record)`` after position ``since`` (all when None),
+        for ``origin`` (default: this node). Every record yielded passed its checksum."""
+        cursor = since
+        while True:
+            batch = self._core.read_records(cursor, origin)
+            if not batch:
+                return
+            yield from batch
+            cursor = batch[-1][0]
+
+    def segments(self) -> list[SegmentInfo]:
+        out = []
+        for info in self._core.segments():
+            info["acked_by"] = tuple(info["acked_by"])
+            out.append(SegmentInfo(**info))
+        return out
+
+    def seal(self) -> str | None:
+        """Seal the open segment now; returns its id (None if it had no records)."""
+        return self._core.seal()
+
+    def ack(self, segment_id: str, by: str) -> None:
+        """Durably record that ``by`` holds the sealed segment; it may then be evicted."""
+        self._core.ack(str(segment_id), by)
+
+    def usage(self) -> Usage:
+        return Usage(**self._core.usage())
+
+    def chain_heads(self) -> dict[str, tuple[int, str]]:
+        """Per origin: sequence and id of the newest sealed segment held."""
+        return {origin: (seq, seg_id) for origin, seq, seg_id in self._core.chain_heads()}
+
+    def get_segment(self, segment_id: str) -> bytes:
+        """A sealed segment's bytes, checked against its id before they are returned."""
+        return self._core.get_segment(str(segment_id))
+
+    def import_segment(self, data: Buffer, expected_id: str | None = None) -> str:
+        """Store a peer's sealed segment after checking id, structure and chain; returns its id."""
+        return self._core.import_segment(data, None if expected_id is None else str(expected_id))
+
+    def verify(self, progress: object = None) -> dict[str, object]:
+        """Re-check everything; ``faults`` lists what is wrong (empty: all good).
+
+        ``progress(done_bytes, total_bytes)`` is called after each segment.
+        """
+        return self._core.verify(progress)
+
+    @property
+    def recovery(self) -> dict[str, object]:
+        """What recovery found and did when this store was opened."""
+        return self._core.recovery()
+
+    def close(self) -> None:
+        """Sync anything queued and close; later calls raise StoreError."""
+        self._core.close()
+
+
+__all__ = [
+    "SegmentInfo",
+    "SegmentNotFoundError",
+    "SegmentStore",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
+    "StoreRefusedError",
+    "Usage",
+]

@@ -1,0 +1,38 @@
+"""``vedette token``: make caller tokens and the hashes the config keeps of them."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import click
+
+from vedette.config import token_digest
+
+
+@click.group("token")
+def token_group() -> None:
+    """Caller tokens: the config holds only their SHA-256."""
+
+
+@token_group.command("new")
+@click.option("--caller", default="my-adapter", show_default=True, help="Caller id.")
+@click.option("--agent", default="my-agent", show_default=True, help="Agent it may act for.")
+def new_command(caller: str, agent: str) -> None:
+    """Print a new random token, and the [[callers]] table that admits it."""
+    token = secrets.token_urlsafe(32)
+    click.echo(f"token (give it to the adapter; it is not stored anywhere): {token}")
+    click.echo("")
+    click.echo("[[callers]]")
+    click.echo(f'id = "{caller}"')
+    click.echo(f'agent = "{agent}"')
+    click.echo(f'token_sha256 = "{token_digest(token)}"')
+
+
+@token_group.command("hash")
+def hash_command() -> None:
+    """Read a token from standard input and print its sha256: hash for the config."""
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise click.ClickException("no token on standard input")
+    click.echo(str(token_digest(token)))

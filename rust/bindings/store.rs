@@ -1,0 +1,258 @@
+//! `vedette.store`: the segment store. Conversions, GIL release and error mapping only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use super::buffer::borrow_bytes;
+use super::errors;
+use crate::hashing::Digest;
+use crate::store::{self as core, Durability, StoreConfig};
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Store>()?;
+    module.add_function(wrap_pyfunction!(store_recorded_config, module)?)?;
+    module.add_function(wrap_pyfunction!(shared_fs_name, module)?)?;
+    Ok(())
+}
+
+fn parse_id(text: &str) -> PyResult<Digest> {
+    Digest::parse(text).map_err(errors::digest_format)
+}
+
+/// The node id and ceiling a store directory was last opened with.
+#[pyfunction]
+fn store_recorded_config(path: PathBuf) -> PyResult<(String, u64)> {
+    core::Store::recorded_config(&path).map_err(errors::store)
+}
+
+/// The name of the shared (network) file system with statfs magic `f_type`, or None.
+#[pyfunction]
+fn shared_fs_name(f_type: i64) -> Option<&'static str> {
+    core::shared_fs_name(f_type)
+}
+
+#[pyclass(frozen, module = "vedette._core", name = "Store")]
+pub struct Store(Arc<core::Store>);
+
+fn info_dict<'py>(py: Python<'py>, info: &core::SegmentInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", info.id.map(|id| id.to_string()))?;
+    d.set_item("origin", &info.origin)?;
+    d.set_item("seq", info.seq)?;
+    d.set_item("size", info.size)?;
+    d.set_item("sealed", info.sealed)?;
+    d.set_item("first_record", info.first_record)?;
+    d.set_item("records", info.records)?;
+    d.set_item("created_unix_ms", info.created_unix_ms)?;
+    d.set_item("prev", info.prev.map(|id| id.to_string()))?;
+    d.set_item("acked_by", info.acked_by.clone())?;
+    Ok(d)
+}
+
+#[pymethods]
+impl Store {
+    #[staticmethod]
+    #[pyo3(signature = (path, ceiling_bytes, node_id, durability = "durable", sync_interval_s = 0.05,
+                        segment_max_bytes = None, segment_max_age_s = None, max_record_bytes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        ceiling_bytes: u64,
+        node_id: String,
+        durability: &str,
+        sync_interval_s: f64,
+        segment_max_bytes: Option<u64>,
+        segment_max_age_s: Option<f64>,
+        max_record_bytes: Option<u64>,
+    ) -> PyResult<Store> {
+        let mut config = StoreConfig::new(ceiling_bytes, node_id);
+        config.durability = match durability {
+            "durable" => Durability::Durable,
+            "interval" => Durability::Interval(seconds(sync_interval_s)?),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "durability must be 'durable' or 'interval', got {other:?}"
+                )))
+            }
+        };
+        if let Some(bytes) = segment_max_bytes {
+            config.segment_max_bytes = bytes;
+        }
+        config.segment_max_age = segment_max_age_s.map(seconds).transpose()?;
+        if let Some(bytes) = max_record_bytes {
+            config.max_record_bytes = bytes;
+        }
+        py.detach(|| core::Store::open(&path, config))
+            .map(|store| Store(Arc::new(store)))
+            .map_err(errors::store)
+    }
+
+    fn append(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let bytes = borrow_bytes(record)?;
+        let slice = bytes.as_slice();
+        let store = &self.0;
+        py.detach(|| store.append(slice)).map_err(errors::store)
+    }
+
+    /// Returns the first position; the batch's positions are consecutive.
+    fn append_many(&self, py: Python<'_>, records: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let items: Vec<Bound<'_, PyAny>> = records.try_iter()?.collect::<PyResult<_>>()?;
+        let mut held = Vec::with_capacity(items.len());
+        for item in &items {
+            held.push(borrow_bytes(item)?);
+        }
+        let slices: Vec<&[u8]> = held.iter().map(|b| b.as_slice()).collect();
+        let store = &self.0;
+        py.detach(|| store.append_many(&slices))
+            .map_err(errors::store)
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.0.flush()).map_err(errors::store)
+    }
+
+    fn seal(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.0.seal())
+            .map(|id| id.map(|id| id.to_string()))
+            .map_err(errors::store)
+    }
+
+    fn ack(&self, py: Python<'_>, segment_id: &str, by: &str) -> PyResult<()> {
+        let id = parse_id(segment_id)?;
+        py.detach(|| self.0.ack(&id, by)).map_err(errors::store)
+    }
+
+    fn segments<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let infos = py.detach(|| self.0.segments());
+        let items = infos
+            .iter()
+            .map(|i| info_dict(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let u = py.detach(|| self.0.usage());
+        let d = PyDict::new(py);
+        d.set_item("bytes_used", u.bytes_used)?;
+        d.set_item("ceiling_bytes", u.ceiling_bytes)?;
+        d.set_item("sealed_bytes", u.sealed_bytes)?;
+        d.set_item("open_bytes", u.open_bytes)?;
+        d.set_item("evictable_bytes", u.evictable_bytes)?;
+        d.set_item("quarantine_bytes", u.quarantine_bytes)?;
+        d.set_item("segments", u.segments)?;
+        Ok(d)
+    }
+
+    fn chain_heads(&self, py: Python<'_>) -> Vec<(String, u64, String)> {
+        py.detach(|| self.0.chain_heads())
+            .into_iter()
+            .map(|(origin, seq, id)| (origin, seq, id.to_string()))
+            .collect()
+    }
+
+    fn get_segment<'py>(&self, py: Python<'py>, segment_id: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let id = parse_id(segment_id)?;
+        let bytes = py
+            .detach(|| self.0.get_segment(&id))
+            .map_err(errors::store)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[pyo3(signature = (data, expected_id = None))]
+    fn import_segment(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        expected_id: Option<&str>,
+    ) -> PyResult<String> {
+        let expected = expected_id.map(parse_id).transpose()?;
+        let bytes = borrow_bytes(data)?;
+        let slice = bytes.as_slice();
+        py.detach(|| self.0.import_segment(slice, expected.as_ref()))
+            .map(|id| id.to_string())
+            .map_err(errors::store)
+    }
+
+    #[pyo3(signature = (since = None, origin = None))]
+    fn read_records<'py>(
+        &self,
+        py: Python<'py>,
+        since: Option<u64>,
+        origin: Option<&str>,
+    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+        let records = py
+            .detach(|| self.0.read_records(origin, since))
+            .map_err(errors::store)?;
+        Ok(records
+            .into_iter()
+            .map(|(pos, bytes)| (pos, PyBytes::new(py, &bytes)))
+            .collect())
+    }
+
+    #[pyo3(signature = (progress = None))]
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let report = py.detach(|| {
+            self.0.verify(&mut |done, total| {
+                if let Some(callback) = &progress {
+                    // A failing progress callback must not stop the check.
+                    Python::attach(|py| {
+                        let _ = callback.call1(py, (done, total));
+                    });
+                }
+            })
+        });
+        let d = PyDict::new(py);
+        d.set_item("segments_checked", report.segments_checked)?;
+        d.set_item("records_checked", report.records_checked)?;
+        d.set_item("bytes_checked", report.bytes_checked)?;
+        d.set_item("faults", report.faults)?;
+        d.set_item("gaps", report.gaps)?;
+        Ok(d)
+    }
+
+    fn recovery<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.0.recovery();
+        let d = PyDict::new(py);
+        d.set_item("truncated_bytes", r.truncated_bytes)?;
+        d.set_item("truncated_records", r.truncated_records)?;
+        d.set_item("catalog_truncated_bytes", r.catalog_truncated_bytes)?;
+        d.set_item("quarantined", r.quarantined.clone())?;
+        d.set_item("temp_files_removed", r.temp_files_removed.clone())?;
+        d.set_item("evictions_completed", r.evictions_completed)?;
+        d.set_item("sealed_on_open", r.sealed_on_open.map(|id| id.to_string()))?;
+        d.set_item("unknown_files", r.unknown_files.clone())?;
+        d.set_item("clean", r.is_clean())?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn node_id(&self) -> String {
+        self.0.config().node_id.clone()
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.0.dir().to_path_buf()
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.0.close()).map_err(errors::store)
+    }
+}
+
+fn seconds(value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!("expected a duration in seconds >= 0, got {value}"))
+    })
+}

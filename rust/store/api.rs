@@ -1,0 +1,295 @@
+//! The public face of the segment store: [`Store`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::catalog::{Catalog, Entry};
+use super::commit::{SegmentMeta, Shared, OPEN_FILE};
+use super::error::{Result, StoreError};
+use super::format::validate_origin;
+use super::fscheck::{self, DirLock};
+use super::io::{on_disk, RealStorage, Storage};
+use super::recovery::{self, RecoveryReport};
+use super::{Durability, StoreConfig};
+use crate::hashing::{require_role, Digest, HashRole};
+
+pub use super::commit::{SegmentInfo, Store, Usage};
+
+impl Store {
+    /// Opens the store in `dir` on the real file system: INV-01 checks, the
+    /// exclusive lock, then recovery.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store> {
+        config.validate()?;
+        fscheck::check_dir(dir)?;
+        let lock = DirLock::acquire(dir)?;
+        let storage = Arc::new(RealStorage::new(fscheck::block_size(dir)?));
+        Store::start(recovery::open(storage, dir, config, Some(lock))?)
+    }
+
+    /// The node id and ceiling `dir` was last opened with (for tools).
+    pub fn recorded_config(dir: &Path) -> Result<(String, u64)> {
+        recovery::read_meta(&RealStorage::new(4096), dir)
+    }
+
+    /// Opens a store on any storage (tests use the crash simulator); no
+    /// directory checks and no lock.
+    pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, config: StoreConfig) -> Result<Store> {
+        if storage.list(dir).is_err() {
+            storage
+                .create_dir(dir)
+                .map_err(|err| StoreError::io("create store directory", dir, err))?;
+        }
+        Store::start(recovery::open(storage, dir, config, None)?)
+    }
+
+    fn start(shared: Shared) -> Result<Store> {
+        let shared = Arc::new(shared);
+        {
+            // A ceiling lowered since the last open: evict what may be evicted.
+            let mut st = shared.lock();
+            let _ = shared.ensure_room(&mut st, 0, false);
+        }
+        let flusher = match shared.config.durability {
+            Durability::Durable => None,
+            Durability::Interval(every) => {
+                let weak = Arc::downgrade(&shared);
+                let spawned = std::thread::Builder::new()
+                    .name("vedette-store-sync".into())
+                    .spawn(move || sync_every(&weak, every));
+                Some(spawned.map_err(|err| StoreError::io("start sync thread", &shared.dir, err))?)
+            }
+        };
+        Ok(Store { shared, flusher })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.shared.recovery
+    }
+
+    /// Appends one record; in durable mode returns once it is on stable
+    /// storage. Returns the record's position (its record number).
+    pub fn append(&self, record: &[u8]) -> Result<u64> {
+        self.append_many(&[record])
+    }
+
+    /// Appends records as one batch with consecutive positions; returns the first.
+    /// Either all are admitted or none (a refused batch queues nothing).
+    pub fn append_many(&self, records: &[&[u8]]) -> Result<u64> {
+        let shared = &*self.shared;
+        let (mut st, first, outcome) = shared.enqueue(shared.lock(), records)?;
+        match shared.config.durability {
+            Durability::Interval(_) => {
+                // Hand big batches to the OS now; the sync thread makes them durable.
+                if st.pending.len() >= 1 << 20 && !st.flushing {
+                    st = shared.commit(st, false);
+                }
+                drop(st);
+                match outcome.get() {
+                    Some(Err(err)) => Err(err.clone()),
+                    _ => Ok(first),
+                }
+            }
+            Durability::Durable => loop {
+                if let Some(result) = outcome.get() {
+                    return result.clone().map(|()| first);
+                }
+                shared.usable(&st)?;
+                if st.flushing {
+                    st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                } else {
+                    st = shared.commit(st, true);
+                }
+            },
+        }
+    }
+
+    /// Makes everything appended so far durable (useful in interval mode).
+    pub fn flush(&self) -> Result<()> {
+        self.shared.drain(self.shared.lock()).map(|_| ())
+    }
+
+    /// Seals the open segment now, if it has records. Returns the new segment id.
+    pub fn seal(&self) -> Result<Option<Digest>> {
+        let st = self.shared.lock();
+        self.shared.usable(&st)?;
+        self.shared.seal_locked(st).map(|(_, id)| id)
+    }
+
+    /// Records, durably, that `by` (a peer or upstream) holds sealed segment `id`;
+    /// acknowledged segments may be evicted under the ceiling.
+    pub fn ack(&self, id: &Digest, by: &str) -> Result<()> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        validate_origin(by).map_err(|e| StoreError::Invalid(format!("acknowledger: {e}")))?;
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        shared.usable(&st)?;
+        if !st.segments.contains_key(id) {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        if st
+            .catalog
+            .acks
+            .get(id)
+            .is_some_and(|peers| peers.contains(by))
+        {
+            return Ok(());
+        }
+        let entry = Entry::Ack {
+            id: *id,
+            by: by.to_string(),
+        };
+        let growth = on_disk(st.catalog.len + Catalog::entry_len(&entry), shared.block)
+            - on_disk(st.catalog.len, shared.block);
+        shared.ensure_room(&mut st, growth, true)?;
+        let storage = Arc::clone(&shared.storage);
+        st.catalog
+            .append(storage.as_ref(), entry)
+            .map_err(|err| shared.out_of_space(&st, err, growth))
+    }
+
+    /// Every segment held: sealed ones by origin and sequence, then the open one.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = self.shared.lock();
+        let mut out: Vec<SegmentInfo> = st
+            .by_origin
+            .values()
+            .filter_map(|id| st.segments.get(id))
+            .map(|meta| info(meta, st.catalog.acks.get(&meta.id)))
+            .collect();
+        if let Some(open) = &st.open {
+            out.push(SegmentInfo {
+                id: None,
+                origin: open.header.origin.clone(),
+                seq: open.header.seq,
+                size: open.written_len,
+                sealed: false,
+                first_record: open.header.first_record,
+                records: open.written_records,
+                created_unix_ms: open.header.created_unix_ms,
+                prev: open.header.prev,
+                acked_by: Vec::new(),
+            });
+        }
+        out
+    }
+
+    pub fn usage(&self) -> Usage {
+        let shared = &*self.shared;
+        let st = shared.lock();
+        Usage {
+            bytes_used: shared.used(&st),
+            ceiling_bytes: shared.config.ceiling_bytes,
+            sealed_bytes: st.sealed_bytes,
+            open_bytes: st
+                .open
+                .as_ref()
+                .map_or(0, |o| on_disk(o.written_len, shared.block)),
+            evictable_bytes: shared.evictable(&st),
+            quarantine_bytes: st.quarantine_bytes,
+            segments: st.segments.len() as u64 + u64::from(st.open.is_some()),
+        }
+    }
+
+    /// Per origin: the newest sealed segment held and the next sequence number expected.
+    pub fn chain_heads(&self) -> Vec<(String, u64, Digest)> {
+        let st = self.shared.lock();
+        let mut heads: Vec<(String, u64, Digest)> = Vec::new();
+        for ((origin, seq), id) in &st.by_origin {
+            match heads.last_mut() {
+                Some(last) if &last.0 == origin => *last = (origin.clone(), *seq, *id),
+                _ => heads.push((origin.clone(), *seq, *id)),
+            }
+        }
+        heads
+    }
+
+    /// Syncs what is queued and closes; later calls fail with `Closed`.
+    pub fn close(&self) -> Result<()> {
+        let shared = &*self.shared;
+        let st = shared.lock();
+        if st.closed {
+            return Ok(());
+        }
+        let result = shared.drain(st).map(|mut st| {
+            st.closed = true;
+        });
+        let mut st = shared.lock();
+        st.closed = true;
+        shared.wake.notify_all();
+        drop(st);
+        *shared.dir_lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        result
+    }
+
+    pub(super) fn segment_path(&self, id: &Digest) -> std::path::PathBuf {
+        self.shared.path(&format!("{}.seg", id.hex()))
+    }
+
+    pub(super) fn open_path(&self) -> std::path::PathBuf {
+        self.shared.path(OPEN_FILE)
+    }
+}
+
+pub(super) fn info(
+    meta: &SegmentMeta,
+    acks: Option<&std::collections::BTreeSet<String>>,
+) -> SegmentInfo {
+    SegmentInfo {
+        id: Some(meta.id),
+        origin: meta.header.origin.clone(),
+        seq: meta.header.seq,
+        size: meta.size,
+        sealed: true,
+        first_record: meta.header.first_record,
+        records: meta.record_count,
+        created_unix_ms: meta.header.created_unix_ms,
+        prev: meta.header.prev,
+        acked_by: acks
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Interval mode's sync thread: syncs queued and written records every `every`.
+fn sync_every(shared: &std::sync::Weak<Shared>, every: Duration) {
+    let mut last_sync = std::time::Instant::now();
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let st = shared.lock();
+        let (st, _) = shared
+            .wake
+            .wait_timeout(st, every)
+            .unwrap_or_else(|p| p.into_inner());
+        if st.closed {
+            return;
+        }
+        if last_sync.elapsed() < every {
+            continue;
+        }
+        if st.failed.is_none() && !st.flushing && (!st.pending.is_empty() || st.unsynced) {
+            drop(shared.commit(st, true));
+        }
+        last_sync = std::time::Instant::now();
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.close();
+        if let Some(thread) = self.flusher.take() {
+            let _ = thread.join();
+        }
+    }
+}

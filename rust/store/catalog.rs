@@ -1,0 +1,248 @@
+//! The catalog: an append-only, checksummed journal of acknowledgements and
+//! evictions, so both survive restarts and an eviction is durable before the
+//! segment file is unlinked.
+//!
+//! ```text
+//! entry   len u32 | crc32c u32 (over len | body) | body
+//! body    1 u8 | segment id [32] | peer_len u8 | peer          (ack)
+//!         2 u8 | segment id [32] | origin_len u8 | origin | seq u64 | next_record u64  (evict)
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::error::{Result, StoreError};
+use super::format::validate_origin;
+use super::io::{AppendFile, Storage};
+use crate::hashing::{Algorithm, Digest};
+
+pub const CATALOG_FILE: &str = "catalog";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Ack {
+        id: Digest,
+        by: String,
+    },
+    Evict {
+        id: Digest,
+        origin: String,
+        seq: u64,
+        /// Record number after the segment's last record (keeps numbering going once evicted).
+        next_record: u64,
+    },
+}
+
+/// What an evicted segment was; kept so chains and record numbers stay known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    pub id: Digest,
+    pub next_record: u64,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        match self {
+            Entry::Ack { id, by } => {
+                body.push(1);
+                body.extend_from_slice(id.as_bytes());
+                body.push(by.len() as u8);
+                body.extend_from_slice(by.as_bytes());
+            }
+            Entry::Evict {
+                id,
+                origin,
+                seq,
+                next_record,
+            } => {
+                body.push(2);
+                body.extend_from_slice(id.as_bytes());
+                body.push(origin.len() as u8);
+                body.extend_from_slice(origin.as_bytes());
+                body.extend_from_slice(&seq.to_le_bytes());
+                body.extend_from_slice(&next_record.to_le_bytes());
+            }
+        }
+        let len = (body.len() as u32).to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len), &body);
+        let mut out = Vec::with_capacity(body.len() + 8);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn decode(body: &[u8]) -> Option<Entry> {
+        let (&kind, rest) = body.split_first()?;
+        let id = Digest::from_slice(Algorithm::Blake3, rest.get(..32)?).ok()?;
+        let rest = &rest[32..];
+        let (&name_len, rest) = rest.split_first()?;
+        let name = std::str::from_utf8(rest.get(..usize::from(name_len))?)
+            .ok()?
+            .to_string();
+        validate_origin(&name).ok()?;
+        let rest = &rest[usize::from(name_len)..];
+        match (kind, rest.len()) {
+            (1, 0) => Some(Entry::Ack { id, by: name }),
+            (2, 16) => Some(Entry::Evict {
+                id,
+                origin: name,
+                seq: u64::from_le_bytes(rest[..8].try_into().ok()?),
+                next_record: u64::from_le_bytes(rest[8..].try_into().ok()?),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The catalog's state in memory and its open file.
+pub struct Catalog {
+    path: PathBuf,
+    file: Option<Box<dyn AppendFile>>,
+    pub len: u64,
+    pub acks: HashMap<Digest, BTreeSet<String>>,
+    pub evicted: HashMap<(String, u64), Evicted>,
+}
+
+/// What loading the catalog found.
+pub struct Loaded {
+    pub catalog: Catalog,
+    /// Bytes of a torn or corrupt tail that were cut off.
+    pub truncated_bytes: u64,
+}
+
+impl Catalog {
+    pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Loaded> {
+        let path = dir.join(CATALOG_FILE);
+        let bytes = match storage.read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(StoreError::io("read catalog", &path, err)),
+        };
+        let mut catalog = Catalog {
+            path,
+            file: None,
+            len: 0,
+            acks: HashMap::new(),
+            evicted: HashMap::new(),
+        };
+        let mut at = 0usize;
+        while bytes.len() - at >= 8 {
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
+            let crc =
+                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+            let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+                break;
+            };
+            if crc32c::crc32c_append(crc32c::crc32c(&bytes[at..at + 4]), body) != crc {
+                break;
+            }
+            let Some(entry) = Entry::decode(body) else {
+                break;
+            };
+            catalog.apply(entry);
+            at += 8 + len;
+        }
+        let truncated_bytes = (bytes.len() - at) as u64;
+        if truncated_bytes > 0 {
+            storage
+                .truncate(&catalog.path, at as u64)
+                .map_err(|err| StoreError::io("truncate catalog", &catalog.path, err))?;
+        }
+        catalog.len = at as u64;
+        Ok(Loaded {
+            catalog,
+            truncated_bytes,
+        })
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Ack { id, by } => {
+                self.acks.entry(id).or_default().insert(by);
+            }
+            Entry::Evict {
+                id,
+                origin,
+                seq,
+                next_record,
+            } => {
+                self.acks.remove(&id);
+                self.evicted
+                    .insert((origin, seq), Evicted { id, next_record });
+            }
+        }
+    }
+
+    /// The size of `entry` once written, for the admission check.
+    pub fn entry_len(entry: &Entry) -> u64 {
+        entry.encode().len() as u64
+    }
+
+    /// Appends `entry` and makes it durable before returning.
+    pub fn append(&mut self, storage: &dyn Storage, entry: Entry) -> Result<()> {
+        let bytes = entry.encode();
+        if self.file.is_none() {
+            let exists = self.len > 0 || storage.read(&self.path).is_ok();
+            let file = storage
+                .open_append(&self.path, !exists)
+                .map_err(|err| StoreError::io("open catalog", &self.path, err))?;
+            self.file = Some(file);
+            if !exists {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                storage
+                    .sync_dir(dir)
+                    .map_err(|err| StoreError::io("sync directory", dir, err))?;
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::Failed("catalog file not open".into()));
+        };
+        let written = file.append(&bytes).and_then(|()| file.sync_data());
+        if let Err(err) = written {
+            // Undo a partial write so the catalog stays a clean sequence of entries.
+            let undone = file.truncate(self.len).and_then(|()| file.sync_data());
+            let err = StoreError::io("append to catalog", &self.path, err);
+            return match undone {
+                Ok(()) => Err(err),
+                Err(undo) => Err(StoreError::Failed(format!(
+                    "{err}; undoing it failed: {undo}"
+                ))),
+            };
+        }
+        self.len += bytes.len() as u64;
+        self.apply(entry);
+        Ok(())
+    }
+
+    pub fn is_evicted(&self, id: &Digest) -> bool {
+        self.evicted.values().any(|e| &e.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let id = Digest::new(Algorithm::Blake3, [3; 32]);
+        for entry in [
+            Entry::Ack {
+                id,
+                by: "peer-b".into(),
+            },
+            Entry::Evict {
+                id,
+                origin: "node-a".into(),
+                seq: 7,
+                next_record: 99,
+            },
+        ] {
+            let bytes = entry.encode();
+            assert_eq!(Entry::decode(&bytes[8..]), Some(entry));
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The state shared by a store's handles: group commit, sealing, rotation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::catalog::Catalog;
+use super::error::{Result, StoreError};
+use super::format::{self, Header, FOOTER_LEN, FRAME_OVERHEAD};
+use super::fscheck::DirLock;
+use super::io::{on_disk, AppendFile, Storage};
+use super::recovery::RecoveryReport;
+use super::{Durability, StoreConfig};
+use crate::hashing::{Algorithm, Digest};
+
+pub const OPEN_FILE: &str = "open.seg";
+
+/// A sealed segment held by the store.
+#[derive(Clone, Debug)]
+pub struct SegmentMeta {
+    pub id: Digest,
+    pub header: Header,
+    pub record_count: u64,
+    pub size: u64,
+}
+
+/// The open segment's file and the running hash of everything written to it.
+pub(super) struct Writer {
+    pub file: Box<dyn AppendFile>,
+    pub hasher: blake3::Hasher,
+    /// How far the file has actually been reserved (`AppendFile::allocate`).
+    pub allocated: u64,
+}
+
+/// A batch being written: everything a commit needs without the state lock.
+struct InFlight {
+    writer: Writer,
+    batch: Vec<u8>,
+    records: u64,
+    outcome: Outcome,
+    sync: bool,
+    reserve: u64,
+}
+
+impl InFlight {
+    fn write(&mut self) -> std::io::Result<()> {
+        let writer = &mut self.writer;
+        if self.reserve > writer.allocated {
+            // Reserving ahead only saves work; without it (no space for the whole
+            // step, say) the write below still goes through or fails on its own.
+            let _ = writer.file.allocate(self.reserve);
+            writer.allocated = self.reserve;
+        }
+        writer.file.append(&self.batch)?;
+        if self.sync {
+            writer.file.sync_data()?;
+        }
+        writer.hasher.update(&self.batch);
+        Ok(())
+    }
+}
+
+/// Space for the open segment is reserved in steps of at most this much.
+const PREALLOCATE_STEP: u64 = 1 << 20;
+
+pub(super) struct OpenSegment {
+    pub header: Header,
+    /// Bytes written (durable mode: and synced); the file's length.
+    pub written_len: u64,
+    /// The file's length: written bytes plus zero-filled space reserved ahead
+    /// (counted against the ceiling as soon as it is reserved).
+    pub allocated: u64,
+    pub written_records: u64,
+    /// `None` while a group commit has it out.
+    pub writer: Option<Writer>,
+}
+
+type Outcome = Arc<OnceLock<Result<()>>>;
+
+pub(super) struct State {
+    pub closed: bool,
+    pub failed: Option<String>,
+    pub segments: HashMap<Digest, SegmentMeta>,
+    pub by_origin: BTreeMap<(String, u64), Digest>,
+    pub catalog: Catalog,
+    pub open: Option<OpenSegment>,
+    pub pending: Vec<u8>,
+    pub pending_records: u64,
+    pub pending_outcome: Outcome,
+    pub flushing: bool,
+    /// Interval mode: bytes written but not yet synced.
+    pub unsynced: bool,
+    pub next_seq: u64,
+    pub next_record: u64,
+    pub head: Option<Digest>,
+    /// Bytes on disk outside segments and catalog: directories, quarantine, unknown files.
+    pub other_bytes: u64,
+    pub quarantine_bytes: u64,
+    pub sealed_bytes: u64,
+}
+
+pub(super) struct Shared {
+    pub config: StoreConfig,
+    pub storage: Arc<dyn Storage>,
+    pub dir: PathBuf,
+    pub block: u64,
+    pub state: Mutex<State>,
+    pub wake: Condvar,
+    pub recovery: RecoveryReport,
+    /// Held until `close`; dropping it releases the directory for the next opener.
+    pub dir_lock: Mutex<Option<DirLock>>,
+}
+
+/// A segment store opened by one process. All methods take `&self` and may be
+/// called from many threads; appends that overlap share a commit.
+pub struct Store {
+    pub(super) shared: Arc<Shared>,
+    pub(super) flusher: Option<JoinHandle<()>>,
+}
+
+/// What a caller sees of one segment.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    pub id: Option<Digest>,
+    pub origin: String,
+    pub seq: u64,
+    pub size: u64,
+    pub sealed: bool,
+    pub first_record: u64,
+    pub records: u64,
+    pub created_unix_ms: u64,
+    pub prev: Option<Digest>,
+    pub acked_by: Vec<String>,
+}
+
+/// Bytes on disk against the ceiling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes_used: u64,
+    pub ceiling_bytes: u64,
+    pub sealed_bytes: u64,
+    pub open_bytes: u64,
+    /// Held by acknowledged sealed segments: what eviction can free.
+    pub evictable_bytes: u64,
+    pub quarantine_bytes: u64,
+    pub segments: u64,
+}
+
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update of State is completed before its guard drops, so a
+        // panic elsewhere cannot leave it half-changed.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.storage
+            .sync_dir(dir)
+            .map_err(|err| StoreError::io("sync directory", dir, err))
+    }
+
+    pub fn usable(&self, st: &State) -> Result<()> {
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        if let Some(reason) = &st.failed {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        Ok(())
+    }
+
+    fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.wake
+            .wait(st)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the pending batch (and syncs it if `sync`), with the state lock
+    /// released during the I/O so more appends can queue for the next batch.
+    pub fn commit<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        sync: bool,
+    ) -> MutexGuard<'a, State> {
+        let Some(mut flight) = self.begin(&mut st, sync) else {
+            return st;
+        };
+        st.flushing = true;
+        drop(st);
+        let result = flight.write();
+        let mut st = self.lock();
+        st.flushing = false;
+        self.finish(&mut st, flight, result);
+        st
+    }
+
+    /// Like `commit`, but keeps the lock: used when a batch must not be split
+    /// by other appends (rotation in the middle of an `append_many`).
+    fn commit_holding_lock(&self, st: &mut State, sync: bool) {
+        if let Some(mut flight) = self.begin(st, sync) {
+            let result = flight.write();
+            self.finish(st, flight, result);
+        }
+    }
+
+    /// Takes the queued batch and the writer out of the state.
+    fn begin(&self, st: &mut State, sync: bool) -> Option<InFlight> {
+        let Some(writer) = st.open.as_mut().and_then(|open| open.writer.take()) else {
+            // Only reachable after a failure took the writer away: fail what is queued.
+            let reason = st
+                .failed
+                .clone()
+                .unwrap_or_else(|| "no open segment to write to".into());
+            let _ = std::mem::take(&mut st.pending_outcome).set(Err(StoreError::Failed(reason)));
+            st.pending.clear();
+            st.pending_records = 0;
+            st.unsynced = false;
+            self.wake.notify_all();
+            return None;
+        };
+        Some(InFlight {
+            writer,
+            batch: std::mem::take(&mut st.pending),
+            records: std::mem::replace(&mut st.pending_records, 0),
+            outcome: std::mem::take(&mut st.pending_outcome),
+            sync,
+            reserve: st.open.as_ref().map_or(0, |open| open.allocated),
+        })
+    }
+
+    /// Puts the writer back and reports the batch's outcome to its appenders.
+    fn finish(&self, st: &mut State, flight: InFlight, result: std::io::Result<()>) {
+        let InFlight {
+            mut writer,
+            batch,
+            records,
+            outcome,
+            sync,
+            ..
+        } = flight;
+        match result {
+            Ok(()) => {
+                st.unsynced = !sync;
+                if let Some(open) = st.open.as_mut() {
+                    open.written_len += batch.len() as u64;
+                    open.written_records += records;
+                    open.writer = Some(writer);
+                }
+                let _ = outcome.set(Ok(()));
+            }
+            Err(err) => {
+                let err = StoreError::io("write open segment", &self.path(OPEN_FILE), err);
+                let err = self.out_of_space(st, err, batch.len() as u64);
+                // Records queued behind the failed batch would follow a gap: fail them too.
+                let queued = std::mem::take(&mut st.pending_outcome);
+                st.pending.clear();
+                st.pending_records = 0;
+                let _ = queued.set(Err(err.clone()));
+                let _ = outcome.set(Err(err.clone()));
+                let durable = self.config.durability == Durability::Durable;
+                match st.open.as_mut() {
+                    Some(open) if durable => {
+                        let next_record = open.header.first_record + open.written_records;
+                        let len = open.written_len;
+                        open.allocated = len;
+                        writer.allocated = len;
+                        let undone = writer
+                            .file
+                            .truncate(len)
+                            .and_then(|()| writer.file.sync_data());
+                        match undone {
+                            Ok(()) => open.writer = Some(writer),
+                            Err(undo) => {
+                                st.failed = Some(format!("{err}; undoing it failed: {undo}"))
+                            }
+                        }
+                        st.next_record = next_record;
+                        st.unsynced = false;
+                    }
+                    // Interval mode already returned these positions: stop rather than reuse them.
+                    _ => st.failed = Some(err.to_string()),
+                }
+            }
+        }
+        self.wake.notify_all();
+    }
+
+    /// ENOSPC/EDQUOT become `Full` with the store's numbers; other errors pass through.
+    pub fn out_of_space(&self, st: &State, err: StoreError, needed: u64) -> StoreError {
+        if !err.is_out_of_space() {
+            return err;
+        }
+        StoreError::Full {
+            needed,
+            used: self.used(st),
+            ceiling: self.config.ceiling_bytes,
+            evictable: self.evictable(st),
+            detail: Some(format!("the file system is out of space: {err}")),
+        }
+    }
+
+    /// Waits until no commit is in flight, then commits whatever is queued.
+    pub fn drain<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
+        loop {
+            self.usable(&st)?;
+            if st.flushing {
+                st = self.wait(st);
+            } else if !st.pending.is_empty() || st.unsynced {
+                let outcome = Arc::clone(&st.pending_outcome);
+                st = self.commit(st, true);
+                if let Some(Err(err)) = outcome.get() {
+                    return Err(err.clone());
+                }
+            } else {
+                return Ok(st);
+            }
+        }
+    }
+
+    /// Creates the open segment (header written and synced) if there is none.
+    fn ensure_open<'a>(&'a self, st: &mut MutexGuard<'a, State>) -> Result<()> {
+        if st.open.is_some() {
+            return Ok(());
+        }
+        let header = Header {
+            origin: self.config.node_id.clone(),
+            seq: st.next_seq,
+            first_record: st.next_record,
+            created_unix_ms: now_unix_ms(),
+            prev: st.head,
+        };
+        let bytes = header.encode();
+        self.ensure_room(
+            st,
+            on_disk(bytes.len() as u64 + FOOTER_LEN, self.block),
+            false,
+        )?;
+        let path = self.path(OPEN_FILE);
+        let created = self.storage.open_append(&path, true).and_then(|mut file| {
+            file.append(&bytes)?;
+            file.sync_data()?;
+            Ok(file)
+        });
+        let created = created
+            .map_err(|err| StoreError::io("create open segment", &path, err))
+            .and_then(|file| self.sync_dir(&self.dir).map(|()| file));
+        let file = match created {
+            Ok(file) => file,
+            Err(err) => {
+                let _ = self.storage.remove(&path);
+                return Err(self.out_of_space(st, err, bytes.len() as u64));
+            }
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&bytes);
+        st.open = Some(OpenSegment {
+            header,
+            written_len: bytes.len() as u64,
+            allocated: bytes.len() as u64,
+            written_records: 0,
+            writer: Some(Writer {
+                file,
+                hasher,
+                allocated: bytes.len() as u64,
+            }),
+        });
+        Ok(())
+    }
+
+    /// Seals the open segment if it has records: footer, sync, rename to its id,
+    /// sync the directory. Returns the new segment's id.
+    pub fn seal_locked<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+    ) -> Result<(MutexGuard<'a, State>, Option<Digest>)> {
+        let mut st = self.drain(st)?;
+        let id = self.seal_in_place(&mut st)?;
+        Ok((st, id))
+    }
+
+    /// Seals without releasing the lock. No commit may be in flight; what is
+    /// queued is written and synced first.
+    fn seal_in_place(&self, st: &mut State) -> Result<Option<Digest>> {
+        if st.flushing {
+            return Err(StoreError::Failed(
+                "seal while a commit is in flight".into(),
+            ));
+        }
+        if !st.pending.is_empty() {
+            let outcome = Arc::clone(&st.pending_outcome);
+            self.commit_holding_lock(st, true);
+            if let Some(Err(err)) = outcome.get() {
+                return Err(err.clone());
+            }
+        }
+        let Some(mut open) = st.open.take() else {
+            return Ok(None);
+        };
+        let Some(mut writer) = open.writer.take() else {
+            st.open = Some(open);
+            return Err(StoreError::Failed("open segment has no writer".into()));
+        };
+        if open.written_records == 0 {
+            open.writer = Some(writer);
+            st.open = Some(open);
+            return Ok(None);
+        }
+        let footer = format::encode_footer(open.written_records, open.written_len);
+        let path = self.path(OPEN_FILE);
+        // Give back the reserved space first: a sealed segment is exactly its bytes.
+        if let Err(err) = writer
+            .file
+            .truncate(open.written_len)
+            .and_then(|()| writer.file.append(&footer))
+            .and_then(|()| writer.file.sync_data())
+        {
+            let err = StoreError::io("write footer", &path, err);
+            match writer
+                .file
+                .truncate(open.written_len)
+                .and_then(|()| writer.file.sync_data())
+            {
+                Ok(()) => {
+                    writer.allocated = open.written_len;
+                    open.allocated = open.written_len;
+                    open.writer = Some(writer);
+                    st.open = Some(open);
+                }
+                Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
+            }
+            return Err(self.out_of_space(st, err, FOOTER_LEN));
+        }
+        writer.hasher.update(&footer);
+        let id = Digest::new(Algorithm::Blake3, *writer.hasher.finalize().as_bytes());
+        let sealed_path = self.path(&format!("{}.seg", id.hex()));
+        let renamed = self
+            .storage
+            .rename(&path, &sealed_path)
+            .map_err(|err| StoreError::io("rename sealed segment", &path, err))
+            .and_then(|()| self.sync_dir(&self.dir));
+        if let Err(err) = renamed {
+            // The footer is on disk; recovery at the next open finishes the seal.
+            st.failed = Some(err.to_string());
+            return Err(err);
+        }
+        let size = open.written_len + FOOTER_LEN;
+        st.sealed_bytes += on_disk(size, self.block);
+        st.head = Some(id);
+        st.next_seq = open.header.seq + 1;
+        st.by_origin
+            .insert((open.header.origin.clone(), open.header.seq), id);
+        st.segments.insert(
+            id,
+            SegmentMeta {
+                id,
+                header: open.header,
+                record_count: open.written_records,
+                size,
+            },
+        );
+        Ok(Some(id))
+    }
+
+    /// The open segment has records and `bytes` more would take it past the size bound.
+    fn open_is_full(&self, st: &State, bytes: u64) -> bool {
+        let Some(open) = &st.open else { return false };
+        let assigned = open.written_len + st.pending.len() as u64;
+        open.written_records + st.pending_records > 0
+            && assigned + bytes + FOOTER_LEN > self.config.segment_max_bytes
+    }
+
+    /// The open segment has records and has reached the age bound.
+    fn open_is_old(&self, st: &State) -> bool {
+        let Some(open) = &st.open else { return false };
+        open.written_records + st.pending_records > 0
+            && self.config.segment_max_age.is_some_and(|age| {
+                now_unix_ms().saturating_sub(open.header.created_unix_ms) >= age.as_millis() as u64
+            })
+    }
+
+    /// Queues `records` behind the open segment (sealing and opening segments
+    /// as bounds are reached) and returns the first record number and the
+    /// outcome of the commit that will carry the last of them. The batch gets
+    /// consecutive positions: the lock is not given up while it is queued.
+    pub fn enqueue<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        records: &[&[u8]],
+    ) -> Result<(MutexGuard<'a, State>, u64, Outcome)> {
+        self.usable(&st)?;
+        if let Some(big) = records
+            .iter()
+            .find(|r| r.len() as u64 > self.config.max_record_bytes)
+        {
+            return Err(StoreError::Invalid(format!(
+                "record of {} bytes exceeds max_record_bytes ({})",
+                big.len(),
+                self.config.max_record_bytes
+            )));
+        }
+        if self.open_is_old(&st) {
+            st = self.seal_locked(st)?.0;
+        }
+        let framed: u64 = records
+            .iter()
+            .map(|r| FRAME_OVERHEAD + r.len() as u64)
+            .sum();
+        if self.open_is_full(&st, framed) {
+            // Sealing inside the batch needs the writer: wait for the commit in flight now.
+            while st.flushing {
+                st = self.wait(st);
+                self.usable(&st)?;
+            }
+        }
+        // Admit the whole batch up front (frames plus a block per segment it
+        // may open), so a batch is refused before any of it is queued.
+        let assigned = st.open.as_ref().map_or(0, |o| o.written_len) + st.pending.len() as u64;
+        let rotations = (assigned + framed + FOOTER_LEN) / self.config.segment_max_bytes;
+        let estimate = on_disk(assigned + framed + FOOTER_LEN, self.block)
+            - on_disk(assigned + FOOTER_LEN, self.block)
+            + rotations * self.block
+            + if st.open.is_none() { self.block } else { 0 };
+        self.ensure_room(&mut st, estimate.min(self.config.ceiling_bytes), false)?;
+        let mark = (st.pending.len(), st.pending_records, st.next_record);
+        let mut sealed_inside = false;
+        let first = st.next_record;
+        for record in records {
+            let framed = FRAME_OVERHEAD + record.len() as u64;
+            let queued = (|| {
+                if self.open_is_full(&st, framed) && !st.flushing {
+                    self.seal_in_place(&mut st)?;
+                    sealed_inside = true;
+                }
+                self.ensure_open(&mut st)?;
+                self.reserve(&mut st, framed)
+            })();
+            if let Err(err) = queued {
+                if !sealed_inside {
+                    // Nothing of this batch has been written: take it back out.
+                    st.pending.truncate(mark.0);
+                    st.pending_records = mark.1;
+                    st.next_record = mark.2;
+                }
+                return Err(err);
+            }
+            let record_no = st.next_record;
+            format::encode_frame(&mut st.pending, record_no, record);
+            st.pending_records += 1;
+            st.next_record += 1;
+        }
+        let outcome = Arc::clone(&st.pending_outcome);
+        Ok((st, first, outcome))
+    }
+
+    /// Admits `framed` more bytes into the open segment. Space is reserved
+    /// ahead in steps (and counted at once), so most appends need no check and
+    /// the leader's `fallocate` keeps the file size still while records land.
+    fn reserve(&self, st: &mut MutexGuard<'_, State>, framed: u64) -> Result<()> {
+        let Some(open) = st.open.as_ref() else {
+            return Ok(());
+        };
+        let assigned = open.written_len + st.pending.len() as u64;
+        let need = assigned + framed + FOOTER_LEN;
+        let counted = open.allocated.max(assigned + FOOTER_LEN);
+        if need <= counted {
+            return Ok(());
+        }
+        let step = PREALLOCATE_STEP.min(self.config.segment_max_bytes);
+        let target = on_disk(need.div_ceil(step) * step, self.block)
+            .min(on_disk(self.config.segment_max_bytes.max(need), self.block));
+        let growth = on_disk(target, self.block).saturating_sub(on_disk(counted, self.block));
+        let target = match self.ensure_room(st, growth, false) {
+            Ok(()) => target,
+            // No room for a whole step: reserve only what this record needs.
+            Err(StoreError::Full { .. }) => {
+                let growth = on_disk(need, self.block).saturating_sub(on_disk(counted, self.block));
+                self.ensure_room(st, growth, false)?;
+                on_disk(need, self.block)
+            }
+            Err(err) => return Err(err),
+        };
+        if let Some(open) = st.open.as_mut() {
+            open.allocated = target.max(open.allocated);
+        }
+        Ok(())
+    }
+}

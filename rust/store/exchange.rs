@@ -1,0 +1,200 @@
+//! Reading records and whole segments, and importing segments from peers.
+
+use std::sync::Arc;
+
+use super::commit::SegmentMeta;
+use super::error::{Result, StoreError};
+use super::format::{self, Scan};
+use super::io::on_disk;
+use super::Store;
+use crate::hashing::{blake3, require_role, Digest, HashRole};
+
+impl Store {
+    /// The bytes of sealed segment `id`, checked against the id before they are
+    /// returned: a segment whose bytes changed on disk is never served.
+    pub fn get_segment(&self, id: &Digest) -> Result<Vec<u8>> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        {
+            let st = self.shared.lock();
+            self.shared.usable(&st)?;
+            if !st.segments.contains_key(id) {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+        }
+        let path = self.segment_path(id);
+        let bytes = self
+            .shared
+            .storage
+            .read(&path)
+            .map_err(|err| StoreError::io("read segment", &path, err))?;
+        let actual = blake3(&bytes);
+        if actual != *id {
+            return Err(StoreError::Corrupt(format!(
+                "{} changed on disk: its bytes hash to {actual}; run `vedette store verify`",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Records of `origin` (default: this node) with positions after `since`,
+    /// from one segment: the first that has any. Empty when there are no more.
+    /// Every record returned has passed its checksum (sealed: the segment hash).
+    pub fn read_records(
+        &self,
+        origin: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let origin = origin.unwrap_or(&self.shared.config.node_id).to_string();
+        let from = since.map_or(0, |s| s.saturating_add(1));
+        let (sealed, open_len) = {
+            let st = self.shared.lock();
+            self.shared.usable(&st)?;
+            let sealed: Option<SegmentMeta> = st
+                .by_origin
+                .range((origin.clone(), 0)..=(origin.clone(), u64::MAX))
+                .filter_map(|(_, id)| st.segments.get(id))
+                .find(|m| m.header.first_record + m.record_count > from)
+                .cloned();
+            let open_len = st
+                .open
+                .as_ref()
+                .filter(|o| {
+                    o.header.origin == origin && o.header.first_record + o.written_records > from
+                })
+                .map(|o| o.written_len);
+            (sealed, open_len)
+        };
+        let (bytes, scan) = if let Some(meta) = sealed {
+            let bytes = self.get_segment(&meta.id)?;
+            let scan = format::parse_sealed(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", meta.id)))?;
+            (bytes, scan)
+        } else if let Some(len) = open_len {
+            let path = self.open_path();
+            let mut bytes = self
+                .shared
+                .storage
+                .read(&path)
+                .map_err(|err| StoreError::io("read open segment", &path, err))?;
+            bytes.truncate(len as usize);
+            let scan: Scan = format::scan(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("open segment: {e}")))?;
+            (bytes, scan)
+        } else {
+            return Ok(Vec::new());
+        };
+        Ok(scan
+            .records
+            .iter()
+            .filter(|r| r.record_no >= from)
+            .map(|r| (r.record_no, bytes[r.start..r.start + r.len].to_vec()))
+            .collect())
+    }
+
+    /// Stores a sealed segment received from a peer, after checking its bytes
+    /// against `expected` (if given) and its BLAKE3 id, its structure and its
+    /// place in the origin's chain. Idempotent; stores nothing on any failure.
+    pub fn import_segment(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+        let corrupt = |m: String| Err(StoreError::Corrupt(m));
+        let id = blake3(bytes);
+        if let Some(expected) = expected {
+            require_role(expected, HashRole::SegmentId)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            if expected != &id {
+                return corrupt(format!(
+                    "bytes hash to {id}, not to the expected {expected}"
+                ));
+            }
+        }
+        let scan = match format::parse_sealed(bytes) {
+            Ok(scan) => scan,
+            Err(err) => return corrupt(format!("{id}: {err}")),
+        };
+        let header = scan.header;
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        shared.usable(&st)?;
+        if st.segments.contains_key(&id) {
+            return Ok(id);
+        }
+        let key = (header.origin.clone(), header.seq);
+        if let Some(held) = st.by_origin.get(&key) {
+            return corrupt(format!(
+                "{id}: origin {} seq {} is already held as {held} (a fork)",
+                key.0, key.1
+            ));
+        }
+        if let Some(gone) = st.catalog.evicted.get(&key) {
+            if gone.id != id {
+                return corrupt(format!(
+                    "{id}: origin {} seq {} was {} (a fork)",
+                    key.0, key.1, gone.id
+                ));
+            }
+        }
+        if header.origin == shared.config.node_id && header.seq >= st.next_seq {
+            return corrupt(format!(
+                "{id}: claims this node's own sequence {} not yet written",
+                header.seq
+            ));
+        }
+        let prev_id = header.seq.checked_sub(1).and_then(|p| {
+            let key = (header.origin.clone(), p);
+            st.by_origin
+                .get(&key)
+                .copied()
+                .or_else(|| st.catalog.evicted.get(&key).map(|e| e.id))
+        });
+        if let (Some(known), Some(claimed)) = (prev_id, header.prev) {
+            if known != claimed {
+                return corrupt(format!(
+                    "{id}: names {claimed} as previous, but seq {} is {known}",
+                    header.seq - 1
+                ));
+            }
+        }
+        let next = (header.origin.clone(), header.seq + 1);
+        if let Some(next_meta) = st.by_origin.get(&next).and_then(|n| st.segments.get(n)) {
+            if next_meta.header.prev != Some(id) {
+                return corrupt(format!(
+                    "{id}: seq {} already held names another previous segment",
+                    header.seq + 1
+                ));
+            }
+        }
+        let size = bytes.len() as u64;
+        shared.ensure_room(&mut st, on_disk(size, shared.block), false)?;
+        let tmp = shared.path(&format!("{}.seg.tmp", id.hex()));
+        let path = self.segment_path(&id);
+        let stored = shared
+            .storage
+            .open_append(&tmp, true)
+            .and_then(|mut file| {
+                file.append(bytes)?;
+                file.sync_data()
+            })
+            .and_then(|()| shared.storage.rename(&tmp, &path))
+            .map_err(|err| StoreError::io("store imported segment", &tmp, err))
+            .and_then(|()| shared.sync_dir(&shared.dir));
+        if let Err(err) = stored {
+            let _ = shared.storage.remove(&tmp);
+            return Err(shared.out_of_space(&st, err, size));
+        }
+        st.sealed_bytes += on_disk(size, shared.block);
+        st.by_origin.insert(key, id);
+        let record_count = scan.records.len() as u64;
+        st.segments.insert(
+            id,
+            SegmentMeta {
+                id,
+                header,
+                record_count,
+                size,
+            },
+        );
+        let _ = Arc::clone(&shared.storage);
+        Ok(id)
+    }
+}

@@ -1,0 +1,175 @@
+//! The storage the segment store writes through.
+//!
+//! Every byte the store puts on disk goes through [`Storage`], so tests can
+//! swap in [`super::sim::CrashSim`], which forgets unsynced writes and
+//! un-fsynced directory changes at a simulated power cut. [`RealStorage`] is
+//! the file system.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// One directory entry as the store sees it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub name: String,
+    pub is_dir: bool,
+    /// Bytes the entry occupies on disk (allocated blocks, as `du` counts them).
+    pub allocated: u64,
+    pub len: u64,
+}
+
+/// A file the store appends to. The handle keeps its own end of data, which
+/// may lie before the file's length when space was preallocated.
+pub trait AppendFile: Send {
+    /// Writes all of `data` at the end of data and moves the end (not yet durable).
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Makes every byte written so far durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes and puts the end of data there.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Moves the end of data to `end` (at open, past the records already there).
+    fn set_end(&mut self, end: u64);
+    /// Reserves the file up to `len` bytes (zero-filled). Appends inside
+    /// reserved space do not change the file's size, so `fdatasync` has no
+    /// size update to journal. A file system without support is no error.
+    fn allocate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// The file-system operations the store needs, and nothing else.
+pub trait Storage: Send + Sync {
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    fn list(&self, dir: &Path) -> io::Result<Vec<Entry>>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens `path` for appending; creates it (failing if it exists) when `create` is set.
+    fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>>;
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes renames, creations and removals in `dir` durable (fsync of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Bytes `path` occupies on disk (a directory's own blocks).
+    fn allocated(&self, path: &Path) -> io::Result<u64>;
+    /// The allocation unit: a file of n bytes occupies n rounded up to this.
+    fn block_size(&self) -> u64;
+}
+
+/// The real file system. Files are created 0600 and directories 0700.
+pub struct RealStorage {
+    block_size: u64,
+}
+
+impl RealStorage {
+    pub fn new(block_size: u64) -> RealStorage {
+        RealStorage {
+            block_size: block_size.max(512),
+        }
+    }
+}
+
+struct RealFile {
+    file: File,
+    end: u64,
+}
+
+impl AppendFile for RealFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.end)?;
+        self.end += data.len() as u64;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.end = len;
+        Ok(())
+    }
+    fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+impl Storage for RealStorage {
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        fs::DirBuilder::new().mode(0o700).create(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed between readdir and stat: not there any more.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            out.push(Entry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                is_dir: meta.is_dir(),
+                allocated: meta.blocks() * 512,
+                len: meta.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(create)
+            .mode(0o600)
+            .open(path)?;
+        let end = file.metadata()?.len();
+        Ok(Box::new(RealFile { file, end }))
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn allocated(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.blocks() * 512)
+    }
+
+    fn block_size(&self) -> u64 {
+        self.block_size
+    }
+}
+
+/// `n` rounded up to whole blocks: what a file of `n` bytes occupies.
+pub fn on_disk(n: u64, block: u64) -> u64 {
+    n.div_ceil(block) * block
+}
+
+pub fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

@@ -1,0 +1,431 @@
+//! Opening a store: recovery from crashes and damage, then the in-memory index.
+//!
+//! Recovery never refuses to start over damage it can isolate: a torn or
+//! corrupt tail of the open segment is cut off, a sealed segment whose bytes do
+//! not match its name is moved to `quarantine/`, orphan temp files are removed,
+//! a seal or eviction interrupted by a crash is finished. Running it twice
+//! changes nothing the second time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use super::catalog::Catalog;
+use super::commit::{OpenSegment, SegmentMeta, Shared, State, Writer, OPEN_FILE};
+use super::error::{Result, StoreError};
+use super::format::{self, MAX_ORIGIN_LEN};
+use super::fscheck::{DirLock, LOCK_FILE};
+use super::io::{on_disk, Storage};
+use super::StoreConfig;
+use crate::hashing::{blake3, Digest, DIGEST_LEN};
+
+pub const QUARANTINE_DIR: &str = "quarantine";
+pub const META_FILE: &str = "meta";
+
+/// What recovery found and did at open.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// Bytes cut from a torn or corrupt tail of the open segment.
+    pub truncated_bytes: u64,
+    /// Intact-looking records among the cut bytes (an estimate; torn writes are never whole records).
+    pub truncated_records: u64,
+    pub catalog_truncated_bytes: u64,
+    /// Files moved to `quarantine/`, with the reason.
+    pub quarantined: Vec<(String, String)>,
+    pub temp_files_removed: Vec<String>,
+    pub evictions_completed: u64,
+    /// A segment whose seal a crash interrupted, sealed now.
+    pub sealed_on_open: Option<Digest>,
+    /// Files recovery does not know; left alone but counted against the ceiling.
+    pub unknown_files: Vec<String>,
+}
+
+impl RecoveryReport {
+    pub fn is_clean(&self) -> bool {
+        self.truncated_bytes == 0
+            && self.catalog_truncated_bytes == 0
+            && self.quarantined.is_empty()
+            && self.temp_files_removed.is_empty()
+            && self.evictions_completed == 0
+            && self.sealed_on_open.is_none()
+    }
+}
+
+fn sealed_name(name: &str) -> Option<Digest> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 2 * DIGEST_LEN {
+        return None;
+    }
+    Digest::parse(&format!("blake3:{hex}")).ok()
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |err| StoreError::io(op, path, err)
+}
+
+struct Recovery<'a> {
+    storage: &'a dyn Storage,
+    dir: &'a Path,
+    block: u64,
+    report: RecoveryReport,
+    quarantine_bytes: u64,
+}
+
+impl Recovery<'_> {
+    /// Moves `name` into `quarantine/` (durably) and records why.
+    fn quarantine(&mut self, name: &str, len: u64, reason: String) -> Result<()> {
+        let qdir = self.dir.join(QUARANTINE_DIR);
+        if self.storage.list(&qdir).is_err() {
+            self.storage
+                .create_dir(&qdir)
+                .map_err(io_err("create quarantine", &qdir))?;
+            self.storage
+                .sync_dir(self.dir)
+                .map_err(io_err("sync directory", self.dir))?;
+        }
+        let taken: Vec<String> = self
+            .storage
+            .list(&qdir)
+            .map_err(io_err("list quarantine", &qdir))?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let mut target = name.to_string();
+        let mut n = 1;
+        while taken.contains(&target) {
+            target = format!("{name}.{n}");
+            n += 1;
+        }
+        let from = self.dir.join(name);
+        self.storage
+            .rename(&from, &qdir.join(&target))
+            .map_err(io_err("quarantine", &from))?;
+        self.storage
+            .sync_dir(&qdir)
+            .map_err(io_err("sync directory", &qdir))?;
+        self.storage
+            .sync_dir(self.dir)
+            .map_err(io_err("sync directory", self.dir))?;
+        self.quarantine_bytes += on_disk(len, self.block);
+        self.report.quarantined.push((name.to_string(), reason));
+        Ok(())
+    }
+}
+
+/// Opens (and recovers) the store in `dir` on `storage`.
+pub(super) fn open(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    config: StoreConfig,
+    lock: Option<DirLock>,
+) -> Result<Shared> {
+    config.validate()?;
+    let block = storage.block_size();
+    let mut rec = Recovery {
+        storage: storage.as_ref(),
+        dir,
+        block,
+        report: RecoveryReport::default(),
+        quarantine_bytes: 0,
+    };
+    let loaded = Catalog::load(storage.as_ref(), dir)?;
+    let catalog = loaded.catalog;
+    rec.report.catalog_truncated_bytes = loaded.truncated_bytes;
+
+    let mut other_bytes = storage.allocated(dir).map_err(io_err("stat", dir))?;
+    let mut sealed = Vec::new();
+    let mut open_file = None;
+    for entry in storage
+        .list(dir)
+        .map_err(io_err("list store directory", dir))?
+    {
+        let path = dir.join(&entry.name);
+        match entry.name.as_str() {
+            LOCK_FILE | META_FILE => other_bytes += entry.allocated,
+            super::catalog::CATALOG_FILE => {}
+            OPEN_FILE if !entry.is_dir => open_file = Some(entry.len),
+            QUARANTINE_DIR if entry.is_dir => {
+                other_bytes += entry.allocated;
+                for q in storage
+                    .list(&path)
+                    .map_err(io_err("list quarantine", &path))?
+                {
+                    rec.quarantine_bytes += on_disk(q.len, block);
+                }
+            }
+            name if name.ends_with(".tmp") && !entry.is_dir => {
+                storage
+                    .remove(&path)
+                    .map_err(io_err("remove temp file", &path))?;
+                rec.report.temp_files_removed.push(name.to_string());
+            }
+            name => match sealed_name(name) {
+                Some(id) if !entry.is_dir => sealed.push((id, entry.name.clone(), entry.len)),
+                _ => {
+                    other_bytes += entry.allocated;
+                    rec.report.unknown_files.push(name.to_string());
+                }
+            },
+        }
+    }
+
+    let mut segments: HashMap<Digest, SegmentMeta> = HashMap::new();
+    let mut by_origin: BTreeMap<(String, u64), Digest> = BTreeMap::new();
+    let mut sealed_bytes = 0;
+    sealed.sort_by(|a, b| a.1.cmp(&b.1));
+    for (id, name, len) in sealed {
+        let path = dir.join(&name);
+        if catalog.is_evicted(&id) {
+            storage
+                .remove(&path)
+                .map_err(io_err("remove evicted segment", &path))?;
+            rec.report.evictions_completed += 1;
+            continue;
+        }
+        let bytes = storage.read(&path).map_err(io_err("read segment", &path))?;
+        let actual = blake3(&bytes);
+        if actual != id {
+            rec.quarantine(
+                &name,
+                len,
+                format!("bytes hash to {actual}, not to the name"),
+            )?;
+            continue;
+        }
+        let scan = match format::parse_sealed(&bytes) {
+            Ok(scan) => scan,
+            Err(err) => {
+                rec.quarantine(&name, len, format!("malformed segment: {err}"))?;
+                continue;
+            }
+        };
+        let key = (scan.header.origin.clone(), scan.header.seq);
+        if let Some(other) = by_origin.get(&key) {
+            let reason = format!("origin {} seq {} is already held as {other}", key.0, key.1);
+            rec.quarantine(&name, len, reason)?;
+            continue;
+        }
+        by_origin.insert(key, id);
+        sealed_bytes += on_disk(bytes.len() as u64, block);
+        let record_count = scan.records.len() as u64;
+        segments.insert(
+            id,
+            SegmentMeta {
+                id,
+                header: scan.header,
+                record_count,
+                size: bytes.len() as u64,
+            },
+        );
+    }
+    if rec.report.evictions_completed > 0 {
+        storage
+            .sync_dir(dir)
+            .map_err(io_err("sync directory", dir))?;
+    }
+
+    // Where the local chain stands: its newest sealed or evicted segment.
+    let mut next_seq = 0;
+    let mut next_record = 0;
+    let mut head = None;
+    for ((origin, seq), evicted) in &catalog.evicted {
+        if origin == &config.node_id && *seq + 1 > next_seq {
+            (next_seq, next_record, head) = (seq + 1, evicted.next_record, Some(evicted.id));
+        }
+    }
+    for meta in segments
+        .values()
+        .filter(|m| m.header.origin == config.node_id)
+    {
+        if meta.header.seq + 1 > next_seq {
+            next_seq = meta.header.seq + 1;
+            next_record = meta.header.first_record + meta.record_count;
+            head = Some(meta.id);
+        }
+    }
+
+    let mut open = None;
+    if let Some(len) = open_file {
+        let path = dir.join(OPEN_FILE);
+        let bytes = storage
+            .read(&path)
+            .map_err(io_err("read open segment", &path))?;
+        match format::scan(&bytes) {
+            Err(err) if bytes.len() < 80 + MAX_ORIGIN_LEN => {
+                // A header that never finished being written: no record can follow it.
+                let _ = err;
+                storage
+                    .remove(&path)
+                    .map_err(io_err("remove torn open segment", &path))?;
+                storage
+                    .sync_dir(dir)
+                    .map_err(io_err("sync directory", dir))?;
+                rec.report.truncated_bytes += len;
+            }
+            Err(err) => rec.quarantine(OPEN_FILE, len, format!("unreadable header: {err}"))?,
+            Ok(scan) => {
+                let h = &scan.header;
+                // An open segment ahead of the known chain (its predecessor was
+                // quarantined) still holds this node's newest records: keep it.
+                let fits = h.origin == config.node_id
+                    && ((h.seq == next_seq && h.prev == head && h.first_record == next_record)
+                        || (h.seq > next_seq && h.first_record >= next_record));
+                if !fits {
+                    let reason = format!(
+                        "open segment (origin {}, seq {}) does not continue the chain of {} (next seq {next_seq})",
+                        h.origin, h.seq, config.node_id
+                    );
+                    rec.quarantine(OPEN_FILE, len, reason)?;
+                } else {
+                    // Zero bytes after the records are space reserved ahead, not damage.
+                    let reserved_tail = scan.damage.is_some()
+                        && !scan.sealed
+                        && bytes[scan.valid_len..].iter().all(|b| *b == 0);
+                    if scan.damage.is_some() && !reserved_tail {
+                        storage
+                            .truncate(&path, scan.valid_len as u64)
+                            .map_err(io_err("truncate open segment", &path))?;
+                        rec.report.truncated_bytes += bytes.len() as u64 - scan.valid_len as u64;
+                        rec.report.truncated_records += scan.frames_after_damage;
+                    }
+                    let valid = &bytes[..scan.valid_len];
+                    let records = scan.records.len() as u64;
+                    if scan.sealed {
+                        // The footer made it but the rename did not: finish the seal.
+                        let id = blake3(valid);
+                        let target = dir.join(format!("{}.seg", id.hex()));
+                        storage
+                            .rename(&path, &target)
+                            .map_err(io_err("rename sealed segment", &path))?;
+                        storage
+                            .sync_dir(dir)
+                            .map_err(io_err("sync directory", dir))?;
+                        by_origin.insert((h.origin.clone(), h.seq), id);
+                        sealed_bytes += on_disk(valid.len() as u64, block);
+                        (next_seq, next_record, head) =
+                            (h.seq + 1, h.first_record + records, Some(id));
+                        segments.insert(
+                            id,
+                            SegmentMeta {
+                                id,
+                                header: scan.header,
+                                record_count: records,
+                                size: valid.len() as u64,
+                            },
+                        );
+                        rec.report.sealed_on_open = Some(id);
+                    } else {
+                        let mut file = storage
+                            .open_append(&path, false)
+                            .map_err(io_err("open segment", &path))?;
+                        file.set_end(valid.len() as u64);
+                        let allocated = if reserved_tail {
+                            bytes.len() as u64
+                        } else {
+                            valid.len() as u64
+                        };
+                        let mut hasher = ::blake3::Hasher::new();
+                        hasher.update(valid);
+                        (next_seq, next_record, head) = (h.seq, h.first_record + records, h.prev);
+                        open = Some(OpenSegment {
+                            header: scan.header,
+                            written_len: valid.len() as u64,
+                            allocated,
+                            written_records: records,
+                            writer: Some(Writer {
+                                file,
+                                hasher,
+                                allocated,
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let report = rec.report;
+    let state = State {
+        closed: false,
+        failed: None,
+        segments,
+        by_origin,
+        catalog,
+        open,
+        pending: Vec::new(),
+        pending_records: 0,
+        pending_outcome: Arc::new(OnceLock::new()),
+        flushing: false,
+        unsynced: false,
+        next_seq,
+        next_record,
+        head,
+        other_bytes,
+        quarantine_bytes: rec.quarantine_bytes,
+        sealed_bytes,
+    };
+    let shared = Shared {
+        config,
+        block,
+        storage,
+        dir: dir.to_path_buf(),
+        state: Mutex::new(state),
+        wake: Condvar::new(),
+        recovery: report,
+        dir_lock: Mutex::new(lock),
+    };
+    write_meta(&shared)?;
+    Ok(shared)
+}
+
+/// Records the node id and ceiling for tools that open the store later (`vedette store ...`).
+fn write_meta(shared: &Shared) -> Result<()> {
+    let text = serde_json::json!({
+        "format": format::FORMAT_VERSION,
+        "node_id": shared.config.node_id,
+        "ceiling_bytes": shared.config.ceiling_bytes,
+    })
+    .to_string();
+    let path = shared.path(META_FILE);
+    let old = shared.storage.read(&path).ok();
+    if old.as_deref() == Some(text.as_bytes()) {
+        return Ok(());
+    }
+    let tmp = shared.path("meta.tmp");
+    let mut file = shared
+        .storage
+        .open_append(&tmp, true)
+        .map_err(io_err("write meta", &tmp))?;
+    file.append(text.as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(io_err("write meta", &tmp))?;
+    shared
+        .storage
+        .rename(&tmp, &path)
+        .map_err(io_err("rename meta", &tmp))?;
+    shared.sync_dir(&shared.dir)?;
+    let mut st = shared.lock();
+    let old = old.map_or(0, |old| on_disk(old.len() as u64, shared.block));
+    st.other_bytes = st.other_bytes.saturating_sub(old) + on_disk(text.len() as u64, shared.block);
+    Ok(())
+}
+
+/// Reads the node id and ceiling a store was last opened with.
+pub fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<(String, u64)> {
+    let path = dir.join(META_FILE);
+    let bytes = storage
+        .read(&path)
+        .map_err(io_err("read store meta", &path))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|err| StoreError::Invalid(format!("{}: not valid JSON: {err}", path.display())))?;
+    let node = value.get("node_id").and_then(|v| v.as_str());
+    let ceiling = value
+        .get("ceiling_bytes")
+        .and_then(serde_json::Value::as_u64);
+    match (node, ceiling) {
+        (Some(node), Some(ceiling)) => Ok((node.to_string(), ceiling)),
+        _ => Err(StoreError::Invalid(format!(
+            "{}: missing node_id or ceiling_bytes",
+            path.display()
+        ))),
+    }
+}

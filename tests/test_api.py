@@ -1,0 +1,162 @@
+"""The HTTP API over the real runtime: statuses, bodies, the OpenAPI contract, limits."""
+
+import json
+
+import httpx
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from live_server import live_server
+from runtime_fixtures import TOKENS, runtime_config
+
+from vedette.api import create_app
+from vedette.api.openapi import OPENAPI
+from vedette.runtime.interceptor import Runtime
+
+A = {"Authorization": f"Bearer {TOKENS['adapter-a']}"}
+B = {"Authorization": f"Bearer {TOKENS['adapter-b']}"}
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    runtime = Runtime(runtime_config(tmp_path))
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def client(runtime):
+    with live_server(create_app(runtime)) as url, httpx.Client(base_url=url) as client:
+        yield client
+
+
+def check_contract(response) -> dict:
+    """The response matches the schema the OpenAPI document gives for its status."""
+    body = response.json()
+    answer = OPENAPI["paths"]["/v1/tool"]["post"]["responses"][str(response.status_code)]
+    schema = answer["content"]["application/json"]["schema"]
+    resolver = {"$ref": schema["$ref"], "components": OPENAPI["components"]}
+    jsonschema.validate(body, resolver)
+    if response.status_code != 200 and response.status_code != 502:
+        assert body["decision"] == "deny"
+    return body
+
+
+def post(client, body, headers=A):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        "/v1/tool", content=data, headers={**headers, "Content-Type": "application/json"}
+    )
+
+
+def test_allowed_call(client):
+    response = post(client, {"tool": "echo", "args": {"text": "hi"}})
+    assert response.status_code == 200
+    body = check_contract(response)
+    assert body["output"] == {"text": "hi"}
+    assert body["release"] == "1.0.0"
+
+
+def test_denied_call(client):
+    response = post(client, {"tool": "fs.read", "args": {"path": "/etc/passwd"}})
+    assert response.status_code == 403
+    assert check_contract(response)["reason"] == "/etc/passwd is outside /data"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}],
+)
+def test_bad_credentials_are_401(client, headers):
+    response = post(client, {"tool": "echo", "args": {"text": "hi"}}, headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    check_contract(response)
+
+
+def test_a_token_for_one_agent_cannot_act_for_another(client):
+    # adapter-b belongs to the agent 'scribe', which does not declare fs.read.
+    response = post(client, {"tool": "fs.read", "args": {"path": "/data/a.csv"}}, B)
+    assert response.status_code == 403
+    assert "not declared by agent 'scribe'" in response.json()["reason"]
+    claims = {"tool": "fs.read", "args": {"path": "/data/a.csv"}, "claims": {"agent": "recon"}}
+    assert post(client, claims, B).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[1,2]",
+        b'{"tool": 1}',
+        b'{"tool": "echo", "args": "x"}',
+        b'{"tool": "echo", "extra": 1}',
+        b'{"tool": "echo", "tool": "fs.read"}',
+        b'{"tool": "echo", "args": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"\xff",
+    ],
+)
+def test_malformed_bodies_are_400_deny(client, body):
+    response = post(client, body)
+    assert response.status_code == 400
+    assert check_contract(response)["reason"].startswith("invalid intent: ")
+
+
+def test_oversized_body_is_refused_unread(client, runtime):
+    limit = runtime.config.listen.max_body_bytes
+    response = post(client, {"tool": "echo", "args": {"text": "x" * limit}})
+    assert response.status_code == 400
+    assert check_contract(response)["reason"] == f"invalid intent: body over the {limit}-byte limit"
+
+
+def test_unknown_tool_is_403_not_500(client):
+    response = post(client, {"tool": "shell.exec", "args": {"cmd": "rm -rf /"}})
+    assert response.status_code == 403
+    check_contract(response)
+
+
+def test_health_status_metrics_and_openapi(client):
+    assert client.get("/v1/health").json() == {
+        "status": "ok",
+        "agents": {"recon": "ok", "scribe": "ok"},
+    }
+    post(client, {"tool": "echo", "args": {"text": "hi"}})
+    status = client.get("/v1/status").json()
+    assert status["node"] == "test-node"
+    assert status["agents"]["recon"]["policy_hash"].startswith("sha256:")
+    assert 0 < status["store"]["bytes_used"] <= status["store"]["ceiling_bytes"]
+    metrics = client.get("/metrics").text
+    assert 'vedette_decisions_total{agent="recon",outcome="allow",tool="echo"} 1.0' in metrics
+    assert "vedette_store_ceiling_bytes" in metrics
+    assert client.get("/openapi.json").json() == json.loads(json.dumps(OPENAPI))
+
+
+def test_no_admin_operations_on_the_adapter_listener(client):
+    paths = set(OPENAPI["paths"])
+    assert paths == {"/v1/tool", "/v1/health", "/v1/status", "/metrics"}
+    for path in ("/v1/releases", "/v1/admin", "/v1/store", "/v1/keys"):
+        assert client.post(path, json={}).status_code == 404
+    assert client.get("/v1/tool").status_code == 405
+
+
+TRICK_HEADERS = st.dictionaries(
+    st.sampled_from(
+        ["X-Forwarded-For", "X-Forwarded-User", "X-Vedette-Caller", "X-Vedette-Agent", "X-Real-IP"]
+    ),
+    st.sampled_from(["127.0.0.1", "admin", "recon", "adapter-a", "root"]),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    headers=TRICK_HEADERS,
+    claims=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+)
+def test_headers_and_claims_never_override_a_deny(client, headers, claims):
+    body = {"tool": "fs.read", "args": {"path": "/etc/passwd"}, "claims": claims}
+    assert post(client, body, {**A, **headers}).status_code == 403
+    assert post(client, body, headers).status_code == 401

@@ -1,0 +1,94 @@
+"""`vedette serve --example` in a real subprocess, used as a new user would use it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+VEDETTE = str(Path(sys.executable).with_name("vedette"))
+TOKEN = "example-token-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def example_server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [VEDETTE, "serve", "--example", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"server did not start: {process.communicate()[0]}")
+        time.sleep(0.1)
+    yield url, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def call(url: str, body: dict, token: str = TOKEN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.post(f"{url}/v1/tool", json=body, headers=headers, timeout=10)
+
+
+def test_example_allows_denies_and_shuts_down_cleanly(example_server, tmp_path):
+    url, process = example_server
+    allowed = call(url, {"tool": "echo", "args": {"text": "hello"}})
+    assert allowed.status_code == 200
+    assert allowed.json()["output"] == {"text": "hello"}
+    read = call(url, {"tool": "fs.read", "args": {"path": "/data/hello.txt"}})
+    assert read.status_code == 200
+    assert read.json()["output"]["content"].strip()
+    denied = call(url, {"tool": "fs.read", "args": {"path": "/etc/passwd"}})
+    assert denied.status_code == 403
+    assert denied.json()["decision"] == "deny"
+    undeclared = call(url, {"tool": "shell.exec", "args": {"cmd": "id"}})
+    assert undeclared.status_code == 403
+    claimed = {"tool": "fs.read", "args": {"path": "/etc/passwd"}, "claims": {"role": "admin"}}
+    assert call(url, claimed).status_code == 403
+    assert call(url, {"tool": "echo", "args": {"text": "x"}}, token="wrong").status_code == 401
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"caller token: {TOKEN}" in output
+    assert "curl -s" in output
+
+    # The evidence on disk: the denied call left a decision and no tool outcome.
+    store = next(tmp_path.glob("vedette-example-*/store"))
+    export = subprocess.run(
+        [VEDETTE, "store", "export", str(store)], capture_output=True, text=True, check=True
+    )
+    records = [json.loads(json.loads(line)["text"]) for line in export.stdout.splitlines()]
+    denied_id = denied.json()["decision_id"]
+    assert [r["kind"] for r in records if r["decision_id"] == denied_id] == ["decision"]
+    allowed_id = allowed.json()["decision_id"]
+    assert [r["kind"] for r in records if r["decision_id"] == allowed_id] == [
+        "decision",
+        "tool_outcome",
+    ]
