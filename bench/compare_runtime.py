@@ -140,11 +140,10 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def http(seconds: int, memory_requests: int) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
     env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir)}
-    vedette_port, bare_port = free_port(), free_port()
-    vedette = start(
-        [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen",
-         f"127.0.0.1:{vedette_port}"], env,
-    )  # fmt: skip
+    vedette_port, bare_port, granian_port = free_port(), free_port(), free_port()
+    command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen"]
+    vedette = start([*command, f"127.0.0.1:{vedette_port}"], env)
+    granian = start([*command, f"127.0.0.1:{granian_port}", "--server", "granian"], env)
     bare = start(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
          "--port", str(bare_port), "--log-level", "warning"], env,
@@ -152,16 +151,22 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
     try:
         vedette_url = f"http://127.0.0.1:{vedette_port}"
         bare_url = f"http://127.0.0.1:{bare_port}"
+        granian_url = f"http://127.0.0.1:{granian_port}"
         wait_ready(vedette_url, vedette)
         wait_ready(bare_url, bare)
+        wait_ready(granian_url, granian)
         time.sleep(1)
         idle_mb = rss_mb(vedette.pid)
-        rounds = {"vedette": [], "bare": []}
+        rounds: dict[str, list[dict[str, float]]] = {"vedette": [], "bare": [], "granian": []}
         for _ in range(2):  # interleaved
             rounds["bare"].append(wrk(bare_url, seconds))
             rounds["vedette"].append(wrk(vedette_url, seconds))
+            rounds["granian"].append(wrk(granian_url, seconds))
+        granian.terminate()
+        granian.wait(30)
         ours = max(rounds["vedette"], key=lambda r: r["rps"])
         theirs = max(rounds["bare"], key=lambda r: r["rps"])
+        on_granian = max(rounds["granian"], key=lambda r: r["rps"])
         after_warm_mb = rss_mb(vedette.pid)
         done = sum(r["requests"] for r in rounds["vedette"])
         while done < memory_requests:
@@ -172,13 +177,15 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
             "vedette_rps": ours["rps"], "vedette_p99_ms": ours["p99_ms"],
             "vedette_non_2xx": sum(r["non_2xx"] for r in rounds["vedette"]),
             "bare_rps": theirs["rps"], "bare_p99_ms": theirs["p99_ms"],
+            "granian_rps": on_granian["rps"], "granian_p99_ms": on_granian["p99_ms"],
             "idle_mb": idle_mb, "warm_mb": after_warm_mb, "after_mb": after_mb,
             "requests_served": done,
         }  # fmt: skip
     finally:
-        for process in (vedette, bare):
-            process.terminate()
-            process.wait(30)
+        for process in (vedette, bare, granian):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -199,6 +206,7 @@ def main() -> None:
     verdict = lambda met: "met" if met else "NOT met"  # noqa: E731
     bare_rps, bare_p99 = f"{web['bare_rps']:.0f}", f"{web['bare_p99_ms']:.1f} ms"
     our_rps, our_p99 = f"{web['vedette_rps']:.0f}", f"{web['vedette_p99_ms']:.1f} ms"
+    gr_rps, gr_p99 = f"{web['granian_rps']:.0f}", f"{web['granian_p99_ms']:.1f} ms"
     body = f"""## Intercept runtime
 
 Machine: {facts}.
@@ -214,6 +222,7 @@ durable evidence (every allowed call waits for its record's fdatasync).
 |---|---|---|
 | bare Starlette endpoint (anchor: parse the JSON, return it) | {bare_rps} | {bare_p99} |
 | `vedette serve --example`, POST /v1/tool echo allow | {our_rps} | {our_p99} |
+| the same on granian (`--server granian`) | {gr_rps} | {gr_p99} |
 | ratio vedette / anchor (goal ≥ 0.7×) | {ratio:.2f}× | {verdict(ratio >= 0.7)} |
 
 Non-2xx answers from vedette during the runs: {web["vedette_non_2xx"]:.0f}.

@@ -5,11 +5,10 @@ pytest bench/test_bench_foundation.py --benchmark-only --benchmark-group-by=para
 
 import hashlib
 import os
-import threading
-import time
 
 import blake3 as blake3_package
 import pytest
+from compare_foundation import LockedTokenBucket
 
 from vedette import hashing, quota
 
@@ -50,23 +49,6 @@ def test_file_256mib_all_threads(benchmark, large_file, implementation):
     else:
         auto = blake3_package.blake3.AUTO
         benchmark(lambda: blake3_package.blake3(max_threads=auto).update_mmap(large_file).digest())
-
-
-class LockedTokenBucket:
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self.rate_per_s, self.burst, self.tokens = rate_per_s, burst, burst
-        self.updated = time.monotonic()
-        self.lock = threading.Lock()
-
-    def try_take(self, n: float = 1) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate_per_s)
-            self.updated = now
-            if self.tokens >= n:
-                self.tokens -= n
-                return True
-            return False
 
 
 @pytest.mark.parametrize("implementation", ["vedette.TokenBucket", "pure-python"])

@@ -160,3 +160,40 @@ def test_headers_and_claims_never_override_a_deny(client, headers, claims):
     body = {"tool": "fs.read", "args": {"path": "/etc/passwd"}, "claims": claims}
     assert post(client, body, {**A, **headers}).status_code == 403
     assert post(client, body, headers).status_code == 401
+
+
+def test_unix_socket_peer_uid_identifies_the_caller(tmp_path):
+    import asyncio
+    import os
+    import threading
+
+    import uvicorn
+
+    from vedette.api.peer import PeerCredentialsProtocol
+    from vedette.config import CallerConfig
+
+    callers = (CallerConfig("local", "recon", uid=os.getuid()),)
+    runtime = Runtime(runtime_config(tmp_path, callers=callers))
+    path = tmp_path / "adapter.sock"
+    config = uvicorn.Config(
+        create_app(runtime), uds=str(path), http=PeerCredentialsProtocol, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport, base_url="http://vedette") as local:
+            body = {"tool": "echo", "args": {"text": "by uid"}}
+            answer = local.post("/v1/tool", json=body)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["output"] == {"text": "by uid"}
+        # Over TCP the same app never sees a uid: no token, no caller.
+        with live_server(create_app(runtime)) as url:
+            assert httpx.post(f"{url}/v1/tool", json=body).status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        runtime.close()

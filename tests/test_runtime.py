@@ -131,41 +131,45 @@ def test_malformed_intent_is_invalid_and_recorded(runtime):
     assert decisions_of(runtime)[0]["outcome"] == "invalid"
 
 
+def decide_under(tmp_path, policy: str, eval_timeout_ms: int = 100):
+    """One echo call for an agent whose policy is ``policy``."""
+    agent = write_release(tmp_path / "r", "subject", [("echo", ANY_OBJECT)], policy)
+    runtime = with_agent(tmp_path, agent, eval_timeout_ms)
+    try:
+        return runtime.decide({"tool": "echo", "args": {}}, Caller("c", "subject"))
+    finally:
+        runtime.close()
+
+
 def test_evaluator_error_denies(tmp_path):
-    erroring = 'package vedette\nimport rego.v1\ndecision := {"allow": true, "reason": x} if {\n' \
-        '    x := to_number("not a number")\n}\n'  # fmt: skip
-    agent = write_release(tmp_path / "r", "erroring", [("echo", ANY_OBJECT)], erroring)
-    runtime = with_agent(tmp_path, agent)
-    decision = runtime.decide({"tool": "echo", "args": {}}, Caller("c", "erroring"))
+    decision = decide_under(
+        tmp_path,
+        "package vedette\nimport rego.v1\n"
+        'decision := {"allow": true, "reason": x} if { x := to_number("not a number") }\n',
+    )
     assert decision.status == 403
     assert decision.reason.startswith("policy error")
-    runtime.close()
 
 
 def test_evaluator_timeout_denies(tmp_path):
-    looping = (
+    decision = decide_under(
+        tmp_path,
         "package vedette\nimport rego.v1\n"
         'decision := {"allow": true, "reason": "done"} if {\n'
-        "    count([x | some x in numbers.range(1, 100000000); x % 7 == 3]) > 0\n}\n"
+        "    count([x | some x in numbers.range(1, 100000000); x % 7 == 3]) > 0\n}\n",
+        eval_timeout_ms=50,
     )
-    agent = write_release(tmp_path / "r", "looping", [("echo", ANY_OBJECT)], looping)
-    runtime = with_agent(tmp_path, agent, eval_timeout_ms=50)
-    decision = runtime.decide({"tool": "echo", "args": {}}, Caller("c", "looping"))
     assert decision.status == 403
     assert decision.reason.startswith("policy timeout")
-    runtime.close()
 
 
 def test_undefined_decision_denies(tmp_path):
-    undefined = (
-        'package vedette\nimport rego.v1\ndecision := {"allow": true, "reason": "x"} if false\n'
+    decision = decide_under(
+        tmp_path,
+        'package vedette\nimport rego.v1\ndecision := {"allow": true, "reason": "x"} if false\n',
     )
-    agent = write_release(tmp_path / "r", "undefined", [("echo", ANY_OBJECT)], undefined)
-    runtime = with_agent(tmp_path, agent)
-    decision = runtime.decide({"tool": "echo", "args": {}}, Caller("c", "undefined"))
     assert decision.status == 403
     assert decision.reason.startswith("policy undefined")
-    runtime.close()
 
 
 def test_non_boolean_allow_denies(runtime):
@@ -336,3 +340,32 @@ def test_store_of_a_closed_runtime_reopens_clean(tmp_path):
     with SegmentStore.open(directory, node_id="test-node") as store:
         kinds = [json.loads(record)["kind"] for _, record in store.iter_records()]
     assert kinds == ["decision", "tool_outcome"]
+
+
+# PyO3 turns a Rust panic into pyo3_runtime.PanicException, a BaseException
+# subclass that cannot be imported; this class has the same name and base.
+PanicException = type("PanicException", (BaseException,), {})
+
+
+class PanickingSink:
+    """A record sink whose append raises what a panicking Rust store would."""
+
+    def append_many(self, records):
+        raise PanicException("index out of bounds")
+
+
+def test_a_rust_panic_in_the_store_denies_and_the_writer_survives(tmp_path):
+    from vedette.runtime.evidence import EvidenceQueue
+
+    runtime = make_runtime(tmp_path)
+    healthy = runtime._records
+    runtime._records = EvidenceQueue(PanickingSink())
+    decision = runtime.decide({"tool": "echo", "args": {"text": "x"}}, CALLER)
+    assert decision.status == 403
+    assert "the store panicked" in decision.reason
+    # The writer thread is still there: a second call is answered, not hung.
+    again = runtime.decide({"tool": "echo", "args": {"text": "y"}}, CALLER)
+    assert again.status == 403
+    runtime._records.close()
+    runtime._records = healthy
+    runtime.close()

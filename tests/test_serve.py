@@ -92,3 +92,91 @@ def test_example_allows_denies_and_shuts_down_cleanly(example_server, tmp_path):
         "decision",
         "tool_outcome",
     ]
+
+
+def test_config_file_with_a_unix_socket_listener(tmp_path):
+    from vedette.serve import example_dir
+
+    examples = example_dir()
+    port = free_port()
+    socket_path = tmp_path / "adapter.sock"
+    config = tmp_path / "vedette.toml"
+    config.write_text(
+        f"""
+node_id = "config-node"
+state_dir = "state"
+[listen]
+port = {port}
+unix_socket = "adapter.sock"
+[[tools.fs_mounts]]
+at = "/data"
+dir = "{examples / "data"}"
+[[callers]]
+id = "local-adapter"
+agent = "example-assistant"
+uid = {os.getuid()}
+[[agents]]
+name = "example-assistant"
+manifest = "{examples / "agent.json"}"
+bundle = "{examples / "bundle"}"
+"""
+    )
+    process = subprocess.Popen(
+        [VEDETTE, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the Unix socket never appeared"
+            time.sleep(0.1)
+        transport = httpx.HTTPTransport(uds=str(socket_path))
+        with httpx.Client(transport=transport, base_url="http://vedette", timeout=10) as local:
+            answer = local.post("/v1/tool", json={"tool": "echo", "args": {"text": "uid"}})
+            assert answer.status_code == 200, answer.text
+            denied = local.post("/v1/tool", json={"tool": "fs.read", "args": {"path": "/etc"}})
+            assert denied.status_code == 403
+        # The TCP listener of the same server: no token, no caller.
+        tcp = httpx.post(f"http://127.0.0.1:{port}/v1/tool", json={"tool": "echo"}, timeout=10)
+        assert tcp.status_code == 401
+        status = httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=10).json()
+        assert status["node"] == "config-node"
+        assert (tmp_path / "state" / "store").is_dir()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+
+
+def test_example_on_granian(tmp_path):
+    pytest.importorskip("granian")
+    port = free_port()
+    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(tmp_path)}
+    command = [VEDETTE, "serve", "--example", "--server", "granian", "--listen"]
+    process = subprocess.Popen(
+        [*command, f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = call(url, {"tool": "echo", "args": {"text": "on granian"}})
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "granian never answered"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        assert answer.json()["output"] == {"text": "on granian"}
+        assert call(url, {"tool": "fs.read", "args": {"path": "/etc/passwd"}}).status_code == 403
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)

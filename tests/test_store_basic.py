@@ -78,23 +78,51 @@ def test_import_verifies_and_is_idempotent(tmp_path):
         assert list(store.iter_records(origin="node-b")) == [(0, b"from b")]
 
 
-def test_flipped_byte_in_sealed_segment_is_quarantined_not_served(store_dir):
+@pytest.mark.parametrize("damage", ["flip", "truncate", "zeros", "garbage", "duplicate"])
+def test_damaged_sealed_segment_is_quarantined_not_served(store_dir, damage):
     with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
-        store.append(b"evidence")
+        for i in range(20):
+            store.append(f"evidence-{i}".encode())
         seg = store.seal()
         store.append(b"later")
     path = store_dir / f"{seg.split(':')[1]}.seg"
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    middle = len(data) // 2
+    if damage == "flip":
+        data[middle] ^= 0x01
+    elif damage == "truncate":
+        del data[middle:]
+    elif damage == "zeros":
+        data[middle : middle + 64] = bytes(64)
+    elif damage == "garbage":
+        data += os.urandom(50)
+    else:
+        data += data[-60:-24]
     path.write_bytes(bytes(data))
     with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
         assert [q[0] for q in store.recovery["quarantined"]] == [path.name]
         assert (store_dir / "quarantine" / path.name).exists()
         with pytest.raises(SegmentNotFoundError):
             store.get_segment(seg)
-        assert list(store.iter_records()) == [(1, b"later")]
+        assert list(store.iter_records()) == [(20, b"later")]
+        assert not store.verify()["faults"]
     with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
         assert store.recovery["clean"]
+
+
+def test_sealed_segment_changed_while_open_is_not_served(store_dir):
+    with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
+        store.append(b"evidence")
+        seg = store.seal()
+        path = store_dir / f"{seg.split(':')[1]}.seg"
+        data = bytearray(path.read_bytes())
+        data[-30] ^= 0x80
+        path.write_bytes(bytes(data))
+        with pytest.raises(StoreCorruptError, match="changed on disk"):
+            store.get_segment(seg)
+        with pytest.raises(StoreCorruptError):
+            list(store.iter_records())
+        assert store.verify()["faults"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "zeros", "duplicate"])
@@ -192,4 +220,24 @@ def test_cli_verify_fails_on_damage(store_dir):
     path.write_bytes(bytes(data))
     result = CliRunner().invoke(main, ["store", "verify", str(store_dir)])
     assert result.exit_code == 1
-    assert "quarantined" in result.output
+    assert "FAULT" in result.output
+    assert path.exists(), "verify changes nothing on disk"
+
+
+def test_cli_reads_a_store_another_process_holds(store_dir):
+    with SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a") as store:
+        store.append(b"while running")
+        result = CliRunner().invoke(main, ["store", "export", str(store_dir)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"pos": 0, "origin": "node-a", "text": "while running"}
+        result = CliRunner().invoke(main, ["store", "verify", str(store_dir)])
+        assert result.exit_code == 0, result.output
+        store.append(b"still writable")
+
+
+def test_read_only_store_refuses_changes(store_dir):
+    SegmentStore.open(store_dir, ceiling_bytes=CEILING, node_id="node-a").close()
+    with SegmentStore.open_read_only(store_dir) as view:
+        with pytest.raises(ValueError, match="read-only"):
+            view.append(b"x")
+        assert view.usage().ceiling_bytes == CEILING

@@ -197,6 +197,25 @@ def test_tool_failures_are_reported_not_raised_raw(guarded, args, kind, message)
     assert caught.value.kind == kind
 
 
+def test_per_tool_limits_override_the_defaults():
+    from vedette.config import ToolLimits
+
+    config = ToolsConfig(
+        timeout_s=5,
+        max_output_bytes=100,
+        limits=(ToolLimits("sleeper", timeout_s=0.1), ToolLimits("faulty", max_output_bytes=1000)),
+    )
+    registry = ToolRegistry(config)
+    registry.register(Sleeper())
+    registry.register(Faulty())
+    with pytest.raises(ToolFailed, match=r"did not finish in 0\.1 s"):
+        run(registry, "sleeper", {"seconds": 2})
+    assert len(run(registry, "faulty", {"size": 500}).output) == 500
+    with pytest.raises(ToolFailed, match="over the 100-byte limit"):
+        run(registry, "echo", {"x": "y" * 200})
+    registry.close()
+
+
 def test_unknown_and_duplicate_tools(guarded):
     with pytest.raises(UnknownTool, match=r"no tool named 'shell\.exec'"):
         run(guarded, "shell.exec", {})

@@ -104,13 +104,36 @@ class FsMount:
 
 
 @dataclass(frozen=True)
+class ToolLimits:
+    """Limits for one tool, in place of the ``[tools]`` defaults."""
+
+    name: str
+    timeout_s: float | None = None
+    max_output_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ToolsConfig:
+    # Defaults for every tool; `limits` entries override them per tool.
     timeout_s: float = 10.0
     max_output_bytes: int = 1024 * 1024
+    limits: tuple[ToolLimits, ...] = ()
     # What fs.read and fs.list may reach; none means those tools refuse everything.
     fs_mounts: tuple[FsMount, ...] = ()
     fs_max_read_bytes: int = 1024 * 1024
     http: tuple[HttpToolConfig, ...] = ()
+
+    def limits_for(self, name: str) -> tuple[float, int]:
+        """(timeout in seconds, output limit in bytes) for the tool ``name``."""
+        for entry in self.limits:
+            if entry.name == name:
+                return (
+                    entry.timeout_s if entry.timeout_s is not None else self.timeout_s,
+                    entry.max_output_bytes
+                    if entry.max_output_bytes is not None
+                    else self.max_output_bytes,
+                )
+        return self.timeout_s, self.max_output_bytes
 
 
 @dataclass(frozen=True)

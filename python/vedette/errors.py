@@ -12,6 +12,17 @@ class VedetteError(Exception):
     """Base class of all vedette errors."""
 
 
+def is_rust_panic(err: BaseException) -> bool:
+    """True for the exception PyO3 raises when Rust code panics.
+
+    PyO3 makes a panic a ``PanicException``, which derives from
+    ``BaseException`` so that ``except Exception`` does not catch it. Decision
+    paths must still turn it into a deny, so they test for it by name (the
+    class is not importable).
+    """
+    return type(err).__name__ == "PanicException"
+
+
 class DigestFormatError(VedetteError, ValueError):
     """A digest's text or bytes are malformed; the message says what is wrong."""
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import os
 import secrets
 import shlex
 import signal
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,11 +41,11 @@ def example_dir() -> Path:
     raise click.ClickException("the embedded example is not installed with this copy of vedette")
 
 
-def example_config(host: str, port: int, token: str) -> Config:
+def example_config(host: str, port: int, token: str, state_dir: Path | None = None) -> Config:
     """The example's own agent, policy, caller and state folder; the other settings
     (quota, store, limits) come from the defaults and ``VEDETTE_*`` variables."""
     examples = example_dir()
-    state = Path(tempfile.mkdtemp(prefix="vedette-example-"))
+    state = state_dir or Path(tempfile.mkdtemp(prefix="vedette-example-"))
     base = load_config(None)
     return dataclasses.replace(
         base,
@@ -62,50 +65,140 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@dataclasses.dataclass(frozen=True)
+class ServeSpec:
+    """What `vedette serve` was asked for; a server's worker process rebuilds the
+    same configuration from it."""
+
+    config_path: str | None
+    listen: str | None
+    example: bool
+    token: str | None = None
+    state_dir: str | None = None
+
+    def resolve(self) -> tuple[Config, str | None]:
+        host, port = parse_listen(self.listen) if self.listen else ("127.0.0.1", 8797)
+        if self.example:
+            token = (
+                self.token or os.environ.get("VEDETTE_EXAMPLE_TOKEN") or secrets.token_urlsafe(24)
+            )
+            state = Path(self.state_dir) if self.state_dir else None
+            return example_config(host, port, token, state), token
+        overrides: dict[str, object] = {}
+        if self.listen:
+            overrides = {"listen.host": host, "listen.port": port}
+        config_path = Path(self.config_path) if self.config_path else None
+        return load_config(config_path, overrides=overrides), None
+
+
 @click.command("serve")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="vedette.toml")
 @click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8797).")
 @click.option("--example", is_flag=True, help="Run the embedded example agent and policy.")
-def serve(config_path: Path | None, listen: str | None, example: bool) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default="uvicorn",
+    show_default=True,
+    help="HTTP server; granian needs `pip install vedette[granian]`.",
+)
+def serve(config_path: Path | None, listen: str | None, example: bool, server: str) -> None:
     """Serve the adapter API: POST /v1/tool decides, runs and records tool calls."""
-    import uvicorn
-
-    from vedette.api import create_app
     from vedette.config import ConfigError
-    from vedette.runtime.interceptor import Runtime
 
-    host, port = parse_listen(listen) if listen else ("127.0.0.1", 8797)
-    token = None
+    spec = ServeSpec(str(config_path) if config_path else None, listen, example)
     try:
-        if example:
-            token = os.environ.get("VEDETTE_EXAMPLE_TOKEN") or secrets.token_urlsafe(24)
-            config = example_config(host, port, token)
-        else:
-            overrides: dict[str, object] = {}
-            if listen:
-                overrides = {"listen.host": host, "listen.port": port}
-            config = load_config(config_path, overrides=overrides)
+        config, token = spec.resolve()
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
-    runtime = Runtime(config)
     url = f"http://{config.listen.host}:{config.listen.port}"
     click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
     if token is not None:
         _print_example_help(url, token)
+    if server == "granian":
+        pinned = dataclasses.replace(spec, token=token, state_dir=str(config.state_dir))
+        _serve_granian(config, pinned)
+        return
+    _serve_uvicorn(config)
+
+
+def _serve_uvicorn(config: Config) -> None:
+    from vedette.api import create_app
+    from vedette.runtime.interceptor import Runtime
+
+    runtime = Runtime(config)
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
     try:
-        uvicorn.run(
-            create_app(runtime),
-            host=config.listen.host,
-            port=config.listen.port,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
-        )
+        asyncio.run(_serve(create_app(runtime), config))
     finally:
         runtime.close()
+
+
+def _serve_granian(config: Config, spec: ServeSpec) -> None:
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces
+    except ImportError as err:
+        raise click.ClickException("--server granian needs `pip install vedette[granian]`") from err
+    if config.listen.unix_socket is not None:
+        raise click.ClickException(
+            "listen.unix_socket needs --server uvicorn (peer credentials are read there)"
+        )
+    from vedette.api.asgi import SPEC_VARIABLE
+
+    # One worker: the store admits one process (INV-01). It rebuilds this
+    # configuration from the spec, so both sides agree on token and state folder.
+    os.environ[SPEC_VARIABLE] = json.dumps(dataclasses.asdict(spec))
+    Granian(
+        "vedette.api.asgi:app_from_environment",
+        address=config.listen.host,
+        port=config.listen.port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        factory=True,
+        log_level="warning",  # type: ignore[arg-type]
+    ).serve()
+
+
+class _LinkedServer:
+    """Runs the TCP and Unix-socket servers together; a signal stops both."""
+
+    def __init__(self, servers: list[Any]) -> None:
+        self.servers = servers
+        for server in servers:
+            original = server.handle_exit
+
+            def handle_exit(sig: int, frame: Any, original: Any = original) -> None:
+                original(sig, frame)
+                for other in self.servers:
+                    other.should_exit = True
+
+            server.handle_exit = handle_exit
+
+    async def serve(self) -> None:
+        await asyncio.gather(*(server.serve() for server in self.servers))
+
+
+async def _serve(app: Any, config: Config) -> None:
+    import uvicorn
+
+    from vedette.api.peer import PeerCredentialsProtocol
+
+    common: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 10}
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(app, host=config.listen.host, port=config.listen.port, **common)
+        )
+    ]
+    if config.listen.unix_socket is not None:
+        uds = uvicorn.Config(
+            app, uds=str(config.listen.unix_socket), http=PeerCredentialsProtocol, **common
+        )
+        servers.append(uvicorn.Server(uds))
+    await _LinkedServer(servers).serve()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -14,12 +14,12 @@ threads share one write and one ``fdatasync`` (group commit).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from vedette._core import Digest, store_recorded_config
 from vedette._core import Store as _Store
-from vedette._core import store_recorded_config
 from vedette.errors import (
     SegmentNotFoundError,
     StoreCorruptError,
@@ -59,6 +59,15 @@ class Usage:
     evictable_bytes: int
     quarantine_bytes: int
     segments: int
+
+
+def _id_text(segment_id: object) -> str:
+    """A segment id as text: ``blake3:<hex>`` given as ``str`` or as a ``Digest``."""
+    if isinstance(segment_id, str):
+        return segment_id
+    if isinstance(segment_id, Digest):
+        return str(segment_id)
+    raise TypeError(f"a segment id is a str or Digest, got {type(segment_id).__name__}")
 
 
 class SegmentStore:
@@ -106,6 +115,18 @@ class SegmentStore:
             max_record_bytes,
         )
         return cls(core)
+
+    @classmethod
+    def open_read_only(cls, path: str | os.PathLike[str]) -> SegmentStore:
+        """Open an existing store to read it without changing anything on disk.
+
+        Takes no lock, so it works beside the process that has the store open.
+        Recovery runs in memory only: damage is reported in :attr:`recovery`
+        and damaged segments are left out, but nothing is cut, moved or
+        removed. Appends, seals, acks and imports raise ``ValueError``. What it
+        reads is a snapshot; a live writer may have moved on.
+        """
+        return cls(_Store.open_read_only(os.fspath(path)))
 
     def __enter__(self) -> SegmentStore:
         return self
@@ -164,9 +185,9 @@ class SegmentStore:
         """Seal the open segment now; returns its id (None if it had no records)."""
         return self._core.seal()
 
-    def ack(self, segment_id: str, by: str) -> None:
+    def ack(self, segment_id: str | Digest, by: str) -> None:
         """Durably record that ``by`` holds the sealed segment; it may then be evicted."""
-        self._core.ack(str(segment_id), by)
+        self._core.ack(_id_text(segment_id), by)
 
     def usage(self) -> Usage:
         return Usage(**self._core.usage())
@@ -175,15 +196,16 @@ class SegmentStore:
         """Per origin: sequence and id of the newest sealed segment held."""
         return {origin: (seq, seg_id) for origin, seq, seg_id in self._core.chain_heads()}
 
-    def get_segment(self, segment_id: str) -> bytes:
+    def get_segment(self, segment_id: str | Digest) -> bytes:
         """A sealed segment's bytes, checked against its id before they are returned."""
-        return self._core.get_segment(str(segment_id))
+        return self._core.get_segment(_id_text(segment_id))
 
-    def import_segment(self, data: Buffer, expected_id: str | None = None) -> str:
+    def import_segment(self, data: Buffer, expected_id: str | Digest | None = None) -> str:
         """Store a peer's sealed segment after checking id, structure and chain; returns its id."""
-        return self._core.import_segment(data, None if expected_id is None else str(expected_id))
+        expected = None if expected_id is None else _id_text(expected_id)
+        return self._core.import_segment(data, expected)
 
-    def verify(self, progress: object = None) -> dict[str, object]:
+    def verify(self, progress: Callable[[int, int], object] | None = None) -> dict[str, object]:
         """Re-check everything; ``faults`` lists what is wrong (empty: all good).
 
         ``progress(done_bytes, total_bytes)`` is called after each segment.

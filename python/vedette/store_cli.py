@@ -1,7 +1,8 @@
 """``vedette store inspect|verify|export``: read a segment store from the shell.
 
-Each command opens the store like the runtime does (so it takes the lock and
-runs recovery); it fails with a clear message while another process holds it.
+The commands open the store read-only: they take no lock, so they work beside
+a running node, and they change nothing on disk. Damage that the next real
+open would repair (cut a torn tail, quarantine a segment) is reported instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _DIR = click.argument("directory", type=click.Path(path_type=Path, file_okay=Fal
 
 def _open(directory: Path) -> SegmentStore:
     try:
-        return SegmentStore.open(directory)
+        return SegmentStore.open_read_only(directory)
     except StoreError as err:
         click.echo(f"vedette store: {err}", err=True)
         sys.exit(2)
@@ -76,8 +77,15 @@ def verify_command(directory: Path) -> None:
 
             report: dict[str, Any] = store.verify(progress)
         recovery: dict[str, Any] = store.recovery
-    for name, reason in recovery["quarantined"]:
-        click.echo(f"quarantined at open: {name}: {reason}")
+    damaged = list(recovery["quarantined"])
+    for name, reason in damaged:
+        click.echo(f"FAULT: {name}: {reason} (the next open moves it to quarantine/)")
+    if recovery["truncated_bytes"]:
+        click.echo(
+            f"open segment: {recovery['truncated_bytes']} bytes after the last intact record "
+            f"({recovery['truncated_records']} record-like frames among them); "
+            "the next open cuts them"
+        )
     for gap in report["gaps"]:
         click.echo(f"gap: {gap}")
     for fault in report["faults"]:
@@ -86,7 +94,7 @@ def verify_command(directory: Path) -> None:
         f"{report['segments_checked']} segments, {report['records_checked']} records, "
         f"{report['bytes_checked']} bytes checked; {len(report['faults'])} faults"
     )
-    if report["faults"] or recovery["quarantined"]:
+    if report["faults"] or damaged or recovery["truncated_records"]:
         sys.exit(1)
 
 

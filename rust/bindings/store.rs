@@ -93,6 +93,13 @@ impl Store {
             .map_err(errors::store)
     }
 
+    #[staticmethod]
+    fn open_read_only(py: Python<'_>, path: PathBuf) -> PyResult<Store> {
+        py.detach(|| core::Store::open_read_only(&path))
+            .map(|store| Store(Arc::new(store)))
+            .map_err(errors::store)
+    }
+
     fn append(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<u64> {
         let bytes = borrow_bytes(record)?;
         let slice = bytes.as_slice();

@@ -9,12 +9,17 @@ use super::commit::{SegmentMeta, Shared, OPEN_FILE};
 use super::error::{Result, StoreError};
 use super::format::validate_origin;
 use super::fscheck::{self, DirLock};
-use super::io::{on_disk, RealStorage, Storage};
+use super::io::{on_disk, ReadOnly, RealStorage, Storage};
 use super::recovery::{self, RecoveryReport};
 use super::{Durability, StoreConfig};
 use crate::hashing::{require_role, Digest, HashRole};
 
 pub use super::commit::{SegmentInfo, Store, Usage};
+
+/// Interval mode: queued bytes are written (not synced) once this many pile up…
+const INTERVAL_WRITE_BYTES: usize = 1 << 20;
+/// …and appends wait while this many are queued behind a write in flight.
+const INTERVAL_QUEUE_MAX_BYTES: usize = 8 << 20;
 
 impl Store {
     /// Opens the store in `dir` on the real file system: INV-01 checks, the
@@ -24,7 +29,26 @@ impl Store {
         fscheck::check_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
         let storage = Arc::new(RealStorage::new(fscheck::block_size(dir)?));
-        Store::start(recovery::open(storage, dir, config, Some(lock))?)
+        let shared = recovery::open(storage, dir, config, Some(lock))?;
+        recovery::write_meta(&shared)?;
+        Store::start(shared)
+    }
+
+    /// Opens `dir` for reading only, with the node id and ceiling it was last
+    /// opened with: no lock (another process may hold the store), and nothing
+    /// on disk changes. Recovery still runs in memory, so damage is reported
+    /// and damaged segments are left out, but nothing is cut, moved or removed.
+    /// What it reads is a snapshot that a live writer may move on from.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        let (node_id, ceiling) = Store::recorded_config(dir)?;
+        let config = StoreConfig::new(ceiling, node_id);
+        let storage = Arc::new(ReadOnly::new(RealStorage::new(fscheck::block_size(dir)?)));
+        let mut shared = recovery::open(storage, dir, config, None)?;
+        shared.read_only = true;
+        Ok(Store {
+            shared: Arc::new(shared),
+            flusher: None,
+        })
     }
 
     /// The node id and ceiling `dir` was last opened with (for tools).
@@ -40,7 +64,9 @@ impl Store {
                 .create_dir(dir)
                 .map_err(|err| StoreError::io("create store directory", dir, err))?;
         }
-        Store::start(recovery::open(storage, dir, config, None)?)
+        let shared = recovery::open(storage, dir, config, None)?;
+        recovery::write_meta(&shared)?;
+        Store::start(shared)
     }
 
     fn start(shared: Shared) -> Result<Store> {
@@ -89,7 +115,12 @@ impl Store {
         match shared.config.durability {
             Durability::Interval(_) => {
                 // Hand big batches to the OS now; the sync thread makes them durable.
-                if st.pending.len() >= 1 << 20 && !st.flushing {
+                // A writer faster than the disk waits rather than queue without
+                // bound (INV-07).
+                while st.flushing && st.pending.len() >= INTERVAL_QUEUE_MAX_BYTES {
+                    st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.pending.len() >= INTERVAL_WRITE_BYTES && !st.flushing {
                     st = shared.commit(st, false);
                 }
                 drop(st);
@@ -120,7 +151,7 @@ impl Store {
     /// Seals the open segment now, if it has records. Returns the new segment id.
     pub fn seal(&self) -> Result<Option<Digest>> {
         let st = self.shared.lock();
-        self.shared.usable(&st)?;
+        self.shared.writable(&st)?;
         self.shared.seal_locked(st).map(|(_, id)| id)
     }
 
@@ -132,7 +163,7 @@ impl Store {
         validate_origin(by).map_err(|e| StoreError::Invalid(format!("acknowledger: {e}")))?;
         let shared = &*self.shared;
         let mut st = shared.lock();
-        shared.usable(&st)?;
+        shared.writable(&st)?;
         if !st.segments.contains_key(id) {
             return Err(StoreError::NotFound(id.to_string()));
         }
@@ -193,7 +224,7 @@ impl Store {
             open_bytes: st
                 .open
                 .as_ref()
-                .map_or(0, |o| on_disk(o.written_len, shared.block)),
+                .map_or(0, |o| on_disk(o.written_len.max(o.allocated), shared.block)),
             evictable_bytes: shared.evictable(&st),
             quarantine_bytes: st.quarantine_bytes,
             segments: st.segments.len() as u64 + u64::from(st.open.is_some()),

@@ -8,11 +8,11 @@
 //!         2 u8 | segment id [32] | origin_len u8 | origin | seq u64 | next_record u64  (evict)
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{Result, StoreError};
-use super::format::validate_origin;
+use super::format::{validate_origin, MAX_NUMBER};
 use super::io::{AppendFile, Storage};
 use crate::hashing::{Algorithm, Digest};
 
@@ -85,12 +85,16 @@ impl Entry {
         let rest = &rest[usize::from(name_len)..];
         match (kind, rest.len()) {
             (1, 0) => Some(Entry::Ack { id, by: name }),
-            (2, 16) => Some(Entry::Evict {
-                id,
-                origin: name,
-                seq: u64::from_le_bytes(rest[..8].try_into().ok()?),
-                next_record: u64::from_le_bytes(rest[8..].try_into().ok()?),
-            }),
+            (2, 16) => {
+                let seq = u64::from_le_bytes(rest[..8].try_into().ok()?);
+                let next_record = u64::from_le_bytes(rest[8..].try_into().ok()?);
+                (seq <= MAX_NUMBER && next_record <= MAX_NUMBER).then_some(Entry::Evict {
+                    id,
+                    origin: name,
+                    seq,
+                    next_record,
+                })
+            }
             _ => None,
         }
     }
@@ -219,6 +223,69 @@ impl Catalog {
 
     pub fn is_evicted(&self, id: &Digest) -> bool {
         self.evicted.values().any(|e| &e.id == id)
+    }
+
+    /// The entries that still matter: acknowledgements of segments still
+    /// held, and per origin the newest eviction (which carries the chain head
+    /// and the record numbering once all of an origin's segments are gone).
+    pub fn live_entries(&self, held: &HashSet<Digest>) -> Vec<Entry> {
+        let mut newest: HashMap<&str, (u64, &Evicted)> = HashMap::new();
+        for ((origin, seq), evicted) in &self.evicted {
+            let slot = newest.entry(origin.as_str()).or_insert((*seq, evicted));
+            if *seq >= slot.0 {
+                *slot = (*seq, evicted);
+            }
+        }
+        let mut entries: Vec<Entry> = newest
+            .into_iter()
+            .map(|(origin, (seq, evicted))| Entry::Evict {
+                id: evicted.id,
+                origin: origin.to_string(),
+                seq,
+                next_record: evicted.next_record,
+            })
+            .collect();
+        for (id, peers) in &self.acks {
+            if held.contains(id) {
+                entries.extend(peers.iter().map(|by| Entry::Ack {
+                    id: *id,
+                    by: by.clone(),
+                }));
+            }
+        }
+        entries
+    }
+
+    pub fn encoded_len(entries: &[Entry]) -> u64 {
+        entries.iter().map(Catalog::entry_len).sum()
+    }
+
+    /// Replaces the catalog with `entries` (from `live_entries`): written to a
+    /// temp file, synced, renamed over the catalog, directory synced. A crash
+    /// at any point leaves either the old or the new catalog, both complete.
+    pub fn rewrite(&mut self, storage: &dyn Storage, entries: Vec<Entry>) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let tmp = dir.join(format!("{CATALOG_FILE}.tmp"));
+        let bytes: Vec<u8> = entries.iter().flat_map(Entry::encode).collect();
+        let written = storage.open_append(&tmp, true).and_then(|mut file| {
+            file.append(&bytes)?;
+            file.sync_data()
+        });
+        let renamed = written
+            .and_then(|()| storage.rename(&tmp, &self.path))
+            .and_then(|()| storage.sync_dir(&dir));
+        if let Err(err) = renamed {
+            let _ = storage.remove(&tmp);
+            return Err(StoreError::io("rewrite catalog", &tmp, err));
+        }
+        self.file = None;
+        self.len = bytes.len() as u64;
+        self.acks.clear();
+        self.evicted.clear();
+        for entry in entries {
+            self.apply(entry);
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! occupies on disk (its length rounded up to whole blocks, as `du` counts),
 //! and every write is admitted against the ceiling before it is made.
 
+use std::collections::HashSet;
 use std::sync::MutexGuard;
 
 use super::catalog::{Catalog, Entry};
@@ -133,7 +134,9 @@ impl Shared {
             });
         }
         st.catalog.append(self.storage.as_ref(), entry)?;
-        self.unlink_segment(st, &victim.id)
+        self.unlink_segment(st, &victim.id)?;
+        self.compact_catalog(st);
+        Ok(())
     }
 
     /// Removes a sealed segment's file and forgets it (its eviction already recorded).
@@ -153,4 +156,29 @@ impl Shared {
         }
         Ok(())
     }
+
+    /// Keeps the catalog bounded by what the store holds (INV-04, INV-07):
+    /// once it is mostly entries about segments long gone, it is rewritten
+    /// with only the live ones. Skipped (the catalog stays valid) if there is
+    /// no room for the rewrite or it fails.
+    pub fn compact_catalog(&self, st: &mut State) {
+        if st.catalog.len < CATALOG_COMPACT_MIN_BYTES {
+            return;
+        }
+        let held: HashSet<Digest> = st.segments.keys().copied().collect();
+        let live = st.catalog.live_entries(&held);
+        let live_len = Catalog::encoded_len(&live);
+        if live_len * 2 > st.catalog.len {
+            return;
+        }
+        // The new catalog exists next to the old one until the rename.
+        if self.used(st) + on_disk(live_len, self.block) > self.config.ceiling_bytes {
+            return;
+        }
+        let storage = std::sync::Arc::clone(&self.storage);
+        let _ = st.catalog.rewrite(storage.as_ref(), live);
+    }
 }
+
+/// The catalog is compacted only past this size, so small stores never bother.
+const CATALOG_COMPACT_MIN_BYTES: u64 = 64 << 10;

@@ -109,6 +109,8 @@ pub(super) struct Shared {
     pub state: Mutex<State>,
     pub wake: Condvar,
     pub recovery: RecoveryReport,
+    /// Opened by a tool with `Store::open_read_only`: every change is refused.
+    pub read_only: bool,
     /// Held until `close`; dropping it releases the directory for the next opener.
     pub dir_lock: Mutex<Option<DirLock>>,
 }
@@ -171,6 +173,17 @@ impl Shared {
         self.storage
             .sync_dir(dir)
             .map_err(|err| StoreError::io("sync directory", dir, err))
+    }
+
+    /// Refuses changes to a store opened read-only.
+    pub fn writable(&self, st: &State) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::Invalid(format!(
+                "store {} is open read-only",
+                self.dir.display()
+            )));
+        }
+        self.usable(st)
     }
 
     pub fn usable(&self, st: &State) -> Result<()> {
@@ -501,7 +514,7 @@ impl Shared {
         mut st: MutexGuard<'a, State>,
         records: &[&[u8]],
     ) -> Result<(MutexGuard<'a, State>, u64, Outcome)> {
-        self.usable(&st)?;
+        self.writable(&st)?;
         if let Some(big) = records
             .iter()
             .find(|r| r.len() as u64 > self.config.max_record_bytes)

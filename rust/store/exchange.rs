@@ -115,7 +115,7 @@ impl Store {
         let header = scan.header;
         let shared = &*self.shared;
         let mut st = shared.lock();
-        shared.usable(&st)?;
+        shared.writable(&st)?;
         if st.segments.contains_key(&id) {
             return Ok(id);
         }

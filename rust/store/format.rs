@@ -29,6 +29,9 @@ pub const FOOTER_LEN: u64 = 24;
 /// The largest record payload the format admits (a store may set a lower bound).
 pub const MAX_RECORD_LEN: u32 = 64 << 20;
 pub const MAX_ORIGIN_LEN: usize = 255;
+/// Sequence numbers and positions above this are refused when read, so no sum
+/// of them with a count taken from a file can overflow.
+pub const MAX_NUMBER: u64 = 1 << 62;
 const HEADER_FIXED_LEN: usize = 8 + 2 + 8 + 8 + 8 + 1 + 32 + 1;
 
 /// What a segment's header says about it.
@@ -129,6 +132,10 @@ impl Header {
             return fail(HEADER_FIXED_LEN as u64, reason);
         }
         let seq = u64_at(bytes, 10);
+        let first_record = u64_at(bytes, 18);
+        if seq > MAX_NUMBER || first_record > MAX_NUMBER {
+            return fail(10, "sequence or first position out of range");
+        }
         let has_prev = bytes[34];
         let prev = match has_prev {
             0 if bytes[35..67].iter().all(|b| *b == 0) => None,
@@ -144,7 +151,7 @@ impl Header {
         let header = Header {
             origin,
             seq,
-            first_record: u64_at(bytes, 18),
+            first_record,
             created_unix_ms: u64_at(bytes, 26),
             prev,
         };
@@ -360,7 +367,7 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        for seq in [0, 1, u64::MAX] {
+        for seq in [0, 1, MAX_NUMBER] {
             let bytes = header(seq).encode();
             assert_eq!(Header::decode(&bytes).unwrap(), (header(seq), bytes.len()));
         }
@@ -408,6 +415,16 @@ mod tests {
                 Err(_) => assert!(cut < header(1).encode().len()),
             }
         }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused() {
+        let mut h = header(1);
+        h.seq = MAX_NUMBER + 1;
+        assert!(Header::decode(&h.encode()).is_err());
+        let mut h = header(1);
+        h.first_record = u64::MAX;
+        assert!(Header::decode(&h.encode()).is_err());
     }
 
     #[test]

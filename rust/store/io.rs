@@ -173,3 +173,88 @@ pub fn on_disk(n: u64, block: u64) -> u64 {
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// A view of a store that changes nothing on disk, for tools that inspect a
+/// store another process may have open. Recovery runs against it unchanged:
+/// removals, truncations and writes are skipped, and a rename is remembered
+/// so the file can still be read under its new name.
+pub struct ReadOnly<S: Storage> {
+    inner: S,
+    renamed: std::sync::Mutex<std::collections::HashMap<PathBuf, PathBuf>>,
+}
+
+impl<S: Storage> ReadOnly<S> {
+    pub fn new(inner: S) -> ReadOnly<S> {
+        ReadOnly {
+            inner,
+            renamed: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+struct DiscardFile;
+
+impl AppendFile for DiscardFile {
+    fn append(&mut self, _data: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn truncate(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_end(&mut self, _end: u64) {}
+    fn allocate(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Storage> Storage for ReadOnly<S> {
+    fn create_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<Entry>> {
+        match self.inner.list(dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            other => other,
+        }
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let alias = self
+            .renamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned();
+        match alias.map(|from| self.inner.read(&from)) {
+            Some(Ok(bytes)) => Ok(bytes),
+            _ => self.inner.read(path),
+        }
+    }
+    fn open_append(&self, _path: &Path, _create: bool) -> io::Result<Box<dyn AppendFile>> {
+        Ok(Box::new(DiscardFile))
+    }
+    fn truncate(&self, _path: &Path, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.renamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(to.to_path_buf(), from.to_path_buf());
+        Ok(())
+    }
+    fn remove(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn allocated(&self, path: &Path) -> io::Result<u64> {
+        self.inner.allocated(path)
+    }
+    fn block_size(&self) -> u64 {
+        self.inner.block_size()
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use super::catalog::Catalog;
 use super::commit::{OpenSegment, SegmentMeta, Shared, State, Writer, OPEN_FILE};
 use super::error::{Result, StoreError};
-use super::format::{self, MAX_ORIGIN_LEN};
+use super::format;
 use super::fscheck::{DirLock, LOCK_FILE};
 use super::io::{on_disk, Storage};
 use super::StoreConfig;
@@ -251,9 +251,8 @@ pub(super) fn open(
             .read(&path)
             .map_err(io_err("read open segment", &path))?;
         match format::scan(&bytes) {
-            Err(err) if bytes.len() < 80 + MAX_ORIGIN_LEN => {
-                // A header that never finished being written: no record can follow it.
-                let _ = err;
+            Err(_) if bytes.iter().all(|b| *b == 0) => {
+                // Created, but the header never reached the disk: nothing to keep.
                 storage
                     .remove(&path)
                     .map_err(io_err("remove torn open segment", &path))?;
@@ -371,14 +370,14 @@ pub(super) fn open(
         state: Mutex::new(state),
         wake: Condvar::new(),
         recovery: report,
+        read_only: false,
         dir_lock: Mutex::new(lock),
     };
-    write_meta(&shared)?;
     Ok(shared)
 }
 
 /// Records the node id and ceiling for tools that open the store later (`vedette store ...`).
-fn write_meta(shared: &Shared) -> Result<()> {
+pub(super) fn write_meta(shared: &Shared) -> Result<()> {
     let text = serde_json::json!({
         "format": format::FORMAT_VERSION,
         "node_id": shared.config.node_id,

@@ -501,3 +501,137 @@ fn concurrent_batches_get_consecutive_positions_across_rotations() {
         "batches crossed rotations"
     );
 }
+
+/// Throughput probe on the real file system (not a test of behaviour):
+/// `cargo test --release --lib probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe_durable_append_rate() {
+    for threads in [1usize, 16] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(1 << 30, "probe");
+        let store = Arc::new(Store::open(&tmp.path().join("s"), config).unwrap());
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while start.elapsed() < std::time::Duration::from_secs(2) {
+                        store.append(&[b'r'; 256]).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        println!("{threads:2} threads: {rate:.0} durable appends/s");
+    }
+}
+
+#[test]
+fn catalog_stays_bounded_over_many_evictions() {
+    use super::io::Storage;
+    let sim = CrashSim::new(BLOCK);
+    let storage = SimStorage(Arc::clone(&sim));
+    let mut config = config(128 << 10);
+    config.segment_max_bytes = 4096;
+    let open = || {
+        Store::open_with(
+            Arc::new(SimStorage(Arc::clone(&sim))),
+            Path::new("/s"),
+            config.clone(),
+        )
+        .unwrap()
+    };
+    let store = open();
+    let mut last = 0;
+    let mut largest_catalog = 0;
+    for n in 0..12_000u64 {
+        last = store.append(&[n as u8; 200]).unwrap();
+        if let Some(id) = store.seal().unwrap() {
+            store.ack(&id, "peer-b").unwrap();
+        }
+        if n % 1000 == 0 {
+            largest_catalog =
+                largest_catalog.max(storage.read(Path::new("/s/catalog")).unwrap().len());
+        }
+    }
+    assert!(
+        largest_catalog < 80 << 10,
+        "catalog grew to {largest_catalog} bytes"
+    );
+    drop(store);
+    let store = open();
+    assert!(store.recovery().is_clean(), "{:?}", store.recovery());
+    assert_eq!(
+        store.append(b"next").unwrap(),
+        last + 1,
+        "numbering survives compaction"
+    );
+    assert!(store.verify(&mut |_, _| {}).faults.is_empty());
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        out.push((entry.display().to_string(), bytes));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[test]
+fn read_only_open_beside_a_live_store_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let live = Store::open(&dir, StoreConfig::new(1 << 20, "node-a")).unwrap();
+    live.append(b"sealed record").unwrap();
+    let id = live.seal().unwrap().unwrap();
+    live.append(b"open record").unwrap();
+    // Damage a sealed segment and leave a stray temp file behind the live store's back.
+    let sealed = dir.join(format!("{}.seg", id.hex()));
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    bytes[70] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    std::fs::write(dir.join("x.tmp"), b"partial").unwrap();
+    let before = snapshot(&dir);
+
+    let view = Store::open_read_only(&dir).unwrap();
+    assert_eq!(view.recovery().quarantined.len(), 1, "damage is reported");
+    assert_eq!(
+        view.recovery().temp_files_removed,
+        vec!["x.tmp".to_string()]
+    );
+    let got: Vec<Vec<u8>> = all_records(&view).into_iter().map(|r| r.1).collect();
+    assert_eq!(
+        got,
+        vec![b"open record".to_vec()],
+        "the damaged segment is not served"
+    );
+    assert!(matches!(view.append(b"no"), Err(StoreError::Invalid(_))));
+    assert!(matches!(view.seal(), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        view.ack(&id, "peer-b"),
+        Err(StoreError::Invalid(_))
+    ));
+    view.close().unwrap();
+    drop(view);
+    assert_eq!(snapshot(&dir), before, "a read-only open writes nothing");
+    live.append(b"still live").unwrap();
+}

@@ -83,7 +83,12 @@ impl Store {
             }
             last = Some(info);
             report.segments_checked += 1;
-            report.bytes_checked += bytes.len() as u64;
+            // Reserved zeros after the open segment's records are not data.
+            report.bytes_checked += if info.sealed {
+                bytes.len() as u64
+            } else {
+                info.size.min(bytes.len() as u64)
+            };
             progress(report.bytes_checked, total);
         }
         let usage = self.usage();

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vedette.api.openapi import OPENAPI
+from vedette.api.peer import PEER_UID
 from vedette.runtime.decision import Decision
-from vedette.runtime.identity import Unauthenticated
+from vedette.runtime.identity import Caller, Unauthenticated
 from vedette.runtime.interceptor import Runtime, retry_after_header
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
     limit = runtime.config.listen.max_body_bytes
 
     async def tool_call(request: Request) -> Response:
         try:
-            caller = runtime.authenticate(request.headers.get("authorization"))
+            caller = _caller(request)
         except Unauthenticated as err:
             return _respond(await runtime.unauthenticated(str(err)))
         declared = request.headers.get("content-length")
@@ -30,6 +33,17 @@ def create_app(runtime: Runtime) -> Starlette:
             if len(body) > limit:
                 return _respond(await runtime.invalid(caller, f"body over the {limit}-byte limit"))
         return _respond(await runtime.handle_body(caller, bytes(body)))
+
+    def _caller(request: Request) -> Caller:
+        # On the Unix-socket listener a mapped peer uid identifies the caller;
+        # otherwise (and on TCP, where no uid is ever set) the bearer token does.
+        uid = request.scope.get("state", {}).get(PEER_UID)
+        if uid is not None:
+            try:
+                return runtime.callers.from_uid(uid)
+            except Unauthenticated:
+                pass
+        return runtime.authenticate(request.headers.get("authorization"))
 
     async def health(request: Request) -> Response:
         report = runtime.health()
@@ -51,7 +65,8 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/v1/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from vedette.errors import VedetteError, is_rust_panic
+
 MASK = "***"
 SCHEMA = "vedette.evidence/v1"
 
@@ -137,6 +139,10 @@ class RecordSink(Protocol):
     def append_many(self, records: list[bytes]) -> Any: ...
 
 
+class StoreWriteFailed(VedetteError):
+    """A batch of evidence could not be made durable; the message names the cause."""
+
+
 # Largest batch written with one durable append (one write and one fdatasync).
 MAX_BATCH = 1024
 
@@ -198,8 +204,14 @@ class EvidenceQueue:
         error: BaseException | None = None
         try:
             self._sink.append_many([record for record, _, _ in batch])
-        except Exception as err:  # every waiter of this batch gets the store's error
-            error = err
+        except BaseException as err:  # every waiter of this batch gets the store's error
+            # Even a Rust panic must not stop this thread: waiters would hang.
+            if isinstance(err, Exception):
+                error = err
+            elif is_rust_panic(err):
+                error = StoreWriteFailed(f"the store panicked: {err}")
+            else:
+                raise
         # One wake-up per event loop, not one per record.
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, future, loop in batch:

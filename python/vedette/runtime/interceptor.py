@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 from vedette.config import Config
+from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter, timestamp
@@ -100,9 +101,7 @@ class Runtime:
         try:
             intent = parse_intent(body, self.config.intent)
         except InvalidIntent as err:
-            decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
-            await self._record_denial(decision, caller, None)
-            return self._finish(decision, caller, None, started)
+            return await self._refuse_invalid(err, caller, decision_id, started)
         return await self._decide_guarded(intent, caller, decision_id, started)
 
     async def handle(self, body: bytes, authorization: str | None) -> Decision:
@@ -121,9 +120,7 @@ class Runtime:
             try:
                 intent = intent_from_value(intent, self.config.intent)
             except InvalidIntent as err:
-                decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
-                await self._record_denial(decision, caller, None)
-                return self._finish(decision, caller, None, started)
+                return await self._refuse_invalid(err, caller, decision_id, started)
         return await self._decide_guarded(intent, caller, decision_id, started)
 
     def decide(self, intent: Intent | dict[str, Any], caller: Caller) -> Decision:
@@ -133,12 +130,21 @@ class Runtime:
 
     # -- the pipeline -------------------------------------------------------
 
+    async def _refuse_invalid(
+        self, err: InvalidIntent, caller: Caller, decision_id: str, started: float
+    ) -> Decision:
+        decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
+        await self._record_denial(decision, caller, None)
+        return self._finish(decision, caller, None, started)
+
     async def _decide_guarded(
         self, intent: Intent, caller: Caller, decision_id: str, started: float
     ) -> Decision:
         try:
             decision = await self._decide(intent, caller, decision_id)
-        except Exception as err:  # anything unexpected denies (and is recorded)
+        except BaseException as err:  # anything unexpected denies (and is recorded)
+            if not isinstance(err, Exception) and not is_rust_panic(err):
+                raise  # cancellation, interpreter exit: not ours to turn into an answer
             log.exception("unexpected failure deciding %s", decision_id)
             decision = Decision(
                 "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"

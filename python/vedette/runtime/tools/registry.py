@@ -91,7 +91,7 @@ class ToolRegistry:
         tool = self._tools.get(name)
         if tool is None:
             raise UnknownTool(f"no tool named {name!r}")
-        timeout = self._config.timeout_s
+        timeout, limit = self._config.limits_for(name)
         try:
             if not getattr(tool, "blocking", True):
                 output = tool.run(args)  # declared instant and non-blocking: no thread hop
@@ -109,16 +109,15 @@ class ToolRegistry:
             raise
         except Exception as err:  # any failure of tool code is the tool's failure
             raise ToolFailed("error", f"{type(err).__name__}: {err}") from err
-        return self._outcome(name, output)
+        return self._outcome(name, output, limit)
 
-    def _outcome(self, name: str, output: Any) -> ToolOutcome:
+    def _outcome(self, name: str, output: Any, limit: int) -> ToolOutcome:
         try:
             encoded = json.dumps(output, ensure_ascii=False, allow_nan=False).encode()
         except (TypeError, ValueError) as err:
             raise ToolFailed(
                 "bad_output", f"tool {name!r} returned non-JSON output: {err}"
             ) from err
-        limit = self._config.max_output_bytes
         if len(encoded) > limit:
             raise ToolFailed(
                 "output_too_large",
