@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
@@ -223,10 +224,12 @@ def main() -> None:
     ]
     case = example_case()
     pooled, cloned = vedette_call(case, "pool"), vedette_call(case, "clone")
+    independent = vedette_call(case, "independent")
     # vedette shares one engine between threads; each anchor thread builds its own.
     scaling_runs: dict[str, Callable[[], Callable[[], object]]] = {
         "vedette, engine pool (default)": lambda: pooled,
         "vedette, clone per call": lambda: cloned,
+        "vedette, independent engines": lambda: independent,
         "regorus (Python binding), engine per thread": lambda: regorus_call(case),
         "regopy (rego-cpp), interpreter per thread": lambda: regopy_call(case),
     }
@@ -253,7 +256,11 @@ def main() -> None:
         compiled = time.perf_counter()
         load_times.append(loaded - start)
         compile_times.append(compiled - loaded)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines += [
+        "",
+        f"Load average after the thread runs: {load}. On this 2-core machine shared with "
+        "other work, a second thread only scales when a core is otherwise idle.",
         "",
         "### Loading a 1 MiB bundle",
         "",

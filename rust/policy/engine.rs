@@ -138,6 +138,21 @@ impl PolicyEngine {
         self
     }
 
+    /// Adds a Rego function to the warmed engine, for tests that need an
+    /// evaluator to fail in ways no real builtin does (panicking).
+    #[cfg(test)]
+    pub(crate) fn with_test_function(
+        mut self,
+        path: &str,
+        nargs: u8,
+        function: Box<dyn regorus::Extension>,
+    ) -> PolicyEngine {
+        self.warmed
+            .add_extension(path.to_string(), nargs, function)
+            .expect("test function registers");
+        self
+    }
+
     pub fn policy_hash(&self) -> Digest {
         self.policy_hash
     }

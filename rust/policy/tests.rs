@@ -636,3 +636,22 @@ decision := {"allow": true, "reason": sprintf("%s is under %s", [input.path, dat
         );
     }
 }
+
+#[test]
+fn evaluator_panic_denies_and_the_engine_keeps_working() {
+    let policy = r#"package vedette
+default decision := {"allow": false, "reason": "default"}
+decision := {"allow": test.explode(1), "reason": "exploded"} if input.tool == "boom"
+decision := {"allow": true, "reason": "echo is harmless"} if input.tool == "echo"
+"#;
+    let explode = |_: Vec<Value>| -> anyhow::Result<Value> { panic!("deliberate test panic") };
+    let engine =
+        engine(&[("p.rego", policy)]).with_test_function("test.explode", 1, Box::new(explode));
+    let decision = engine.evaluate(input("boom"));
+    assert!(!decision.allow);
+    assert_eq!(decision.fault, Some(Fault::Panic), "{}", decision.reason);
+    // The panicked engine was dropped; the next call gets a sound one.
+    let decision = engine.evaluate(input("echo"));
+    assert!(decision.allow, "{}", decision.reason);
+    assert_eq!(decision.fault, None);
+}
