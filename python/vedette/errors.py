@@ -130,3 +130,48 @@ class ManifestError(PolicyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class SignatureError(VedetteError, ValueError):
+    """A signature did not verify, or a key or signature could not be read."""
+
+
+class KeyFileError(VedetteError, ValueError):
+    """A key file is malformed, of an unsupported kind, or its password is wrong."""
+
+
+class ReleaseError(VedetteError):
+    """Base class of the release lifecycle's errors (OCI, verification, activation)."""
+
+
+class OciError(ReleaseError):
+    """A registry or OCI image layout refused a request or answered something invalid."""
+
+
+class VerificationError(ReleaseError):
+    """A release failed a verification step.
+
+    ``step`` is ``1``-``4`` for the four steps of DESIGN §4 (signature, OCI
+    digest, behavioral fingerprint, policy hash) or a name for the extra checks
+    (``expiry``, ``agent_name``, ``schema``); ``expected`` and ``actual`` are the
+    values compared.
+    """
+
+    def __init__(
+        self, message: str, step: int | str = "", expected: str = "", actual: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PkiError(VedetteError, ValueError):
+    """A certificate, key or CRL could not be made, read or used."""
+
+
+class PeerError(VedetteError):
+    """The peer transport failed or refused an operation."""

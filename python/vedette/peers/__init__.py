@@ -1,0 +1,2 @@
+"""Peer transport: sealed evidence replicated between nodes over mutual TLS,
+the beacon and the small-fleet PKI (DESIGN §8)."""
