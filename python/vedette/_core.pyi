@@ -163,6 +163,21 @@ class Store:
     def path(self) -> str: ...
     def close(self) -> None: ...
 
+@final
+class DurableQueue:
+    """Appends that return a ticket at once; finished tickets are reported through
+    `fileno()` (an eventfd an event loop watches) and `take_completed()`."""
+
+    def __new__(cls, store: Store) -> DurableQueue: ...
+    def submit(self, record: Buffer) -> int:
+        """Queues a copy of `record`; returns its ticket. Never waits for the disk."""
+    def fileno(self) -> int: ...
+    def take_completed(self) -> list[tuple[int, int, BaseException | None]]:
+        """`[(first, last, error_or_None), ...]`: tickets `first..=last` are durable
+        (error None) or failed with `error`."""
+    def close(self) -> None:
+        """Writes what is queued, then stops the writer thread."""
+
 def store_recorded_config(path: str) -> tuple[str, int]: ...
 def shared_fs_name(f_type: int) -> str | None: ...
 

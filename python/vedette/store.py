@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from vedette._core import Digest, store_recorded_config
+from vedette._core import Digest, DurableQueue, store_recorded_config
 from vedette._core import Store as _Store
 from vedette.errors import (
     SegmentNotFoundError,
@@ -156,6 +156,12 @@ class SegmentStore:
         batch = records if isinstance(records, list | tuple) else list(records)
         first = self._core.append_many(batch)
         return range(first, first + len(batch))
+
+    def durable_queue(self) -> DurableQueue:
+        """Appends that never block: ``submit`` returns a ticket at once and a
+        writer thread makes records durable in batches, reporting finished
+        tickets through ``fileno()`` (an eventfd) and ``take_completed()``."""
+        return DurableQueue(self._core)
 
     def flush(self) -> None:
         """Make everything appended so far durable (for ``durability="interval"``)."""

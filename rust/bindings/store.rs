@@ -11,10 +11,11 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use super::buffer::borrow_bytes;
 use super::errors;
 use crate::hashing::Digest;
-use crate::store::{self as core, Durability, StoreConfig};
+use crate::store::{self as core, queue, Durability, StoreConfig};
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Store>()?;
+    module.add_class::<DurableQueue>()?;
     module.add_function(wrap_pyfunction!(store_recorded_config, module)?)?;
     module.add_function(wrap_pyfunction!(shared_fs_name, module)?)?;
     Ok(())
@@ -255,6 +256,55 @@ impl Store {
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.0.close()).map_err(errors::store)
+    }
+}
+
+/// Appends that return a ticket at once; finished tickets are reported through
+/// `fileno()` (an eventfd an event loop watches) and `take_completed()`.
+#[pyclass(frozen, module = "vedette._core", name = "DurableQueue")]
+pub struct DurableQueue(queue::DurableQueue);
+
+#[pymethods]
+impl DurableQueue {
+    #[new]
+    fn new(store: &Store) -> PyResult<DurableQueue> {
+        let sink: Arc<dyn queue::RecordSink> = store.0.clone();
+        queue::DurableQueue::new(sink)
+            .map(DurableQueue)
+            .map_err(errors::store)
+    }
+
+    /// Queues a copy of `record`; returns its ticket. Never waits for the disk.
+    fn submit(&self, record: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let bytes = borrow_bytes(record)?;
+        self.0
+            .submit(bytes.as_slice().to_vec())
+            .map_err(errors::store)
+    }
+
+    fn fileno(&self) -> i32 {
+        self.0.ready_fd()
+    }
+
+    /// `[(first, last, error_or_None), ...]`: tickets `first..=last` are durable
+    /// (error None) or failed with `error`.
+    fn take_completed(&self, py: Python<'_>) -> Vec<(u64, u64, Option<Py<PyAny>>)> {
+        self.0
+            .take_completed()
+            .into_iter()
+            .map(|done| {
+                let error = done
+                    .result
+                    .err()
+                    .map(|err| errors::store(err).into_value(py).into_any());
+                (done.first, done.last, error)
+            })
+            .collect()
+    }
+
+    /// Writes what is queued, then stops the writer thread.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.0.close())
     }
 }
 

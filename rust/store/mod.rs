@@ -29,6 +29,7 @@ mod exchange;
 pub mod format;
 mod fscheck;
 pub mod io;
+pub mod queue;
 mod recovery;
 pub mod sim;
 mod verify;

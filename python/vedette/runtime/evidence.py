@@ -14,13 +14,13 @@ import datetime
 import itertools
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
-from vedette.errors import VedetteError, is_rust_panic
+from vedette._core import DurableQueue
+from vedette.store import SegmentStore
 
 MASK = "***"
 SCHEMA = "vedette.evidence/v1"
@@ -135,98 +135,88 @@ class EvidenceWriter:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class RecordSink(Protocol):
-    def append_many(self, records: list[bytes]) -> Any: ...
-
-
-class StoreWriteFailed(VedetteError):
-    """A batch of evidence could not be made durable; the message names the cause."""
-
-
-# Largest batch written with one durable append (one write and one fdatasync).
-MAX_BATCH = 1024
-
-
 class EvidenceQueue:
-    """Makes records durable for the event loop without a thread per waiting call.
+    """Makes records durable for event loops without blocking them.
 
-    One writer thread takes every record queued since its last write and makes
-    them durable together with ``append_many`` (one write, one fdatasync), then
-    completes each caller's future on its own loop. Under load, batches grow
-    with the number of calls waiting, so throughput scales with concurrency
-    instead of being capped by a pool of threads each blocked in fdatasync.
+    Each event loop gets its own :class:`vedette._core.DurableQueue`: records
+    are submitted without waiting, a Rust writer thread makes every record
+    waiting durable together (one write, one fdatasync), and reports the
+    finished tickets through an eventfd the loop watches. No Python thread is
+    involved, so the loop never waits for the interpreter lock on their
+    account, and batches grow with the number of calls waiting.
     """
 
-    def __init__(self, sink: RecordSink) -> None:
-        self._sink = sink
-        self._queue: queue.SimpleQueue[
-            tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop] | None
-        ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="vedette-evidence", daemon=True)
-        self._thread.start()
+    def __init__(self, store: SegmentStore) -> None:
+        self._store = store
+        self._channels: dict[asyncio.AbstractEventLoop, _LoopChannel] = {}
+        self._lock = threading.Lock()
 
-    async def append(self, record: bytes) -> None:
-        """Returns once ``record`` is durable; raises what the store raised."""
+    def append(self, record: bytes) -> asyncio.Future[None]:
+        """A future done once ``record`` is durable, or failed with what the store
+        raised. Must be called on a running event loop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((record, future, loop))
-        await future
+        channel = self._channels.get(loop)
+        if channel is None:
+            channel = self._open(loop)
+        return channel.append(record)
 
     def close(self) -> None:
-        """Write what is queued, then stop the writer."""
-        self._queue.put(None)
-        self._thread.join()
+        """Write what is queued, then stop every writer."""
+        with self._lock:
+            channels = list(self._channels.values())
+            self._channels.clear()
+        for channel in channels:
+            channel.close()
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if batch:
-                self._write(batch)
+    def _open(self, loop: asyncio.AbstractEventLoop) -> _LoopChannel:
+        with self._lock:
+            channel = self._channels.get(loop)
+            if channel is None:
+                channel = _LoopChannel(self._store.durable_queue(), loop)
+                self._channels[loop] = channel
+            return channel
 
-    def _write(
-        self, batch: list[tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop]]
-    ) -> None:
-        error: BaseException | None = None
+
+class _LoopChannel:
+    """One loop's queue: tickets it waits for and the futures that wait."""
+
+    def __init__(self, queue: DurableQueue, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue = queue
+        self._loop = loop
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        loop.add_reader(queue.fileno(), self._settle)
+
+    def append(self, record: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
         try:
-            self._sink.append_many([record for record, _, _ in batch])
-        except BaseException as err:  # every waiter of this batch gets the store's error
-            # Even a Rust panic must not stop this thread: waiters would hang.
-            if isinstance(err, Exception):
-                error = err
-            elif is_rust_panic(err):
-                error = StoreWriteFailed(f"the store panicked: {err}")
+            ticket = self._queue.submit(record)
+        except Exception as err:  # queue closed or full: this record fails alone
+            future.set_exception(err)
+            return future
+        self._waiting[ticket] = future
+        return future
+
+    def _settle(self) -> None:
+        for first, last, error in self._queue.take_completed():
+            for ticket in range(first, last + 1):
+                future = self._waiting.pop(ticket, None)
+                if future is None or future.done():
+                    continue  # its caller was cancelled; the record is written all the same
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def close(self) -> None:
+        # The loop may be stopped or closed already, and this may not be its
+        # thread; the reader only needs to go if the loop lives on.
+        if not self._loop.is_closed():
+            if self._loop.is_running():
+                self._loop.call_soon_threadsafe(self._detach)  # holds self (and the fd) till then
             else:
-                raise
-        # One wake-up per event loop, not one per record.
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, future, loop in batch:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():
-            # A closed loop raises RuntimeError: nobody is waiting there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_all, futures, error)
+                self._detach()
+        self._queue.close()
 
-
-def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+    def _detach(self) -> None:
+        with contextlib.suppress(Exception):  # the loop closed meanwhile
+            self._loop.remove_reader(self._queue.fileno())

@@ -3,15 +3,16 @@ durable evidence → execute → record the outcome. Every fault on the way deni
 
 ``Runtime.handle`` serves HTTP bodies; ``Runtime.decide_async`` and the
 blocking ``Runtime.decide`` serve in-process callers that already hold a
-:class:`Caller`. Policy evaluation runs on worker threads and evidence on its
-own writer thread (both release the GIL), so the event loop never waits on
-them, and the records of all concurrent calls share one durable write.
+:class:`Caller`. Policy evaluation runs on the event loop: it takes tens of
+microseconds, less than a hop to a worker thread and back, and the engine
+bounds it by its own time limit (releasing the GIL meanwhile). Evidence is made
+durable by a Rust writer thread that never takes the GIL, so the loop never
+waits on the disk, and the records of all concurrent calls share one write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import math
 import threading
@@ -33,9 +34,6 @@ from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore
 
 log = logging.getLogger("vedette.runtime")
-
-# Worker threads for policy evaluation (evidence has its own writer thread).
-WORKER_THREADS = 16
 
 
 class Runtime:
@@ -69,9 +67,6 @@ class Runtime:
         self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
         self._records = EvidenceQueue(self.store)
         self._ids = DecisionIds()
-        self._workers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=WORKER_THREADS, thread_name_prefix="vedette-worker"
-        )
         self.metrics = RuntimeMetrics(self._store_usage)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -184,9 +179,8 @@ class Runtime:
             reason = f"tool {intent.tool!r} is declared but not available on this node"
             return await self._deny("deny", decision_id, reason, caller, intent, release)
 
-        loop = asyncio.get_running_loop()
         policy_input = self._policy_input(intent, caller, release)
-        verdict = await loop.run_in_executor(self._workers, release.engine.evaluate, policy_input)
+        verdict = release.engine.evaluate(policy_input)
         if not verdict.allow:
             reason = verdict.reason or "denied by policy"
             if verdict.fault is not None:
@@ -365,7 +359,6 @@ class Runtime:
             self._loop_thread.join()
             self._loop.close()
             self._loop = None
-        self._workers.shutdown(wait=True)
         self.tools.close()
         self._records.close()
         self.store.close()
