@@ -13,6 +13,7 @@ __all__ = [
     "BundleLimits",
     "Decision",
     "Digest",
+    "DurableQueue",
     "Hasher",
     "ManualClock",
     "PolicyEngine",
