@@ -122,7 +122,7 @@ def test_args_that_break_the_schema_are_invalid(runtime):
     decision = runtime.decide({"tool": "echo", "args": {"txt": "hi"}}, CALLER)
     assert decision.status == 400
     assert decision.reason.startswith("invalid intent: args do not fit the schema of 'echo'")
-    assert "'text' is a required property" in decision.reason
+    assert '"text" is a required property' in decision.reason
 
 
 def test_malformed_intent_is_invalid_and_recorded(runtime):

@@ -9,6 +9,7 @@ __all__ = [
     "MAX_FILE_HASH_THREADS",
     "POLICY_ENTRY_POINT",
     "AgentManifest",
+    "ArgsValidator",
     "Bundle",
     "BundleLimits",
     "Decision",
@@ -294,3 +295,13 @@ class AgentManifest:
     @property
     def behavioral_fingerprint(self) -> Digest: ...
     def declares_tool(self, name: str) -> bool: ...
+
+@final
+class ArgsValidator:
+    """A tool's argument JSON Schema, compiled once (the draft its `$schema` names,
+    2020-12 otherwise); references to other documents are never fetched."""
+
+    def __new__(cls, schema_json: Buffer) -> ArgsValidator:
+        """Compiles the schema given as JSON text; ValueError if it is not a valid schema."""
+    def problem(self, args_json: Buffer) -> str | None:
+        """None when the arguments (JSON text) fit the schema, else what is wrong and where."""

@@ -23,6 +23,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PolicyEngine>()?;
     module.add_class::<Decision>()?;
     module.add_class::<AgentManifest>()?;
+    module.add_class::<ArgsValidator>()?;
     module.add("POLICY_ENTRY_POINT", core::ENTRY_POINT)?;
     module.add("AGENT_SCHEMA", core::AGENT_SCHEMA)?;
     Ok(())
@@ -600,4 +601,39 @@ fn json_to_python<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<B
             dict.into_any()
         }
     })
+}
+
+/// Inputs longer than this are validated with the GIL released.
+const DETACH_ABOVE_BYTES: usize = 4096;
+
+/// A tool's argument JSON Schema, compiled once; see `rust/policy/args.rs`.
+#[pyclass(frozen, module = "vedette._core", name = "ArgsValidator")]
+pub struct ArgsValidator(core::ArgsValidator);
+
+#[pymethods]
+impl ArgsValidator {
+    /// Compiles the schema given as JSON text; ValueError if it is not a valid schema.
+    #[new]
+    fn new(py: Python<'_>, schema_json: &Bound<'_, PyAny>) -> PyResult<ArgsValidator> {
+        let bytes = borrow_bytes(schema_json)?;
+        let slice = bytes.as_slice();
+        py.detach(|| {
+            let schema: serde_json::Value = serde_json::from_slice(slice)
+                .map_err(|err| format!("args_schema is not JSON: {err}"))?;
+            core::ArgsValidator::new(&schema)
+        })
+        .map(ArgsValidator)
+        .map_err(PyValueError::new_err)
+    }
+
+    /// None when the arguments (JSON text) fit the schema, else what is wrong and where.
+    fn problem(&self, py: Python<'_>, args_json: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let bytes = borrow_bytes(args_json)?;
+        let slice = bytes.as_slice();
+        Ok(if slice.len() > DETACH_ABOVE_BYTES {
+            py.detach(|| self.0.problem_json(slice))
+        } else {
+            self.0.problem_json(slice)
+        })
+    }
 }

@@ -6,11 +6,13 @@
 //! - [`PolicyEngine`] compiles a bundle once and evaluates
 //!   `data.vedette.decision`, denying on every fault;
 //! - [`AgentManifest`] validates an agent manifest and computes its
-//!   behavioral fingerprint.
+//!   behavioral fingerprint;
+//! - [`ArgsValidator`] checks a call's arguments against its tool's JSON Schema.
 //!
 //! The rules are written down in `docs/contracts.md`.
 
 mod archive;
+mod args;
 mod bundle;
 mod engine;
 mod error;
@@ -19,6 +21,7 @@ mod limits;
 mod manifest;
 
 pub use archive::{normalize_path, BundleFiles};
+pub use args::ArgsValidator;
 pub use bundle::{Bundle, BundleManifest, RegoModule, RegoVersion};
 pub use engine::{object, Decision, EngineReuse, Fault, PolicyEngine, ENTRY_POINT};
 pub use error::{BundleError, BundleRule};

@@ -86,4 +86,9 @@ def _respond(decision: Decision) -> JSONResponse:
         headers["Retry-After"] = retry_after_header(decision.retry_after_s)
     if decision.outcome == "unauthenticated":
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(decision.body(), status_code=decision.status, headers=headers)
+    return Response(
+        decision.body_bytes(),
+        status_code=decision.status,
+        headers=headers,
+        media_type="application/json",
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vedette.runtime.encoding import dumps
+
 Outcome = Literal[
     "allow",  # allowed, and the tool ran
     "tool_error",  # allowed, and the tool failed
@@ -36,6 +38,9 @@ class Decision:
     error: dict[str, str] | None = None
     release: str | None = None
     retry_after_s: float | None = None
+    # The output as the tool registry encoded it (and digested it for evidence),
+    # so the answer carries exactly those bytes and they are encoded once.
+    output_json: bytes | None = None
 
     @property
     def decision(self) -> str:
@@ -61,3 +66,10 @@ class Decision:
         if self.outcome == "tool_error":
             return {"decision": "allow", "error": self.error, "decision_id": self.decision_id}
         return {"decision": "deny", "reason": self.reason, "decision_id": self.decision_id}
+
+    def body_bytes(self) -> bytes:
+        """:meth:`body` encoded as JSON."""
+        if self.outcome == "allow" and self.output_json is not None:
+            rest = dumps({"decision_id": self.decision_id, "release": self.release})
+            return b'{"decision":"allow","output":' + self.output_json + b"," + rest[1:]
+        return dumps(self.body())

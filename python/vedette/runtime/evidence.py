@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import itertools
-import json
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vedette._core import DurableQueue
+from vedette.runtime.encoding import dumps
 from vedette.store import SegmentStore
 
 MASK = "***"
@@ -106,7 +106,7 @@ class EvidenceWriter:
             "outcome": outcome,
             "reason": reason,
         }
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(record)
 
     def tool_outcome(
         self,
@@ -132,7 +132,7 @@ class EvidenceWriter:
             "error": error,
             "duration_ms": round(duration_ms, 3),
         }
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(record)
 
 
 class EvidenceQueue:

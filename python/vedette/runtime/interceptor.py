@@ -19,12 +19,11 @@ import threading
 import time
 from typing import Any
 
-import jsonschema
-
 from vedette.config import Config
 from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
+from vedette.runtime.encoding import dumps
 from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter, timestamp
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
@@ -222,7 +221,13 @@ class Runtime:
                 error=None, duration_ms=(time.perf_counter() - started) * 1000,
             )
         )  # fmt: skip
-        return Decision("allow", decision_id, output=outcome.output, release=release.version)
+        return Decision(
+            "allow",
+            decision_id,
+            output=outcome.output,
+            release=release.version,
+            output_json=outcome.output_json,
+        )
 
     def _policy_input(
         self, intent: Intent, caller: Caller, release: ActiveRelease
@@ -368,11 +373,7 @@ def _schema_problem(release: ActiveRelease, intent: Intent) -> str | None:
     validator = release.validators.get(intent.tool)
     if validator is None:
         return None
-    error = jsonschema.exceptions.best_match(validator.iter_errors(intent.args))
-    if error is None:
-        return None
-    where = "/".join(str(part) for part in error.absolute_path)
-    return f"{error.message}" + (f" (at {where})" if where else "")
+    return validator.problem(dumps(intent.args))
 
 
 def retry_after_header(seconds: float | None) -> str:

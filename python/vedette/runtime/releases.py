@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
-import jsonschema
-
+from vedette._core import ArgsValidator
 from vedette.config import AgentConfig
 from vedette.hashing import Digest
 from vedette.policy import AgentManifest, PolicyEngine, load_agent_manifest, load_engine
+from vedette.runtime.encoding import dumps
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class ActiveRelease:
     source: str
     manifest: AgentManifest
     engine: PolicyEngine
-    # Compiled once per release: tool name -> validator of its arguments.
-    validators: dict[str, Any] = field(repr=False)
+    # Compiled once per release: tool name -> validator of its arguments
+    # (see compile_validators).
+    validators: dict[str, ArgsValidator] = field(repr=False)
 
     @property
     def policy_hash(self) -> Digest:
@@ -41,6 +43,11 @@ class ActiveRelease:
         return self.manifest.behavioral_fingerprint
 
     def describe(self) -> dict[str, Any]:
+        """The release as evidence records and /v1/status name it (computed once)."""
+        return self._description
+
+    @cached_property
+    def _description(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
             "version": self.version,
@@ -92,12 +99,7 @@ def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRe
             f"{agent.manifest}: manifest names agent {manifest.name!r}, config says {agent.name!r}"
         )
     engine = load_engine(agent.bundle, time_limit=eval_time_limit_s)
-    validators = {}
-    for tool in manifest.tools:
-        schema = tool.get("args_schema", {})
-        validator_class = jsonschema.validators.validator_for(schema)
-        validator_class.check_schema(schema)
-        validators[tool["name"]] = validator_class(schema)
+    validators = compile_validators(manifest)
     return ActiveRelease(
         agent=agent.name,
         version=manifest.version,
@@ -106,3 +108,15 @@ def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRe
         engine=engine,
         validators=validators,
     )
+
+
+def compile_validators(manifest: AgentManifest) -> dict[str, ArgsValidator]:
+    """Each declared tool's argument schema, compiled; ValueError naming the tool
+    if one is not a valid JSON Schema."""
+    validators = {}
+    for tool in manifest.tools:
+        try:
+            validators[tool["name"]] = ArgsValidator(dumps(tool.get("args_schema", {})))
+        except ValueError as err:
+            raise ValueError(f"tool {tool['name']!r}: {err}") from None
+    return validators

@@ -113,7 +113,9 @@ class ToolRegistry:
 
     def _outcome(self, name: str, output: Any, limit: int) -> ToolOutcome:
         try:
-            encoded = json.dumps(output, ensure_ascii=False, allow_nan=False).encode()
+            encoded = json.dumps(
+                output, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode()
         except (TypeError, ValueError) as err:
             raise ToolFailed(
                 "bad_output", f"tool {name!r} returned non-JSON output: {err}"
