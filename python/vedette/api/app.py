@@ -80,7 +80,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"decision": "deny", "reason": "internal error; denied"}, status_code=403)
 
 
-def _respond(decision: Decision) -> JSONResponse:
+def _respond(decision: Decision) -> Response:
     headers = {}
     if decision.outcome == "over_quota":
         headers["Retry-After"] = retry_after_header(decision.retry_after_s)
