@@ -68,6 +68,7 @@ def runtime(tmp_path):
 
 
 def records(runtime: Runtime) -> list[dict]:
+    runtime.flush_evidence()  # tool outcomes are queued, not waited for
     return [json.loads(record) for _, record in runtime.store.iter_records()]
 
 

@@ -177,6 +177,8 @@ class DurableQueue:
     def take_completed(self) -> list[tuple[int, int, BaseException | None]]:
         """`[(first, last, error_or_None), ...]`: tickets `first..=last` are durable
         (error None) or failed with `error`."""
+    def flush(self) -> None:
+        """Blocks until every record submitted before the call is written or failed."""
     def close(self) -> None:
         """Writes what is queued, then stops the writer thread."""
 

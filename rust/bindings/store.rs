@@ -302,6 +302,11 @@ impl DurableQueue {
             .collect()
     }
 
+    /// Blocks until every record submitted before the call is written or failed.
+    fn flush(&self, py: Python<'_>) {
+        py.detach(|| self.0.flush())
+    }
+
     /// Writes what is queued, then stops the writer thread.
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.0.close())

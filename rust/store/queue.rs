@@ -53,11 +53,20 @@ struct State {
     first_pending: u64,
     done: Vec<Completion>,
     closing: bool,
+    /// Tickets below this are written or failed.
+    written: u64,
+    /// The writer has exited.
+    stopped: bool,
+    /// The writer sleeps on `work`; only then does a submit need to wake it
+    /// (a wake-up is a system call; while it writes, records just queue).
+    writer_idle: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
+    /// Signalled after each batch, for [`DurableQueue::flush`].
+    progress: Condvar,
     ready: OwnedFd,
 }
 
@@ -91,8 +100,12 @@ impl DurableQueue {
                 first_pending: 0,
                 done: Vec::new(),
                 closing: false,
+                written: 0,
+                stopped: false,
+                writer_idle: false,
             }),
             work: Condvar::new(),
+            progress: Condvar::new(),
             ready,
         });
         let for_writer = Arc::clone(&shared);
@@ -122,8 +135,11 @@ impl DurableQueue {
         let ticket = st.first_pending + st.pending.len() as u64;
         st.pending_bytes += record.len();
         st.pending.push(record);
+        let wake = std::mem::take(&mut st.writer_idle);
         drop(st);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(ticket)
     }
 
@@ -142,6 +158,20 @@ impl DurableQueue {
         // EAGAIN (nothing signalled yet) is expected and harmless.
         let _ = rustix::io::read(&self.shared.ready, &mut counter);
         std::mem::take(&mut self.shared.lock().done)
+    }
+
+    /// Blocks until every record submitted before the call is written (or failed;
+    /// the failure is reported with its ticket as usual).
+    pub fn flush(&self) {
+        let mut st = self.shared.lock();
+        let target = st.first_pending + st.pending.len() as u64;
+        while st.written < target && !st.stopped {
+            st = self
+                .shared
+                .progress
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// Writes everything queued, then stops the writer. Idempotent.
@@ -167,10 +197,15 @@ fn write_loop(shared: &Shared, sink: &dyn RecordSink) {
     loop {
         let mut st = shared.lock();
         while st.pending.is_empty() && !st.closing {
+            st.writer_idle = true;
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        st.writer_idle = false;
         if st.pending.is_empty() {
-            return; // closing, and everything is written
+            st.stopped = true; // closing, and everything is written
+            drop(st);
+            shared.progress.notify_all();
+            return;
         }
         let take = st.pending.len().min(MAX_BATCH);
         let batch: Vec<Vec<u8>> = st.pending.drain(..take).collect();
@@ -188,11 +223,15 @@ fn write_loop(shared: &Shared, sink: &dyn RecordSink) {
                 panic_message(&panic)
             ))),
         };
-        shared.lock().done.push(Completion {
+        let mut st = shared.lock();
+        st.done.push(Completion {
             first,
             last: first + take as u64 - 1,
             result,
         });
+        st.written = first + take as u64;
+        drop(st);
+        shared.progress.notify_all();
         shared.signal();
     }
 }
@@ -276,6 +315,20 @@ mod tests {
         let second = wait_for(&queue, 1);
         assert_eq!(second[0].first, 1);
         assert!(second[0].result.is_ok());
+    }
+
+    #[test]
+    fn flush_returns_once_everything_submitted_is_written() {
+        let sink = Arc::new(Counting(AtomicUsize::new(0)));
+        let queue = DurableQueue::new(sink.clone()).unwrap();
+        for _ in 0..5000 {
+            queue.submit(b"r".to_vec()).unwrap();
+        }
+        queue.flush();
+        assert_eq!(sink.0.load(Ordering::SeqCst), 5000);
+        queue.flush(); // nothing pending: returns at once
+        queue.close();
+        queue.flush(); // after close: returns, never hangs
     }
 
     #[test]

@@ -160,6 +160,13 @@ class EvidenceQueue:
             channel = self._open(loop)
         return channel.append(record)
 
+    def flush(self) -> None:
+        """Block until every record submitted so far is written (or failed)."""
+        with self._lock:
+            channels = list(self._channels.values())
+        for channel in channels:
+            channel.flush()
+
     def close(self) -> None:
         """Write what is queued, then stop every writer."""
         with self._lock:
@@ -195,6 +202,9 @@ class _LoopChannel:
             return future
         self._waiting[ticket] = future
         return future
+
+    def flush(self) -> None:
+        self._queue.flush()
 
     def _settle(self) -> None:
         for first, last, error in self._queue.take_completed():

@@ -206,7 +206,7 @@ class Runtime:
             outcome = await self.tools.execute(intent.tool, intent.args)
         except ToolFailed as err:
             error = {"type": err.kind, "message": str(err)}
-            await self._append_quietly(
+            self._record_later(
                 self._evidence.tool_outcome(
                     decision_id=decision_id, tool=intent.tool, status="error",
                     output_digest=None, output_bytes=None, error=error,
@@ -214,7 +214,7 @@ class Runtime:
                 )
             )  # fmt: skip
             return Decision("tool_error", decision_id, error=error, release=release.version)
-        await self._append_quietly(
+        self._record_later(
             self._evidence.tool_outcome(
                 decision_id=decision_id, tool=intent.tool, status="ok",
                 output_digest=str(outcome.output_digest), output_bytes=len(outcome.output_json),
@@ -304,6 +304,25 @@ class Runtime:
             self.metrics.evidence_failures.inc()
             log.exception("evidence record could not be made durable")
 
+    def _record_later(self, record: bytes) -> None:
+        """A tool outcome: queued for the next group commit, not waited for.
+
+        The decision record that let the tool run is already durable; the
+        answer does not wait a second fdatasync for the outcome. A crash in
+        that window (one commit, a few ms) can lose an outcome record, never
+        the allow that preceded it. Failures are counted and logged.
+        """
+        self._records.append(record).add_done_callback(self._outcome_written)
+
+    def _outcome_written(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.metrics.evidence_failures.inc()
+            log.error("tool outcome record could not be made durable: %s", future.exception())
+
+    def flush_evidence(self) -> None:
+        """Block until every evidence record queued so far is durable (or failed)."""
+        self._records.flush()
+
     # -- bookkeeping --------------------------------------------------------
 
     def _finish(
@@ -313,7 +332,7 @@ class Runtime:
         if intent is not None:
             tool = intent.tool if intent.tool in self.tools else "other"
         agent = caller.agent if caller else "none"
-        self.metrics.decisions.labels(decision.outcome, tool, agent).inc()
+        self.metrics.count_decision(decision.outcome, tool, agent)
         self.metrics.latency.observe(time.perf_counter() - started)
         return decision
 

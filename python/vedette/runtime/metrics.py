@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -43,6 +44,17 @@ class RuntimeMetrics:
         )
         used.set_function(lambda: store_usage()[0])
         ceiling.set_function(lambda: store_usage()[1])
+
+        # labels() costs a lock and a tuple of strings per call; children are
+        # few (outcomes x known tools x configured agents), so keep them.
+        self._decision_children: dict[tuple[str, str, str], Any] = {}
+
+    def count_decision(self, outcome: str, tool: str, agent: str) -> None:
+        key = (outcome, tool, agent)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(outcome, tool, agent)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
