@@ -367,4 +367,131 @@ mod pki {
     fn ca_cert_pem(ca: &Ca) -> String {
         ca.cert_pem()
     }
+
+    /// The checks the peer transport's rustls makes: chain to the CA, EKU,
+    /// revocation for the whole chain with unknown status denied and expired
+    /// CRLs rejected, and the node's names.
+    mod webpki_accepts {
+        use std::time::Duration;
+
+        use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+        use webpki::{
+            anchor_from_trusted_cert, CertRevocationList, EndEntityCert, ExpirationPolicy,
+            KeyUsage, OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder,
+            UnknownStatusPolicy, ALL_VERIFICATION_ALGS,
+        };
+
+        use super::{ca, der, NOW, YEAR};
+
+        fn check(
+            ca_pem: &str,
+            crl_pem: &str,
+            cert_pem: &str,
+            at: i64,
+            usage: KeyUsage,
+        ) -> Result<(), webpki::Error> {
+            let ca_der = CertificateDer::from(der(ca_pem));
+            let anchor = anchor_from_trusted_cert(&ca_der)?;
+            let cert_der = CertificateDer::from(der(cert_pem));
+            let cert = EndEntityCert::try_from(&cert_der)?;
+            let crl: CertRevocationList<'_> =
+                OwnedCertRevocationList::from_der(&der(crl_pem))?.into();
+            let crls = [&crl];
+            let revocation = RevocationOptionsBuilder::new(&crls)
+                .unwrap()
+                .with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Enforce)
+                .build();
+            let time = UnixTime::since_unix_epoch(Duration::from_secs(at as u64));
+            cert.verify_for_usage(
+                ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &[],
+                time,
+                usage,
+                Some(revocation),
+                None,
+            )?;
+            Ok(())
+        }
+
+        #[test]
+        fn fresh_certificates_pass_and_revoked_ones_fail() {
+            let ca = ca("fleet.example");
+            let ca_pem = ca.cert_pem();
+            let a = ca.issue("node-a", YEAR).unwrap();
+            let b = ca.issue("node-b", YEAR).unwrap();
+            let crl = ca.sign_crl(None, &[], NOW, NOW + 86_400).unwrap();
+            let at = NOW + 60;
+            for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
+                check(&ca_pem, &crl, &a.cert_pem, at, usage).unwrap();
+            }
+            let revoked = ca
+                .sign_crl(
+                    Some(&crl),
+                    &[ca.serial_of(&a.cert_pem).unwrap()],
+                    NOW + 1,
+                    NOW + 86_400,
+                )
+                .unwrap();
+            let err = check(&ca_pem, &revoked, &a.cert_pem, at, KeyUsage::client_auth());
+            assert_eq!(err, Err(webpki::Error::CertRevoked));
+            check(&ca_pem, &revoked, &b.cert_pem, at, KeyUsage::client_auth()).unwrap();
+            // An expired CRL fails every handshake.
+            let late = NOW + 2 * 86_400;
+            let err = check(
+                &ca_pem,
+                &revoked,
+                &b.cert_pem,
+                late,
+                KeyUsage::client_auth(),
+            );
+            assert!(
+                matches!(err, Err(webpki::Error::CrlExpired { .. })),
+                "{err:?}"
+            );
+        }
+
+        #[test]
+        fn names_are_the_spiffe_uri_and_the_dns_name() {
+            let ca = ca("fleet.example");
+            let a = ca.issue("node-a", YEAR).unwrap();
+            let cert_der = CertificateDer::from(der(&a.cert_pem));
+            let cert = EndEntityCert::try_from(&cert_der).unwrap();
+            let name = ServerName::try_from("node-a").unwrap();
+            cert.verify_is_valid_for_subject_name(&name).unwrap();
+            let other = ServerName::try_from("node-b").unwrap();
+            assert!(cert.verify_is_valid_for_subject_name(&other).is_err());
+        }
+
+        #[test]
+        fn another_cas_certificate_and_crl_fail() {
+            let ours = ca("fleet.example");
+            let theirs = ca("fleet.example");
+            let intruder = theirs.issue("node-a", YEAR).unwrap();
+            let crl = ours.sign_crl(None, &[], NOW, NOW + 86_400).unwrap();
+            let their_crl = theirs.sign_crl(None, &[], NOW, NOW + 86_400).unwrap();
+            let ours_pem = ours.cert_pem();
+            let at = NOW + 60;
+            assert!(check(
+                &ours_pem,
+                &crl,
+                &intruder.cert_pem,
+                at,
+                KeyUsage::client_auth()
+            )
+            .is_err());
+            // Our certificate with only a foreign CRL: revocation status unknown, denied.
+            let a = ours.issue("node-a", YEAR).unwrap();
+            assert!(check(
+                &ours_pem,
+                &their_crl,
+                &a.cert_pem,
+                at,
+                KeyUsage::client_auth()
+            )
+            .is_err());
+        }
+    }
 }
