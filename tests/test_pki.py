@@ -234,3 +234,9 @@ def test_bad_trust_domain_is_refused(tmp_path):
     with pytest.raises(PkiError, match="trust domain"):
         pki.init_ca(tmp_path / "p", "Not/A Domain")
     assert not (tmp_path / "p" / "ca.key").exists()
+
+
+def test_the_ca_certificate_cannot_be_revoked(ca_dir):
+    with pytest.raises(PkiError, match="CA certificate"):
+        pki.revoke(ca_dir, ca_dir / "ca.crt")
+    assert crl_number(ca_dir) == 1

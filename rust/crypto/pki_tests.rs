@@ -129,6 +129,13 @@ fn another_cas_crl_and_certificates_are_refused() {
 }
 
 #[test]
+fn the_ca_cannot_revoke_itself() {
+    let ca = ca("d");
+    let err = ca.serial_of(&ca.cert_pem()).err().unwrap();
+    assert!(err.0.contains("CA certificate"), "{err}");
+}
+
+#[test]
 fn a_key_from_another_ca_does_not_load() {
     let a = pki::new_ca("d", YEAR).unwrap();
     let b = pki::new_ca("d", YEAR).unwrap();
