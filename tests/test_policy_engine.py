@@ -271,7 +271,10 @@ def test_eight_threads_decide_as_one_thread_does(tmp_path):
 def test_eight_threads_for_ten_seconds_decide_as_one_thread_does():
     import time
 
-    engine = load_engine(EXAMPLES / "bundle")
+    # The limit is wall-clock time: on a machine busy with other work a thread
+    # can be descheduled past 100 ms mid-evaluation. This test is about threads
+    # agreeing, not about speed, so it allows plenty.
+    engine = load_engine(EXAMPLES / "bundle", time_limit=5.0)
     documents = [case[0] for case in EXAMPLE_CASES]
     expected = [(d.allow, d.reason) for d in map(engine.evaluate, documents)]
     deadline = time.monotonic() + 10.0
