@@ -89,6 +89,26 @@ def test_allowed_call_runs_the_tool_and_records_both_steps(runtime):
     assert found[1]["output_digest"].startswith("sha256:")
 
 
+def test_large_inputs_are_evaluated_off_the_loop_with_the_same_answers(runtime):
+    from vedette.runtime.interceptor import INLINE_EVALUATION_BYTES
+
+    # Worker threads start on first use: none until a large input comes.
+    assert runtime.decide({"tool": "echo", "args": {"text": "small"}}, CALLER).allowed
+    assert len(runtime._evaluators._threads) == 0
+    text = "x" * (INLINE_EVALUATION_BYTES + 1)
+    allowed = runtime.decide({"tool": "echo", "args": {"text": text}}, CALLER)
+    assert (allowed.outcome, allowed.output) == ("allow", {"text": text})
+    assert len(runtime._evaluators._threads) == 1
+    path = "/etc/" + "a" * INLINE_EVALUATION_BYTES
+    denied = runtime.decide({"tool": "fs.read", "args": {"path": path}}, CALLER)
+    assert denied.status == 403
+    assert "outside" in denied.reason
+    # Arguments and claims count together.
+    half = "y" * (INLINE_EVALUATION_BYTES // 2)
+    intent = {"tool": "echo", "args": {"text": half}, "claims": {"note": half}}
+    assert runtime.decide(intent, CALLER).outcome == "allow"
+
+
 def test_policy_denial_is_403_and_the_tool_does_not_run(runtime):
     decision = runtime.decide({"tool": "fs.read", "args": {"path": "/etc/passwd"}}, CALLER)
     assert decision.status == 403

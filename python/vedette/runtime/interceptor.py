@@ -3,9 +3,10 @@ durable evidence → execute → record the outcome. Every fault on the way deni
 
 ``Runtime.handle`` serves HTTP bodies; ``Runtime.decide_async`` and the
 blocking ``Runtime.decide`` serve in-process callers that already hold a
-:class:`Caller`. Policy evaluation runs on the event loop: it takes tens of
-microseconds, less than a hop to a worker thread and back, and the engine
-bounds it by its own time limit (releasing the GIL meanwhile). Evidence is made
+:class:`Caller`. Policy evaluation of a small input runs on the event loop: it
+takes tens of microseconds, less than a hop to a worker thread and back, and
+the engine bounds it by its own time limit; large inputs, whose evaluation can
+take longer, go to worker threads (the engine releases the GIL). Evidence is made
 durable by a Rust writer thread that never takes the GIL, so the loop never
 waits on the disk, and the records of all concurrent calls share one write.
 """
@@ -13,6 +14,7 @@ waits on the disk, and the records of all concurrent calls share one write.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import threading
@@ -33,6 +35,12 @@ from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore
 
 log = logging.getLogger("vedette.runtime")
+
+# Policy inputs whose arguments and claims encode to at most this many bytes
+# are evaluated on the event loop: that takes tens of microseconds,
+# less than a hop to a thread and back. Larger inputs go to worker threads.
+INLINE_EVALUATION_BYTES = 4096
+EVALUATOR_THREADS = 4
 
 
 class Runtime:
@@ -66,6 +74,9 @@ class Runtime:
         self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
         self._records = EvidenceQueue(self.store)
         self._ids = DecisionIds()
+        self._evaluators = concurrent.futures.ThreadPoolExecutor(
+            max_workers=EVALUATOR_THREADS, thread_name_prefix="vedette-evaluator"
+        )
         self.metrics = RuntimeMetrics(self._store_usage)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -160,8 +171,9 @@ class Runtime:
             reason = self.releases.unavailable_reason(caller.agent)
             return await self._deny("deny", decision_id, reason, caller, intent, None)
         declared = release.manifest.declares_tool(intent.tool)
+        args_json = dumps(intent.args)
         if declared:
-            problem = _schema_problem(release, intent)
+            problem = _schema_problem(release, intent.tool, args_json)
             if problem is not None:
                 reason = f"invalid intent: args do not fit the schema of {intent.tool!r}: {problem}"
                 return await self._deny("invalid", decision_id, reason, caller, intent, release)
@@ -179,7 +191,15 @@ class Runtime:
             return await self._deny("deny", decision_id, reason, caller, intent, release)
 
         policy_input = self._policy_input(intent, caller, release)
-        verdict = release.engine.evaluate(policy_input)
+        input_bytes = len(args_json) + (len(dumps(intent.claims)) if intent.claims else 0)
+        if input_bytes <= INLINE_EVALUATION_BYTES:
+            verdict = release.engine.evaluate(policy_input)
+        else:
+            # Evaluation time grows with the input; a large one must not stall
+            # every other call on the loop while it runs.
+            verdict = await asyncio.get_running_loop().run_in_executor(
+                self._evaluators, release.engine.evaluate, policy_input
+            )
         if not verdict.allow:
             reason = verdict.reason or "denied by policy"
             if verdict.fault is not None:
@@ -383,16 +403,17 @@ class Runtime:
             self._loop_thread.join()
             self._loop.close()
             self._loop = None
+        self._evaluators.shutdown(wait=True)
         self.tools.close()
         self._records.close()
         self.store.close()
 
 
-def _schema_problem(release: ActiveRelease, intent: Intent) -> str | None:
-    validator = release.validators.get(intent.tool)
+def _schema_problem(release: ActiveRelease, tool: str, args_json: bytes) -> str | None:
+    validator = release.validators.get(tool)
     if validator is None:
         return None
-    return validator.problem(dumps(intent.args))
+    return validator.problem(args_json)
 
 
 def retry_after_header(seconds: float | None) -> str:
