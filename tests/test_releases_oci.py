@@ -1,0 +1,160 @@
+"""The OCI client and image layouts against a real registry (docker-registry 2.8)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from release_helpers import agent_bytes, bundle_bytes, make_key, publish
+
+from vedette.errors import OciError
+from vedette.releases.artifacts import (
+    AGENT_ARTIFACT,
+    EMPTY_MEDIA_TYPE,
+    POLICY_ARTIFACT,
+    POLICY_LAYER,
+    RELEASE_ARTIFACT,
+    TITLE,
+    ReleaseDocument,
+    build_release,
+    push_release,
+)
+from vedette.releases.oci import (
+    OCI_MANIFEST,
+    LayoutRepository,
+    OciDigestError,
+    RegistryAuth,
+    RegistryClient,
+    digest_of,
+    parse_reference,
+)
+from vedette.releases.verify import fetch_release
+
+
+@pytest.fixture
+def connect():
+    """RegistryClient(...).repository(name), closed after the test."""
+    clients = []
+
+    def open_(host, name, **options):
+        options.setdefault("insecure", True)
+        client = RegistryClient(host, **options)
+        clients.append(client)
+        return client.repository(name)
+
+    yield open_
+    for client in clients:
+        client.close()
+
+
+def test_push_and_pull_round_trip_byte_for_byte(registry, connect, tmp_path):
+    repo = connect(registry.host, "vedette/roundtrip")
+    built = build_release(agent_bytes(), bundle_bytes("package vedette\n\ndecision := {}\n"))
+    digest = push_release(repo, built, "stable")
+    assert repo.resolve("stable") == digest
+    release = repo.get_manifest("stable")
+    assert release.data == built.release.manifest
+    assert release.digest == digest
+    assert release.media_type == OCI_MANIFEST
+    document = release.json()
+    assert document["artifactType"] == RELEASE_ARTIFACT
+    assert document["config"]["mediaType"] == EMPTY_MEDIA_TYPE
+    assert document["layers"][0]["annotations"][TITLE] == "release.json"
+    parsed = ReleaseDocument.from_json(repo.get_blob(document["layers"][0]["digest"]))
+    assert parsed == built.document
+    agent = repo.get_manifest(parsed.agent_digest)
+    assert agent.json()["artifactType"] == AGENT_ARTIFACT
+    assert repo.get_blob(agent.json()["layers"][0]["digest"]) == built.agent.blobs[0]
+    policy = repo.get_manifest(parsed.policy_digest).json()
+    assert policy["artifactType"] == POLICY_ARTIFACT
+    assert policy["layers"][0]["mediaType"] == POLICY_LAYER
+    assert policy["layers"][0]["annotations"][TITLE] == "bundle.tar.gz"
+    assert repo.get_blob(policy["layers"][0]["digest"]) == built.policy.blobs[0]
+    assert repo.get_blob(digest_of(b"{}")) == b"{}"
+
+
+def test_an_unknown_tag_resolves_to_none_and_a_missing_blob_is_an_error(registry, connect):
+    repo = connect(registry.host, "vedette/empty")
+    assert repo.resolve("nothing-here") is None
+    with pytest.raises(OciError, match="404"):
+        repo.get_blob("sha256:" + "0" * 64)
+
+
+def test_a_blob_over_the_limit_is_refused(registry, connect):
+    repo = connect(registry.host, "vedette/limits")
+    digest = repo.put_blob(b"x" * 5000)
+    with pytest.raises(OciError, match="limit"):
+        repo.get_blob(digest, max_bytes=4096)
+    assert repo.get_blob(digest, max_bytes=5000) == b"x" * 5000
+
+
+def test_https_is_the_default_and_plain_http_needs_insecure(registry, connect):
+    repo = connect(registry.host, "vedette/tls", insecure=False)
+    with pytest.raises(OciError, match="https://"):
+        repo.resolve("stable")
+
+
+def test_basic_auth_registry_needs_the_credentials(auth_registry, connect, tmp_path):
+    anonymous = connect(auth_registry.host, "vedette/private")
+    with pytest.raises(OciError, match="401"):
+        anonymous.resolve("stable")
+    wrong = connect(auth_registry.host, "vedette/private", auth=RegistryAuth("fleet", "wrong"))
+    with pytest.raises(OciError, match="401"):
+        wrong.put_blob(b"data")
+    auth = RegistryAuth(auth_registry.username, auth_registry.password)
+    repo = connect(auth_registry.host, "vedette/private", auth=auth)
+    key = make_key(tmp_path / "keys")
+    digest, _ = publish(repo, key, "stable")
+    assert repo.resolve("stable") == digest
+
+
+def test_pull_into_an_image_layout_and_read_it_back(registry, connect, tmp_path):
+    repo = connect(registry.host, "vedette/airgap")
+    key = make_key(tmp_path / "keys")
+    digest, built = publish(repo, key, "stable")
+    layout = LayoutRepository(tmp_path / "usb", create=True)
+    assert fetch_release(repo, "stable", layout, tag="stable") == digest
+    assert (tmp_path / "usb" / "oci-layout").is_file()
+    index = json.loads((tmp_path / "usb" / "index.json").read_text())
+    assert any(m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "stable"
+               for m in index["manifests"])  # fmt: skip
+    copy = LayoutRepository(tmp_path / "usb")
+    assert copy.resolve("stable") == digest
+    assert copy.get_manifest(digest).data == built.release.manifest
+    assert copy.resolve(digest.replace(":", "-") + ".sig") is not None
+
+
+def test_a_tampered_layout_blob_fails_its_digest(registry, connect, tmp_path):
+    repo = connect(registry.host, "vedette/airgap2")
+    _, built = publish(repo, None, "stable")
+    layout = LayoutRepository(tmp_path / "usb", create=True)
+    fetch_release(repo, "stable", layout)
+    blob = built.agent.blobs[0]
+    path = tmp_path / "usb" / "blobs" / "sha256" / digest_of(blob).split(":")[1]
+    path.write_bytes(blob.replace(b"echo", b"ECHO"))
+    with pytest.raises(OciDigestError):
+        layout.get_blob(digest_of(blob))
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "registry_", "repository", "tag"),
+    [
+        ("oci://127.0.0.1:5000/vedette/recon:stable", "registry", "127.0.0.1:5000",
+         "vedette/recon", "stable"),
+        ("registry.example:443/a/b/c:v1.2", "registry", "registry.example:443", "a/b/c", "v1.2"),
+        ("oci-layout:///media/usb/releases:stable", "layout", "", "releases", "stable"),
+    ],
+)  # fmt: skip
+def test_references_parse(text, kind, registry_, repository, tag):
+    ref = parse_reference(text)
+    assert (ref.kind, ref.registry, ref.repository, ref.tag) == (kind, registry_, repository, tag)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["oci://host:5000/repo", "oci://host/Upper:tag", "host-only:tag", "oci://h/r@sha256:12",
+     "oci://h/r:bad tag"],
+)  # fmt: skip
+def test_bad_references_are_refused(text):
+    with pytest.raises(OciError):
+        parse_reference(text)
