@@ -110,3 +110,47 @@ def release_events(store: object) -> list[dict]:
         if document.get("kind") == "release_event":
             found.append(document)
     return found
+
+
+def publish_document(
+    repo: Repository,
+    key: KeyPair | None,
+    tag: str,
+    *,
+    agent: bytes,
+    bundle: bytes,
+    fingerprint_of: bytes | None = None,
+    policy_hash_of: bytes | None = None,
+    agent_name: str = AGENT,
+    expires_at: str | None = None,
+    docker_reference: str = "test/recon",
+) -> str:
+    """Push agent and bundle as given, with a release document whose fingerprint
+    and policy hash may come from *other* files (to build tampered releases that
+    are nevertheless signed by a trusted key)."""
+    from vedette.policy import AgentManifest, Bundle
+    from vedette.releases.artifacts import (
+        ReleaseDocument,
+        agent_artifact,
+        policy_artifact,
+        release_artifact,
+    )
+
+    agent_a, policy_a = agent_artifact(agent), policy_artifact(bundle)
+    agent_a.push(repo)
+    policy_a.push(repo)
+    document = ReleaseDocument(
+        agent_name=agent_name,
+        version="9.9.9",
+        agent_digest=agent_a.digest,
+        behavioral_fingerprint=AgentManifest.from_bytes(
+            fingerprint_of or agent
+        ).behavioral_fingerprint,
+        policy_digest=policy_a.digest,
+        policy_hash=Bundle.from_bytes(policy_hash_of or bundle).policy_hash,
+        expires_at=expires_at,
+    )
+    digest = release_artifact(document).push(repo, tag)
+    if key is not None:
+        sign_classic(repo, digest, docker_reference, key.private)
+    return digest
