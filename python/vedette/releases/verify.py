@@ -48,7 +48,7 @@ from vedette.releases.oci import (
     Repository,
 )
 
-STEP_NAMES = {
+STEP_NAMES: dict[int | str, str] = {
     1: "signature",
     2: "OCI digest",
     "schema": "schema",
