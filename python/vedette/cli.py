@@ -11,6 +11,7 @@ from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.policy_cli import agent_group, bundle_group, policy_group
 from vedette.releases.cli import release_group
+from vedette.releases.keys_cli import keygen_command
 from vedette.serve import serve
 from vedette.store_cli import store_group
 from vedette.token_cli import token_group
@@ -65,6 +66,7 @@ main.add_command(bundle_group)
 main.add_command(policy_group)
 main.add_command(agent_group)
 main.add_command(release_group)
+main.add_command(keygen_command)
 
 
 if __name__ == "__main__":

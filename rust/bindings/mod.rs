@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod crypto;
 mod errors;
 mod hashing;
 mod policy;
@@ -19,5 +20,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     policy::register(module)?;
     quota::register(module)?;
     store::register(module)?;
+    crypto::register(module)?;
     Ok(())
 }
