@@ -29,17 +29,17 @@ from report import format_seconds, machine, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from registry_server import start_registry  # noqa: E402
+from registry_server import start_registry
 
-from vedette.config import AgentConfig, CallerConfig, Config, QuotaConfig, token_digest  # noqa: E402
-from vedette.releases import signing  # noqa: E402
-from vedette.releases.artifacts import build_release, push_release  # noqa: E402
-from vedette.releases.cosign import sign_classic  # noqa: E402
-from vedette.releases.lifecycle import AgentTrack, NodeReleases, ReleaseEvents  # noqa: E402
-from vedette.releases.oci import OCI_MANIFEST, RegistryClient  # noqa: E402
-from vedette.runtime.identity import Caller  # noqa: E402
-from vedette.runtime.interceptor import Runtime  # noqa: E402
-from vedette.store import SegmentStore  # noqa: E402
+from vedette.config import AgentConfig, CallerConfig, Config, QuotaConfig, token_digest
+from vedette.releases import signing
+from vedette.releases.artifacts import build_release, push_release
+from vedette.releases.cosign import sign_classic
+from vedette.releases.lifecycle import AgentTrack, NodeReleases, ReleaseEvents
+from vedette.releases.oci import OCI_MANIFEST, RegistryClient
+from vedette.runtime.identity import Caller
+from vedette.runtime.interceptor import Runtime
+from vedette.store import SegmentStore
 
 AGENT = "bench-agent"
 POLICY = """package vedette
@@ -100,8 +100,9 @@ def pull_verify_activate(root: Path, host: str, key, key_path: Path, rounds: int
         b, size_b = publish(repo, key, "big-b", "b", padding=1024 * 1024)
         config = config_for(root / "pva", f"oci://{host}/bench/big:stable", key_path)
         with SegmentStore.open(root / "pva-store", ceiling_bytes=1 << 30, node_id="b") as store:
+            trusted = signing.TrustedKeys.from_files([key_path])
             track = AgentTrack(
-                config.agents[0], root / "pva" / "track", signing.TrustedKeys.from_files([key_path]),
+                config.agents[0], root / "pva" / "track", trusted,
                 ReleaseEvents(store, "bench"), eval_time_limit_s=0.1,
             )  # fmt: skip
             track.start()
@@ -220,10 +221,10 @@ Machine: {info}.
 
 | measurement | result |
 |---|---|
-| pull + verify + activate, {pva['bundle_bytes'] / 1048576:.2f} MiB compressed bundle | median {format_seconds(pva['median_s'])} (min {format_seconds(pva['min_s'])}, max {format_seconds(pva['max_s'])}; {pva['rounds']} activations) |
-| `Runtime.decide` p99, 4 threads, no swaps | {format_seconds(base['p99_s'])} (p50 {format_seconds(base['p50_s'])}, {base['n']} decisions) |
-| `Runtime.decide` p99, 4 threads, a release swap every 100 ms | {format_seconds(swapped['p99_s'])} (p50 {format_seconds(swapped['p50_s'])}, {swapped['n']} decisions, {swap['swaps']} swaps) |
-| p99 with swaps / p99 without (goal ≤ 2×) | {ratio:.2f}× — {'met' if ratio <= 2 else 'NOT met'} |
+| pull + verify + activate, {pva["bundle_bytes"] / 1048576:.2f} MiB compressed bundle | median {format_seconds(pva["median_s"])} (min {format_seconds(pva["min_s"])}, max {format_seconds(pva["max_s"])}; {pva["rounds"]} activations) |
+| `Runtime.decide` p99, 4 threads, no swaps | {format_seconds(base["p99_s"])} (p50 {format_seconds(base["p50_s"])}, {base["n"]} decisions) |
+| `Runtime.decide` p99, 4 threads, a release swap every 100 ms | {format_seconds(swapped["p99_s"])} (p50 {format_seconds(swapped["p50_s"])}, {swapped["n"]} decisions, {swap["swaps"]} swaps) |
+| p99 with swaps / p99 without (goal ≤ 2×) | {ratio:.2f}× — {"met" if ratio <= 2 else "NOT met"} |
 
 Both latency phases ran in the same process, interleaved (no swaps, swaps,
 no swaps, …), on the same 2 shared cores; each swap fetches and verifies a
