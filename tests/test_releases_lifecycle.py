@@ -310,3 +310,23 @@ def test_a_registry_answering_nonsense_is_a_clear_error_and_nothing_activates(
         assert "release.activated" not in node.event_names()
     finally:
         node.close()
+
+
+def test_a_node_fed_from_an_image_layout_activates_what_is_pulled_into_it(node, tmp_path):
+    from vedette.releases.oci import LayoutRepository
+    from vedette.releases.verify import fetch_release
+
+    usb = tmp_path / "usb"
+    layout = LayoutRepository(usb)  # not there yet: the stick is not plugged in
+    poller = Poller(node.track, layout, interval_s=1)
+    assert poller.poll_once() == "unreachable"
+    assert "not an OCI image layout" in node.track.last_error
+    publish(node.repo, node.key, "stable", policy=POLICY_V1)
+    fetch_release(node.repo, "stable", LayoutRepository(usb, create=True), tag="stable")
+    assert poller.poll_once() == "activated"
+    assert node.reason() == "v1 allows echo"
+    publish(node.repo, node.key, "stable", policy=POLICY_V2)
+    fetch_release(node.repo, "stable", LayoutRepository(usb, create=True), tag="stable")
+    assert poller.poll_once() == "activated"
+    assert node.reason() == "v2 allows echo"
+    assert node.event_names()[-1] == "release.activated"

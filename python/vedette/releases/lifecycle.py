@@ -483,7 +483,12 @@ class NodeReleases:
         from vedette.releases.poller import Poller
 
         for track in self.tracks.values():
-            poller = Poller(track, source_for(track))
+            try:
+                source = source_for(track)
+            except Exception as err:  # e.g. an unreadable CA file: keep what is persisted
+                track.contact_failed(f"{type(err).__name__}: {err}", 0)
+                continue
+            poller = Poller(track, source)
             poller.start()
             self.pollers.append(poller)
 

@@ -511,13 +511,14 @@ class LayoutRepository:
                 _write_atomic(self.root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
             if not (self.root / "index.json").exists():
                 self._write_index([])
-        elif not (self.root / "oci-layout").is_file():
-            raise OciError(f"{self.root}: not an OCI image layout (no oci-layout file)")
 
     def describe(self) -> str:
         return f"oci-layout://{self.root}"
 
     def _index(self) -> list[dict[str, Any]]:
+        # Checked on every read, not once: a removable medium may come and go.
+        if not (self.root / "oci-layout").is_file():
+            raise OciError(f"{self.root}: not an OCI image layout (no oci-layout file)")
         try:
             data = (self.root / "index.json").read_bytes()
         except OSError as err:
