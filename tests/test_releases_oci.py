@@ -158,3 +158,43 @@ def test_references_parse(text, kind, registry_, repository, tag):
 def test_bad_references_are_refused(text):
     with pytest.raises(OciError):
         parse_reference(text)
+
+
+def test_the_referrers_api_is_used_when_the_registry_has_it(connect):
+    """distribution 2.8 has no referrers API (the tag fallback is tested against it);
+    a registry that has one answers an image index, used as it is."""
+    import http.server
+    import threading
+
+    descriptor = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "b" * 64, "size": 10,
+                  "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "manifests": [descriptor]}).encode()
+    asked = []
+
+    class Referrers(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            asked.append(self.path)
+            if "/referrers/" not in self.path:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
+            self.send_header("Content-Length", str(len(index)))
+            self.end_headers()
+            self.wfile.write(index)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Referrers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        repo = connect(f"127.0.0.1:{server.server_address[1]}", "vedette/ref")
+        assert repo.referrers("sha256:" + "a" * 64) == [descriptor]
+        assert asked == ["/v2/vedette/ref/referrers/sha256:" + "a" * 64]
+    finally:
+        server.shutdown()
+        server.server_close()
