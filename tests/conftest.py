@@ -17,4 +17,4 @@ def blake3_vectors() -> list[dict]:
 
 
 # The real OCI registry of the release tests (session-scoped).
-from registry_server import auth_registry, registry  # noqa: E402, F401
+from registry_server import auth_registry, registry, tls_registry  # noqa: E402, F401

@@ -198,3 +198,96 @@ def test_the_referrers_api_is_used_when_the_registry_has_it(connect):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_tls_registry_needs_its_ca(tls_registry, connect):
+    ca = tls_registry.root / "tls" / "ca.pem"
+    without = connect(tls_registry.host, "vedette/tls", insecure=False)
+    with pytest.raises(OciError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        without.resolve("stable")
+    repo = connect(tls_registry.host, "vedette/tls", insecure=False, ca=ca)
+    built = build_release(agent_bytes(), bundle_bytes("package vedette\n\ndecision := {}\n"))
+    digest = push_release(repo, built, "stable")
+    assert repo.resolve("stable") == digest
+
+
+class TokenRegistry:
+    """A registry front that wants the bearer-token exchange, and one that hangs."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.token_requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                port = self.server.server_address[1]
+                if self.path.startswith("/token"):
+                    outer.token_requests.append((self.path, self.headers.get("Authorization")))
+                    good = "Basic " + __import__("base64").b64encode(b"fleet:pw").decode()
+                    if self.headers.get("Authorization") != good:
+                        return self.reply(401)
+                    return self.reply(200, b'{"token": "granted-token"}')
+                if self.path.startswith("/v2/slow/"):
+                    import time
+
+                    time.sleep(3)
+                    return self.reply(500)
+                if self.headers.get("Authorization") != "Bearer granted-token":
+                    challenge = (
+                        f'Bearer realm="http://127.0.0.1:{port}/token",'
+                        'service="test-registry",scope="repository:vedette/tok:pull"'
+                    )
+                    return self.reply(401, headers=[("WWW-Authenticate", challenge)])
+                return self.reply(200, b"blob-bytes")
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def token_registry():
+    server = TokenRegistry()
+    yield server
+    server.close()
+
+
+def test_the_bearer_token_exchange(token_registry, connect):
+    digest = digest_of(b"blob-bytes")
+    repo = connect(token_registry.host, "vedette/tok", auth=RegistryAuth("fleet", "pw"))
+    assert repo.get_blob(digest) == b"blob-bytes"
+    path, authorization = token_registry.token_requests[0]
+    assert "service=test-registry" in path
+    assert "scope=repository%3Avedette%2Ftok%3Apull" in path
+    assert authorization.startswith("Basic ")
+    assert repo.get_blob(digest) == b"blob-bytes"  # the token is reused
+    assert len(token_registry.token_requests) == 1
+    wrong = connect(token_registry.host, "vedette/tok", auth=RegistryAuth("fleet", "nope"))
+    with pytest.raises(OciError, match=r"token request .* HTTP 401"):
+        wrong.get_blob(digest)
+
+
+def test_a_registry_that_does_not_answer_in_time_is_a_timeout_error(token_registry, connect):
+    repo = connect(token_registry.host, "slow", timeout_s=0.5)
+    with pytest.raises(OciError, match="timed out"):
+        repo.get_blob(digest_of(b"anything"))
