@@ -313,7 +313,7 @@ def test_a_registry_answering_nonsense_is_a_clear_error_and_nothing_activates(
 
 
 def test_a_node_fed_from_an_image_layout_activates_what_is_pulled_into_it(node, tmp_path):
-    from vedette.releases.oci import LayoutRepository
+    from vedette.releases.layout import LayoutRepository
     from vedette.releases.verify import fetch_release
 
     usb = tmp_path / "usb"

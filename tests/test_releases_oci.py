@@ -19,9 +19,9 @@ from vedette.releases.artifacts import (
     build_release,
     push_release,
 )
+from vedette.releases.layout import LayoutRepository
 from vedette.releases.oci import (
     OCI_MANIFEST,
-    LayoutRepository,
     OciDigestError,
     RegistryAuth,
     RegistryClient,

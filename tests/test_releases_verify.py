@@ -29,8 +29,9 @@ from vedette.releases.cosign import (
     signature_tag,
     sigstore_bundle,
 )
+from vedette.releases.layout import LayoutRepository
 from vedette.releases.lifecycle import AgentTrack, ReleaseEvents
-from vedette.releases.oci import OCI_MANIFEST, LayoutRepository, RegistryClient
+from vedette.releases.oci import OCI_MANIFEST, RegistryClient
 from vedette.releases.verify import fetch_release, verify_release
 from vedette.store import SegmentStore
 

@@ -46,8 +46,8 @@ def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _open(
     text: str, insecure: bool, ca: Path | None, username: str | None, *, create: bool = False
 ) -> Any:
+    from vedette.releases.layout import LayoutRepository
     from vedette.releases.oci import (
-        LayoutRepository,
         RegistryAuth,
         open_repository,
         parse_reference,
@@ -203,8 +203,8 @@ def pull_command(
 ) -> None:  # fmt: skip
     """Copy a release and its signatures into an OCI image layout (for air-gapped
     nodes: serve it with release = "oci-layout://FOLDER:TAG")."""
+    from vedette.releases.layout import LayoutRepository
     from vedette.releases.lifecycle import trusted_keys
-    from vedette.releases.oci import LayoutRepository
     from vedette.releases.verify import fetch_release, verify_release
 
     try:

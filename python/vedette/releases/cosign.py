@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vedette.errors import OciError, SignatureError, VerificationError
-from vedette.releases.artifacts import EMPTY_DESCRIPTOR, artifact_manifest
+from vedette.releases.artifacts import artifact_manifest
 from vedette.releases.oci import (
     OCI_MANIFEST,
     Repository,
@@ -336,7 +336,6 @@ def verify_signatures(repo: Repository, digest: str, trusted: Verifier) -> Signa
 
 __all__ = [
     "BUNDLE_V03",
-    "EMPTY_DESCRIPTOR",
     "SIGNATURE_ANNOTATION",
     "SIMPLE_SIGNING",
     "SignatureCheck",

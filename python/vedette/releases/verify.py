@@ -22,6 +22,7 @@ verified, nothing can be concluded about the release).
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,12 +41,14 @@ from vedette.releases.artifacts import (
     parse_time,
     single_layer,
 )
-from vedette.releases.cosign import Verifier, verify_signatures
+from vedette.releases.cosign import BUNDLE_V03, Verifier, signature_tag, verify_signatures
 from vedette.releases.oci import (
     MAX_BLOB_BYTES,
+    OCI_MANIFEST,
     Manifest,
     OciDigestError,
     Repository,
+    copy_artifact,
 )
 
 STEP_NAMES: dict[int | str, str] = {
@@ -252,11 +255,6 @@ def fetch_release(
     digest on the way. Nothing is verified here: verify from ``target`` after.
     A digest mismatch raises ``VerificationError(step=2)``.
     """
-    import json
-
-    from vedette.releases.cosign import BUNDLE_V03, signature_tag
-    from vedette.releases.oci import OCI_MANIFEST, copy_artifact
-
     digest = reference if reference.startswith("sha256:") else source.resolve(reference)
     if digest is None:
         raise OciError(f"{source.describe()}: no tag {reference!r}")
