@@ -290,3 +290,14 @@ def _rewrite_signatures(repo, digest, signature):
         layer["annotations"][SIGNATURE_ANNOTATION] = signature
     repo.put_manifest(json.dumps(manifest).encode(), OCI_MANIFEST, signature_tag(digest))
     assert base64.b64decode(signature)
+
+
+def test_a_signed_manifest_that_is_not_a_release_is_rejected(world):
+    """Signed by a trusted key, but an agent artifact where a release should be."""
+    from vedette.releases.artifacts import agent_artifact
+    from vedette.releases.cosign import sign_classic
+
+    artifact = agent_artifact(agent_bytes())
+    digest = artifact.push(world.repo, "stable")
+    sign_classic(world.repo, digest, "test/recon", world.key.private)
+    assert_rejected_at(world, "schema")

@@ -226,14 +226,20 @@ class AgentTrack:
         staging = self.root / f"staging-{secrets.token_hex(6)}"
         try:
             try:
+                # An OciError here is the source's failure: retried with backoff.
                 fetch_release(source, digest, LayoutRepository(staging, create=True),
                               tag=STAGED_TAG)  # fmt: skip
                 self.events.emit("release.fetched", self.name, digest=digest,
                                  source=source.describe())  # fmt: skip
-                verified = verify_release(
-                    LayoutRepository(staging), digest, self.trusted,
-                    agent_name=self.name, eval_time_limit_s=self.eval_time_limit_s,
-                )  # fmt: skip
+                try:
+                    verified = verify_release(
+                        LayoutRepository(staging), digest, self.trusted,
+                        agent_name=self.name, eval_time_limit_s=self.eval_time_limit_s,
+                    )  # fmt: skip
+                except OciError as err:  # what was fetched is unusable (over a limit, ...)
+                    raise VerificationError(
+                        str(err), "fetch", "a readable release", str(err)
+                    ) from None
             except VerificationError as err:
                 self.rejected_digest = digest
                 self.events.emit(

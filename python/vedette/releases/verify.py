@@ -102,15 +102,15 @@ def verify_release(
 
     release_manifest = _fetch_manifest(repo, digest, "release")
 
-    layer = single_layer(release_manifest, RELEASE_ARTIFACT, RELEASE_LAYER)
+    layer = _layer(release_manifest, RELEASE_ARTIFACT, RELEASE_LAYER)
     document_bytes = _fetch_blob(repo, layer, min(MAX_DOCUMENT_BYTES, max_blob_bytes))
     document = ReleaseDocument.from_json(document_bytes)
     agent_manifest = _fetch_manifest(repo, document.agent_digest, "agent")
     policy_manifest = _fetch_manifest(repo, document.policy_digest, "policy")
-    agent_json = _fetch_blob(repo, single_layer(agent_manifest, AGENT_ARTIFACT, AGENT_LAYER),
+    agent_json = _fetch_blob(repo, _layer(agent_manifest, AGENT_ARTIFACT, AGENT_LAYER),
                              max_blob_bytes)  # fmt: skip
     bundle_bytes = _fetch_blob(
-        repo, single_layer(policy_manifest, POLICY_ARTIFACT, POLICY_LAYER), max_blob_bytes
+        repo, _layer(policy_manifest, POLICY_ARTIFACT, POLICY_LAYER), max_blob_bytes
     )
     report(2, f"release {digest}, agent {document.agent_digest}, policy {document.policy_digest}")
 
@@ -198,6 +198,16 @@ def verify_release(
         engine=engine,
         signature_layout=signature.layout,
     )
+
+
+def _layer(manifest: Manifest, artifact_type: str, layer_type: str) -> dict[str, Any]:
+    """The one layer of an artifact of the expected kind; else the release is malformed."""
+    try:
+        return single_layer(manifest, artifact_type, layer_type)
+    except OciError as err:
+        raise VerificationError(
+            f"schema: {err}", "schema", f"{artifact_type} with one {layer_type} layer", str(err)
+        ) from None
 
 
 def _fetch_manifest(repo: Repository, digest: str, what: str) -> Manifest:
