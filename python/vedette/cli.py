@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.peers.pki_cli import pki_group
 from vedette.policy_cli import agent_group, bundle_group, policy_group
 from vedette.releases.cli import release_group
 from vedette.releases.keys_cli import keygen_command
@@ -67,6 +68,7 @@ main.add_command(policy_group)
 main.add_command(agent_group)
 main.add_command(release_group)
 main.add_command(keygen_command)
+main.add_command(pki_group)
 
 
 if __name__ == "__main__":

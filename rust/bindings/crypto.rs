@@ -10,6 +10,7 @@ use pyo3::types::{PyBool, PyBytes};
 
 use super::buffer::borrow_bytes;
 use super::errors;
+use crate::crypto::pki::{self, Ca, Validity};
 use crate::crypto::{ecdsa, keyfile, ScryptParams};
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -17,6 +18,11 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PrivateKey>()?;
     module.add_function(wrap_pyfunction!(decrypt_private_key, module)?)?;
     module.add_function(wrap_pyfunction!(generate_key_pair, module)?)?;
+    module.add_function(wrap_pyfunction!(pki_new_ca, module)?)?;
+    module.add_function(wrap_pyfunction!(pki_issue, module)?)?;
+    module.add_function(wrap_pyfunction!(pki_sign_crl, module)?)?;
+    module.add_function(wrap_pyfunction!(pki_crl_entries, module)?)?;
+    module.add_function(wrap_pyfunction!(pki_check_node_name, module)?)?;
     Ok(())
 }
 
@@ -150,4 +156,87 @@ fn generate_key_pair<'py>(
         PyBytes::new(py, private_pem.as_bytes()),
         PyBytes::new(py, public_pem.as_bytes()),
     ))
+}
+
+/// A new CA: (certificate PEM, private key PEM).
+#[pyfunction]
+fn pki_new_ca(
+    py: Python<'_>,
+    trust_domain: String,
+    not_before: i64,
+    not_after: i64,
+) -> PyResult<(String, String)> {
+    let validity = Validity {
+        not_before,
+        not_after,
+    };
+    py.detach(|| pki::new_ca(&trust_domain, validity))
+        .map(|issued| (issued.cert_pem, issued.key_pem.to_string()))
+        .map_err(errors::pki)
+}
+
+/// A node certificate from the CA: (certificate PEM, private key PEM).
+#[pyfunction]
+fn pki_issue(
+    py: Python<'_>,
+    ca_cert_pem: String,
+    ca_key_pem: String,
+    node: String,
+    not_before: i64,
+    not_after: i64,
+) -> PyResult<(String, String)> {
+    let ca_key_pem = zeroize::Zeroizing::new(ca_key_pem);
+    let validity = Validity {
+        not_before,
+        not_after,
+    };
+    py.detach(|| Ca::load(&ca_cert_pem, &ca_key_pem)?.issue(&node, validity))
+        .map(|issued| (issued.cert_pem, issued.key_pem.to_string()))
+        .map_err(errors::pki)
+}
+
+/// A newly signed CRL: the previous one's entries plus the given certificates.
+#[pyfunction]
+#[pyo3(signature = (ca_cert_pem, ca_key_pem, previous_crl_pem, revoke_cert_pems, this_update, next_update))]
+fn pki_sign_crl(
+    py: Python<'_>,
+    ca_cert_pem: String,
+    ca_key_pem: String,
+    previous_crl_pem: Option<String>,
+    revoke_cert_pems: Vec<String>,
+    this_update: i64,
+    next_update: i64,
+) -> PyResult<String> {
+    let ca_key_pem = zeroize::Zeroizing::new(ca_key_pem);
+    py.detach(|| {
+        let ca = Ca::load(&ca_cert_pem, &ca_key_pem)?;
+        let serials = revoke_cert_pems
+            .iter()
+            .map(|cert| ca.serial_of(cert))
+            .collect::<Result<Vec<_>, _>>()?;
+        ca.sign_crl(
+            previous_crl_pem.as_deref(),
+            &serials,
+            this_update,
+            next_update,
+        )
+    })
+    .map_err(errors::pki)
+}
+
+/// The revoked serials and the CRL number of a CRL the CA signed.
+#[pyfunction]
+fn pki_crl_entries(
+    py: Python<'_>,
+    ca_cert_pem: String,
+    crl_pem: String,
+) -> PyResult<(Vec<Vec<u8>>, u64)> {
+    py.detach(|| pki::crl_entries(&ca_cert_pem, &crl_pem))
+        .map_err(errors::pki)
+}
+
+/// Raises PkiError unless `node` is a valid node name.
+#[pyfunction]
+fn pki_check_node_name(node: &str) -> PyResult<()> {
+    pki::check_node_name(node).map_err(errors::pki)
 }

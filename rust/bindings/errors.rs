@@ -6,7 +6,7 @@
 use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
-use crate::crypto::{KeyFileError, SignatureError};
+use crate::crypto::{KeyFileError, PkiError, SignatureError};
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
 use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
@@ -28,6 +28,7 @@ mod py {
     pyo3::import_exception!(vedette.errors, ManifestError);
     pyo3::import_exception!(vedette.errors, SignatureError);
     pyo3::import_exception!(vedette.errors, KeyFileError);
+    pyo3::import_exception!(vedette.errors, PkiError);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -106,4 +107,8 @@ pub fn signature(err: SignatureError) -> PyErr {
 
 pub fn key_file(err: KeyFileError) -> PyErr {
     py::KeyFileError::new_err(err.to_string())
+}
+
+pub fn pki(err: PkiError) -> PyErr {
+    py::PkiError::new_err(err.to_string())
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 
 from vedette.errors import KeyFileError
 from vedette.releases.signing import PublicKey, generate_key_pair
+from vedette.secret_files import write_new_file
 
 PASSWORD_ENV = "VEDETTE_PASSWORD"
 
@@ -27,30 +27,6 @@ def _password() -> bytes:
         "Password for the private key", hide_input=True, confirmation_prompt=True, default=""
     )
     return entered.encode("utf-8")
-
-
-def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Write ``data`` to ``path`` created with ``mode``; never follows or reuses an old file.
-
-    Without ``force`` an existing path is refused (O_EXCL). With it, the bytes go
-    to a fresh file beside it that then replaces ``path`` in one rename, so a
-    reader never sees a half-written key and the old file's mode is not inherited.
-    """
-    target = path if not force else path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask must not loosen or tighten it
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
-    if force:
-        os.replace(target, path)
 
 
 @click.command("keygen")
@@ -79,8 +55,8 @@ def keygen_command(out_prefix: str, force: bool) -> None:
     except KeyFileError as err:
         raise click.ClickException(str(err)) from None
     try:
-        _write_new(key_path, private_pem, 0o600, force)
-        _write_new(pub_path, public_pem, 0o644, force)
+        write_new_file(key_path, private_pem, 0o600, replace=force)
+        write_new_file(pub_path, public_pem, 0o644, replace=force)
     except FileExistsError as err:
         raise click.ClickException(f"{err.filename} exists; use --force to replace it") from None
     except OSError as err:
