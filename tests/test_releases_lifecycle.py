@@ -237,7 +237,7 @@ def test_the_poller_activates_a_newly_pushed_release(node):
     assert node.event_names().count("release.activated") == 2
 
 
-def wait_for(condition, limit_s=60.0):
+def wait_for(condition, limit_s=180.0):
     """Bounded wait for something the poller does on its own schedule."""
     deadline = time.monotonic() + limit_s
     while not condition():

@@ -43,7 +43,7 @@ def call(url):
     )
 
 
-def wait_for(condition, limit_s=60.0):
+def wait_for(condition, limit_s=180.0):
     deadline = time.monotonic() + limit_s
     while True:
         try:
@@ -90,7 +90,7 @@ def test_serve_activates_a_signed_release_and_follows_the_tag(registry, tmp_path
             assert call(url).json()["decision"] == "allow"
         finally:
             process.send_signal(signal.SIGTERM)
-            output = process.communicate(timeout=30)[0]
+            output = process.communicate(timeout=120)[0]
         assert process.returncode == 0, output
     with SegmentStore.open_read_only(tmp_path / "state" / "store") as store:
         import json
