@@ -10,7 +10,14 @@ from pathlib import Path
 
 from runtime_fixtures import ANY_OBJECT, ECHO_SCHEMA, manifest
 
-from vedette.config import AgentConfig, CallerConfig, Config, QuotaConfig, token_digest
+from vedette.config import (
+    AgentConfig,
+    CallerConfig,
+    Config,
+    PolicyConfig,
+    QuotaConfig,
+    token_digest,
+)
 from vedette.releases import signing
 from vedette.releases.artifacts import BuiltRelease, build_release, push_release
 from vedette.releases.cosign import sign_classic
@@ -78,9 +85,12 @@ def publish(
 ) -> tuple[str, BuiltRelease]:
     """Build, push and (when ``key`` is given) sign a release; its digest."""
     built = build_release(agent or agent_bytes(), bundle_bytes(policy), version=version)
-    digest = push_release(repo, built, tag)
-    if key is not None:
-        sign_classic(repo, digest, docker_reference, key.private)
+
+    def sign(digest: str) -> None:
+        if key is not None:
+            sign_classic(repo, digest, docker_reference, key.private)
+
+    digest = push_release(repo, built, tag, sign=sign)
     return digest, built
 
 
@@ -95,6 +105,7 @@ def release_config(tmp_path: Path, release: str, keys: list[Path], **agent: obje
         node_id="release-node",
         state_dir=tmp_path / "state",
         quota=QuotaConfig(rate_per_s=1000, burst=1000),
+        policy=PolicyConfig(eval_timeout_ms=10_000),
         callers=(CallerConfig("adapter", AGENT, token_sha256=token_digest(TOKEN)),),
         agents=(
             AgentConfig(AGENT, release=release, keys=tuple(keys), insecure=True, **agent),  # type: ignore[arg-type]

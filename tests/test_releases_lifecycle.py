@@ -58,7 +58,7 @@ class Node:
         trusted = signing.TrustedKeys.from_files(list(agent.keys))
         root = self.config.state_dir / "releases" / AGENT
         self.track = AgentTrack(
-            agent, root, trusted, self.events, eval_time_limit_s=0.1, clock=self.clock
+            agent, root, trusted, self.events, eval_time_limit_s=5.0, clock=self.clock
         )
         self.track.start()
         return self.track
@@ -330,3 +330,16 @@ def test_a_node_fed_from_an_image_layout_activates_what_is_pulled_into_it(node, 
     assert poller.poll_once() == "activated"
     assert node.reason() == "v2 allows echo"
     assert node.event_names()[-1] == "release.activated"
+
+
+def test_a_release_tagged_before_it_was_signed_is_taken_once_the_signature_is_there(node):
+    from vedette.releases.cosign import sign_classic
+
+    digest, _ = publish(node.repo, None, "stable", policy=POLICY_V1)  # tagged, not signed
+    poller = Poller(node.track, node.repo, interval_s=1)
+    assert poller.poll_once() == "rejected"
+    sign_classic(node.repo, digest, "test/recon", node.key.private)
+    assert poller.poll_once() == "known-bad"  # not fetched at every poll
+    node.clock.now += max(60.0, 10 * node.config.agents[0].poll_interval_s) + 1
+    assert poller.poll_once() == "activated"
+    assert node.reason() == "v1 allows echo"

@@ -26,6 +26,8 @@ def write_config(tmp_path, ref, key_path, port):
     config.write_text(
         f'node_id = "serve-node"\nstate_dir = "{tmp_path / "state"}"\n'
         f"[listen]\nport = {port}\n"
+        # Generous: a loaded test machine must not turn an allow into a timeout deny.
+        "[policy]\neval_timeout_ms = 10000\n"
         f'[[callers]]\nid = "adapter"\nagent = "{AGENT}"\n'
         f'token_sha256 = "{token_digest(TOKEN)}"\n'
         f'[[agents]]\nname = "{AGENT}"\nrelease = "{ref}"\nkeys = ["{key_path}"]\n'

@@ -55,7 +55,7 @@ class World:
         agent = self.config.agents[0]
         trusted = signing.TrustedKeys.from_files(list(agent.keys))
         root = self.config.state_dir / "releases" / AGENT
-        return AgentTrack(agent, root, trusted, self.events, eval_time_limit_s=0.1)
+        return AgentTrack(agent, root, trusted, self.events, eval_time_limit_s=5.0)
 
     def serving_reason(self) -> str:
         release = self.track.active()

@@ -266,12 +266,23 @@ def push_release(
     built: BuiltRelease,
     tag: str | None,
     progress: Callable[[str], None] = lambda _: None,
+    sign: Callable[[str], object] | None = None,
 ) -> str:
-    """Push agent, policy and release (the release under ``tag``); the release digest."""
+    """Push agent, policy and release; the release digest.
+
+    The release is pushed by digest, then ``sign(digest)`` runs, and only then
+    is ``tag`` moved to it: a node polling the tag never sees it on a release
+    whose signature is not there yet.
+    """
     progress(f"agent   {built.agent.push(repo)}")
     progress(f"policy  {built.policy.push(repo)}")
-    digest = built.release.push(repo, tag)
-    progress(f"release {digest}" + (f" (tag {tag})" if tag else ""))
+    digest = built.release.push(repo)
+    progress(f"release {digest}")
+    if sign is not None:
+        sign(digest)
+    if tag is not None:
+        repo.put_manifest(built.release.manifest, OCI_MANIFEST, tag)
+        progress(f"tagged  {tag}")
     return digest
 
 

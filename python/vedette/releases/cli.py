@@ -131,9 +131,12 @@ def push_command(
             click.echo(
                 f"pushing {built.document.agent_name} {built.document.version} to {reference}"
             )
-            digest = push_release(repo, built, reference.tag, progress=click.echo)
-            signature = sign_classic(repo, digest, reference.docker_reference(), key)
-            click.echo(f"signed  {signature} (tag {digest.replace(':', '-')}.sig)")
+
+            def sign(digest: str) -> None:
+                signature = sign_classic(repo, digest, reference.docker_reference(), key)
+                click.echo(f"signed  {signature} (tag {digest.replace(':', '-')}.sig)")
+
+            digest = push_release(repo, built, reference.tag, progress=click.echo, sign=sign)
         finally:
             _close(repo)
     except OciError as err:

@@ -93,6 +93,7 @@ class AgentTrack:
         self.unreachable_since: float | None = None
         self.last_error: str | None = None
         self.rejected_digest: str | None = None
+        self.rejected_at = 0.0
         self.stale_denied = False
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -217,7 +218,10 @@ class AgentTrack:
         self.contact_ok()
         if digest == self.active_digest:
             return "current"
-        if digest == self.rejected_digest:
+        # A rejected digest is not fetched at every poll, but is looked at again
+        # now and then: a publisher may tag first and sign after.
+        retry_after = max(60.0, 10 * self.config.poll_interval_s)
+        if digest == self.rejected_digest and self.clock() - self.rejected_at < retry_after:
             return "known-bad"
         with self._lock:
             return self._update(source, digest)
@@ -242,6 +246,7 @@ class AgentTrack:
                     ) from None
             except VerificationError as err:
                 self.rejected_digest = digest
+                self.rejected_at = self.clock()
                 self.events.emit(
                     "release.rejected", self.name, digest=digest, step=err.step,
                     expected=err.expected, actual=err.actual, reason=str(err),
