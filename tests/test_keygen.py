@@ -22,13 +22,13 @@ def keygen(*args: str, password: str | None = "s3cret", umask: int = 0o022, cwd=
     if password is not None:
         env["VEDETTE_PASSWORD"] = password
     return subprocess.run(
-        [VEDETTE, "keygen", *args],
+        # The umask is set by a shell, not preexec_fn (fork in a threaded process).
+        ["sh", "-c", f'umask {umask:03o} && exec "$0" "$@"', VEDETTE, "keygen", *args],
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=120,
-        preexec_fn=lambda: os.umask(umask),
     )
 
 

@@ -1,6 +1,5 @@
 """The small-fleet PKI, checked with OpenSSL as an independent verifier."""
 
-import os
 import re
 import stat
 import subprocess
@@ -35,11 +34,11 @@ def verify(directory: Path, cert: Path) -> subprocess.CompletedProcess[str]:
 
 def cli(*args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [VEDETTE, "pki", *args],
+        # The umask is set by a shell, not preexec_fn (fork in a threaded process).
+        ["sh", "-c", f'umask {umask:03o} && exec "$0" "$@"', VEDETTE, "pki", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        preexec_fn=lambda: os.umask(umask),
     )
 
 
@@ -235,3 +234,9 @@ def test_bad_trust_domain_is_refused(tmp_path):
     with pytest.raises(PkiError, match="trust domain"):
         pki.init_ca(tmp_path / "p", "Not/A Domain")
     assert not (tmp_path / "p" / "ca.key").exists()
+
+
+def test_the_ca_certificate_cannot_be_revoked(ca_dir):
+    with pytest.raises(PkiError, match="CA certificate"):
+        pki.revoke(ca_dir, ca_dir / "ca.crt")
+    assert crl_number(ca_dir) == 1

@@ -12,6 +12,8 @@ pub mod keyfile;
 pub mod pki;
 
 #[cfg(test)]
+mod pki_tests;
+#[cfg(test)]
 mod tests;
 
 pub use ecdsa::{PrivateKey, PublicKey, SignatureError};

@@ -267,6 +267,12 @@ impl Ca {
         let ca = parse_cert(&self.cert_der, "CA certificate")?;
         cert.verify_signature(Some(ca.public_key()))
             .map_err(|_| err("certificate was not issued by this CA"))?;
+        if cert.is_ca() {
+            // Only the CA signs as the CA: this is ca.crt itself, which a CRL cannot revoke.
+            return Err(err(
+                "that is the CA certificate; a CRL revokes node certificates only",
+            ));
+        }
         Ok(trim_serial(cert.raw_serial()).to_vec())
     }
 
