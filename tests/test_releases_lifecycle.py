@@ -343,3 +343,15 @@ def test_a_release_tagged_before_it_was_signed_is_taken_once_the_signature_is_th
     node.clock.now += max(60.0, 10 * node.config.agents[0].poll_interval_s) + 1
     assert poller.poll_once() == "activated"
     assert node.reason() == "v1 allows echo"
+
+
+def test_a_node_serving_its_lkg_heals_from_the_registry(node):
+    _, v2 = two_releases(node)
+    corrupt(node.slot(v2))
+    node.restart()
+    assert node.track.health() == "lkg"
+    assert node.track.update_from(node.repo, "stable") == "activated"  # v2 fetched anew
+    assert node.reason() == "v2 allows echo"
+    node.restart()  # the copy on disk is good again
+    assert node.track.health() == "ok"
+    assert node.reason() == "v2 allows echo"

@@ -271,8 +271,11 @@ class AgentTrack:
 
     def _activate(self, verified: VerifiedRelease, staging: Path) -> None:
         slot = self._slot(verified.digest)
-        if not slot.exists():
-            os.replace(staging, slot)
+        if slot.exists():
+            # The same digest again (e.g. re-fetched after its copy here went bad):
+            # the copy just verified replaces it.
+            shutil.rmtree(slot)
+        os.replace(staging, slot)
         previous = self.active_digest if self.serving == "active" else self.lkg_digest
         lkg = previous if previous and previous != verified.digest else self.lkg_digest
         self._write_state({"active": verified.digest, "lkg": lkg})
