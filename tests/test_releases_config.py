@@ -44,3 +44,8 @@ def test_a_release_agent_loads_with_its_keys_relative_to_the_file(tmp_path):
 def test_bad_release_settings_name_the_key(tmp_path, lines, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load(tmp_path, lines)
+
+
+def test_a_relative_image_layout_is_relative_to_the_file(tmp_path):
+    config = load(tmp_path, 'release = "oci-layout://usb/recon:stable"\nkeys = ["k.pub"]\n')
+    assert config.agents[0].release == f"oci-layout://{tmp_path / 'usb' / 'recon'}:stable"

@@ -283,6 +283,10 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             return [resolve(item, key) for item in value]
         if isinstance(value, str) and key.rsplit(".", 1)[-1] in _PATH_KEYS:
             return str(base / value) if not Path(value).is_absolute() else value
+        layout = "oci-layout://"
+        if key.endswith(".release") and isinstance(value, str) and value.startswith(layout):
+            folder = value[len(layout) :]
+            return value if folder.startswith("/") else layout + str(base / folder)
         return value
 
     resolved: dict[str, Any] = resolve(data, "")
