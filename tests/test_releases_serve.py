@@ -102,3 +102,36 @@ def test_serve_activates_a_signed_release_and_follows_the_tag(registry, tmp_path
     assert events.count("release.activated") == 2
     decisions = [r for r in records if r["kind"] == "decision"]
     assert second in decisions[-1]["release"]["source"]
+
+
+def test_health_and_status_report_each_release_state(registry, tmp_path):
+    from release_helpers import release_config
+
+    from vedette.releases.lifecycle import NodeReleases
+    from vedette.runtime.interceptor import Runtime
+
+    key = make_key(tmp_path / "keys")
+    ref = registry.ref("vedette/health", "stable")
+    with RegistryClient(registry.host, insecure=True) as client:
+        repo = client.repository("vedette/health")
+        config = release_config(tmp_path, ref, [key.public_path])
+        config.state_dir.mkdir(parents=True)
+        store = SegmentStore.open(config.store_dir, ceiling_bytes=64 << 20, node_id="n")
+        releases = NodeReleases(config, store, start_pollers=False)
+        runtime = Runtime(config, releases=releases, store=store)
+        try:
+            assert runtime.health() == {"status": "deny_all", "agents": {AGENT: "deny_all"}}
+            publish(repo, key, "stable", policy=POLICY_V1)
+            track = releases.tracks[AGENT]
+            assert track.update_from(repo, "stable") == "activated"
+            assert runtime.health() == {"status": "ok", "agents": {AGENT: "ok"}}
+            track.contact_failed("OciError: connection refused", 1)
+            assert runtime.health() == {"status": "degraded", "agents": {AGENT: "stale"}}
+            status = runtime.status()["agents"][AGENT]
+            assert status["state"] == "active"
+            assert status["control_plane"]["reachable"] is False
+            assert status["control_plane"]["last_error"] == "OciError: connection refused"
+            metrics = runtime.metrics.render().decode()
+            assert 'vedette_release_health{agent="recon",state="stale"} 1.0' in metrics
+        finally:
+            runtime.close()
