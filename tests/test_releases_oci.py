@@ -291,3 +291,32 @@ def test_a_registry_that_does_not_answer_in_time_is_a_timeout_error(token_regist
     repo = connect(token_registry.host, "slow", timeout_s=0.5)
     with pytest.raises(OciError, match="timed out"):
         repo.get_blob(digest_of(b"anything"))
+
+
+def test_the_classic_signature_checks_out_with_an_independent_verifier(registry, connect, tmp_path):
+    """What `cosign verify --key` checks, done with Python's `cryptography`
+    (OpenSSL) instead of vedette's own code: the .sig tag, the simple-signing
+    layer, the DER signature over the exact payload bytes, the digest named."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    repo = connect(registry.host, "vedette/interop")
+    key = make_key(tmp_path / "keys")
+    digest, _ = publish(repo, key, "stable", docker_reference=f"{registry.host}/vedette/interop")
+    signature_manifest = repo.get_manifest(digest.replace(":", "-") + ".sig").json()
+    assert signature_manifest["mediaType"] == OCI_MANIFEST
+    (layer,) = signature_manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
+    payload = repo.get_blob(layer["digest"])
+    payload_json = json.loads(payload)
+    assert payload_json["critical"]["type"] == "cosign container image signature"
+    assert payload_json["critical"]["image"]["docker-manifest-digest"] == digest
+    assert payload_json["critical"]["identity"]["docker-reference"] == (
+        f"{registry.host}/vedette/interop"
+    )
+    assert payload_json["optional"] is None
+    public = serialization.load_pem_public_key(key.public_path.read_bytes())
+    signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+    public.verify(signature, payload, ec.ECDSA(hashes.SHA256()))  # raises if it does not
