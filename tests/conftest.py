@@ -14,3 +14,7 @@ def pattern(length: int) -> bytes:
 @pytest.fixture(scope="session")
 def blake3_vectors() -> list[dict]:
     return json.loads((DATA / "blake3_vectors.json").read_text())["cases"]
+
+
+# The real OCI registry of the release tests (session-scoped).
+from registry_server import auth_registry, registry, tls_registry  # noqa: E402, F401

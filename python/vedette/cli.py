@@ -11,6 +11,7 @@ from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.peers.pki_cli import pki_group
 from vedette.policy_cli import agent_group, bundle_group, policy_group
+from vedette.releases.cli import release_group
 from vedette.releases.keys_cli import keygen_command
 from vedette.serve import serve
 from vedette.store_cli import store_group
@@ -65,6 +66,7 @@ main.add_command(store_group)
 main.add_command(bundle_group)
 main.add_command(policy_group)
 main.add_command(agent_group)
+main.add_command(release_group)
 main.add_command(keygen_command)
 main.add_command(pki_group)
 

@@ -148,11 +148,23 @@ class CallerConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """A local release: the agent manifest and policy bundle files for one agent."""
+    """One agent's release: local files (``manifest`` and ``bundle``), or a signed
+    release watched at ``release`` (``oci://HOST:PORT/REPO:TAG`` or
+    ``oci-layout://DIR:TAG``) and verified with the public keys in ``keys``."""
 
     name: str
-    manifest: Path
-    bundle: Path
+    manifest: Path | None = None
+    bundle: Path | None = None
+    release: str | None = None
+    keys: tuple[Path, ...] = ()
+    poll_interval_s: float = 30.0
+    # Unreachable control plane for longer than this: deny-all (off when unset).
+    max_staleness_s: float | None = None
+    # Plain HTTP to the registry; never the default.
+    insecure: bool = False
+    ca: Path | None = None
+    # Registry user; the password comes from VEDETTE_REGISTRY_PASSWORD.
+    username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +212,37 @@ def load_config(
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     config: Config = _build(Config, data, "")
+    _check_agents(config)
     return config
+
+
+def _check_agents(config: Config) -> None:
+    """Each agent has either local files or a signed release with its keys."""
+    for i, agent in enumerate(config.agents):
+        key = f"agents[{i}]"
+        if agent.release is None:
+            if agent.manifest is None or agent.bundle is None:
+                missing = "manifest" if agent.manifest is None else "bundle"
+                raise ConfigError(f"{key}.{missing}: required (or set {key}.release)")
+            continue
+        if agent.manifest is not None or agent.bundle is not None:
+            raise ConfigError(f"{key}.release: give either release or manifest and bundle")
+        if not agent.keys:
+            raise ConfigError(f"{key}.keys: required with release (trusted public key files)")
+        if not agent.release.startswith(("oci://", "oci-layout://")):
+            raise ConfigError(
+                f"{key}.release: expected oci://HOST:PORT/REPO:TAG or oci-layout://DIR:TAG, "
+                f"got {agent.release!r}"
+            )
+        from vedette.errors import OciError
+        from vedette.releases.oci import parse_reference
+
+        try:
+            ref = parse_reference(agent.release)
+        except OciError as err:
+            raise ConfigError(f"{key}.release: {err}") from None
+        if ref.tag is None:
+            raise ConfigError(f"{key}.release: a release is watched by tag, not by digest")
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
@@ -241,13 +283,17 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             return [resolve(item, key) for item in value]
         if isinstance(value, str) and key.rsplit(".", 1)[-1] in _PATH_KEYS:
             return str(base / value) if not Path(value).is_absolute() else value
+        layout = "oci-layout://"
+        if key.endswith(".release") and isinstance(value, str) and value.startswith(layout):
+            folder = value[len(layout) :]
+            return value if folder.startswith("/") else layout + str(base / folder)
         return value
 
     resolved: dict[str, Any] = resolve(data, "")
     return resolved
 
 
-_PATH_KEYS = {"state_dir", "dir", "unix_socket", "manifest", "bundle"}
+_PATH_KEYS = {"state_dir", "dir", "unix_socket", "manifest", "bundle", "keys", "ca"}
 
 
 def _build(cls: type[Any], data: object, key: str) -> Any:

@@ -11,7 +11,7 @@ import shlex
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,9 @@ from vedette.config import (
     load_config,
     token_digest,
 )
+
+if TYPE_CHECKING:
+    from vedette.runtime.interceptor import Runtime
 
 EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
@@ -122,11 +125,35 @@ def serve(config_path: Path | None, listen: str | None, example: bool, server: s
     _serve_uvicorn(config)
 
 
-def _serve_uvicorn(config: Config) -> None:
-    from vedette.api import create_app
+def build_runtime(config: Config) -> Runtime:
+    """The runtime for ``config``; agents with a signed ``release`` get the release
+    lifecycle (verification, last-known-good, a poller each)."""
     from vedette.runtime.interceptor import Runtime
 
-    runtime = Runtime(config)
+    if not any(agent.release is not None for agent in config.agents):
+        return Runtime(config)
+    from vedette.releases.lifecycle import NodeReleases
+    from vedette.store import SegmentStore
+
+    config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = SegmentStore.open(
+        config.store_dir,
+        ceiling_bytes=config.store.ceiling_bytes,
+        node_id=config.node_id,
+        durability=config.store.durability,
+    )
+    try:
+        releases = NodeReleases(config, store)
+    except BaseException:
+        store.close()
+        raise
+    return Runtime(config, releases=releases, store=store)
+
+
+def _serve_uvicorn(config: Config) -> None:
+    from vedette.api import create_app
+
+    runtime = build_runtime(config)
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -16,12 +16,11 @@ SPEC_VARIABLE = "VEDETTE_SERVE_SPEC"
 
 
 def app_from_environment() -> Starlette:
-    from vedette.runtime.interceptor import Runtime
-    from vedette.serve import ServeSpec
+    from vedette.serve import ServeSpec, build_runtime
 
     spec = ServeSpec(**json.loads(os.environ[SPEC_VARIABLE]))
     config, _ = spec.resolve()
-    runtime = Runtime(config)
+    runtime = build_runtime(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

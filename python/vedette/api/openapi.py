@@ -104,7 +104,9 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": _answer("Every agent has an active release.", {"type": "object"}),
                     "503": _answer(
-                        "Some or all agents are denying everything.", {"type": "object"}
+                        "Some agents are denying everything, or serve a stale or "
+                        "last-known-good release.",
+                        {"type": "object"},
                     ),
                 },
             }

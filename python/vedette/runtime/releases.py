@@ -93,17 +93,28 @@ class LocalReleases:
 
 
 def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRelease:
+    if agent.manifest is None or agent.bundle is None:
+        raise ValueError(f"agent {agent.name!r} has no local manifest and bundle")
     manifest = load_agent_manifest(agent.manifest)
     if manifest.name != agent.name:
         raise ValueError(
             f"{agent.manifest}: manifest names agent {manifest.name!r}, config says {agent.name!r}"
         )
     engine = load_engine(agent.bundle, time_limit=eval_time_limit_s)
+    return make_active_release(
+        agent.name, manifest.version, f"local:{agent.manifest}+{agent.bundle}", manifest, engine
+    )
+
+
+def make_active_release(
+    agent: str, version: str, source: str, manifest: AgentManifest, engine: PolicyEngine
+) -> ActiveRelease:
+    """An :class:`ActiveRelease` with the argument validators of its declared tools."""
     validators = compile_validators(manifest)
     return ActiveRelease(
-        agent=agent.name,
-        version=manifest.version,
-        source=f"local:{agent.manifest}+{agent.bundle}",
+        agent=agent,
+        version=version,
+        source=source,
         manifest=manifest,
         engine=engine,
         validators=validators,

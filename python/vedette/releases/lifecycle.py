@@ -1,0 +1,489 @@
+"""Per-agent release lifecycle: fetched → verified → active, with a last-known-good.
+
+Each agent with a ``release`` in the config has an :class:`AgentTrack`. A new
+release is copied into a fresh image-layout folder under the agent's state
+folder, verified from there (all four steps), and activated by one assignment
+of the in-memory :class:`ActiveRelease` — decisions already running keep the
+release object they fetched, so they finish on the engine they started with.
+The previous active release becomes the last-known-good (LKG); ``state.json``
+(written atomically) names both, and their folders are all that is kept.
+
+At start: re-verify the persisted active release (signatures included); if it
+fails, fall back to the LKG; if that fails too, the agent is deny-all.
+
+Every lifecycle event (``release.fetched|verified|rejected|activated|
+fallback_lkg|deny_all``, ``controlplane.unreachable|restored``) is appended to
+the segment store as a ``release_event`` record, logged, counted in the
+metrics and kept (the last few) for ``/v1/status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from vedette.config import AgentConfig, Config
+from vedette.errors import OciError, VerificationError
+from vedette.releases.cosign import Verifier
+from vedette.releases.events import EVENTS, HEALTH_STATES, ReleaseEvents
+from vedette.releases.layout import LayoutRepository
+from vedette.releases.oci import (
+    Reference,
+    RegistryAuth,
+    Repository,
+    open_repository,
+    parse_reference,
+)
+from vedette.releases.verify import VerifiedRelease, fetch_release, verify_release
+from vedette.runtime.evidence import timestamp
+from vedette.runtime.releases import ActiveRelease, load_local_release, make_active_release
+
+log = logging.getLogger("vedette.releases")
+
+STAGED_TAG = "release"
+
+
+def trusted_keys(paths: Iterable[os.PathLike[str] | str]) -> Verifier:
+    from vedette.releases.signing import TrustedKeys
+
+    keys: Verifier = TrustedKeys.from_files([Path(p) for p in paths])
+    return keys
+
+
+class AgentTrack:
+    """One agent's releases: what is active, what is last-known-good, and why."""
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        root: Path,
+        trusted: Verifier,
+        events: ReleaseEvents,
+        *,
+        eval_time_limit_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        assert agent.release is not None
+        self.config = agent
+        self.name = agent.name
+        self.reference: Reference = parse_reference(agent.release)
+        self.root = root
+        self.trusted = trusted
+        self.events = events
+        self.eval_time_limit_s = eval_time_limit_s
+        self.clock = clock
+        self._lock = threading.Lock()  # one change of state at a time
+        self._active: ActiveRelease | None = None
+        self.active_digest: str | None = None
+        self.lkg_digest: str | None = None
+        self.serving = "deny_all"  # "active", "lkg" or "deny_all"
+        self.reason = f"no release verified yet for agent {agent.name!r}"
+        self.last_contact: float | None = None
+        self.unreachable_since: float | None = None
+        self.last_error: str | None = None
+        self.rejected_digest: str | None = None
+        self.rejected_at = 0.0
+        self.stale_denied = False
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # -- the Releases seam -------------------------------------------------------
+
+    def active(self) -> ActiveRelease | None:
+        release = self._active
+        if release is not None and self.past_max_staleness():
+            return None
+        return release
+
+    def unavailable_reason(self) -> str:
+        if self._active is not None and self.past_max_staleness():
+            return (
+                f"no active release for agent {self.name!r}: the control plane has been "
+                f"unreachable longer than max_staleness_s={self.config.max_staleness_s}"
+            )
+        return self.reason
+
+    def past_max_staleness(self) -> bool:
+        limit = self.config.max_staleness_s
+        if limit is None:
+            return False
+        contact = self.last_contact
+        return contact is None or self.clock() - contact > limit
+
+    def health(self) -> str:
+        if self.active() is None:
+            return "deny_all"
+        if self.serving == "lkg":
+            return "lkg"
+        if self.unreachable_since is not None:
+            return "stale"
+        return "ok"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "release": str(self.reference),
+            "serving": self.serving if self.active() is not None else "deny_all",
+            "health": self.health(),
+            "active_digest": self.active_digest,
+            "lkg_digest": self.lkg_digest,
+            "control_plane": {
+                "reachable": self.unreachable_since is None and self.last_contact is not None,
+                "last_contact": _iso(self.last_contact),
+                "unreachable_since": _iso(self.unreachable_since),
+                "last_error": self.last_error,
+            },
+            "events": list(self.events.recent.get(self.name, ())),
+        }
+
+    # -- start-up ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Re-verify the persisted active release, else the LKG, else deny-all."""
+        for leftover in self.root.glob("staging-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        state = self._read_state()
+        contact = state.get("last_contact")
+        self.last_contact = contact if isinstance(contact, int | float) else None
+        active, lkg = (_digest_or_none(state.get(k)) for k in ("active", "lkg"))
+        with self._lock:
+            if active and self._load_persisted(active, "active"):
+                self.lkg_digest = lkg if lkg and self._slot(lkg).is_dir() else None
+                self.serving = "active"
+                self._update_health()
+                return
+            if active:
+                self.events.emit("release.fallback_lkg", self.name, digest=lkg, failed=active)
+            if lkg and self._load_persisted(lkg, "lkg"):
+                self.serving = "lkg"
+                self.lkg_digest = lkg
+                self._update_health()
+                return
+            self._deny_all("no persisted release verifies" if (active or lkg)
+                           else "no release has been activated yet")  # fmt: skip
+
+    def _load_persisted(self, digest: str, role: str) -> bool:
+        try:
+            verified = verify_release(
+                LayoutRepository(self._slot(digest)),
+                digest,
+                self.trusted,
+                agent_name=self.name,
+                eval_time_limit_s=self.eval_time_limit_s,
+            )
+            self._install(verified, f"persisted {role}")
+            return True
+        except VerificationError as err:
+            self.events.emit(
+                "release.rejected", self.name, digest=digest, step=err.step,
+                expected=err.expected, actual=err.actual, reason=str(err),
+                source=f"persisted {role}",
+            )  # fmt: skip
+        except Exception as err:  # a corrupt or unreadable slot: same as a failed check
+            self.events.emit(
+                "release.rejected", self.name, digest=digest, step="load",
+                reason=f"{type(err).__name__}: {err}", source=f"persisted {role}",
+            )  # fmt: skip
+        return False
+
+    def _deny_all(self, why: str) -> None:
+        self._active = None
+        self.active_digest = None
+        self.serving = "deny_all"
+        self.reason = f"no active release for agent {self.name!r}: {why}"
+        self.events.emit("release.deny_all", self.name, reason=why)
+        self._update_health()
+
+    # -- updates -------------------------------------------------------------------
+
+    def update_from(self, source: Repository, reference: str) -> str:
+        """Fetch, verify and activate what ``reference`` names in ``source``.
+
+        Returns ``"current"`` (already active), ``"known-bad"`` (rejected before),
+        ``"activated"`` or ``"rejected"``. Raises :class:`OciError` when the source
+        cannot be read (the caller counts that as the control plane unreachable).
+        """
+        digest = reference if reference.startswith("sha256:") else source.resolve(reference)
+        if digest is None:
+            raise OciError(f"{source.describe()}: no tag {reference!r}")
+        self.contact_ok()
+        if digest == self.active_digest:
+            return "current"
+        # A rejected digest is not fetched at every poll, but is looked at again
+        # now and then: a publisher may tag first and sign after.
+        retry_after = max(60.0, 10 * self.config.poll_interval_s)
+        if digest == self.rejected_digest and self.clock() - self.rejected_at < retry_after:
+            return "known-bad"
+        with self._lock:
+            return self._update(source, digest)
+
+    def _update(self, source: Repository, digest: str) -> str:
+        staging = self.root / f"staging-{secrets.token_hex(6)}"
+        try:
+            try:
+                # An OciError here is the source's failure: retried with backoff.
+                fetch_release(source, digest, LayoutRepository(staging, create=True),
+                              tag=STAGED_TAG)  # fmt: skip
+                self.events.emit("release.fetched", self.name, digest=digest,
+                                 source=source.describe())  # fmt: skip
+                try:
+                    verified = verify_release(
+                        LayoutRepository(staging), digest, self.trusted,
+                        agent_name=self.name, eval_time_limit_s=self.eval_time_limit_s,
+                    )  # fmt: skip
+                except OciError as err:  # what was fetched is unusable (over a limit, ...)
+                    raise VerificationError(
+                        str(err), "fetch", "a readable release", str(err)
+                    ) from None
+            except VerificationError as err:
+                self.rejected_digest = digest
+                self.rejected_at = self.clock()
+                self.events.emit(
+                    "release.rejected", self.name, digest=digest, step=err.step,
+                    expected=err.expected, actual=err.actual, reason=str(err),
+                    source=source.describe(),
+                )  # fmt: skip
+                return "rejected"
+            self.events.emit(
+                "release.verified", self.name, digest=digest, version=verified.document.version,
+                signature=verified.signature_layout,
+            )  # fmt: skip
+            try:
+                self._activate(verified, staging)
+            except OSError as err:  # could not persist: the current release stays
+                self.events.emit(
+                    "release.rejected", self.name, digest=digest, step="activate",
+                    reason=f"could not persist the release: {err}",
+                )  # fmt: skip
+                return "rejected"
+            return "activated"
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _activate(self, verified: VerifiedRelease, staging: Path) -> None:
+        slot = self._slot(verified.digest)
+        if slot.exists():
+            # The same digest again (e.g. re-fetched after its copy here went bad):
+            # the copy just verified replaces it.
+            shutil.rmtree(slot)
+        os.replace(staging, slot)
+        previous = self.active_digest if self.serving == "active" else self.lkg_digest
+        lkg = previous if previous and previous != verified.digest else self.lkg_digest
+        self._write_state({"active": verified.digest, "lkg": lkg})
+        self._install(verified, "registry")
+        self.lkg_digest = lkg
+        self.serving = "active"
+        self._prune({verified.digest, lkg})
+        self.events.emit(
+            "release.activated", self.name, digest=verified.digest,
+            version=verified.document.version, lkg=lkg,
+        )  # fmt: skip
+        self._update_health()
+
+    def _install(self, verified: VerifiedRelease, origin: str) -> None:
+        release = make_active_release(
+            self.name,
+            verified.document.version,
+            f"{self.reference}@{verified.digest} ({origin})",
+            verified.agent,
+            verified.engine,
+        )
+        # One assignment: callers that already hold the old object keep it.
+        self._active = release
+        self.active_digest = verified.digest
+        self.reason = ""
+
+    # -- control-plane contact -------------------------------------------------------
+
+    def contact_ok(self) -> None:
+        self.last_contact = self.clock()
+        if self.unreachable_since is not None:
+            since = self.unreachable_since
+            self.unreachable_since = None
+            self.last_error = None
+            self.stale_denied = False
+            self.events.emit("controlplane.restored", self.name, since=_iso(since))
+        with contextlib.suppress(OSError):
+            self._write_state({}, contact_only=True)
+        self._update_health()
+
+    def contact_failed(self, error: str, attempt: int) -> None:
+        self.last_error = error
+        if self.unreachable_since is None:
+            self.unreachable_since = self.clock()
+            self.events.emit("controlplane.unreachable", self.name, reason=error, attempt=attempt)
+        if self.past_max_staleness() and not self.stale_denied and self._active is not None:
+            self.stale_denied = True
+            self.events.emit(
+                "release.deny_all", self.name,
+                reason=f"control plane unreachable past max_staleness_s="
+                f"{self.config.max_staleness_s}",
+            )  # fmt: skip
+        self._update_health()
+
+    # -- persistence -----------------------------------------------------------------
+
+    def _slot(self, digest: str) -> Path:
+        return self.root / digest.replace(":", "-")
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads((self.root / "state.json").read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            log.warning("%s/state.json unreadable (%s); starting without it", self.root, err)
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _write_state(self, changes: dict[str, Any], *, contact_only: bool = False) -> None:
+        state = self._read_state() if contact_only else {}
+        if contact_only:
+            state["last_contact"] = self.last_contact
+        else:
+            state = {**changes, "last_contact": self.last_contact}
+        path = self.root / "state.json"
+        tmp = self.root / f".state-{secrets.token_hex(4)}"
+        with open(tmp, "wb") as file:
+            file.write(json.dumps(state, indent=2).encode())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _prune(self, keep: set[str | None]) -> None:
+        names = {digest.replace(":", "-") for digest in keep if digest}
+        for child in self.root.iterdir():
+            if child.is_dir() and child.name.startswith("sha256-") and child.name not in names:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _update_health(self) -> None:
+        self.events.set_health(self.name, self.health())
+
+
+def _digest_or_none(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 71 and value.startswith("sha256:"):
+        return value
+    return None
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else timestamp(int(moment * 1_000_000_000))
+
+
+class NodeReleases:
+    """The :class:`~vedette.runtime.releases.Releases` of a node: signed OCI
+    releases for agents with a ``release``, local files for the others."""
+
+    def __init__(self, config: Config, store: Any, *, start_pollers: bool = True) -> None:
+        self.config = config
+        self.events = ReleaseEvents(store, config.node_id)
+        eval_limit = config.policy.eval_timeout_ms / 1000
+        self.tracks: dict[str, AgentTrack] = {}
+        self._local: dict[str, ActiveRelease] = {}
+        self._failures: dict[str, str] = {}
+        self.pollers: list[Any] = []
+        for agent in config.agents:
+            if agent.release is None:
+                try:
+                    self._local[agent.name] = load_local_release(agent, eval_limit)
+                except Exception as err:
+                    self._failures[agent.name] = f"{type(err).__name__}: {err}"
+                continue
+            try:
+                trusted = trusted_keys(agent.keys)
+                track = AgentTrack(
+                    agent, config.state_dir / "releases" / agent.name, trusted, self.events,
+                    eval_time_limit_s=eval_limit,
+                )  # fmt: skip
+            except Exception as err:  # unreadable keys or folder: deny-all, said why
+                self._failures[agent.name] = f"{type(err).__name__}: {err}"
+                self.events.emit("release.deny_all", agent.name, reason=str(err))
+                continue
+            track.start()
+            self.tracks[agent.name] = track
+        if start_pollers:
+            self.start_pollers()
+
+    def start_pollers(self) -> None:
+        from vedette.releases.poller import Poller
+
+        for track in self.tracks.values():
+            try:
+                source = source_for(track)
+            except Exception as err:  # e.g. an unreadable CA file: keep what is persisted
+                track.contact_failed(f"{type(err).__name__}: {err}", 0)
+                continue
+            poller = Poller(track, source)
+            poller.start()
+            self.pollers.append(poller)
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        self.events.bind(registry)
+
+    # -- Releases --------------------------------------------------------------------
+
+    def active(self, agent: str) -> ActiveRelease | None:
+        track = self.tracks.get(agent)
+        if track is not None:
+            return track.active()
+        return self._local.get(agent)
+
+    def unavailable_reason(self, agent: str) -> str:
+        track = self.tracks.get(agent)
+        if track is not None:
+            return track.unavailable_reason()
+        failure = self._failures.get(agent)
+        if failure is not None:
+            return f"no active release for agent {agent!r}: its release failed to load ({failure})"
+        return f"no active release for agent {agent!r}"
+
+    def agents(self) -> list[str]:
+        return sorted({*self.tracks, *self._local, *self._failures})
+
+    def health_state(self, agent: str) -> str:
+        track = self.tracks.get(agent)
+        if track is not None:
+            return track.health()
+        return "ok" if agent in self._local else "deny_all"
+
+    def describe_agent(self, agent: str) -> dict[str, Any]:
+        track = self.tracks.get(agent)
+        return track.describe() if track is not None else {}
+
+    def close(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers.clear()
+
+
+def source_for(track: AgentTrack) -> Repository:
+    agent = track.config
+    return open_repository(
+        track.reference,
+        insecure=agent.insecure,
+        ca=agent.ca,
+        auth=RegistryAuth.from_environment(agent.username),
+    )
+
+
+__all__ = [
+    "EVENTS",
+    "HEALTH_STATES",
+    "AgentTrack",
+    "NodeReleases",
+    "ReleaseEvents",
+]

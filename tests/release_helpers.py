@@ -1,0 +1,167 @@
+"""Builders for the release tests: keys, bundles, signed releases in a registry."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime_fixtures import ANY_OBJECT, ECHO_SCHEMA, manifest
+
+from vedette.config import (
+    AgentConfig,
+    CallerConfig,
+    Config,
+    PolicyConfig,
+    QuotaConfig,
+    token_digest,
+)
+from vedette.releases import signing
+from vedette.releases.artifacts import BuiltRelease, build_release, push_release
+from vedette.releases.cosign import sign_classic
+from vedette.releases.oci import Repository, parse_reference
+
+AGENT = "recon"
+TOKEN = "release-test-token"
+PASSWORD = b"correct horse"
+
+POLICY_V1 = """package vedette
+
+import rego.v1
+
+default decision := {"allow": false, "reason": "v1 denies by default"}
+
+decision := {"allow": true, "reason": "v1 allows echo"} if input.tool == "echo"
+"""
+
+POLICY_V2 = POLICY_V1.replace("v1 allows echo", "v2 allows echo")
+
+
+@dataclass
+class KeyPair:
+    private: signing.PrivateKey
+    public_path: Path
+
+
+def make_key(folder: Path, name: str = "cosign") -> KeyPair:
+    folder.mkdir(parents=True, exist_ok=True)
+    private_pem, public_pem = signing.generate_key_pair(PASSWORD)
+    (folder / f"{name}.key").write_bytes(private_pem)
+    (folder / f"{name}.pub").write_bytes(public_pem)
+    private = signing.load_private_key(folder / f"{name}.key", PASSWORD)
+    return KeyPair(private, folder / f"{name}.pub")
+
+
+def bundle_bytes(policy: str, extra: dict[str, bytes] | None = None) -> bytes:
+    files = {"vedette/policy.rego": policy.encode(), **(extra or {})}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def agent_bytes(name: str = AGENT, tools: list[str] | None = None, version: str = "1.0.0") -> bytes:
+    document = manifest(name, [(tool, ECHO_SCHEMA if tool == "echo" else ANY_OBJECT)
+                               for tool in (tools or ["echo"])])  # fmt: skip
+    document["version"] = version
+    return json.dumps(document).encode()
+
+
+def publish(
+    repo: Repository,
+    key: KeyPair | None,
+    tag: str,
+    *,
+    policy: str = POLICY_V1,
+    agent: bytes | None = None,
+    version: str | None = None,
+    docker_reference: str = "test/recon",
+) -> tuple[str, BuiltRelease]:
+    """Build, push and (when ``key`` is given) sign a release; its digest."""
+    built = build_release(agent or agent_bytes(), bundle_bytes(policy), version=version)
+
+    def sign(digest: str) -> None:
+        if key is not None:
+            sign_classic(repo, digest, docker_reference, key.private)
+
+    digest = push_release(repo, built, tag, sign=sign)
+    return digest, built
+
+
+def open_repo(ref: str) -> Repository:
+    from vedette.releases.oci import open_repository
+
+    return open_repository(parse_reference(ref), insecure=True)
+
+
+def release_config(tmp_path: Path, release: str, keys: list[Path], **agent: object) -> Config:
+    return Config(
+        node_id="release-node",
+        state_dir=tmp_path / "state",
+        quota=QuotaConfig(rate_per_s=1000, burst=1000),
+        policy=PolicyConfig(eval_timeout_ms=10_000),
+        callers=(CallerConfig("adapter", AGENT, token_sha256=token_digest(TOKEN)),),
+        agents=(
+            AgentConfig(AGENT, release=release, keys=tuple(keys), insecure=True, **agent),  # type: ignore[arg-type]
+        ),
+    )
+
+
+def release_events(store: object) -> list[dict]:
+    """The release_event records in an open store, oldest first."""
+    found = []
+    for _, record in store.iter_records():  # type: ignore[attr-defined]
+        document = json.loads(record)
+        if document.get("kind") == "release_event":
+            found.append(document)
+    return found
+
+
+def publish_document(
+    repo: Repository,
+    key: KeyPair | None,
+    tag: str,
+    *,
+    agent: bytes,
+    bundle: bytes,
+    fingerprint_of: bytes | None = None,
+    policy_hash_of: bytes | None = None,
+    agent_name: str = AGENT,
+    expires_at: str | None = None,
+    docker_reference: str = "test/recon",
+) -> str:
+    """Push agent and bundle as given, with a release document whose fingerprint
+    and policy hash may come from *other* files (to build tampered releases that
+    are nevertheless signed by a trusted key)."""
+    from vedette.policy import AgentManifest, Bundle
+    from vedette.releases.artifacts import (
+        ReleaseDocument,
+        agent_artifact,
+        policy_artifact,
+        release_artifact,
+    )
+
+    agent_a, policy_a = agent_artifact(agent), policy_artifact(bundle)
+    agent_a.push(repo)
+    policy_a.push(repo)
+    document = ReleaseDocument(
+        agent_name=agent_name,
+        version="9.9.9",
+        agent_digest=agent_a.digest,
+        behavioral_fingerprint=AgentManifest.from_bytes(
+            fingerprint_of or agent
+        ).behavioral_fingerprint,
+        policy_digest=policy_a.digest,
+        policy_hash=Bundle.from_bytes(policy_hash_of or bundle).policy_hash,
+        expires_at=expires_at,
+    )
+    digest = release_artifact(document).push(repo, tag)
+    if key is not None:
+        sign_classic(repo, digest, docker_reference, key.private)
+    return digest
