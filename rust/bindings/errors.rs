@@ -25,6 +25,8 @@ mod py {
     pyo3::import_exception!(vedette.errors, SegmentNotFoundError);
     pyo3::import_exception!(vedette.errors, BundleError);
     pyo3::import_exception!(vedette.errors, ManifestError);
+    pyo3::import_exception!(vedette.errors, PkiError);
+    pyo3::import_exception!(vedette.errors, PeerError);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -95,4 +97,14 @@ pub fn bundle(err: BundleError) -> PyErr {
 /// `ManifestError(message, at)`: `at` is the JSON path of the offending value.
 pub fn manifest(err: ManifestError) -> PyErr {
     py::ManifestError::new_err((err.to_string(), err.at.clone()))
+}
+
+/// A certificate, key or CRL file that cannot be read or used.
+pub fn pki(message: String) -> PyErr {
+    py::PkiError::new_err(message)
+}
+
+/// The peer transport refused or failed an operation.
+pub fn peer(message: String) -> PyErr {
+    py::PeerError::new_err(message)
 }

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod buffer;
 mod errors;
 mod hashing;
+mod peers;
 mod policy;
 mod quota;
 mod store;
@@ -19,5 +20,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     policy::register(module)?;
     quota::register(module)?;
     store::register(module)?;
+    peers::register(module)?;
     Ok(())
 }
