@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.peers.cli import peers_group
 from vedette.policy_cli import agent_group, bundle_group, policy_group
 from vedette.serve import serve
 from vedette.store_cli import store_group
@@ -63,6 +64,7 @@ main.add_command(store_group)
 main.add_command(bundle_group)
 main.add_command(policy_group)
 main.add_command(agent_group)
+main.add_command(peers_group)
 
 
 if __name__ == "__main__":

@@ -124,9 +124,13 @@ def serve(config_path: Path | None, listen: str | None, example: bool, server: s
 
 def _serve_uvicorn(config: Config) -> None:
     from vedette.api import create_app
+    from vedette.errors import PeerError, PkiError
     from vedette.runtime.interceptor import Runtime
 
-    runtime = Runtime(config)
+    try:
+        runtime = Runtime(config)
+    except (PeerError, PkiError) as err:
+        raise click.ClickException(f"peers: {err}") from err
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -102,12 +102,17 @@ pub struct Session {
     gone: HashSet<SegmentRef>,
     to_serve: VecDeque<SegmentRef>,
     sent_unacked: VecDeque<Digest>,
+    /// Per origin, the sequence below which the peer's frontier has been
+    /// recorded as acknowledgements.
+    acked_through: HashMap<String, u64>,
     pub stats: SessionStats,
 }
 
 /// How far one WANT computation looks past a frontier, so a peer that claims
 /// an absurd frontier costs a bounded amount of work per frame.
 const MAX_SCAN: u64 = 4096;
+/// Acknowledgements recorded from one HELLO's frontiers.
+const MAX_ACKS_PER_HELLO: usize = 1024;
 /// GONE answers remembered per connection (cleared when full).
 const MAX_GONE: usize = 4096;
 
@@ -131,6 +136,7 @@ impl Session {
             gone: HashSet::new(),
             to_serve: VecDeque::new(),
             sent_unacked: VecDeque::new(),
+            acked_through: HashMap::new(),
             stats: SessionStats::default(),
         }
     }
@@ -193,6 +199,7 @@ impl Session {
                 self.hello_seen = true;
                 self.peer_accept_rate = accept_rate;
                 self.peer_frontiers = frontiers.into_iter().collect();
+                self.ack_frontiers()?;
                 Ok(Step::Send(self.wants()))
             }
             Frame::Want(refs) => {
@@ -264,6 +271,39 @@ impl Session {
             }
             Frame::Bye { code, reason } => Ok(Step::Closed { code, reason }),
         }
+    }
+
+    /// A peer's frontier says it holds (or held) every segment of an origin
+    /// below it, however it got them (from this node, from another peer, or
+    /// before a restart that lost an ACK): those it holds of ours are recorded
+    /// as acknowledged by it. At most `MAX_ACKS_PER_HELLO` per HELLO.
+    fn ack_frontiers(&mut self) -> Result<(), ProtocolError> {
+        let mut budget = MAX_ACKS_PER_HELLO;
+        let mut origins: Vec<(String, u64)> = self
+            .peer_frontiers
+            .iter()
+            .map(|(o, n)| (o.clone(), *n))
+            .collect();
+        origins.sort();
+        for (origin, next) in origins {
+            let from = self.acked_through.get(&origin).copied().unwrap_or(0);
+            let mut seq = from;
+            while seq < next && budget > 0 {
+                match self.store.segment_status(&origin, seq) {
+                    SegmentStatus::Held(id) => match self.store.ack(&id, &self.peer_node) {
+                        Ok(()) | Err(StoreError::NotFound(_)) => {}
+                        Err(other) => return Err(ProtocolError::store(other)),
+                    },
+                    // Past what this node holds: nothing more to record here.
+                    SegmentStatus::Missing => break,
+                    SegmentStatus::Evicted => {}
+                }
+                budget -= 1;
+                seq += 1;
+            }
+            self.acked_through.insert(origin, seq);
+        }
+        Ok(())
     }
 
     /// The next answer to the peer's WANTs (SEGMENT or GONE), if any is pending.
@@ -420,6 +460,38 @@ mod tests {
         }
         assert_eq!(a.stats.segments_out, 5);
         assert_eq!(b.stats.segments_in, 5);
+    }
+
+    #[test]
+    fn a_peers_frontier_acknowledges_what_it_holds_however_it_got_it() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 3);
+        // b got a's first two segments some other way (another peer, or an
+        // ACK lost when it was killed).
+        for info in sa.segments().iter().take(2) {
+            let bytes = sa.get_segment(&info.id.unwrap()).unwrap();
+            sb.import_segment(&bytes, None).unwrap();
+        }
+        let mut a = Session::new(
+            Arc::clone(&sa),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        );
+        let hello_b = Session::new(
+            Arc::clone(&sb),
+            Arc::default(),
+            "a".into(),
+            FrameLimits::default(),
+        )
+        .hello(0);
+        a.on_frame(hello_b).unwrap();
+        let acked: Vec<Vec<String>> = sa.segments().iter().map(|i| i.acked_by.clone()).collect();
+        assert_eq!(
+            acked,
+            vec![vec!["b".to_string()], vec!["b".to_string()], vec![]]
+        );
     }
 
     #[test]
