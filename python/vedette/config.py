@@ -187,9 +187,21 @@ class PeersConfig:
     retry_window_s: float = 60.0
     # Read by `vedette peers status`; default <state_dir>/peers-status.json.
     status_file: Path | None = None
+    # Beacon (docs/beacon-privacy.md): IP:PORT to receive announcements on,
+    # IP:PORT destinations to send them to (a broadcast address, or neighbours).
+    beacon_listen: str | None = None
+    beacon_send_to: tuple[str, ...] = ()
+    # The address announced; none: receivers use the datagram's source address.
+    beacon_advertise_address: str | None = None
+    beacon_interval_s: float = 10.0
+    beacon_rate_per_s: float = 10.0
+    beacon_max_candidates: int = 16
 
     def __post_init__(self) -> None:
-        for key, addr in [("listen", self.listen)] + [("static", a) for a in self.static]:
+        addrs = [("listen", self.listen), ("beacon_listen", self.beacon_listen)]
+        addrs += [("static", a) for a in self.static]
+        addrs += [("beacon_send_to", a) for a in self.beacon_send_to]
+        for key, addr in addrs:
             if addr is not None and not _is_ip_port(addr):
                 raise ConfigError(f"peers.{key}: expected IP:PORT, got {addr!r}")
         if not 0 < self.quota_margin < 1:

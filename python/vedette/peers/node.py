@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from vedette.config import Config, PeersConfig
 from vedette.errors import StoreError
+from vedette.peers.beacon import Beacon
 from vedette.peers.service import PeerService
 from vedette.store import SegmentStore
 
@@ -77,11 +78,22 @@ class PeerNode:
         self._seal_every = peers.seal_interval_s
         self._events_seen = 0
         self.events_dropped = 0
+        self.beacon: Beacon | None = None
         try:
-            if peers.listen:
-                self.service.listen(peers.listen)
+            bound = self.service.listen(peers.listen) if peers.listen else None
             for addr in peers.static:
                 self.service.dial(addr)
+            if peers.beacon_listen or peers.beacon_send_to:
+                self.beacon = Beacon(
+                    on_candidate=self.service.dial,
+                    listen=peers.beacon_listen,
+                    send_to=peers.beacon_send_to,
+                    advertise_port=int(bound.rsplit(":", 1)[1]) if bound else None,
+                    advertise_address=peers.beacon_advertise_address,
+                    interval_s=peers.beacon_interval_s,
+                    rate_per_s=peers.beacon_rate_per_s,
+                    max_candidates=peers.beacon_max_candidates,
+                )
         except BaseException:
             self.service.stop(0)
             raise
@@ -92,11 +104,16 @@ class PeerNode:
         self._thread.start()
 
     def status(self) -> dict[str, Any]:
-        return self.service.status()
+        status = self.service.status()
+        if self.beacon is not None:
+            status["beacon"] = self.beacon.status()
+        return status
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self.beacon is not None:
+            self.beacon.stop()
         self.service.stop()
         self._record_events()
         self._write_status()
@@ -155,7 +172,7 @@ class PeerNode:
             "written_unix_ms": int(time.time() * 1000),
             "pid": os.getpid(),
             "events_dropped": self.events_dropped,
-            **self.service.status(),
+            **self.status(),
         }
         target = self._status_file
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
