@@ -109,9 +109,16 @@ def read_all(sock: ssl.SSLSocket) -> bytes:
 
 def parse_frames(data: bytes) -> list[int]:
     """The frame types in ``data``."""
-    types = []
+    return [body[0] for body in frame_bodies(data)]
+
+
+def frame_bodies(data: bytes) -> list[bytes]:
+    """The whole frame bodies in ``data`` (a cut-off last frame is left out)."""
+    bodies = []
     while len(data) >= 5:
         (n,) = struct.unpack("<I", data[:4])
-        types.append(data[4])
+        if len(data) < 4 + n:
+            break
+        bodies.append(data[4 : 4 + n])
         data = data[4 + n :]
-    return types
+    return bodies

@@ -140,6 +140,14 @@ impl PeerService {
         py.detach(|| self.0.dial(addr)).map_err(errors::peer)
     }
 
+    /// Completes `count` full handshakes with `addr` in a row; returns how many.
+    #[pyo3(signature = (addr, count = 1))]
+    fn probe(&self, py: Python<'_>, addr: &str, count: u64) -> PyResult<u64> {
+        let addr = parse_addr(addr)?;
+        py.detach(|| self.0.probe(addr, count))
+            .map_err(errors::peer)
+    }
+
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.0.reload()).map_err(errors::pki)
     }

@@ -17,6 +17,8 @@ use crate::quota::TokenBucket;
 /// Reads and writes move in chunks of at most this many bytes, each charged
 /// to the quota before it moves.
 const CHUNK: usize = 16 << 10;
+/// How long a BYE explaining a closed connection may take to go out.
+const BYE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs an authenticated connection until either side ends it or the
 /// service stops. Every byte read or written here is after the handshake.
@@ -54,10 +56,23 @@ pub(super) async fn run<S>(
         rx,
         Arc::clone(&serve),
     );
-    drop(tx);
+    tokio::pin!(read_task);
+    tokio::pin!(write_task);
     let ended: Option<ProtocolError> = tokio::select! {
-        r = read_task => r.err(),
-        r = write_task => r.err(),
+        r = &mut read_task => match r {
+            Ok(()) => None,
+            Err(err) => {
+                // Say why before closing, when the other side is still there to hear it.
+                if err.code != ByeCode::Other {
+                    let bye = Frame::Bye { code: err.code, reason: err.reason.clone() };
+                    if tx.try_send(bye).is_ok() {
+                        let _ = tokio::time::timeout(BYE_GRACE, &mut write_task).await;
+                    }
+                }
+                Some(err)
+            }
+        },
+        r = &mut write_task => r.err(),
         _ = stopped(&mut stop) => None,
     };
     if let Some(err) = &ended {
@@ -270,7 +285,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut stop = inner.stop_rx.clone();
     loop {
         while let Ok(f) = rx.try_recv() {
+            let bye = matches!(f, Frame::Bye { .. });
             write_frame(&inner, &mut writer, &link, &f, &mut pacer, &session).await?;
+            if bye {
+                let _ = writer.shutdown().await;
+                return Ok(());
+            }
             last_sent = Instant::now();
         }
         let next = tokio::task::block_in_place(|| {
@@ -292,7 +312,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         tokio::select! {
             f = rx.recv() => match f {
                 Some(f) => {
+                    let bye = matches!(f, Frame::Bye { .. });
                     write_frame(&inner, &mut writer, &link, &f, &mut pacer, &session).await?;
+                    if bye {
+                        let _ = writer.shutdown().await;
+                        return Ok(());
+                    }
                     last_sent = Instant::now();
                 }
                 None => return Ok(()),

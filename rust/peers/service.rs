@@ -446,6 +446,27 @@ impl PeerService {
         Ok(())
     }
 
+    /// Dials `addr` `count` times in a row, each time completing a full mutual
+    /// TLS handshake and closing at once (no protocol byte is sent). Returns
+    /// how many handshakes completed; for checking a peer and for benchmarks.
+    pub fn probe(&self, addr: SocketAddr, count: u64) -> Result<u64, String> {
+        let handle = self.handle()?;
+        let inner = Arc::clone(&self.inner);
+        handle.block_on(async move {
+            let mut done = 0;
+            for _ in 0..count {
+                match dial_once(&inner, addr).await {
+                    Ok(stream) => {
+                        drop(stream);
+                        done += 1;
+                    }
+                    Err((reason, detail)) => return Err(format!("{reason}: {detail}")),
+                }
+            }
+            Ok(done)
+        })
+    }
+
     /// Rebuilds the TLS configurations from the files now (they are also
     /// rebuilt at each handshake when a file changed).
     pub fn reload(&self) -> Result<(), String> {

@@ -96,6 +96,12 @@ class PeerService:
         """Keeps a link to ``host:port``, re-dialled within the retry policy."""
         _call(lambda: self._core.dial(addr))
 
+    def probe(self, addr: str, count: int = 1) -> int:
+        """Completes ``count`` full mutual-TLS handshakes with ``addr`` in a row,
+        closing each at once (no protocol byte sent); returns how many completed.
+        Raises :class:`PeerError` naming the reason of the first refusal."""
+        return _call(lambda: self._core.probe(addr, count))
+
     def reload(self) -> None:
         """Re-reads the CA, CRL, certificate and key files now."""
         _call(self._core.reload)
