@@ -37,11 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from peer_pki import OpensslCa  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from peer_pki import OpensslCa
+from report import machine, write_section
 
-from vedette.peers.service import PeerService  # noqa: E402
-from vedette.store import SegmentStore  # noqa: E402
+from vedette.peers.service import PeerService
+from vedette.store import SegmentStore
 
 MIB = 1 << 20
 FAST = {
