@@ -1,5 +1,6 @@
-"""Three `vedette serve` processes replicating evidence over mutual TLS, one of
-them killed with SIGKILL mid-transfer and restarted; `vedette peers status`."""
+"""Three `vedette serve` processes with certificates from `vedette pki`,
+replicating evidence over mutual TLS, one of them killed with SIGKILL
+mid-transfer and restarted; `vedette peers status`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 from peer_helpers import frontiers, wait_until
-from peer_pki import OpensslCa
 
 from vedette.store import SegmentStore
 
@@ -26,6 +26,25 @@ NODES = ("a", "b", "c")
 DIALS = {"a": ("b", "c"), "b": ("c",), "c": ()}
 
 
+class FleetPki:
+    """A PKI made with `vedette pki`, as an operator of a small fleet would."""
+
+    def __init__(self, directory: Path, trust_domain: str, nodes: tuple[str, ...]) -> None:
+        self.dir = directory
+        self.trust_domain = trust_domain
+        self.ca = directory / "ca.crt"
+        self.crl = directory / "crl.pem"
+        pki = [VEDETTE, "pki"]
+        run([*pki, "init", "--trust-domain", trust_domain, "--dir", str(directory)])
+        for node in nodes:
+            run([*pki, "issue", node, "--dir", str(directory)])
+
+
+def run(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -33,7 +52,7 @@ def free_port() -> int:
 
 
 class Node:
-    def __init__(self, name: str, root: Path, ca: OpensslCa, ports: dict[str, int]) -> None:
+    def __init__(self, name: str, root: Path, ca: FleetPki, ports: dict[str, int]) -> None:
         self.name = name
         self.state = root / name
         self.state.mkdir(mode=0o700)
@@ -112,9 +131,7 @@ retry_budget = 200
 
 @pytest.fixture
 def mesh(tmp_path: Path) -> Iterator[dict[str, Node]]:
-    ca = OpensslCa(tmp_path / "pki", "fleet.test")
-    for name in NODES:
-        ca.issue(name)
+    ca = FleetPki(tmp_path / "pki", "fleet.test", NODES)
     ports = {name: free_port() for name in NODES}
     nodes = {name: Node(name, tmp_path, ca, ports) for name in NODES}
     try:

@@ -280,6 +280,67 @@ class AgentManifest:
     def behavioral_fingerprint(self) -> Digest: ...
     def declares_tool(self, name: str) -> bool: ...
 
+# crypto: signing keys (vedette.releases.signing)
+
+__all__ += [
+    "PrivateKey",
+    "PublicKey",
+    "decrypt_private_key",
+    "generate_key_pair",
+]
+
+@final
+class PublicKey:
+    """An ECDSA P-256 public key (SPKI)."""
+
+    @staticmethod
+    def from_pem(pem: Buffer) -> PublicKey: ...
+    def pem(self) -> bytes: ...
+    @property
+    def spki_der(self) -> bytes: ...
+    @property
+    def key_id(self) -> str: ...
+    def verify(self, payload: Buffer, signature_der: Buffer) -> None: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class PrivateKey:
+    """An ECDSA P-256 private key."""
+
+    def sign(self, payload: Buffer) -> bytes: ...
+    def public_key(self) -> PublicKey: ...
+
+def decrypt_private_key(pem: Buffer, password: Buffer) -> PrivateKey: ...
+def generate_key_pair(
+    password: Buffer, *, scrypt_n: int = 65536, scrypt_r: int = 8, scrypt_p: int = 1
+) -> tuple[bytes, bytes]: ...
+
+# crypto: the small-fleet PKI (vedette.peers.pki)
+
+__all__ += [
+    "pki_check_node_name",
+    "pki_crl_entries",
+    "pki_issue",
+    "pki_new_ca",
+    "pki_sign_crl",
+]
+
+def pki_new_ca(trust_domain: str, not_before: int, not_after: int) -> tuple[str, str]: ...
+def pki_issue(
+    ca_cert_pem: str, ca_key_pem: str, node: str, not_before: int, not_after: int
+) -> tuple[str, str]: ...
+def pki_sign_crl(
+    ca_cert_pem: str,
+    ca_key_pem: str,
+    previous_crl_pem: str | None,
+    revoke_cert_pems: list[str],
+    this_update: int,
+    next_update: int,
+) -> str: ...
+def pki_crl_entries(ca_cert_pem: str, crl_pem: str) -> tuple[list[bytes], int]: ...
+def pki_check_node_name(node: str) -> None: ...
+
 # peers
 
 @final

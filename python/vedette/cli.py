@@ -10,7 +10,9 @@ import click
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.peers.cli import peers_group
+from vedette.peers.pki_cli import pki_group
 from vedette.policy_cli import agent_group, bundle_group, policy_group
+from vedette.releases.keys_cli import keygen_command
 from vedette.serve import serve
 from vedette.store_cli import store_group
 from vedette.token_cli import token_group
@@ -64,6 +66,8 @@ main.add_command(store_group)
 main.add_command(bundle_group)
 main.add_command(policy_group)
 main.add_command(agent_group)
+main.add_command(keygen_command)
+main.add_command(pki_group)
 main.add_command(peers_group)
 
 

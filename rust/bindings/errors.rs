@@ -6,6 +6,7 @@
 use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
+use crate::crypto::{KeyFileError, PkiError, SignatureError};
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
 use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
@@ -25,6 +26,8 @@ mod py {
     pyo3::import_exception!(vedette.errors, SegmentNotFoundError);
     pyo3::import_exception!(vedette.errors, BundleError);
     pyo3::import_exception!(vedette.errors, ManifestError);
+    pyo3::import_exception!(vedette.errors, SignatureError);
+    pyo3::import_exception!(vedette.errors, KeyFileError);
     pyo3::import_exception!(vedette.errors, PkiError);
     pyo3::import_exception!(vedette.errors, PeerError);
 }
@@ -99,8 +102,20 @@ pub fn manifest(err: ManifestError) -> PyErr {
     py::ManifestError::new_err((err.to_string(), err.at.clone()))
 }
 
+pub fn signature(err: SignatureError) -> PyErr {
+    py::SignatureError::new_err(err.to_string())
+}
+
+pub fn key_file(err: KeyFileError) -> PyErr {
+    py::KeyFileError::new_err(err.to_string())
+}
+
+pub fn pki(err: PkiError) -> PyErr {
+    py::PkiError::new_err(err.to_string())
+}
+
 /// A certificate, key or CRL file that cannot be read or used.
-pub fn pki(message: String) -> PyErr {
+pub fn pki_message(message: String) -> PyErr {
     py::PkiError::new_err(message)
 }
 

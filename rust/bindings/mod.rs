@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod crypto;
 mod errors;
 mod hashing;
 mod peers;
@@ -20,6 +21,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     policy::register(module)?;
     quota::register(module)?;
     store::register(module)?;
+    crypto::register(module)?;
     peers::register(module)?;
     Ok(())
 }

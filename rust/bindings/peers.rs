@@ -124,7 +124,7 @@ impl PeerService {
         let store = std::sync::Arc::clone(&store.0);
         py.detach(|| core::PeerService::new(store, config))
             .map(PeerService)
-            .map_err(errors::pki)
+            .map_err(errors::pki_message)
     }
 
     /// Listens on `addr` ("host:port"); returns the address bound.
@@ -149,7 +149,7 @@ impl PeerService {
     }
 
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.0.reload()).map_err(errors::pki)
+        py.detach(|| self.0.reload()).map_err(errors::pki_message)
     }
 
     #[pyo3(signature = (grace_s = 2.0))]
