@@ -78,6 +78,11 @@ pub(super) async fn run<S>(
     if let Some(err) = &ended {
         inner.event(
             match err.code {
+                _ if err.reason.starts_with("certificate no longer accepted")
+                    || err.reason.starts_with("PKI files unusable") =>
+                {
+                    "certificate_refused"
+                }
                 ByeCode::Quota => "quota_exceeded",
                 ByeCode::Idle => "idle_timeout",
                 ByeCode::Protocol | ByeCode::Version => "protocol_error",
@@ -283,6 +288,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut tick = tokio::time::interval(inner.config.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = inner.stop_rx.clone();
+    let mut pki_seen = inner.tls.reloads();
     loop {
         while let Ok(f) = rx.try_recv() {
             let bye = matches!(f, Frame::Bye { .. });
@@ -324,6 +330,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
             _ = serve.notified() => {}
             _ = tick.tick() => {
+                if inner.tls.reloads() != pki_seen {
+                    pki_seen = inner.tls.reloads();
+                    recheck(&inner, &link)?;
+                }
                 let (hello, wants) = tokio::task::block_in_place(|| {
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
                     (s.hello(accept), s.wants())
@@ -346,6 +356,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Enforces INV-09 for live connections: when the PKI files changed, the
+/// peer's chain is checked again; a peer revoked (or otherwise no longer
+/// acceptable) is disconnected, and so is every peer while the files are unusable.
+fn recheck(inner: &Inner, link: &PeerLink) -> Result<(), ProtocolError> {
+    let refused = |reason: String| ProtocolError {
+        code: ByeCode::Other,
+        reason,
+    };
+    let configs = inner
+        .tls
+        .current()
+        .map_err(|e| refused(format!("PKI files unusable: {e}")))?;
+    configs.recheck(&link.chain, !link.outbound).map_err(|e| {
+        refused(format!(
+            "certificate no longer accepted ({}): {e}",
+            super::tls::rejection_reason(&e)
+        ))
+    })
 }
 
 /// Enforces INV-13 outbound: every chunk waits for the peer's outbound bucket

@@ -161,6 +161,8 @@ impl QuotaState {
 #[derive(Debug)]
 pub struct PeerLink {
     pub identity: PeerIdentity,
+    /// The certificate chain the peer presented, checked again when the PKI files change.
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub address: SocketAddr,
     pub outbound: bool,
     pub connected: AtomicBool,
@@ -377,6 +379,7 @@ impl PeerService {
             dials: Mutex::new(BTreeMap::new()),
             listening: Mutex::new(Vec::new()),
         });
+        runtime.spawn(watch_files(Arc::clone(&inner)));
         Ok(PeerService {
             inner,
             runtime: Mutex::new(Some(runtime)),
@@ -690,13 +693,13 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 }
                 Ok(Ok(stream)) => stream,
             };
-            let cert = stream
+            let chain = stream
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.as_ref().to_vec());
-            serve_connection(inner, stream, cert, addr, false).await;
+                .unwrap_or(&[])
+                .to_vec();
+            serve_connection(inner, stream, chain, addr, false).await;
         });
     }
 }
@@ -705,7 +708,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 async fn serve_connection<S>(
     inner: Arc<Inner>,
     stream: S,
-    cert: Option<Vec<u8>>,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     addr: SocketAddr,
     outbound: bool,
 ) -> bool
@@ -713,9 +716,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let settings = inner.tls.settings();
-    let identity = cert
+    let identity = chain
+        .first()
         .ok_or_else(|| "no certificate".to_string())
-        .and_then(|c| identity_of(&c, settings.trust_domain.as_deref(), &settings.allow));
+        .and_then(|c| identity_of(c, settings.trust_domain.as_deref(), &settings.allow));
     let identity = match identity {
         Ok(id) => id,
         Err(err) => {
@@ -739,6 +743,7 @@ where
     inner.totals.handshakes_ok.fetch_add(1, Ordering::Relaxed);
     let link = Arc::new(PeerLink {
         identity: identity.clone(),
+        chain,
         address: addr,
         outbound,
         connected: AtomicBool::new(true),
@@ -795,13 +800,13 @@ async fn dial_loop(inner: Arc<Inner>, addr: SocketAddr) {
                     t.connected = true;
                     t.last_error = None;
                 });
-                let cert = stream
+                let chain = stream
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.as_ref().to_vec());
-                let served = serve_connection(Arc::clone(&inner), stream, cert, addr, true).await;
+                    .unwrap_or(&[])
+                    .to_vec();
+                let served = serve_connection(Arc::clone(&inner), stream, chain, addr, true).await;
                 with_target(&inner, addr, |t| {
                     t.connected = false;
                     if !served {
@@ -821,6 +826,20 @@ async fn dial_loop(inner: Arc<Inner>, addr: SocketAddr) {
                 });
             }
         }
+    }
+}
+
+/// Notices changed PKI files between handshakes, so live connections are
+/// checked against a new CRL within a sync interval.
+async fn watch_files(inner: Arc<Inner>) {
+    let mut stop = inner.stop_rx.clone();
+    let mut tick = tokio::time::interval(inner.config.sync_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let _ = inner.tls.current();
     }
 }
 

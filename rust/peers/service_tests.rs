@@ -166,3 +166,37 @@ fn a_dead_peer_is_dialled_within_the_budget() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(a.status().dials[0].attempts, 3, "dialled past the budget");
 }
+
+#[test]
+fn a_peer_revoked_while_connected_is_disconnected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(&tmp.path().join("pki"), "test.example");
+    ca.issue("a", false);
+    let b_serial = ca.issue("b", false);
+    let sa = store(&tmp.path().join("a"), "a");
+    let sb = store(&tmp.path().join("b"), "b");
+    let a = PeerService::new(Arc::clone(&sa), config(&ca, "a")).unwrap();
+    let b = PeerService::new(Arc::clone(&sb), config(&ca, "b")).unwrap();
+    let addr = a.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    b.dial(addr).unwrap();
+    wait_until("the link", || a.status().peers.iter().any(|p| p.connected));
+    // The mtime may not move within the file system's granularity; the size does.
+    ca.write_crl(&[b_serial], false);
+    wait_until("the revoked peer to be cut off", || {
+        a.events(0).iter().any(|e| e.kind == "certificate_refused")
+    });
+    wait_until("the link to close", || {
+        a.status().peers.iter().all(|p| !p.connected)
+    });
+    // And it stays out: its redials are refused at the handshake.
+    wait_until("a refused redial", || {
+        a.status().rejected.contains_key("revoked")
+    });
+    fill(&sa, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        sb.frontiers().is_empty()
+            || sb.frontiers().iter().all(|(o, _)| o != "a")
+            || sb.frontiers()[0].1 == 0
+    );
+}

@@ -185,11 +185,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Both configurations built from one reading of the files.
+/// Both configurations built from one reading of the files, and their
+/// verifiers (to check the certificates of live connections again).
 #[derive(Clone)]
 pub struct TlsConfigs {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    server_verifier: Arc<dyn ServerCertVerifier>,
 }
 
 impl TlsConfigs {
@@ -236,7 +239,7 @@ impl TlsConfigs {
         let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| format!("TLS 1.3: {e}"))?
-            .with_client_cert_verifier(client_verifier)
+            .with_client_cert_verifier(Arc::clone(&client_verifier) as Arc<dyn ClientCertVerifier>)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| format!("{}: {e}", settings.cert.display()))?;
 
@@ -257,13 +260,41 @@ impl TlsConfigs {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| format!("TLS 1.3: {e}"))?
             .dangerous()
-            .with_custom_certificate_verifier(server_verifier)
+            .with_custom_certificate_verifier(
+                Arc::clone(&server_verifier) as Arc<dyn ServerCertVerifier>
+            )
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("{}: {e}", settings.cert.display()))?;
         Ok(TlsConfigs {
             server: Arc::new(server),
             client: Arc::new(client),
+            client_verifier,
+            server_verifier,
         })
+    }
+
+    /// Checks a connected peer's chain again, as its handshake did (chain,
+    /// validity, EKU, CRLs, identity), against these configurations: a peer
+    /// revoked by a new CRL is found while it is connected.
+    pub fn recheck(
+        &self,
+        chain: &[CertificateDer<'static>],
+        peer_is_client: bool,
+    ) -> Result<(), TlsError> {
+        let (end_entity, intermediates) = chain
+            .split_first()
+            .ok_or(TlsError::NoCertificatesPresented)?;
+        let now = UnixTime::now();
+        if peer_is_client {
+            self.client_verifier
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ())
+        } else {
+            let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            self.server_verifier
+                .verify_server_cert(end_entity, intermediates, &name, &[], now)
+                .map(|_| ())
+        }
     }
 }
 
