@@ -48,9 +48,9 @@ NOTE = """The replication goal (≥ 3× the bytes-only anchor) is not met. vedet
 does per segment what the anchor does not: reads the segment back and checks
 its BLAKE3 id before sending, paces to the quotas in 16 KiB chunks, and on
 the receiver verifies the id, the record checksums and the chain, then writes,
-fsyncs, renames and fsyncs the directory before it acknowledges; the store's
-import runs between frame reads, so disk and network do not overlap yet
-(pipelining the import is the known next step). Against the anchor that also
+fsyncs, renames and fsyncs the directory before it acknowledges (one frame is
+read ahead while a segment is imported; the sender reads and checks each
+segment before writing it, without read-ahead). Against the anchor that also
 writes and fsyncs each segment the two are close. The machine was shared
 (load average 3–4 on 2 cores), so rounds vary widely; the per-round figures
 are above. Handshakes: rustls on ring against CPython's OpenSSL, both with

@@ -212,7 +212,21 @@ impl InboundMeter {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
+/// Frames read ahead of the one being processed: while the store imports a
+/// segment (and fsyncs), the next one is already coming in. Bounded (INV-07):
+/// at most this many frames of `max_frame_bytes` wait here.
+const READ_AHEAD: usize = 1;
+
+/// Aborts the spawned reader when the connection ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
     inner: Arc<Inner>,
     mut reader: R,
     session: Arc<Mutex<Session>>,
@@ -220,29 +234,52 @@ async fn read_loop<R: AsyncRead + Unpin>(
     tx: mpsc::Sender<Frame>,
     serve: Arc<Notify>,
 ) -> Result<(), ProtocolError> {
-    let mut meter = InboundMeter {
-        key: link.identity.name.clone(),
-        window_start: Instant::now(),
-        waited: Duration::ZERO,
+    let (frames_tx, mut frames) = mpsc::channel::<Result<Frame, ProtocolError>>(READ_AHEAD);
+    let _reader = {
+        let inner = Arc::clone(&inner);
+        let link = Arc::clone(&link);
+        AbortOnDrop(tokio::spawn(async move {
+            let mut meter = InboundMeter {
+                key: link.identity.name.clone(),
+                window_start: Instant::now(),
+                waited: Duration::ZERO,
+            };
+            loop {
+                let read = read_frame(&inner, &mut reader, &link, &mut meter).await;
+                let failed = read.is_err();
+                if frames_tx.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        }))
     };
+    let mut segments = 0u64;
     loop {
-        let frame = read_frame(&inner, &mut reader, &link, &mut meter).await?;
+        let Some(frame) = frames.recv().await else {
+            return Ok(());
+        };
+        let frame = frame?;
         let is_segment = matches!(frame, Frame::Segment { .. });
         let is_hello = matches!(frame, Frame::Hello { .. });
+        segments += u64::from(is_segment);
+        // The lag costs a pass over the store's index: on HELLO, now and then,
+        // and when nothing more is outstanding.
+        let measure_lag = is_hello || segments % 16 == 1;
         // Store calls block (fsync); keep them off the runtime's async path.
-        let step = tokio::task::block_in_place(|| {
+        let (step, stats, lag) = tokio::task::block_in_place(|| {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let step = s.on_frame(frame);
-            let stats = s.stats;
-            (step, stats, s.frontier_lag())
+            let lag = (measure_lag || s.requested() == 0).then(|| s.frontier_lag());
+            (step, s.stats, lag)
         });
-        let (step, stats, lag) = step;
         link.segments_in.store(stats.segments_in, Ordering::Relaxed);
-        link.frontier_lag.store(lag, Ordering::Relaxed);
+        if let Some(lag) = lag {
+            link.frontier_lag.store(lag, Ordering::Relaxed);
+        }
         if is_segment {
             inner.totals.segments_in.fetch_add(1, Ordering::Relaxed);
         }
-        if is_segment || (is_hello && lag == 0) {
+        if is_segment || (is_hello && lag == Some(0)) {
             link.last_sync_ms.store(now_unix_ms(), Ordering::Relaxed);
         }
         match step? {
