@@ -208,6 +208,8 @@ class PeersConfig:
             raise ConfigError(
                 f"peers.quota_margin: expected a number in (0, 1), got {self.quota_margin}"
             )
+        if self.beacon_send_to and self.listen is None:
+            raise ConfigError("peers.beacon_send_to: a beacon announces peers.listen; set it")
 
 
 def _is_ip_port(text: str) -> bool:

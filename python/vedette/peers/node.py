@@ -1,7 +1,9 @@
 """The peer transport as ``vedette serve`` runs it, from the ``[peers]`` table.
 
 :class:`PeerNode` starts the :class:`~vedette.peers.service.PeerService`
-(listen, static peers) and one housekeeping thread that, every second:
+(listen, static peers), the beacon when configured (its candidates are only
+dialled: :mod:`vedette.peers.beacon`), and one housekeeping thread that, every
+second:
 
 - seals the open segment every ``seal_interval_s`` (evidence replicates once sealed);
 - records the service's events (peer connected, handshake rejected with its
