@@ -52,7 +52,7 @@ fsyncs, renames and fsyncs the directory before it acknowledges (one frame is
 read ahead while a segment is imported; the sender reads and checks each
 segment before writing it, without read-ahead). Against the anchor that also
 writes and fsyncs each segment the two are close. The machine was shared
-(load average 3–4 on 2 cores), so rounds vary widely; the per-round figures
+(see the load average above; 2 cores), so rounds vary widely; the per-round figures
 are above. Handshakes: rustls on ring against CPython's OpenSSL, both with
 ECDSA P-256 certificates and CRL checking on the vedette side; the Python
 client's own cost is part of the anchor's figure."""

@@ -188,6 +188,13 @@ def test_three_nodes_converge_after_a_sigkill_mid_transfer(mesh: dict[str, Node]
             if json.loads(r).get("kind") == "decision"
         ]
         assert len(decisions) >= 280
+        # a's peer events were recorded as evidence, and replicated like the rest.
+        events = [
+            json.loads(r)
+            for _, r in store.iter_records(origin="a")
+            if json.loads(r).get("kind") == "peer_event"
+        ]
+        assert {"listening", "connected"} <= {e["event"] for e in events}
     finally:
         store.close()
 
