@@ -125,14 +125,10 @@ class OpensslCa:
         openssl("ca", "-config", str(self.conf), "-revoke", str(crt))
         self.gencrl()
 
-    def gencrl(self, *, expired: bool = False) -> None:
+    def gencrl(self) -> None:
         tmp = self.dir / "crl.pem.tmp"
-        args = ["-crldays", "3650"]
-        if expired:
-            # A CRL whose nextUpdate is already past.
-            args = ["-crlsec", "1"]
         openssl(
-            "ca", "-gencrl", "-config", str(self.conf), "-out", str(tmp), *args,
+            "ca", "-gencrl", "-config", str(self.conf), "-out", str(tmp), "-crldays", "3650",
         )  # fmt: skip
         tmp.replace(self.crl)
 
