@@ -28,7 +28,7 @@ from vedette.peers.service import PeerService
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> OpensslCa:
     ca = OpensslCa(tmp_path_factory.mktemp("pki") / "ca", "test.example")
-    for node in ("a", "b", "c", "flood"):
+    for node in ("a", "b", "c", "flood", "d"):
         ca.issue(node)
     return ca
 
@@ -168,3 +168,22 @@ def test_unusable_files_and_settings_are_refused(ca: OpensslCa, tmp_path: Path) 
     with service(sa, ca, "a") as a, pytest.raises(ValueError, match="host:port"):
         a.dial("localhost")
     sa.close()
+
+
+def test_revoking_a_connected_peer_cuts_it_off_without_a_restart(
+    ca: OpensslCa, tmp_path: Path
+) -> None:
+    sa, sd = open_store(tmp_path / "a", "a"), open_store(tmp_path / "d", "d")
+    fill(sa, 2)
+    with service(sa, ca, "a") as a, service(sd, ca, "d") as d:
+        d.dial(a.listen("127.0.0.1:0"))
+        wait_until("the first sync", lambda: frontiers(sd).get("a") == 2)
+        ca.revoke(ca.dir / "d.crt")  # rewrites crl.pem in place, as `vedette pki revoke` does
+        wait_until("the cut-off", lambda: any(e.kind == "certificate_refused" for e in a.events()))
+        wait_until("a refused redial", lambda: "revoked" in a.status()["handshakes_rejected"])
+        assert not any(p["connected"] for p in a.status()["peers"])
+        fill(sa, 1, b"after revocation")
+        time.sleep(0.5)
+        assert frontiers(sd).get("a") == 2, "a revoked peer still received segments"
+    sa.close()
+    sd.close()
