@@ -7,6 +7,7 @@
 //! - [`policy`]: OPA bundles, Rego evaluation (regorus), agent manifests.
 //! - [`quota`]: lock-free token buckets and a bounded keyed quota table.
 //! - [`crypto`]: ECDSA P-256 signing keys in cosign's formats, the small-fleet PKI.
+//! - [`peers`]: the peer transport: mutual TLS, the sync protocol, quotas, retry.
 //!
 //! The PyO3 layer in `bindings` only converts types, releases the GIL and maps
 //! errors; it is compiled when the `python` feature is on (maturin turns it on).
@@ -14,6 +15,7 @@
 
 pub mod crypto;
 pub mod hashing;
+pub mod peers;
 pub mod policy;
 pub mod quota;
 pub mod store;

@@ -17,6 +17,7 @@ __all__ = [
     "DurableQueue",
     "Hasher",
     "ManualClock",
+    "PeerService",
     "PolicyEngine",
     "QuotaTable",
     "Store",
@@ -368,3 +369,50 @@ def pki_sign_crl(
 ) -> str: ...
 def pki_crl_entries(ca_cert_pem: str, crl_pem: str) -> tuple[list[bytes], int]: ...
 def pki_check_node_name(node: str) -> None: ...
+
+# peers
+
+@final
+class PeerService:
+    def __new__(
+        cls,
+        store: Store,
+        *,
+        ca: str,
+        cert: str,
+        key: str,
+        crl: list[str],
+        trust_domain: str | None = None,
+        allow: list[str] = ...,
+        rate_in: float = 8388608.0,
+        burst_in: float = 1048576.0,
+        rate_out: float = 8388608.0,
+        burst_out: float = 1048576.0,
+        quota_margin: float = 0.5,
+        quota_window_s: float = 5.0,
+        handshake_timeout_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
+        sync_interval_s: float = 1.0,
+        max_connections: int = 64,
+        max_pending_per_addr: int = 4,
+        max_pending: int = 64,
+        max_dial_targets: int = 64,
+        max_frame_bytes: int = 16781312,
+        max_want_entries: int = 64,
+        retry_base_s: float = 0.5,
+        retry_cap_s: float = 60.0,
+        retry_budget: int = 10,
+        retry_window_s: float = 60.0,
+        max_events: int = 1024,
+        workers: int = 2,
+    ) -> PeerService: ...
+    def listen(self, addr: str) -> str:
+        """Listens on `addr` ("host:port"); returns the address bound."""
+    def dial(self, addr: str) -> None: ...
+    def probe(self, addr: str, count: int = 1) -> int:
+        """Completes `count` full handshakes with `addr` in a row; returns how many."""
+    def reload(self) -> None: ...
+    def stop(self, grace_s: float = 2.0) -> None: ...
+    def listening(self) -> list[str]: ...
+    def events(self, since: int = 0) -> list[dict[str, Any]]: ...
+    def status(self) -> dict[str, Any]: ...

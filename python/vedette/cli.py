@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.hashing import ALGORITHMS, hash_file
+from vedette.peers.cli import peers_group
 from vedette.peers.pki_cli import pki_group
 from vedette.policy_cli import agent_group, bundle_group, policy_group
 from vedette.releases.cli import release_group
@@ -69,6 +70,7 @@ main.add_command(agent_group)
 main.add_command(release_group)
 main.add_command(keygen_command)
 main.add_command(pki_group)
+main.add_command(peers_group)
 
 
 if __name__ == "__main__":

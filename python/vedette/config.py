@@ -168,6 +168,76 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class PeersConfig:
+    """The ``[peers]`` table: the peer transport (DESIGN §8; docs/configuration.md)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path
+    # HOST:PORT (a literal IP) to accept peers on; none: dial only.
+    listen: str | None = None
+    trust_domain: str | None = None
+    # Identity patterns (`*` wildcard) a peer's SAN URI or DNS name must match.
+    allow: tuple[str, ...] = ()
+    # HOST:PORT addresses dialled and kept connected.
+    static: tuple[str, ...] = ()
+    rate_in_bytes_per_s: float = 8 * 1024 * 1024
+    burst_in_bytes: float = 1024 * 1024
+    rate_out_bytes_per_s: float = 8 * 1024 * 1024
+    burst_out_bytes: float = 1024 * 1024
+    quota_margin: float = 0.5
+    # Evidence leaves the node once sealed: seal the open segment this often.
+    seal_interval_s: float = 5.0
+    sync_interval_s: float = 1.0
+    idle_timeout_s: float = 60.0
+    handshake_timeout_s: float = 10.0
+    max_connections: int = 64
+    retry_base_s: float = 0.5
+    retry_cap_s: float = 60.0
+    retry_budget: int = 10
+    retry_window_s: float = 60.0
+    # Read by `vedette peers status`; default <state_dir>/peers-status.json.
+    status_file: Path | None = None
+    # Beacon (docs/beacon-privacy.md): IP:PORT to receive announcements on,
+    # IP:PORT destinations to send them to (a broadcast address, or neighbours).
+    beacon_listen: str | None = None
+    beacon_send_to: tuple[str, ...] = ()
+    # The address announced; none: receivers use the datagram's source address.
+    beacon_advertise_address: str | None = None
+    beacon_interval_s: float = 10.0
+    beacon_rate_per_s: float = 10.0
+    beacon_max_candidates: int = 16
+
+    def __post_init__(self) -> None:
+        addrs = [("listen", self.listen), ("beacon_listen", self.beacon_listen)]
+        addrs += [("static", a) for a in self.static]
+        addrs += [("beacon_send_to", a) for a in self.beacon_send_to]
+        for key, addr in addrs:
+            if addr is not None and not _is_ip_port(addr):
+                raise ConfigError(f"peers.{key}: expected IP:PORT, got {addr!r}")
+        if not 0 < self.quota_margin < 1:
+            raise ConfigError(
+                f"peers.quota_margin: expected a number in (0, 1), got {self.quota_margin}"
+            )
+        if self.beacon_send_to and self.listen is None:
+            raise ConfigError("peers.beacon_send_to: a beacon announces peers.listen; set it")
+
+
+def _is_ip_port(text: str) -> bool:
+    import ipaddress
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
 class Config:
     node_id: str = field(default_factory=socket.gethostname)
     state_dir: Path = field(default_factory=default_state_dir)
@@ -180,6 +250,7 @@ class Config:
     tools: ToolsConfig = ToolsConfig()
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
+    peers: PeersConfig | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -294,6 +365,8 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 _PATH_KEYS = {"state_dir", "dir", "unix_socket", "manifest", "bundle", "keys", "ca"}
+# The [peers] table's files.
+_PATH_KEYS |= {"cert", "key", "crl", "status_file"}
 
 
 def _build(cls: type[Any], data: object, key: str) -> Any:

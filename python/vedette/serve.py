@@ -153,8 +153,12 @@ def build_runtime(config: Config) -> Runtime:
 
 def _serve_uvicorn(config: Config) -> None:
     from vedette.api import create_app
+    from vedette.errors import PeerError, PkiError
 
-    runtime = build_runtime(config)
+    try:
+        runtime = build_runtime(config)
+    except (PeerError, PkiError) as err:
+        raise click.ClickException(f"peers: {err}") from err
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):

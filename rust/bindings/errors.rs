@@ -29,6 +29,7 @@ mod py {
     pyo3::import_exception!(vedette.errors, SignatureError);
     pyo3::import_exception!(vedette.errors, KeyFileError);
     pyo3::import_exception!(vedette.errors, PkiError);
+    pyo3::import_exception!(vedette.errors, PeerError);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -111,4 +112,14 @@ pub fn key_file(err: KeyFileError) -> PyErr {
 
 pub fn pki(err: PkiError) -> PyErr {
     py::PkiError::new_err(err.to_string())
+}
+
+/// A certificate, key or CRL file that cannot be read or used.
+pub fn pki_message(message: String) -> PyErr {
+    py::PkiError::new_err(message)
+}
+
+/// The peer transport refused or failed an operation.
+pub fn peer(message: String) -> PyErr {
+    py::PeerError::new_err(message)
 }

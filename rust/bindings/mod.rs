@@ -9,6 +9,7 @@ mod buffer;
 mod crypto;
 mod errors;
 mod hashing;
+mod peers;
 mod policy;
 mod quota;
 mod store;
@@ -21,5 +22,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     quota::register(module)?;
     store::register(module)?;
     crypto::register(module)?;
+    peers::register(module)?;
     Ok(())
 }

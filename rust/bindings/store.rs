@@ -38,7 +38,7 @@ fn shared_fs_name(f_type: i64) -> Option<&'static str> {
 }
 
 #[pyclass(frozen, module = "vedette._core", name = "Store")]
-pub struct Store(Arc<core::Store>);
+pub struct Store(pub(crate) Arc<core::Store>);
 
 fn info_dict<'py>(py: Python<'py>, info: &core::SegmentInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);

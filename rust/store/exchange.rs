@@ -197,4 +197,65 @@ impl Store {
         let _ = Arc::clone(&shared.storage);
         Ok(id)
     }
+
+    /// Per origin, the next sequence after the contiguous run from 0 of
+    /// segments held or evicted here: what a peer need not send (the sync
+    /// protocol's HELLO frontier). Origins with nothing from 0 are left out.
+    pub fn frontiers(&self) -> Vec<(String, u64)> {
+        let st = self.shared.lock();
+        let mut seqs: std::collections::BTreeSet<(&str, u64)> = st
+            .by_origin
+            .keys()
+            .map(|(origin, seq)| (origin.as_str(), *seq))
+            .collect();
+        seqs.extend(st.catalog.evicted.keys().map(|(o, s)| (o.as_str(), *s)));
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let mut current: Option<(&str, u64)> = None;
+        for (origin, seq) in seqs {
+            match current {
+                Some((o, next)) if o == origin => {
+                    if seq == next {
+                        current = Some((o, next + 1));
+                    }
+                }
+                _ => {
+                    if let Some((o, next)) = current.take() {
+                        out.push((o.to_string(), next));
+                    }
+                    if seq == 0 {
+                        current = Some((origin, 1));
+                    } else {
+                        current = Some((origin, 0));
+                    }
+                }
+            }
+        }
+        if let Some((o, next)) = current {
+            out.push((o.to_string(), next));
+        }
+        out.retain(|(_, next)| *next > 0);
+        out
+    }
+
+    /// Where segment `seq` of `origin` stands here: held (with its id),
+    /// evicted, or never seen.
+    pub fn segment_status(&self, origin: &str, seq: u64) -> SegmentStatus {
+        let st = self.shared.lock();
+        let key = (origin.to_string(), seq);
+        if let Some(id) = st.by_origin.get(&key) {
+            return SegmentStatus::Held(*id);
+        }
+        if st.catalog.evicted.contains_key(&key) {
+            return SegmentStatus::Evicted;
+        }
+        SegmentStatus::Missing
+    }
+}
+
+/// See [`Store::segment_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentStatus {
+    Held(Digest),
+    Evicted,
+    Missing,
 }

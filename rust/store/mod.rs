@@ -36,6 +36,7 @@ mod verify;
 
 pub use api::{SegmentInfo, Store, Usage};
 pub use error::StoreError;
+pub use exchange::SegmentStatus;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
 pub use recovery::RecoveryReport;
 pub use verify::VerifyReport;

@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vedette.config import Config
 from vedette.errors import is_rust_panic
@@ -33,6 +33,9 @@ from vedette.runtime.metrics import RuntimeMetrics
 from vedette.runtime.releases import ActiveRelease, LocalReleases, Releases
 from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore
+
+if TYPE_CHECKING:
+    from vedette.peers.node import PeerNode
 
 log = logging.getLogger("vedette.runtime")
 
@@ -85,6 +88,12 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        self.peers: PeerNode | None = None
+        try:
+            self.peers = _start_peers(config, self.store, self.metrics)
+        except BaseException:
+            self.close()  # a bad [peers] table must not leave the store locked
+            raise
 
     # -- entry points -------------------------------------------------------
 
@@ -407,6 +416,7 @@ class Runtime:
             "agents": agents,
             "store": {"bytes_used": usage.bytes_used, "ceiling_bytes": usage.ceiling_bytes},
             "tools": self.tools.names(),
+            **({"peers": self.peers.status()} if self.peers is not None else {}),
         }
 
     def close(self) -> None:
@@ -418,10 +428,23 @@ class Runtime:
             self._loop_thread.join()
             self._loop.close()
             self._loop = None
+        if self.peers is not None:
+            self.peers.stop()
         self._evaluators.shutdown(wait=True)
         self.tools.close()
         self._records.close()
         self.store.close()
+
+
+def _start_peers(config: Config, store: SegmentStore, metrics: RuntimeMetrics) -> PeerNode | None:
+    """The peer transport, when the configuration has a ``[peers]`` table."""
+    if config.peers is None:
+        return None
+    from vedette.peers.node import PeerNode
+
+    node = PeerNode(config, store)
+    node.register_metrics(metrics.registry)
+    return node
 
 
 def _schema_problem(release: ActiveRelease, tool: str, args_json: bytes) -> str | None:

@@ -1,0 +1,627 @@
+//! One connection's side of the sync protocol, without any I/O: frames in,
+//! frames out, the store as the only source and sink of segments.
+//!
+//! Both ends run the same state machine (the protocol is symmetric): each
+//! sends HELLO with its frontiers, asks with WANT for what the other holds and
+//! it lacks, serves the other's WANTs with SEGMENT or GONE, and ACKs what it
+//! stored. The first frame from the other side must be HELLO.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::frames::{ByeCode, Frame, FrameLimits, SegmentRef, PROTOCOL_VERSION};
+use crate::hashing::Digest;
+use crate::store::{SegmentStatus, Store, StoreError};
+
+/// Segments being fetched right now, over all connections of a service: a
+/// segment is never asked of two peers at once.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    set: Mutex<HashSet<SegmentRef>>,
+}
+
+impl InFlight {
+    /// True when the caller now owns the fetch of `r`.
+    pub fn claim(&self, r: &SegmentRef) -> bool {
+        self.lock().insert(r.clone())
+    }
+
+    pub fn release(&self, r: &SegmentRef) {
+        self.lock().remove(r);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SegmentRef>> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a connection must end, and the BYE code that says so.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ProtocolError {
+    pub code: ByeCode,
+    pub reason: String,
+}
+
+impl ProtocolError {
+    pub fn protocol(reason: impl Into<String>) -> ProtocolError {
+        ProtocolError {
+            code: ByeCode::Protocol,
+            reason: reason.into(),
+        }
+    }
+
+    fn store(err: StoreError) -> ProtocolError {
+        ProtocolError {
+            code: ByeCode::Other,
+            reason: format!("store: {err}"),
+        }
+    }
+}
+
+/// What the other side's frame leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send these frames (possibly none) and carry on.
+    Send(Vec<Frame>),
+    /// The other side said BYE.
+    Closed { code: ByeCode, reason: String },
+}
+
+/// Counters of one session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionStats {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub gone_in: u64,
+    pub acks_in: u64,
+}
+
+/// Enforces INV-07 for one connection: the WANT entries asked of the peer and
+/// those the peer may have pending with us are both bounded by the window, so
+/// the bytes outstanding either way are at most `want_window` × the frame limit.
+pub struct Session {
+    store: Arc<Store>,
+    in_flight: Arc<InFlight>,
+    /// The peer's node id, recorded as the acknowledger of what it ACKs.
+    peer_node: String,
+    limits: FrameLimits,
+    window: usize,
+    hello_seen: bool,
+    peer_frontiers: HashMap<String, u64>,
+    peer_accept_rate: u64,
+    requested: HashSet<SegmentRef>,
+    gone: HashSet<SegmentRef>,
+    to_serve: VecDeque<SegmentRef>,
+    sent_unacked: VecDeque<Digest>,
+    /// Per origin, the sequence below which the peer's frontier has been
+    /// recorded as acknowledgements.
+    acked_through: HashMap<String, u64>,
+    pub stats: SessionStats,
+}
+
+/// How far one WANT computation looks past a frontier, so a peer that claims
+/// an absurd frontier costs a bounded amount of work per frame.
+const MAX_SCAN: u64 = 4096;
+/// Acknowledgements recorded from one HELLO's frontiers.
+const MAX_ACKS_PER_HELLO: usize = 1024;
+/// GONE answers remembered per connection (cleared when full).
+const MAX_GONE: usize = 4096;
+
+impl Session {
+    pub fn new(
+        store: Arc<Store>,
+        in_flight: Arc<InFlight>,
+        peer_node: String,
+        limits: FrameLimits,
+    ) -> Session {
+        Session {
+            store,
+            in_flight,
+            peer_node,
+            window: usize::from(limits.max_want_entries).max(1),
+            limits,
+            hello_seen: false,
+            peer_frontiers: HashMap::new(),
+            peer_accept_rate: 0,
+            requested: HashSet::new(),
+            gone: HashSet::new(),
+            to_serve: VecDeque::new(),
+            sent_unacked: VecDeque::new(),
+            acked_through: HashMap::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The bytes/s the peer said it accepts (0: it gave none).
+    pub fn peer_accept_rate(&self) -> u64 {
+        self.peer_accept_rate
+    }
+
+    pub fn hello_seen(&self) -> bool {
+        self.hello_seen
+    }
+
+    /// Our HELLO: this store's frontiers, capped at the frame's bound.
+    pub fn hello(&self, accept_rate: u64) -> Frame {
+        let mut frontiers = self.store.frontiers();
+        frontiers.truncate(usize::from(self.limits.max_origins));
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            accept_rate,
+            frontiers,
+        }
+    }
+
+    /// Sum over origins of how far the peer's frontier is ahead of ours.
+    pub fn frontier_lag(&self) -> u64 {
+        let mine: HashMap<String, u64> = self.store.frontiers().into_iter().collect();
+        self.peer_frontiers
+            .iter()
+            .map(|(o, next)| next.saturating_sub(mine.get(o).copied().unwrap_or(0)))
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Requests outstanding with the peer.
+    pub fn requested(&self) -> usize {
+        self.requested.len()
+    }
+
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Step, ProtocolError> {
+        if !self.hello_seen && !matches!(frame, Frame::Hello { .. } | Frame::Bye { .. }) {
+            return Err(ProtocolError::protocol(format!(
+                "{} before HELLO",
+                frame.frame_type().name()
+            )));
+        }
+        match frame {
+            Frame::Hello {
+                version,
+                accept_rate,
+                frontiers,
+            } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(ProtocolError {
+                        code: ByeCode::Version,
+                        reason: format!(
+                            "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"
+                        ),
+                    });
+                }
+                self.hello_seen = true;
+                self.peer_accept_rate = accept_rate;
+                self.peer_frontiers = frontiers.into_iter().collect();
+                self.ack_frontiers()?;
+                Ok(Step::Send(self.wants()))
+            }
+            Frame::Want(refs) => {
+                if self.to_serve.len() + refs.len() > self.window {
+                    return Err(ProtocolError::protocol(format!(
+                        "WANT window exceeded: {} pending + {} asked > {}",
+                        self.to_serve.len(),
+                        refs.len(),
+                        self.window
+                    )));
+                }
+                self.to_serve.extend(refs);
+                Ok(Step::Send(Vec::new()))
+            }
+            Frame::Segment { at, id, bytes } => {
+                if !self.requested.remove(&at) {
+                    return Err(ProtocolError::protocol(format!(
+                        "unsolicited SEGMENT {} #{}",
+                        at.origin, at.seq
+                    )));
+                }
+                let imported = self.store.import_segment(&bytes, Some(&id));
+                self.in_flight.release(&at);
+                match imported {
+                    Ok(_) => {}
+                    Err(StoreError::Corrupt(m)) => {
+                        return Err(ProtocolError::protocol(format!("segment refused: {m}")))
+                    }
+                    Err(other) => return Err(ProtocolError::store(other)),
+                }
+                if self.store.segment_status(&at.origin, at.seq) != SegmentStatus::Held(id) {
+                    return Err(ProtocolError::protocol(format!(
+                        "SEGMENT labelled {} #{} is another segment ({id})",
+                        at.origin, at.seq
+                    )));
+                }
+                self.stats.segments_in += 1;
+                let mut out = vec![Frame::Ack(id)];
+                out.extend(self.wants());
+                Ok(Step::Send(out))
+            }
+            Frame::Ack(id) => {
+                // Only segments sent on this connection are recorded; an ACK
+                // for anything else records nothing.
+                if let Some(pos) = self.sent_unacked.iter().position(|d| *d == id) {
+                    self.sent_unacked.remove(pos);
+                    self.stats.acks_in += 1;
+                    match self.store.ack(&id, &self.peer_node) {
+                        Ok(()) | Err(StoreError::NotFound(_)) => {}
+                        Err(other) => return Err(ProtocolError::store(other)),
+                    }
+                }
+                Ok(Step::Send(Vec::new()))
+            }
+            Frame::Gone(at) => {
+                if !self.requested.remove(&at) {
+                    return Err(ProtocolError::protocol(format!(
+                        "GONE for {} #{} that was not asked for",
+                        at.origin, at.seq
+                    )));
+                }
+                self.in_flight.release(&at);
+                self.stats.gone_in += 1;
+                if self.gone.len() >= MAX_GONE {
+                    self.gone.clear();
+                }
+                self.gone.insert(at);
+                Ok(Step::Send(self.wants()))
+            }
+            Frame::Bye { code, reason } => Ok(Step::Closed { code, reason }),
+        }
+    }
+
+    /// A peer's frontier says it holds (or held) every segment of an origin
+    /// below it, however it got them (from this node, from another peer, or
+    /// before a restart that lost an ACK): those it holds of ours are recorded
+    /// as acknowledged by it. At most `MAX_ACKS_PER_HELLO` per HELLO.
+    fn ack_frontiers(&mut self) -> Result<(), ProtocolError> {
+        let mut budget = MAX_ACKS_PER_HELLO;
+        let mut origins: Vec<(String, u64)> = self
+            .peer_frontiers
+            .iter()
+            .map(|(o, n)| (o.clone(), *n))
+            .collect();
+        origins.sort();
+        for (origin, next) in origins {
+            let from = self.acked_through.get(&origin).copied().unwrap_or(0);
+            let mut seq = from;
+            while seq < next && budget > 0 {
+                match self.store.segment_status(&origin, seq) {
+                    SegmentStatus::Held(id) => match self.store.ack(&id, &self.peer_node) {
+                        Ok(()) | Err(StoreError::NotFound(_)) => {}
+                        Err(other) => return Err(ProtocolError::store(other)),
+                    },
+                    // Past what this node holds: nothing more to record here.
+                    SegmentStatus::Missing => break,
+                    SegmentStatus::Evicted => {}
+                }
+                budget -= 1;
+                seq += 1;
+            }
+            self.acked_through.insert(origin, seq);
+        }
+        Ok(())
+    }
+
+    /// The next answer to the peer's WANTs (SEGMENT or GONE), if any is pending.
+    pub fn next_to_serve(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        let Some(at) = self.to_serve.pop_front() else {
+            return Ok(None);
+        };
+        if let SegmentStatus::Held(id) = self.store.segment_status(&at.origin, at.seq) {
+            match self.store.get_segment(&id) {
+                Ok(bytes) => {
+                    if self.sent_unacked.len() >= 4 * self.window {
+                        self.sent_unacked.pop_front();
+                    }
+                    self.sent_unacked.push_back(id);
+                    self.stats.segments_out += 1;
+                    return Ok(Some(Frame::Segment { at, id, bytes }));
+                }
+                // Evicted meanwhile, or damaged on disk: never served.
+                Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => {}
+                Err(other) => return Err(ProtocolError::store(other)),
+            }
+        }
+        Ok(Some(Frame::Gone(at)))
+    }
+
+    /// A WANT for what the peer holds and this store lacks, within the window;
+    /// empty when there is nothing to ask or no room.
+    pub fn wants(&mut self) -> Vec<Frame> {
+        let room = self.window.saturating_sub(self.requested.len());
+        if room == 0 || self.peer_frontiers.is_empty() {
+            return Vec::new();
+        }
+        let mine: HashMap<String, u64> = self.store.frontiers().into_iter().collect();
+        let mut origins: Vec<(&String, &u64)> = self.peer_frontiers.iter().collect();
+        origins.sort();
+        let mut asked = Vec::new();
+        'origins: for (origin, &theirs) in origins {
+            let from = mine.get(origin).copied().unwrap_or(0);
+            let to = theirs.min(from.saturating_add(MAX_SCAN));
+            for seq in from..to {
+                if asked.len() >= room {
+                    break 'origins;
+                }
+                let r = SegmentRef {
+                    origin: origin.clone(),
+                    seq,
+                };
+                if self.requested.contains(&r) || self.gone.contains(&r) {
+                    continue;
+                }
+                if self.store.segment_status(origin, seq) != SegmentStatus::Missing {
+                    continue;
+                }
+                if !self.in_flight.claim(&r) {
+                    continue;
+                }
+                self.requested.insert(r.clone());
+                asked.push(r);
+            }
+        }
+        if asked.is_empty() {
+            Vec::new()
+        } else {
+            vec![Frame::Want(asked)]
+        }
+    }
+}
+
+impl Drop for Session {
+    /// Whatever this connection was fetching may be fetched from another peer.
+    fn drop(&mut self) {
+        for r in self.requested.drain() {
+            self.in_flight.release(&r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    fn store(dir: &std::path::Path, node: &str) -> Arc<Store> {
+        let mut config = StoreConfig::new(1 << 20, node);
+        config.segment_max_bytes = 16 << 10;
+        Arc::new(Store::open(dir, config).unwrap())
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    fn fill(store: &Store, segments: usize) {
+        for i in 0..segments {
+            store.append(format!("record {i}").as_bytes()).unwrap();
+            store.seal().unwrap();
+        }
+    }
+
+    /// Runs two sessions against each other until neither has anything to send.
+    fn converse(a: &mut Session, b: &mut Session) -> usize {
+        let mut to_b = vec![a.hello(0)];
+        let mut to_a = vec![b.hello(0)];
+        let mut rounds = 0;
+        while !(to_a.is_empty() && to_b.is_empty()) && rounds < 10_000 {
+            rounds += 1;
+            for f in std::mem::take(&mut to_b) {
+                let wire = f.encode(&FrameLimits::default()).unwrap();
+                let (f, _) = super::super::frames::split_frame(&wire, &FrameLimits::default())
+                    .unwrap()
+                    .unwrap();
+                if let Step::Send(out) = b.on_frame(f).unwrap() {
+                    to_a.extend(out);
+                }
+            }
+            while let Some(f) = b.next_to_serve().unwrap() {
+                to_a.push(f);
+            }
+            for f in std::mem::take(&mut to_a) {
+                if let Step::Send(out) = a.on_frame(f).unwrap() {
+                    to_b.extend(out);
+                }
+            }
+            while let Some(f) = a.next_to_serve().unwrap() {
+                to_b.push(f);
+            }
+        }
+        rounds
+    }
+
+    #[test]
+    fn two_sessions_replicate_both_ways_and_ack() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 5);
+        fill(&sb, 3);
+        let limits = FrameLimits {
+            max_want_entries: 2,
+            ..FrameLimits::default()
+        };
+        let (fa, fb) = (Arc::new(InFlight::default()), Arc::new(InFlight::default()));
+        let mut a = Session::new(Arc::clone(&sa), Arc::clone(&fa), "b".into(), limits);
+        let mut b = Session::new(Arc::clone(&sb), Arc::clone(&fb), "a".into(), limits);
+        converse(&mut a, &mut b);
+        assert_eq!(sa.frontiers(), vec![("a".into(), 5), ("b".into(), 3)]);
+        assert_eq!(sb.frontiers(), sa.frontiers());
+        assert!(fa.is_empty() && fb.is_empty());
+        // Every segment a sent was acknowledged by b, and so is evictable.
+        for info in sa.segments().iter().filter(|i| i.origin == "a" && i.sealed) {
+            assert_eq!(info.acked_by, vec!["b".to_string()]);
+        }
+        assert_eq!(a.stats.segments_out, 5);
+        assert_eq!(b.stats.segments_in, 5);
+    }
+
+    #[test]
+    fn a_peers_frontier_acknowledges_what_it_holds_however_it_got_it() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 3);
+        // b got a's first two segments some other way (another peer, or an
+        // ACK lost when it was killed).
+        for info in sa.segments().iter().take(2) {
+            let bytes = sa.get_segment(&info.id.unwrap()).unwrap();
+            sb.import_segment(&bytes, None).unwrap();
+        }
+        let mut a = Session::new(
+            Arc::clone(&sa),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        );
+        let hello_b = Session::new(
+            Arc::clone(&sb),
+            Arc::default(),
+            "a".into(),
+            FrameLimits::default(),
+        )
+        .hello(0);
+        a.on_frame(hello_b).unwrap();
+        let acked: Vec<Vec<String>> = sa.segments().iter().map(|i| i.acked_by.clone()).collect();
+        assert_eq!(
+            acked,
+            vec![vec!["b".to_string()], vec!["b".to_string()], vec![]]
+        );
+    }
+
+    #[test]
+    fn a_segment_in_flight_is_not_asked_of_a_second_peer() {
+        let (da, db, dc) = (tmp(), tmp(), tmp());
+        let (sa, sb, sc) = (
+            store(da.path(), "a"),
+            store(db.path(), "b"),
+            store(dc.path(), "c"),
+        );
+        fill(&sa, 2);
+        // b and c both hold a's segments; a fresh node d asks both.
+        for s in [&sb, &sc] {
+            for info in sa.segments() {
+                let bytes = sa.get_segment(&info.id.unwrap()).unwrap();
+                s.import_segment(&bytes, None).unwrap();
+            }
+        }
+        let dd = tmp();
+        let sd = store(dd.path(), "d");
+        let in_flight = Arc::new(InFlight::default());
+        let mut from_b = Session::new(
+            Arc::clone(&sd),
+            Arc::clone(&in_flight),
+            "b".into(),
+            FrameLimits::default(),
+        );
+        let mut from_c = Session::new(
+            Arc::clone(&sd),
+            Arc::clone(&in_flight),
+            "c".into(),
+            FrameLimits::default(),
+        );
+        let hello_b = Session::new(sb, Arc::default(), "d".into(), FrameLimits::default()).hello(0);
+        let hello_c = Session::new(sc, Arc::default(), "d".into(), FrameLimits::default()).hello(0);
+        let Step::Send(w1) = from_b.on_frame(hello_b).unwrap() else {
+            panic!()
+        };
+        let Step::Send(w2) = from_c.on_frame(hello_c).unwrap() else {
+            panic!()
+        };
+        assert_eq!(w1.len(), 1);
+        assert!(
+            w2.is_empty(),
+            "c was asked for what b is already sending: {w2:?}"
+        );
+        drop(from_b);
+        assert!(
+            in_flight.is_empty(),
+            "a closed connection releases its fetches"
+        );
+        assert_eq!(from_c.wants().len(), 1);
+    }
+
+    #[test]
+    fn protocol_violations_end_the_session() {
+        let d = tmp();
+        let s = store(d.path(), "a");
+        fill(&s, 1);
+        let mut session = Session::new(
+            Arc::clone(&s),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        );
+        let want = Frame::Want(vec![SegmentRef {
+            origin: "a".into(),
+            seq: 0,
+        }]);
+        assert!(session.on_frame(want.clone()).is_err(), "WANT before HELLO");
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION + 1,
+            accept_rate: 0,
+            frontiers: vec![],
+        };
+        assert_eq!(session.on_frame(hello).unwrap_err().code, ByeCode::Version);
+        session.on_frame(session.hello(0)).unwrap();
+        let bytes = s.get_segment(&s.segments()[0].id.unwrap()).unwrap();
+        let unsolicited = Frame::Segment {
+            at: SegmentRef {
+                origin: "a".into(),
+                seq: 0,
+            },
+            id: crate::hashing::blake3(&bytes),
+            bytes,
+        };
+        assert!(session.on_frame(unsolicited).is_err());
+        for _ in 0..64 {
+            session.on_frame(want.clone()).unwrap();
+        }
+        assert!(session.on_frame(want).is_err(), "over the want window");
+    }
+
+    #[test]
+    fn a_tampered_segment_is_refused_and_not_stored() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 1);
+        let mut session = Session::new(
+            Arc::clone(&sb),
+            Arc::default(),
+            "a".into(),
+            FrameLimits::default(),
+        );
+        let hello = Session::new(
+            Arc::clone(&sa),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        )
+        .hello(0);
+        let Step::Send(wants) = session.on_frame(hello).unwrap() else {
+            panic!()
+        };
+        assert_eq!(wants.len(), 1);
+        let id = sa.segments()[0].id.unwrap();
+        let mut bytes = sa.get_segment(&id).unwrap();
+        let last = bytes.len() - 30;
+        bytes[last] ^= 1;
+        let err = session
+            .on_frame(Frame::Segment {
+                at: SegmentRef {
+                    origin: "a".into(),
+                    seq: 0,
+                },
+                id,
+                bytes,
+            })
+            .unwrap_err();
+        assert_eq!(err.code, ByeCode::Protocol);
+        assert!(sb.frontiers().is_empty());
+    }
+}

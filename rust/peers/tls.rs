@@ -1,0 +1,515 @@
+//! Mutual TLS for peers: rustls 0.23 on the ring provider, TLS 1.3 only.
+//!
+//! Enforces INV-09 at the handshake: both sides present a certificate that
+//! chains to the configured CA, is valid now, carries the right extended key
+//! usage, and is not revoked by a CRL of its chain. A certificate whose
+//! revocation status is unknown (no CRL from its issuer) is refused, and so
+//! is any certificate when a CRL has expired. The peer's identity (SAN URI
+//! `spiffe://<trust domain>/node/<id>`, else its first DNS name) must pass
+//! the allow-list, checked inside the handshake so that a refused peer never
+//! completes it. The service reads and writes no protocol byte before the
+//! handshake future has completed.
+//!
+//! [`TlsFiles`] rebuilds both configurations whenever the CA, CRL, certificate
+//! or key file changes (checked at each accept and dial), so a new CRL takes
+//! effect without a restart. A file that cannot be read or used fails closed:
+//! no handshake is made until it is fixed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error as TlsError,
+    OtherError, RootCertStore, ServerConfig, SignatureScheme,
+};
+
+/// Where the node's PKI material lives, and who may connect.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// PEM: the CA certificate(s) peers must chain to.
+    pub ca: PathBuf,
+    /// PEM: this node's certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM: this node's private key.
+    pub key: PathBuf,
+    /// PEM: CRLs, one file may hold several. Required: without a CRL from the
+    /// CA, every peer's revocation status is unknown and every peer is refused.
+    pub crl: Vec<PathBuf>,
+    /// When set, SAN URIs must be `spiffe://<trust_domain>/node/<id>`.
+    pub trust_domain: Option<String>,
+    /// Identity patterns (`*` matches any run of characters); empty allows
+    /// every identity the CA vouches for.
+    pub allow: Vec<String>,
+}
+
+/// A verified peer's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The SAN URI or DNS name the identity was taken from.
+    pub name: String,
+    /// The node id (the URI's last path segment, or the DNS name): what the
+    /// store records as the acknowledger of segments this peer holds.
+    pub node: String,
+}
+
+/// Why a handshake was refused, as a short stable label for metrics and events.
+pub fn rejection_reason(err: &TlsError) -> &'static str {
+    match err {
+        TlsError::NoCertificatesPresented => "no_certificate",
+        TlsError::InvalidCertificate(cert) => match cert {
+            CertificateError::Revoked => "revoked",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid"
+            }
+            CertificateError::UnknownIssuer => "unknown_issuer",
+            CertificateError::UnknownRevocationStatus => "unknown_revocation_status",
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => "expired_crl",
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "invalid_purpose"
+            }
+            CertificateError::BadSignature => "bad_signature",
+            CertificateError::Other(other) if other.0.is::<NotAllowed>() => "not_allowed",
+            _ => "invalid_certificate",
+        },
+        TlsError::AlertReceived(_) => "alert_received",
+        TlsError::PeerIncompatible(_) => "incompatible",
+        _ => "tls_error",
+    }
+}
+
+/// The identity failed the trust-domain or allow-list check.
+#[derive(Debug)]
+pub struct NotAllowed(pub String);
+
+impl fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer identity not allowed: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
+fn not_allowed(reason: String) -> TlsError {
+    TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotAllowed(
+        reason,
+    )))))
+}
+
+/// The identity in `cert` (DER), checked against the trust domain and allow-list.
+pub fn identity_of(
+    cert: &[u8],
+    trust_domain: Option<&str>,
+    allow: &[String],
+) -> Result<PeerIdentity, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("certificate does not parse: {e}"))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?
+        .ok_or_else(|| "certificate has no subjectAltName".to_string())?;
+    let mut identity = None;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some(rest) = uri.strip_prefix("spiffe://") {
+                let Some((domain, node)) = rest.split_once("/node/") else {
+                    continue;
+                };
+                if trust_domain.is_some_and(|td| td != domain) {
+                    return Err(format!("{uri} is outside trust domain {trust_domain:?}"));
+                }
+                identity = Some(PeerIdentity {
+                    name: (*uri).to_string(),
+                    node: node.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    if identity.is_none() {
+        if trust_domain.is_some() {
+            return Err("certificate has no spiffe://<trust domain>/node/<id> URI".into());
+        }
+        identity = san.value.general_names.iter().find_map(|n| match n {
+            GeneralName::DNSName(dns) => Some(PeerIdentity {
+                name: (*dns).to_string(),
+                node: (*dns).to_string(),
+            }),
+            _ => None,
+        });
+    }
+    let identity =
+        identity.ok_or_else(|| "certificate names no node (SAN URI or DNS)".to_string())?;
+    crate::store::format::validate_origin(&identity.node)
+        .map_err(|e| format!("{}: {e}", identity.name))?;
+    if !allow.is_empty() && !allow.iter().any(|p| pattern_matches(p, &identity.name)) {
+        return Err(format!("{} matches no allow pattern", identity.name));
+    }
+    Ok(identity)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The ring provider, restricted to TLS 1.3 suites.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Both configurations built from one reading of the files, and their
+/// verifiers (to check the certificates of live connections again).
+#[derive(Clone)]
+pub struct TlsConfigs {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    server_verifier: Arc<dyn ServerCertVerifier>,
+}
+
+impl TlsConfigs {
+    pub fn build(settings: &TlsSettings) -> Result<TlsConfigs, String> {
+        let provider = provider();
+        let ca = read_certs(&settings.ca)?;
+        let mut roots = RootCertStore::empty();
+        for cert in ca {
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "{}: not a usable CA certificate: {e}",
+                    settings.ca.display()
+                )
+            })?;
+        }
+        let roots = Arc::new(roots);
+        let mut crls = Vec::new();
+        for path in &settings.crl {
+            let found: Vec<CertificateRevocationListDer<'static>> =
+                CertificateRevocationListDer::pem_file_iter(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            crls.extend(found);
+        }
+        let chain = read_certs(&settings.cert)?;
+        if chain.is_empty() {
+            return Err(format!("{}: no certificate", settings.cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&settings.key)
+            .map_err(|e| format!("{}: no usable private key: {e}", settings.key.display()))?;
+
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .with_crls(crls.clone())
+                .enforce_revocation_expiration()
+                .build()
+                .map_err(|e| format!("client verifier: {e}"))?;
+        let client_verifier = Arc::new(IdentityCheckedClients {
+            inner: client_verifier,
+            trust_domain: settings.trust_domain.clone(),
+            allow: settings.allow.clone(),
+        });
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| format!("TLS 1.3: {e}"))?
+            .with_client_cert_verifier(Arc::clone(&client_verifier) as Arc<dyn ClientCertVerifier>)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| format!("{}: {e}", settings.cert.display()))?;
+
+        let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots,
+            Arc::clone(&provider),
+        )
+        .with_crls(crls)
+        .enforce_revocation_expiration()
+        .build()
+        .map_err(|e| format!("server verifier: {e}"))?;
+        let server_verifier = Arc::new(IdentityCheckedServers {
+            inner: server_verifier,
+            trust_domain: settings.trust_domain.clone(),
+            allow: settings.allow.clone(),
+        });
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| format!("TLS 1.3: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(
+                Arc::clone(&server_verifier) as Arc<dyn ServerCertVerifier>
+            )
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("{}: {e}", settings.cert.display()))?;
+        Ok(TlsConfigs {
+            server: Arc::new(server),
+            client: Arc::new(client),
+            client_verifier,
+            server_verifier,
+        })
+    }
+
+    /// Checks a connected peer's chain again, as its handshake did (chain,
+    /// validity, EKU, CRLs, identity), against these configurations: a peer
+    /// revoked by a new CRL is found while it is connected.
+    pub fn recheck(
+        &self,
+        chain: &[CertificateDer<'static>],
+        peer_is_client: bool,
+    ) -> Result<(), TlsError> {
+        let (end_entity, intermediates) = chain
+            .split_first()
+            .ok_or(TlsError::NoCertificatesPresented)?;
+        let now = UnixTime::now();
+        if peer_is_client {
+            self.client_verifier
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ())
+        } else {
+            let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            self.server_verifier
+                .verify_server_cert(end_entity, intermediates, &name, &[], now)
+                .map(|_| ())
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The PKI files and the configurations last built from them.
+pub struct TlsFiles {
+    settings: TlsSettings,
+    state: Mutex<Loaded>,
+}
+
+struct Loaded {
+    stamps: Vec<Option<(SystemTime, u64)>>,
+    configs: Result<TlsConfigs, String>,
+    reloads: u64,
+}
+
+impl TlsFiles {
+    /// Reads the files now; an error here names the file.
+    pub fn new(settings: TlsSettings) -> Result<TlsFiles, String> {
+        let stamps = stamps(&settings);
+        let configs = TlsConfigs::build(&settings)?;
+        Ok(TlsFiles {
+            settings,
+            state: Mutex::new(Loaded {
+                stamps,
+                configs: Ok(configs),
+                reloads: 0,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &TlsSettings {
+        &self.settings
+    }
+
+    /// The configurations for the next handshake, rebuilt first if any file
+    /// changed since they were built. Fails closed while a file is unusable.
+    pub fn current(&self) -> Result<TlsConfigs, String> {
+        let now = stamps(&self.settings);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if now != st.stamps {
+            st.configs = TlsConfigs::build(&self.settings);
+            st.stamps = now;
+            st.reloads += 1;
+        }
+        st.configs.clone()
+    }
+
+    /// Rebuilds the configurations from the files now.
+    pub fn reload(&self) -> Result<(), String> {
+        let now = stamps(&self.settings);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.configs = TlsConfigs::build(&self.settings);
+        st.stamps = now;
+        st.reloads += 1;
+        st.configs.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    pub fn reloads(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).reloads
+    }
+}
+
+/// Modification time and size of every file, so a change is seen even when a
+/// file is rewritten within the file system's timestamp granularity.
+fn stamps(settings: &TlsSettings) -> Vec<Option<(SystemTime, u64)>> {
+    let mut paths = vec![&settings.ca, &settings.cert, &settings.key];
+    paths.extend(settings.crl.iter());
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// The WebPKI client verifier (chain, EKU clientAuth, CRLs) plus the identity check.
+#[derive(Debug)]
+struct IdentityCheckedClients {
+    inner: Arc<dyn ClientCertVerifier>,
+    trust_domain: Option<String>,
+    allow: Vec<String>,
+}
+
+impl ClientCertVerifier for IdentityCheckedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, TlsError> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        identity_of(end_entity, self.trust_domain.as_deref(), &self.allow).map_err(not_allowed)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        // TLS 1.2 is not offered; fail closed if it were ever reached.
+        Err(TlsError::General("TLS 1.2 is not supported".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The WebPKI server verifier (chain, EKU serverAuth, CRLs) plus the identity
+/// check in place of the host-name check: peers are dialled by address and
+/// named by their SAN URI, which host-name matching does not cover.
+#[derive(Debug)]
+struct IdentityCheckedServers {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    trust_domain: Option<String>,
+    allow: Vec<String>,
+}
+
+impl ServerCertVerifier for IdentityCheckedServers {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        // The chain, validity, EKU and revocation are checked before the name;
+        // only a name mismatch is left to the identity check below.
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(_)
+            | Err(TlsError::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {}
+            Err(other) => return Err(other),
+        }
+        identity_of(end_entity, self.trust_domain.as_deref(), &self.allow).map_err(not_allowed)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        Err(TlsError::General("TLS 1.2 is not supported".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testpki;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("spiffe://td/node/*", "spiffe://td/node/a"));
+        assert!(!pattern_matches("spiffe://td/node/*", "spiffe://xx/node/a"));
+        assert!(pattern_matches("*", "x"));
+        assert!(pattern_matches("a*c*e", "abcde"));
+        assert!(!pattern_matches("a*c*e", "abde"));
+        assert!(pattern_matches("exact", "exact"));
+        assert!(!pattern_matches("exact", "exact2"));
+        assert!(!pattern_matches("ab*ba", "aba"));
+    }
+}
