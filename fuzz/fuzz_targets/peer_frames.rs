@@ -1,6 +1,7 @@
 //! Arbitrary bytes fed to the peer frame decoder, as a stream of frames:
 //! it must return frames or an error, never panic or allocate past its bound.
-//! Run with `cargo fuzz run peer_frames` (needs nightly and cargo-fuzz).
+//! Run with `cargo fuzz run peer_frames` (cargo-fuzz; on a stable toolchain:
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run peer_frames --sanitizer none`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
