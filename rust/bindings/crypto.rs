@@ -6,10 +6,11 @@
 
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::{PyBool, PyBytes};
+use pyo3::types::PyBytes;
 
 use super::buffer::borrow_bytes;
 use super::errors;
+use super::hashing::equality_only;
 use crate::crypto::pki::{self, Ca, Validity};
 use crate::crypto::{ecdsa, keyfile, ScryptParams};
 
@@ -67,12 +68,7 @@ impl PublicKey {
         let Ok(other) = other.cast::<PublicKey>() else {
             return Ok(py.NotImplemented());
         };
-        let equal = self.0 == other.get().0;
-        Ok(match op {
-            CompareOp::Eq => PyBool::new(py, equal).to_owned().into_any().unbind(),
-            CompareOp::Ne => PyBool::new(py, !equal).to_owned().into_any().unbind(),
-            _ => py.NotImplemented(),
-        })
+        Ok(equality_only(py, self.0 == other.get().0, op))
     }
 
     fn __hash__(&self) -> u64 {

@@ -99,12 +99,7 @@ impl Digest {
         let Ok(other) = other.cast::<Digest>() else {
             return Ok(py.NotImplemented());
         };
-        let equal = self.0 == other.get().0;
-        Ok(match op {
-            CompareOp::Eq => PyBool::new(py, equal).to_owned().into_any().unbind(),
-            CompareOp::Ne => PyBool::new(py, !equal).to_owned().into_any().unbind(),
-            _ => py.NotImplemented(),
-        })
+        Ok(equality_only(py, self.0 == other.get().0, op))
     }
 
     fn __hash__(&self) -> u64 {
@@ -337,4 +332,13 @@ fn python_str(text: &Bound<'_, PyString>) -> PyResult<String> {
             text.repr().map(|r| r.to_string()).unwrap_or_default()
         ))
     })
+}
+
+/// `==` and `!=` from `equal`; ordering comparisons are not defined.
+pub(super) fn equality_only(py: Python<'_>, equal: bool, op: CompareOp) -> Py<PyAny> {
+    match op {
+        CompareOp::Eq => PyBool::new(py, equal).to_owned().into_any().unbind(),
+        CompareOp::Ne => PyBool::new(py, !equal).to_owned().into_any().unbind(),
+        _ => py.NotImplemented(),
+    }
 }
