@@ -139,19 +139,33 @@ fn ia5(text: &str) -> Result<rcgen::string::Ia5String, PkiError> {
     rcgen::string::Ia5String::try_from(text).map_err(|e| err(format!("{text:?}: {e}")))
 }
 
-/// A new self-signed CA for `trust_domain`.
-pub fn new_ca(trust_domain: &str, validity: Validity) -> Result<Issued, PkiError> {
-    check_trust_domain(trust_domain)?;
+/// What every certificate here starts from: its validity, a random serial and
+/// the subject (organization = trust domain, common name).
+fn subject_params(
+    validity: Validity,
+    organization: &str,
+    common_name: &str,
+) -> Result<CertificateParams, PkiError> {
     let (not_before, not_after) = validity.times()?;
-    let key = new_key()?;
     let mut params = CertificateParams::default();
     params.not_before = not_before;
     params.not_after = not_after;
     params.serial_number = Some(random_serial()?);
     let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, trust_domain);
-    name.push(DnType::CommonName, format!("vedette CA {trust_domain}"));
+    name.push(DnType::OrganizationName, organization);
+    name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
+    Ok(params)
+}
+
+/// A new self-signed CA for `trust_domain`.
+pub fn new_ca(trust_domain: &str, validity: Validity) -> Result<Issued, PkiError> {
+    check_trust_domain(trust_domain)?;
+    let mut params = subject_params(
+        validity,
+        trust_domain,
+        &format!("vedette CA {trust_domain}"),
+    )?;
     params.subject_alt_names = vec![SanType::URI(ia5(&format!("spiffe://{trust_domain}"))?)];
     // pathlen 0: this CA signs node certificates only, never another CA.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -161,6 +175,7 @@ pub fn new_ca(trust_domain: &str, validity: Validity) -> Result<Issued, PkiError
         KeyUsagePurpose::DigitalSignature,
     ];
     params.key_identifier_method = KeyIdMethod::Sha256;
+    let key = new_key()?;
     let cert = params
         .self_signed(&key)
         .map_err(|e| err(format!("could not sign the CA certificate: {e}")))?;
@@ -229,16 +244,7 @@ impl Ca {
     /// A node certificate and key for `node`.
     pub fn issue(&self, node: &str, validity: Validity) -> Result<Issued, PkiError> {
         check_node_name(node)?;
-        let (not_before, not_after) = validity.times()?;
-        let key = new_key()?;
-        let mut params = CertificateParams::default();
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.serial_number = Some(random_serial()?);
-        let mut name = DistinguishedName::new();
-        name.push(DnType::OrganizationName, self.trust_domain.as_str());
-        name.push(DnType::CommonName, node);
-        params.distinguished_name = name;
+        let mut params = subject_params(validity, &self.trust_domain, node)?;
         params.subject_alt_names = vec![
             SanType::URI(ia5(&node_spiffe_id(&self.trust_domain, node))?),
             SanType::DnsName(ia5(node)?),
@@ -251,6 +257,7 @@ impl Ca {
         ];
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
+        let key = new_key()?;
         let cert = params
             .signed_by(&key, &self.issuer()?)
             .map_err(|e| err(format!("could not sign the certificate of {node:?}: {e}")))?;
