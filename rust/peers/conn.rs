@@ -106,16 +106,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
     let limits = inner.config.limits;
     let idle = inner.config.idle_timeout;
     let mut prefix = [0u8; LEN_BYTES];
-    match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
-        Err(_) => {
-            return Err(ProtocolError {
-                code: ByeCode::Idle,
-                reason: format!("nothing received for {idle:?}"),
-            })
-        }
-        Ok(Err(err)) => return Err(closed(err)),
-        Ok(Ok(_)) => {}
-    }
+    read_within(reader, &mut prefix, idle, "nothing received").await?;
     // Checked before any buffer is sized from it (INV-07).
     let len = check_len(u64::from(u32::from_le_bytes(prefix)), &limits)
         .map_err(|e| ProtocolError::protocol(e.to_string()))?;
@@ -126,16 +117,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         quota.charge(inner, link, n).await?;
         let start = body.len();
         body.resize(start + n, 0);
-        match tokio::time::timeout(idle, reader.read_exact(&mut body[start..])).await {
-            Err(_) => {
-                return Err(ProtocolError {
-                    code: ByeCode::Idle,
-                    reason: format!("frame stalled for {idle:?}"),
-                })
-            }
-            Ok(Err(err)) => return Err(closed(err)),
-            Ok(Ok(_)) => {}
-        }
+        read_within(reader, &mut body[start..], idle, "frame stalled").await?;
     }
     link.bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
@@ -144,6 +126,24 @@ async fn read_frame<R: AsyncRead + Unpin>(
         .bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
     Frame::decode(&body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))
+}
+
+/// Fills `buf`, or fails with `Idle` ("`what` for <idle>") when the peer sends
+/// nothing for `idle`, or with the I/O error when the connection closes.
+async fn read_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+    idle: std::time::Duration,
+    what: &str,
+) -> Result<(), ProtocolError> {
+    match tokio::time::timeout(idle, reader.read_exact(buf)).await {
+        Err(_) => Err(ProtocolError {
+            code: ByeCode::Idle,
+            reason: format!("{what} for {idle:?}"),
+        }),
+        Ok(Err(err)) => Err(closed(err)),
+        Ok(Ok(_)) => Ok(()),
+    }
 }
 
 fn closed(err: std::io::Error) -> ProtocolError {
