@@ -129,20 +129,13 @@ def serve(config_path: Path | None, listen: str | None, example: bool, server: s
 def build_runtime(config: Config) -> Runtime:
     """The runtime for ``config``; agents with a signed ``release`` get the release
     lifecycle (verification, last-known-good, a poller each)."""
-    from vedette.runtime.interceptor import Runtime
+    from vedette.runtime.interceptor import Runtime, open_store
 
     if not any(agent.release is not None for agent in config.agents):
         return Runtime(config)
     from vedette.releases.lifecycle import NodeReleases
-    from vedette.store import SegmentStore
 
-    config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SegmentStore.open(
-        config.store_dir,
-        ceiling_bytes=config.store.ceiling_bytes,
-        node_id=config.node_id,
-        durability=config.store.durability,
-    )
+    store = open_store(config)
     try:
         releases = NodeReleases(config, store)
     except BaseException:

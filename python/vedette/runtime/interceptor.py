@@ -61,16 +61,7 @@ class Runtime:
             config.agents, eval_time_limit_s=config.policy.eval_timeout_ms / 1000
         )
         self.tools = tools or ToolRegistry(config.tools)
-        if store is None:
-            # The store makes its own folder (0700); the state folder above it is ours.
-            config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            store = SegmentStore.open(
-                config.store_dir,
-                ceiling_bytes=config.store.ceiling_bytes,
-                node_id=config.node_id,
-                durability=config.store.durability,
-            )
-        self.store = store
+        self.store = store if store is not None else open_store(config)
         self._quotas = QuotaTable(
             config.quota.rate_per_s, config.quota.burst, config.quota.max_keys
         )
@@ -434,6 +425,18 @@ class Runtime:
         self.tools.close()
         self._records.close()
         self.store.close()
+
+
+def open_store(config: Config) -> SegmentStore:
+    """The evidence store ``config`` names."""
+    # The store makes its own folder (0700); the state folder above it is ours.
+    config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SegmentStore.open(
+        config.store_dir,
+        ceiling_bytes=config.store.ceiling_bytes,
+        node_id=config.node_id,
+        durability=config.store.durability,
+    )
 
 
 def _start_peers(config: Config, store: SegmentStore, metrics: RuntimeMetrics) -> PeerNode | None:
