@@ -266,6 +266,18 @@ class BrokenReleases:
     def agents(self):
         return []
 
+    def health_state(self, agent):
+        return "deny_all"
+
+    def describe_agent(self, agent):
+        return {}
+
+    def bind_metrics(self, registry):
+        pass
+
+    def close(self):
+        pass
+
 
 def test_unexpected_exception_inside_the_runtime_denies(tmp_path):
     runtime = Runtime(runtime_config(tmp_path), releases=BrokenReleases())

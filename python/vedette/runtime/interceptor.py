@@ -73,9 +73,7 @@ class Runtime:
         )
         self.metrics = RuntimeMetrics(self._store_usage)
         # Signed releases count their lifecycle events in the same registry.
-        bind_metrics = getattr(self.releases, "bind_metrics", None)
-        if bind_metrics is not None:
-            bind_metrics(self.metrics.registry)
+        self.releases.bind_metrics(self.metrics.registry)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -376,14 +374,8 @@ class Runtime:
             return self._loop
 
     def health(self) -> dict[str, Any]:
-        agents = {}
         # Signed releases tell ok, stale, lkg or deny_all; local ones ok or deny_all.
-        state_of = getattr(self.releases, "health_state", None)
-        for agent in self.releases.agents():
-            if state_of is not None:
-                agents[agent] = state_of(agent)
-                continue
-            agents[agent] = "ok" if self.releases.active(agent) is not None else "deny_all"
+        agents = {agent: self.releases.health_state(agent) for agent in self.releases.agents()}
         state = "ok" if agents and all(v == "ok" for v in agents.values()) else "deny_all"
         if agents and any(v != "deny_all" for v in agents.values()) and state != "ok":
             state = "degraded"
@@ -399,9 +391,7 @@ class Runtime:
                 if release
                 else {"state": "deny_all", "reason": self.releases.unavailable_reason(agent)}
             )
-            describe = getattr(self.releases, "describe_agent", None)
-            if describe is not None:
-                agents[agent].update(describe(agent))
+            agents[agent].update(self.releases.describe_agent(agent))
         return {
             "node": self.config.node_id,
             "agents": agents,
@@ -411,9 +401,7 @@ class Runtime:
         }
 
     def close(self) -> None:
-        stop_releases = getattr(self.releases, "close", None)  # pollers stop before the store
-        if stop_releases is not None:
-            stop_releases()
+        self.releases.close()  # pollers stop before the store
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join()

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
+
 from vedette._core import ArgsValidator
 from vedette.config import AgentConfig
 from vedette.hashing import Digest
@@ -66,6 +68,22 @@ class Releases(Protocol):
 
     def agents(self) -> list[str]: ...
 
+    def health_state(self, agent: str) -> str:
+        """``ok``, ``stale``, ``lkg`` or ``deny_all``."""
+        ...
+
+    def describe_agent(self, agent: str) -> dict[str, Any]:
+        """What /v1/status adds about this agent's releases beyond the active one."""
+        ...
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Register this source's metrics in the runtime's registry."""
+        ...
+
+    def close(self) -> None:
+        """Stop any background work (pollers) before the store closes."""
+        ...
+
 
 class LocalReleases:
     """Releases read from the files in the config's ``[[agents]]`` tables."""
@@ -90,6 +108,18 @@ class LocalReleases:
 
     def agents(self) -> list[str]:
         return sorted({*self._active, *self._failures})
+
+    def health_state(self, agent: str) -> str:
+        return "ok" if agent in self._active else "deny_all"
+
+    def describe_agent(self, agent: str) -> dict[str, Any]:
+        return {}  # local files: the active release says it all
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        pass  # nothing happens to local releases after start
+
+    def close(self) -> None:
+        pass
 
 
 def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRelease:
