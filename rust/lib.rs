@@ -5,6 +5,7 @@
 //!
 //! - [`hashing`]: BLAKE3 and SHA-256 digests with fixed hash roles, RFC 8785 canonical JSON.
 //! - [`policy`]: OPA bundles, Rego evaluation (regorus), agent manifests.
+//! - [`gate`]: one intent from body bytes to a verdict and its evidence record.
 //! - [`quota`]: lock-free token buckets and a bounded keyed quota table.
 //! - [`crypto`]: ECDSA P-256 signing keys in cosign's formats, the small-fleet PKI.
 //! - [`peers`]: the peer transport: mutual TLS, the sync protocol, quotas, retry.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod crypto;
+pub mod gate;
 pub mod hashing;
 pub mod peers;
 pub mod policy;

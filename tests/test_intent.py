@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vedette.config import IntentLimits
-from vedette.runtime.intent import Intent, InvalidIntent, parse_intent
+from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
 
 LIMITS = IntentLimits(max_depth=8, max_args_bytes=200, max_claims_bytes=50)
 
@@ -52,6 +52,10 @@ def test_a_well_formed_intent():
         (b'{"tool": "echo", "args": {"a": ' + b"[" * 100000 + b"]" * 100000 + b"}}", "deep"),
         (b'{"tool": "echo", "request_id": 5}', "request_id must be a string"),
         (b'{"tool": "echo", "request_id": ""}', "request_id must be a string"),
+        (b'{"tool": "echo", "args": {"n": 18446744073709551616}}', "outside the 64-bit range"),
+        (b'{"tool": "echo", "args": {"n": -9223372036854775809}}', "outside the 64-bit range"),
+        (b'{"tool": "echo", "args": {"b": [{"a": 1, "a": 2}]}}', "duplicate member name 'a'"),
+        (b'{"tool": "echo"} {}', "not JSON"),
     ],
 )
 def test_malformed_bodies_are_refused_with_a_reason(body, reason):
@@ -77,7 +81,7 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=10)
     st.dictionaries(
         TEXT,
         st.recursive(
-            st.none() | st.booleans() | st.integers() | TEXT,
+            st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | TEXT,
             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
             max_leaves=10,
         ),
@@ -87,3 +91,34 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=10)
 def test_any_json_args_within_limits_round_trip(args):
     body = json.dumps({"tool": "echo", "args": args}).encode()
     assert parse_intent(body, IntentLimits()).args == args
+
+
+@given(st.integers(min_value=2**64) | st.integers(max_value=-(2**63) - 1))
+def test_integers_beyond_64_bits_are_refused_not_rounded(n):
+    # Read as a float they would reach the policy and the tool as another number.
+    with pytest.raises(InvalidIntent, match="outside the 64-bit range"):
+        parse_intent(json.dumps({"tool": "echo", "args": {"n": n}}).encode(), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"tool": "echo", "args": {"x": float("nan")}}, "no JSON form"),
+        ({"tool": "echo", "args": {"x": float("inf")}}, "no JSON form"),
+        ({"tool": "echo", "args": {1: "x"}}, "no JSON form"),
+        ({"tool": "echo", "args": {"x": "\ud800"}}, "no JSON form"),
+        ({"tool": "echo", "args": {"x": {1, 2}}}, "no JSON form"),
+        ({"tool": "echo", "args": {"x": 2**64}}, "no JSON form"),
+        ({"tool": "echo", "admin": True}, "unknown field 'admin'"),
+        (["echo"], "must be a JSON object, got array"),
+    ],
+)
+def test_in_process_intents_are_held_to_the_same_rules(value, reason):
+    with pytest.raises(InvalidIntent) as caught:
+        intent_from_value(value, LIMITS)
+    assert reason in str(caught.value)
+
+
+def test_an_intent_object_round_trips_through_the_parser():
+    intent = Intent("echo", {"text": "hé", "n": [1, 2.5, None, True]}, {"role": "x"}, "r-9")
+    assert intent_from_value(intent, LIMITS) == intent

@@ -174,6 +174,9 @@ class DurableQueue:
     def __new__(cls, store: Store) -> DurableQueue: ...
     def submit(self, record: Buffer) -> int:
         """Queues a copy of `record`; returns its ticket. Never waits for the disk."""
+    def submit_lazy(self, record: Buffer) -> int:
+        """Queues a copy of `record` to be written with the next batch (or within
+        the lazy delay, 10 ms); returns its ticket."""
     def fileno(self) -> int: ...
     def take_completed(self) -> list[tuple[int, int, BaseException | None]]:
         """`[(first, last, error_or_None), ...]`: tickets `first..=last` are durable
@@ -308,6 +311,107 @@ class ArgsValidator:
         """Compiles the schema given as JSON text; ValueError if it is not a valid schema."""
     def problem(self, args_json: Buffer) -> str | None:
         """None when the arguments (JSON text) fit the schema, else what is wrong and where."""
+
+# gate: one intent from body bytes to a verdict and its record (vedette.runtime)
+
+__all__ += ["Gate", "ReleasePlan", "Verdict", "parse_intent"]
+
+def parse_intent(
+    body: Buffer, max_depth: int, max_args_bytes: int, max_claims_bytes: int
+) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
+    """`(tool, args, claims, request_id)` of a request body; InvalidIntent says what is wrong."""
+
+@final
+class ReleasePlan:
+    """What is active for one agent, compiled for deciding."""
+
+    def __new__(
+        cls,
+        agent: str,
+        engine: PolicyEngine,
+        validators: dict[str, ArgsValidator],
+        tool_names: list[str],
+        behavioral_fingerprint: str,
+        description_json: Buffer,
+    ) -> ReleasePlan: ...
+    @property
+    def agent(self) -> str: ...
+
+@final
+class Verdict:
+    """One call's verdict and the decision record to make durable."""
+
+    @property
+    def outcome(self) -> str:
+        """ "allow", "deny", "invalid" or "over_quota"."""
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def decision_id(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
+    @property
+    def tool(self) -> str | None:
+        """The intent's tool, when the body parsed."""
+    @property
+    def record(self) -> bytes: ...
+    def args(self) -> dict[str, Any] | None:
+        """The intent's arguments as a new dict (None when the body did not parse)."""
+
+@final
+class Gate:
+    """The node-wide decision gate: limits, quotas, the tools this node has,
+    decision ids and evidence records."""
+
+    def __new__(
+        cls,
+        *,
+        node_id: str,
+        mask_args: list[str],
+        max_depth: int,
+        max_args_bytes: int,
+        max_claims_bytes: int,
+        quotas: QuotaTable,
+        tools: list[str],
+    ) -> Gate: ...
+    def decide(
+        self,
+        plan: ReleasePlan | None,
+        caller: str,
+        agent: str,
+        body: Buffer,
+        unavailable: str = "",
+    ) -> Verdict:
+        """Parses, validates, checks the quota and declared tools, and evaluates
+        `body` for `caller` of `agent`, without the GIL."""
+    def set_tools(self, tools: list[str]) -> None:
+        """Replaces the set of tools this node can run."""
+    def next_id(self) -> str: ...
+    def decision_record(
+        self,
+        *,
+        decision_id: str,
+        outcome: str,
+        reason: str | None,
+        caller: str | None = None,
+        agent: str | None = None,
+        tool: str | None = None,
+    ) -> bytes:
+        """A decision record for a call decided outside `decide`."""
+    def outcome_record(
+        self,
+        *,
+        decision_id: str,
+        tool: str,
+        status: str,
+        duration_ms: float,
+        output_digest: str | None = None,
+        output_bytes: int | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> bytes: ...
 
 # crypto: signing keys (vedette.releases.signing)
 

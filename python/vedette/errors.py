@@ -175,3 +175,7 @@ class PkiError(VedetteError, ValueError):
 
 class PeerError(VedetteError):
     """The peer transport failed or refused an operation."""
+
+
+class InvalidIntent(VedetteError, ValueError):
+    """The intent is malformed; the message says how."""

@@ -7,6 +7,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
 use crate::crypto::{KeyFileError, PkiError, SignatureError};
+use crate::gate::InvalidIntent;
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
 use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
@@ -30,6 +31,7 @@ mod py {
     pyo3::import_exception!(vedette.errors, KeyFileError);
     pyo3::import_exception!(vedette.errors, PkiError);
     pyo3::import_exception!(vedette.errors, PeerError);
+    pyo3::import_exception!(vedette.errors, InvalidIntent);
 }
 
 pub fn digest_format(err: DigestParseError) -> PyErr {
@@ -122,4 +124,8 @@ pub fn pki_message(message: String) -> PyErr {
 /// The peer transport refused or failed an operation.
 pub fn peer(message: String) -> PyErr {
     py::PeerError::new_err(message)
+}
+
+pub fn invalid_intent(err: InvalidIntent) -> PyErr {
+    py::InvalidIntent::new_err(err.0)
 }

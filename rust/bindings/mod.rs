@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod buffer;
 mod crypto;
 mod errors;
+mod gate;
 mod hashing;
 mod peers;
 mod policy;
@@ -19,6 +20,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hashing::register(module)?;
     policy::register(module)?;
+    gate::register(module)?;
     quota::register(module)?;
     store::register(module)?;
     crypto::register(module)?;

@@ -206,7 +206,7 @@ impl Bundle {
 
 /// A compiled, warmed bundle; see `vedette.policy.PolicyEngine`.
 #[pyclass(frozen, module = "vedette.policy", name = "PolicyEngine")]
-pub struct PolicyEngine(core::PolicyEngine);
+pub struct PolicyEngine(pub(super) Arc<core::PolicyEngine>);
 
 #[pymethods]
 impl PolicyEngine {
@@ -233,7 +233,7 @@ impl PolicyEngine {
         };
         let bundle = Arc::clone(&bundle.0);
         py.detach(move || core::PolicyEngine::new(&bundle, limits))
-            .map(|engine| PolicyEngine(engine.with_reuse(reuse)))
+            .map(|engine| PolicyEngine(Arc::new(engine.with_reuse(reuse))))
             .map_err(errors::bundle)
     }
 
@@ -567,7 +567,10 @@ fn value_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, P
     })
 }
 
-fn json_to_python<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn json_to_python<'py>(
+    py: Python<'py>,
+    value: &serde_json::Value,
+) -> PyResult<Bound<'py, PyAny>> {
     use serde_json::Value as Json;
     Ok(match value {
         Json::Null => py.None().into_bound(py),
@@ -608,7 +611,7 @@ const DETACH_ABOVE_BYTES: usize = 4096;
 
 /// A tool's argument JSON Schema, compiled once; see `rust/policy/args.rs`.
 #[pyclass(frozen, module = "vedette._core", name = "ArgsValidator")]
-pub struct ArgsValidator(core::ArgsValidator);
+pub struct ArgsValidator(pub(super) Arc<core::ArgsValidator>);
 
 #[pymethods]
 impl ArgsValidator {
@@ -622,7 +625,7 @@ impl ArgsValidator {
                 .map_err(|err| format!("args_schema is not JSON: {err}"))?;
             core::ArgsValidator::new(&schema)
         })
-        .map(ArgsValidator)
+        .map(|validator| ArgsValidator(Arc::new(validator)))
         .map_err(PyValueError::new_err)
     }
 

@@ -106,7 +106,7 @@ impl TokenBucket {
 }
 
 #[pyclass(frozen, module = "vedette.quota", name = "QuotaTable")]
-pub struct QuotaTable(core::QuotaTable);
+pub struct QuotaTable(pub(super) Arc<core::QuotaTable>);
 
 #[pymethods]
 impl QuotaTable {
@@ -119,7 +119,7 @@ impl QuotaTable {
         clock: Option<PyRef<'_, ManualClock>>,
     ) -> PyResult<Self> {
         core::QuotaTable::new(rate_per_s, burst, max_keys, clock_of(clock.as_deref()))
-            .map(QuotaTable)
+            .map(|table| QuotaTable(Arc::new(table)))
             .map_err(errors::quota)
     }
 

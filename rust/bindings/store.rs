@@ -282,6 +282,15 @@ impl DurableQueue {
             .map_err(errors::store)
     }
 
+    /// Queues a copy of `record` to be written with the next batch (or
+    /// within the lazy delay); returns its ticket.
+    fn submit_lazy(&self, record: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let bytes = borrow_bytes(record)?;
+        self.0
+            .submit_lazy(bytes.as_slice().to_vec())
+            .map_err(errors::store)
+    }
+
     fn fileno(&self) -> i32 {
         self.0.ready_fd()
     }

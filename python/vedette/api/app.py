@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vedette.api.openapi import OPENAPI
 from vedette.api.peer import PEER_UID
@@ -19,8 +19,10 @@ from vedette.runtime.interceptor import Runtime, retry_after_header
 
 log = logging.getLogger("vedette.api")
 
+INTERNAL_ERROR = b'{"decision":"deny","reason":"internal error; denied"}'
 
-def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
+
+def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
     async def health(request: Request) -> Response:
         report = runtime.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
@@ -34,9 +36,10 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
-    return Starlette(
+    tool = ToolEndpoint(runtime)
+    routes = Starlette(
         routes=[
-            Route("/v1/tool", ToolEndpoint(runtime), methods=["POST"]),
+            Route("/v1/tool", tool, methods=["POST"]),
             Route("/v1/health", health, methods=["GET"]),
             Route("/v1/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -45,15 +48,36 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={Exception: _unexpected},
     )
+    return ToolFirst(tool, routes)
+
+
+class ToolFirst:
+    """Sends ``POST /v1/tool`` straight to its endpoint and everything else
+    (other routes, other methods, lifespan) through the Starlette app.
+
+    The tool route is the hot one, and the router and its middleware cost
+    as much as the endpoint's own Python. What they add there, a deny
+    instead of a 500 for anything that escapes, the endpoint does itself.
+    """
+
+    def __init__(self, tool: ToolEndpoint, routes: Starlette) -> None:
+        self.tool = tool
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/tool" or scope["method"] != "POST":
+            await self.routes(scope, receive, send)
+            return
+        await self.tool(scope, receive, send)
 
 
 class ToolEndpoint:
-    """``POST /v1/tool`` as a plain ASGI app under the router.
+    """``POST /v1/tool`` as a plain ASGI app.
 
     It is the one hot route: reading the few headers it needs straight from
     the scope and sending pre-encoded bytes skips the Request/Response objects
     and their wrappers, a sizeable share of a call's cost. Anything that
-    escapes still reaches the app's exception handler (deny, never a 500).
+    escapes before the answer is sent is answered with a deny, never a 500.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -61,7 +85,13 @@ class ToolEndpoint:
         self.limit = runtime.config.listen.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        decision = await self._decide(scope, receive)
+        try:
+            decision = await self._decide(scope, receive)
+        except Exception:
+            # Nothing is sent yet: answer a deny, never a bare 500.
+            log.exception("unexpected failure serving /v1/tool")
+            await _send_body(send, 403, INTERNAL_ERROR, [])
+            return
         if decision is not None:
             await _send(send, decision)
 
@@ -104,16 +134,19 @@ class ToolEndpoint:
 
 
 async def _send(send: Send, decision: Decision) -> None:
-    body = decision.body_bytes()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    headers = []
     if decision.outcome == "over_quota":
         headers.append((b"retry-after", retry_after_header(decision.retry_after_s).encode()))
     if decision.outcome == "unauthenticated":
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+    await _send_body(send, decision.status, decision.body_bytes(), headers)
+
+
+async def _send_body(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -9,13 +9,14 @@ import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from vedette.api.app import create_app
 
 SPEC_VARIABLE = "VEDETTE_SERVE_SPEC"
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> ASGIApp:
     from vedette.serve import ServeSpec, build_runtime
 
     spec = ServeSpec(**json.loads(os.environ[SPEC_VARIABLE]))

@@ -1,10 +1,9 @@
-"""Compact JSON for evidence records and answers, on the hot path.
+"""Compact JSON on the hot path.
 
-orjson encodes a record in well under a microsecond where ``json.dumps`` takes
-over ten; every call encodes two records and an answer. orjson refuses what
-JSON cannot carry exactly (integers beyond 64 bits, non-string keys), and such
-values can reach a record from an intent (Python's parser keeps big integers),
-so those fall back to the standard encoder, which writes them as it always has.
+orjson encodes in well under a microsecond where ``json.dumps`` takes over
+ten. :func:`dumps` is for values the runtime builds itself; :func:`strict_dumps`
+for values from outside it (in-process intents, tool outputs), which must
+have an exact JSON form or be refused.
 """
 
 from __future__ import annotations
@@ -22,3 +21,15 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError derives from TypeError
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def strict_dumps(value: Any) -> bytes:
+    """UTF-8 JSON without spaces; ValueError or TypeError if ``value`` has no
+    exact JSON form (non-string keys, lone surrogates, integers beyond 64 bits,
+    NaN or Infinity, other types)."""
+    encoded = orjson.dumps(value)
+    # orjson writes NaN and Infinity as null; the standard encoder, asked
+    # only when a null appears, refuses them.
+    if b"null" in encoded:
+        json.dumps(value, allow_nan=False)
+    return encoded

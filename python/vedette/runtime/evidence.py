@@ -1,9 +1,8 @@
-"""Evidence records: one JSON document per decision, and one per tool outcome.
+"""Evidence: records made durable for event loops, and their timestamps.
 
-Field names follow OPA's decision logs (``decision_id``, ``timestamp``,
-``input``, ``result``, ``bundles``-like release data) so existing decision-log
-tooling can read them. Argument values named in ``mask_args`` are replaced by
-``"***"`` at any depth before the record is written.
+The records themselves (one JSON document per decision, one per tool outcome,
+field names after OPA's decision logs, masked argument values) are encoded in
+the Rust core (``rust/gate/record.rs``) by :class:`vedette._core.Gate`.
 """
 
 from __future__ import annotations
@@ -11,18 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import itertools
-import os
 import threading
-import time
-from collections.abc import Iterable
-from typing import Any
 
 from vedette._core import DurableQueue
-from vedette.runtime.encoding import dumps
 from vedette.store import SegmentStore
 
-MASK = "***"
 SCHEMA = "vedette.evidence/v1"
 
 
@@ -41,100 +33,6 @@ def timestamp(unix_ns: int) -> str:
     return f"{prefix}.{nanos:09d}Z"
 
 
-class DecisionIds:
-    """Decision ids in UUID form: 64 random bits per process, then a counter.
-
-    Unique across restarts (the random half) and within a process (the
-    counter), at a fraction of the cost of ``uuid4()`` per call.
-    """
-
-    def __init__(self) -> None:
-        self._prefix = int.from_bytes(os.urandom(8), "big")
-        self._counter = itertools.count(1)
-
-    def next(self) -> str:
-        text = f"{self._prefix:016x}{next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def masked(value: Any, names: frozenset[str]) -> Any:
-    if not names:
-        return value
-    if isinstance(value, dict):
-        return {k: MASK if k in names else masked(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(item, names) for item in value]
-    return value
-
-
-class EvidenceWriter:
-    """Builds record bytes; the store makes them durable."""
-
-    def __init__(self, node_id: str, mask_args: Iterable[str]) -> None:
-        self._node_id = node_id
-        self._mask = frozenset(mask_args)
-
-    def decision(
-        self,
-        *,
-        decision_id: str,
-        outcome: str,
-        reason: str | None,
-        caller: str | None,
-        agent: str | None,
-        tool: str | None,
-        args: Any,
-        claims: Any,
-        release: dict[str, Any] | None,
-        result: Any,
-        request_id: str | None,
-    ) -> bytes:
-        now = time.time_ns()
-        record = {
-            "schema": SCHEMA,
-            "kind": "decision",
-            "decision_id": decision_id,
-            "timestamp": timestamp(now),
-            "node": self._node_id,
-            "caller": caller,
-            "agent": agent,
-            "tool": tool,
-            "request_id": request_id,
-            "input": {"args": masked(args, self._mask), "claims": masked(claims, self._mask)},
-            "release": release,
-            "result": result,
-            "outcome": outcome,
-            "reason": reason,
-        }
-        return dumps(record)
-
-    def tool_outcome(
-        self,
-        *,
-        decision_id: str,
-        tool: str,
-        status: str,
-        output_digest: str | None,
-        output_bytes: int | None,
-        error: dict[str, str] | None,
-        duration_ms: float,
-    ) -> bytes:
-        record = {
-            "schema": SCHEMA,
-            "kind": "tool_outcome",
-            "decision_id": decision_id,
-            "timestamp": timestamp(time.time_ns()),
-            "node": self._node_id,
-            "tool": tool,
-            "status": status,
-            "output_digest": output_digest,
-            "output_bytes": output_bytes,
-            "error": error,
-            "duration_ms": round(duration_ms, 3),
-        }
-        return dumps(record)
-
-
 class EvidenceQueue:
     """Makes records durable for event loops without blocking them.
 
@@ -151,14 +49,15 @@ class EvidenceQueue:
         self._channels: dict[asyncio.AbstractEventLoop, _LoopChannel] = {}
         self._lock = threading.Lock()
 
-    def append(self, record: bytes) -> asyncio.Future[None]:
+    def append(self, record: bytes, *, lazy: bool = False) -> asyncio.Future[None]:
         """A future done once ``record`` is durable, or failed with what the store
-        raised. Must be called on a running event loop."""
+        raised. Must be called on a running event loop. A ``lazy`` record (one
+        nobody waits for) is written with the next batch, or 10 ms later."""
         loop = asyncio.get_running_loop()
         channel = self._channels.get(loop)
         if channel is None:
             channel = self._open(loop)
-        return channel.append(record)
+        return channel.append(record, lazy)
 
     def flush(self) -> None:
         """Block until every record submitted so far is written (or failed)."""
@@ -193,10 +92,10 @@ class _LoopChannel:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         loop.add_reader(queue.fileno(), self._settle)
 
-    def append(self, record: bytes) -> asyncio.Future[None]:
+    def append(self, record: bytes, lazy: bool) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._loop.create_future()
         try:
-            ticket = self._queue.submit(record)
+            ticket = self._queue.submit_lazy(record) if lazy else self._queue.submit(record)
         except Exception as err:  # queue closed or full: this record fails alone
             future.set_exception(err)
             return future

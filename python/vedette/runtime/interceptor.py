@@ -21,14 +21,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from vedette._core import Gate, Verdict
 from vedette.config import Config
 from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
-from vedette.runtime.encoding import dumps
-from vedette.runtime.evidence import DecisionIds, EvidenceQueue, EvidenceWriter, timestamp
+from vedette.runtime.evidence import EvidenceQueue
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
-from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
+from vedette.runtime.intent import Intent, InvalidIntent, encode_intent
 from vedette.runtime.metrics import RuntimeMetrics
 from vedette.runtime.releases import ActiveRelease, LocalReleases, Releases
 from vedette.runtime.tools import ToolFailed, ToolRegistry
@@ -65,9 +65,17 @@ class Runtime:
         self._quotas = QuotaTable(
             config.quota.rate_per_s, config.quota.burst, config.quota.max_keys
         )
-        self._evidence = EvidenceWriter(config.node_id, config.evidence.mask_args)
+        self._gate = Gate(
+            node_id=config.node_id,
+            mask_args=list(config.evidence.mask_args),
+            max_depth=config.intent.max_depth,
+            max_args_bytes=config.intent.max_args_bytes,
+            max_claims_bytes=config.intent.max_claims_bytes,
+            quotas=self._quotas,
+            tools=[],
+        )
+        self.tools.watch(self._gate.set_tools)  # plugins may be registered later
         self._records = EvidenceQueue(self.store)
-        self._ids = DecisionIds()
         self._evaluators = concurrent.futures.ThreadPoolExecutor(
             max_workers=EVALUATOR_THREADS, thread_name_prefix="vedette-evaluator"
         )
@@ -92,32 +100,43 @@ class Runtime:
 
     async def unauthenticated(self, reason: str) -> Decision:
         """Answer (and record) a request without valid credentials."""
-        decision = Decision("unauthenticated", self._ids.next(), reason=reason)
-        await self._record_denial(decision, None, None)
+        decision = Decision("unauthenticated", self._gate.next_id(), reason=reason)
+        await self._record_denial(decision, None)
         return self._finish(decision, None, None, time.perf_counter())
 
     async def invalid(self, caller: Caller, reason: str) -> Decision:
         """Answer (and record) a request refused before its body could be parsed."""
-        decision = Decision("invalid", self._ids.next(), reason=f"invalid intent: {reason}")
-        await self._record_denial(decision, caller, None)
+        decision = Decision("invalid", self._gate.next_id(), reason=f"invalid intent: {reason}")
+        await self._record_denial(decision, caller)
         return self._finish(decision, caller, None, time.perf_counter())
 
     async def handle_body(self, caller: Caller, body: bytes) -> Decision:
         """An authenticated caller's request body."""
         started = time.perf_counter()
-        decision_id = self._ids.next()
+        tool = None
         try:
-            intent = parse_intent(body, self.config.intent)
-        except InvalidIntent as err:
-            return await self._refuse_invalid(err, caller, decision_id, started)
-        except Exception as err:  # a parser fault is a deny like any other
-            log.exception("unexpected failure parsing %s", decision_id)
+            verdict, release = await self._decide(caller, body)
+            tool = verdict.tool
+            if verdict.allowed and release is not None:
+                decision = await self._run_allowed(verdict, release)
+            else:
+                await self._append_quietly(verdict.record)
+                decision = Decision(
+                    verdict.outcome,  # type: ignore[arg-type]
+                    verdict.decision_id,
+                    reason=verdict.reason,
+                    retry_after_s=verdict.retry_after_s,
+                )
+        except BaseException as err:  # anything unexpected denies (and is recorded)
+            if not isinstance(err, Exception) and not is_rust_panic(err):
+                raise  # cancellation, interpreter exit: not ours to turn into an answer
+            decision_id = self._gate.next_id()
+            log.exception("unexpected failure deciding %s", decision_id)
             decision = Decision(
                 "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
             )
-            await self._record_denial(decision, caller, None)
-            return self._finish(decision, caller, None, started)
-        return await self._decide_guarded(intent, caller, decision_id, started)
+            await self._record_denial(decision, caller, tool)
+        return self._finish(decision, caller, tool, started)
 
     async def handle(self, body: bytes, authorization: str | None) -> Decision:
         """A whole HTTP request: credentials first, then the body."""
@@ -129,14 +148,11 @@ class Runtime:
 
     async def decide_async(self, intent: Intent | dict[str, Any], caller: Caller) -> Decision:
         """An in-process intent (an :class:`Intent` or a dict of its fields)."""
-        started = time.perf_counter()
-        decision_id = self._ids.next()
-        if not isinstance(intent, Intent):
-            try:
-                intent = intent_from_value(intent, self.config.intent)
-            except InvalidIntent as err:
-                return await self._refuse_invalid(err, caller, decision_id, started)
-        return await self._decide_guarded(intent, caller, decision_id, started)
+        try:
+            body = encode_intent(intent)
+        except InvalidIntent as err:
+            return await self.invalid(caller, str(err))
+        return await self.handle_body(caller, body)
 
     def decide(self, intent: Intent | dict[str, Any], caller: Caller) -> Decision:
         """Blocking form of :meth:`decide_async`, safe to call from many threads."""
@@ -145,177 +161,76 @@ class Runtime:
 
     # -- the pipeline -------------------------------------------------------
 
-    async def _refuse_invalid(
-        self, err: InvalidIntent, caller: Caller, decision_id: str, started: float
-    ) -> Decision:
-        decision = Decision("invalid", decision_id, reason=f"invalid intent: {err}")
-        await self._record_denial(decision, caller, None)
-        return self._finish(decision, caller, None, started)
-
-    async def _decide_guarded(
-        self, intent: Intent, caller: Caller, decision_id: str, started: float
-    ) -> Decision:
-        try:
-            decision = await self._decide(intent, caller, decision_id)
-        except BaseException as err:  # anything unexpected denies (and is recorded)
-            if not isinstance(err, Exception) and not is_rust_panic(err):
-                raise  # cancellation, interpreter exit: not ours to turn into an answer
-            log.exception("unexpected failure deciding %s", decision_id)
-            decision = Decision(
-                "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
-            )
-            await self._record_denial(decision, caller, intent)
-        return self._finish(decision, caller, intent, started)
-
-    async def _decide(self, intent: Intent, caller: Caller, decision_id: str) -> Decision:
+    async def _decide(self, caller: Caller, body: bytes) -> tuple[Verdict, ActiveRelease | None]:
+        """Parse, validate, quota, declared tools and policy: one call into the core,
+        under the release active for the caller's agent now."""
         release = self.releases.active(caller.agent)
-        if release is None:
-            reason = self.releases.unavailable_reason(caller.agent)
-            return await self._deny("deny", decision_id, reason, caller, intent, None)
-        declared = release.manifest.declares_tool(intent.tool)
-        args_json = dumps(intent.args)
-        if declared:
-            problem = _schema_problem(release, intent.tool, args_json)
-            if problem is not None:
-                reason = f"invalid intent: args do not fit the schema of {intent.tool!r}: {problem}"
-                return await self._deny("invalid", decision_id, reason, caller, intent, release)
-        if not self._quotas.try_take(caller.id):
-            wait = self._quotas.wait_time(caller.id)
-            reason = f"caller {caller.id!r} is over its rate quota; retry in {wait:.3f} s"
-            decision = Decision("over_quota", decision_id, reason=reason, retry_after_s=wait)
-            await self._record_denial(decision, caller, intent, release)
-            return decision
-        if not declared:
-            reason = f"tool {intent.tool!r} is not declared by agent {caller.agent!r}"
-            return await self._deny("deny", decision_id, reason, caller, intent, release)
-        if intent.tool not in self.tools:
-            reason = f"tool {intent.tool!r} is declared but not available on this node"
-            return await self._deny("deny", decision_id, reason, caller, intent, release)
-
-        policy_input = self._policy_input(intent, caller, release)
-        input_bytes = len(args_json) + (len(dumps(intent.claims)) if intent.claims else 0)
-        if input_bytes <= INLINE_EVALUATION_BYTES:
-            verdict = release.engine.evaluate(policy_input)
+        plan = release.plan if release is not None else None
+        unavailable = "" if release is not None else self.releases.unavailable_reason(caller.agent)
+        if len(body) <= INLINE_EVALUATION_BYTES:
+            verdict = self._gate.decide(plan, caller.id, caller.agent, body, unavailable)
         else:
             # Evaluation time grows with the input; a large one must not stall
             # every other call on the loop while it runs.
             verdict = await asyncio.get_running_loop().run_in_executor(
-                self._evaluators, release.engine.evaluate, policy_input
-            )
-        if not verdict.allow:
-            reason = verdict.reason or "denied by policy"
-            if verdict.fault is not None:
-                reason = f"policy {verdict.fault}: {reason}"
-            return await self._deny(
-                "deny", decision_id, reason, caller, intent, release, verdict.to_dict()
-            )
+                self._evaluators, self._gate.decide, plan, caller.id, caller.agent, body,
+                unavailable,
+            )  # fmt: skip
+        return verdict, release
 
-        record = self._decision_record(
-            Decision("allow", decision_id, reason=verdict.reason), caller, intent, release,
-            verdict.to_dict(),
-        )  # fmt: skip
+    async def _run_allowed(self, verdict: Verdict, active: ActiveRelease) -> Decision:
+        """The tool runs only once the record of the allow is durable."""
         try:
-            await self._records.append(record)
+            await self._records.append(verdict.record)
         except Exception as err:  # the tool must not run without durable evidence
             self.metrics.evidence_failures.inc()
             reason = f"evidence could not be recorded ({type(err).__name__}: {err}); denied"
-            return Decision("deny", decision_id, reason=reason)
-        return await self._execute(intent, release, decision_id)
-
-    async def _execute(self, intent: Intent, release: ActiveRelease, decision_id: str) -> Decision:
+            return Decision("deny", verdict.decision_id, reason=reason)
+        tool, args, decision_id = verdict.tool or "", verdict.args() or {}, verdict.decision_id
+        release = active.version
         started = time.perf_counter()
         try:
-            outcome = await self.tools.execute(intent.tool, intent.args)
+            outcome = await self.tools.execute(tool, args)
         except ToolFailed as err:
-            error = {"type": err.kind, "message": str(err)}
             self._record_later(
-                self._evidence.tool_outcome(
-                    decision_id=decision_id, tool=intent.tool, status="error",
-                    output_digest=None, output_bytes=None, error=error,
+                self._gate.outcome_record(
+                    decision_id=decision_id, tool=tool, status="error",
                     duration_ms=(time.perf_counter() - started) * 1000,
+                    error_type=err.kind, error_message=str(err),
                 )
             )  # fmt: skip
-            return Decision("tool_error", decision_id, error=error, release=release.version)
+            error = {"type": err.kind, "message": str(err)}
+            return Decision("tool_error", decision_id, error=error, release=release)
         self._record_later(
-            self._evidence.tool_outcome(
-                decision_id=decision_id, tool=intent.tool, status="ok",
+            self._gate.outcome_record(
+                decision_id=decision_id, tool=tool, status="ok",
+                duration_ms=(time.perf_counter() - started) * 1000,
                 output_digest=str(outcome.output_digest), output_bytes=len(outcome.output_json),
-                error=None, duration_ms=(time.perf_counter() - started) * 1000,
             )
         )  # fmt: skip
         return Decision(
             "allow",
             decision_id,
             output=outcome.output,
-            release=release.version,
+            release=release,
             output_json=outcome.output_json,
         )
 
-    def _policy_input(
-        self, intent: Intent, caller: Caller, release: ActiveRelease
-    ) -> dict[str, Any]:
-        now = time.time_ns()
-        return {
-            "tool": intent.tool,
-            "args": intent.args,
-            "caller": {"id": caller.id},
-            "claims": intent.claims,
-            "agent": {
-                "name": release.agent,
-                "behavioral_fingerprint": str(release.behavioral_fingerprint),
-                "tools": release.manifest.tool_names,
-            },
-            "node": {"id": self.config.node_id},
-            "time": timestamp(now),
-        }
-
     # -- evidence -----------------------------------------------------------
 
-    async def _deny(
-        self,
-        outcome: Any,
-        decision_id: str,
-        reason: str,
-        caller: Caller,
-        intent: Intent,
-        release: ActiveRelease | None,
-        result: Any = None,
-    ) -> Decision:
-        decision = Decision(outcome, decision_id, reason=reason)
-        await self._record_denial(decision, caller, intent, release, result)
-        return decision
-
     async def _record_denial(
-        self,
-        decision: Decision,
-        caller: Caller | None,
-        intent: Intent | None,
-        release: ActiveRelease | None = None,
-        result: Any = None,
+        self, decision: Decision, caller: Caller | None, tool: str | None = None
     ) -> None:
-        await self._append_quietly(self._decision_record(decision, caller, intent, release, result))
-
-    def _decision_record(
-        self,
-        decision: Decision,
-        caller: Caller | None,
-        intent: Intent | None,
-        release: ActiveRelease | None,
-        result: Any,
-    ) -> bytes:
-        return self._evidence.decision(
+        """The record of a call decided here rather than by the gate."""
+        record = self._gate.decision_record(
             decision_id=decision.decision_id,
             outcome=decision.outcome,
             reason=decision.reason,
             caller=caller.id if caller else None,
             agent=caller.agent if caller else None,
-            tool=intent.tool if intent else None,
-            args=intent.args if intent else None,
-            claims=intent.claims if intent else None,
-            release=release.describe() if release else None,
-            result=result,
-            request_id=intent.request_id if intent else None,
+            tool=tool,
         )
+        await self._append_quietly(record)
 
     async def _append_quietly(self, record: bytes) -> None:
         """Evidence of a denial or an outcome: a failure is counted and logged; the
@@ -327,14 +242,16 @@ class Runtime:
             log.exception("evidence record could not be made durable")
 
     def _record_later(self, record: bytes) -> None:
-        """A tool outcome: queued for the next group commit, not waited for.
+        """A tool outcome: written with the next group commit, not waited for.
 
         The decision record that let the tool run is already durable; the
-        answer does not wait a second fdatasync for the outcome. A crash in
-        that window (one commit, a few ms) can lose an outcome record, never
-        the allow that preceded it. Failures are counted and logged.
+        answer does not wait a second fdatasync for the outcome, and the
+        outcome does not cost one of its own: it joins the next batch, or is
+        written 10 ms later. A crash in that window can lose an outcome
+        record, never the allow that preceded it. Failures are counted and
+        logged.
         """
-        self._records.append(record).add_done_callback(self._outcome_written)
+        self._records.append(record, lazy=True).add_done_callback(self._outcome_written)
 
     def _outcome_written(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -348,13 +265,11 @@ class Runtime:
     # -- bookkeeping --------------------------------------------------------
 
     def _finish(
-        self, decision: Decision, caller: Caller | None, intent: Intent | None, started: float
+        self, decision: Decision, caller: Caller | None, tool: str | None, started: float
     ) -> Decision:
-        tool = "none"
-        if intent is not None:
-            tool = intent.tool if intent.tool in self.tools else "other"
+        label = "none" if tool is None else tool if tool in self.tools else "other"
         agent = caller.agent if caller else "none"
-        self.metrics.count_decision(decision.outcome, tool, agent)
+        self.metrics.count_decision(decision.outcome, label, agent)
         self.metrics.latency.observe(time.perf_counter() - started)
         return decision
 
@@ -436,13 +351,6 @@ def _start_peers(config: Config, store: SegmentStore, metrics: RuntimeMetrics) -
     node = PeerNode(config, store)
     node.register_metrics(metrics.registry)
     return node
-
-
-def _schema_problem(release: ActiveRelease, tool: str, args_json: bytes) -> str | None:
-    validator = release.validators.get(tool)
-    if validator is None:
-        return None
-    return validator.problem(args_json)
 
 
 def retry_after_header(seconds: float | None) -> str:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from vedette._core import ArgsValidator
+from vedette._core import ArgsValidator, ReleasePlan
 from vedette.config import AgentConfig
 from vedette.hashing import Digest
 from vedette.policy import AgentManifest, PolicyEngine, load_agent_manifest, load_engine
@@ -35,6 +34,9 @@ class ActiveRelease:
     # Compiled once per release: tool name -> validator of its arguments
     # (see compile_validators).
     validators: dict[str, ArgsValidator] = field(repr=False)
+    # The same, compiled for the decision gate (see make_active_release).
+    plan: ReleasePlan = field(repr=False, compare=False)
+    description: dict[str, Any] = field(repr=False, compare=False)
 
     @property
     def policy_hash(self) -> Digest:
@@ -45,20 +47,8 @@ class ActiveRelease:
         return self.manifest.behavioral_fingerprint
 
     def describe(self) -> dict[str, Any]:
-        """The release as evidence records and /v1/status name it (computed once)."""
-        return self._description
-
-    @cached_property
-    def _description(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "version": self.version,
-            "source": self.source,
-            "policy_hash": str(self.policy_hash),
-            "policy_revision": self.engine.revision,
-            "behavioral_fingerprint": str(self.behavioral_fingerprint),
-            "tools": self.manifest.tool_names,
-        }
+        """The release as evidence records and /v1/status name it."""
+        return self.description
 
 
 class Releases(Protocol):
@@ -141,6 +131,23 @@ def make_active_release(
 ) -> ActiveRelease:
     """An :class:`ActiveRelease` with the argument validators of its declared tools."""
     validators = compile_validators(manifest)
+    description = {
+        "agent": agent,
+        "version": version,
+        "source": source,
+        "policy_hash": str(engine.policy_hash),
+        "policy_revision": engine.revision,
+        "behavioral_fingerprint": str(manifest.behavioral_fingerprint),
+        "tools": manifest.tool_names,
+    }
+    plan = ReleasePlan(
+        agent,
+        engine,
+        validators,
+        manifest.tool_names,
+        str(manifest.behavioral_fingerprint),
+        dumps(description),
+    )
     return ActiveRelease(
         agent=agent,
         version=version,
@@ -148,6 +155,8 @@ def make_active_release(
         manifest=manifest,
         engine=engine,
         validators=validators,
+        plan=plan,
+        description=description,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from vedette.config import ToolsConfig
 from vedette.errors import VedetteError
 from vedette.hashing import Digest, sha256
+from vedette.runtime.encoding import strict_dumps
 
 ENTRY_POINT_GROUP = "vedette.tools"
 
@@ -62,6 +63,7 @@ class ToolRegistry:
 
         self._config = config
         self._tools: dict[str, Tool] = {}
+        self._watchers: list[Callable[[list[str]], None]] = []
         for tool in builtin.builtin_tools(config):
             self.register(tool)
         for declared in config.http:
@@ -79,6 +81,13 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is registered twice")
         self._tools[tool.name] = tool
+        for watcher in self._watchers:
+            watcher(self.names())
+
+    def watch(self, watcher: Callable[[list[str]], None]) -> None:
+        """Call ``watcher`` with the tool names now and after every registration."""
+        self._watchers.append(watcher)
+        watcher(self.names())
 
     def names(self) -> list[str]:
         return sorted(self._tools)
@@ -113,9 +122,7 @@ class ToolRegistry:
 
     def _outcome(self, name: str, output: Any, limit: int) -> ToolOutcome:
         try:
-            encoded = json.dumps(
-                output, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            ).encode()
+            encoded = strict_dumps(output)
         except (TypeError, ValueError) as err:
             raise ToolFailed(
                 "bad_output", f"tool {name!r} returned non-JSON output: {err}"

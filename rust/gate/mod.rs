@@ -1,0 +1,22 @@
+//! The decision gate: one intent from untrusted body bytes to a verdict and
+//! the evidence record that must be durable before anything else happens.
+//!
+//! - [`parse_intent`] is the one strict intent parser (every path uses it);
+//! - [`Gate::decide`] validates, checks the caller's quota and the declared
+//!   tools, and asks the policy, in the runtime's order, in one call;
+//! - [`RecordWriter`] encodes every evidence record the runtime writes.
+//!
+//! Making records durable, running tools and answering stay in the runtime.
+
+mod decide;
+mod intent;
+mod record;
+
+pub use decide::{Gate, Outcome, Release, ReleasePlan, Verdict};
+pub use intent::{is_tool_name, parse_intent, py_repr, Intent, IntentLimits, InvalidIntent};
+pub use record::{
+    now_unix_ns, timestamp, DecisionFacts, DecisionIds, OutcomeFacts, RecordWriter, MASK, SCHEMA,
+};
+
+#[cfg(test)]
+mod tests;

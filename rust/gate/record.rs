@@ -1,0 +1,295 @@
+//! Evidence records: one JSON document per decision and one per tool outcome.
+//!
+//! Field names follow OPA's decision logs (`decision_id`, `timestamp`,
+//! `input`, `result`, release data) so existing decision-log tooling can read
+//! them. Argument and claim values whose member name is in the mask list are
+//! written as `"***"` at any depth. The layout is in `docs/contracts.md`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::policy::{Decision, Value as RegoValue};
+
+pub const SCHEMA: &str = "vedette.evidence/v1";
+pub const MASK: &str = "***";
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_unix_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as i128)
+}
+
+/// RFC 3339 in UTC with nanoseconds: `2026-11-26T03:14:09.123456789Z`.
+pub fn timestamp(unix_ns: i128) -> String {
+    let moment = time::OffsetDateTime::from_unix_timestamp_nanos(unix_ns)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        moment.year(),
+        u8::from(moment.month()),
+        moment.day(),
+        moment.hour(),
+        moment.minute(),
+        moment.second(),
+        moment.nanosecond()
+    )
+}
+
+/// Decision ids in UUID form: 64 random bits per process, then a counter.
+/// Unique across restarts (the random half) and within a process (the counter).
+pub struct DecisionIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl DecisionIds {
+    pub fn new(prefix: u64) -> DecisionIds {
+        DecisionIds {
+            prefix,
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    /// A prefix from the operating system's random source.
+    pub fn random() -> DecisionIds {
+        let mut bytes = [0u8; 8];
+        // Should the system source fail, the clock still separates restarts.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            bytes = (now_unix_ns() as u64).to_be_bytes();
+        }
+        DecisionIds::new(u64::from_be_bytes(bytes))
+    }
+
+    pub fn next_id(&self) -> String {
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}{count:016x}", self.prefix);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &text[..8],
+            &text[8..12],
+            &text[12..16],
+            &text[16..20],
+            &text[20..]
+        )
+    }
+}
+
+/// What a decision record says; `None` fields are written as `null`.
+#[derive(Default)]
+pub struct DecisionFacts<'a> {
+    pub decision_id: &'a str,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub caller: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub tool: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub args: Option<&'a Map<String, Value>>,
+    pub claims: Option<&'a Map<String, Value>>,
+    /// The release as `/v1/status` describes it.
+    pub release: Option<&'a Value>,
+    /// The policy's verdict: `allow`, `reason`, `fault` and the decision
+    /// object the policy produced.
+    pub result: Option<&'a Decision>,
+}
+
+/// What a tool-outcome record says.
+pub struct OutcomeFacts<'a> {
+    pub decision_id: &'a str,
+    pub tool: &'a str,
+    pub status: &'a str,
+    pub output_digest: Option<&'a str>,
+    pub output_bytes: Option<u64>,
+    /// `(type, message)` of a failed run.
+    pub error: Option<(&'a str, &'a str)>,
+    pub duration_ms: f64,
+}
+
+/// Builds record bytes for one node; the store makes them durable.
+pub struct RecordWriter {
+    node_id: String,
+    mask: HashSet<String>,
+}
+
+impl RecordWriter {
+    pub fn new(node_id: &str, mask: impl IntoIterator<Item = String>) -> RecordWriter {
+        RecordWriter {
+            node_id: node_id.to_string(),
+            mask: mask.into_iter().collect(),
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn decision(&self, facts: &DecisionFacts<'_>, unix_ns: i128) -> Vec<u8> {
+        let record = DecisionRecord {
+            schema: SCHEMA,
+            kind: "decision",
+            decision_id: facts.decision_id,
+            timestamp: timestamp(unix_ns),
+            node: &self.node_id,
+            caller: facts.caller,
+            agent: facts.agent,
+            tool: facts.tool,
+            request_id: facts.request_id,
+            input: Input {
+                args: facts.args.map(|args| Masked(args, &self.mask)),
+                claims: facts.claims.map(|claims| Masked(claims, &self.mask)),
+            },
+            release: facts.release,
+            result: facts.result.map(ResultField),
+            outcome: facts.outcome,
+            reason: facts.reason,
+        };
+        encode(&record)
+    }
+
+    pub fn tool_outcome(&self, facts: &OutcomeFacts<'_>, unix_ns: i128) -> Vec<u8> {
+        let record = OutcomeRecord {
+            schema: SCHEMA,
+            kind: "tool_outcome",
+            decision_id: facts.decision_id,
+            timestamp: timestamp(unix_ns),
+            node: &self.node_id,
+            tool: facts.tool,
+            status: facts.status,
+            output_digest: facts.output_digest,
+            output_bytes: facts.output_bytes,
+            error: facts
+                .error
+                .map(|(kind, message)| ToolError { kind, message }),
+            duration_ms: (facts.duration_ms * 1000.0).round() / 1000.0,
+        };
+        encode(&record)
+    }
+}
+
+fn encode(record: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    // Every field is a string, number, bool, null or a JSON value with string
+    // keys: serialization cannot fail; should it, the record still says so.
+    if serde_json::to_writer(&mut out, record).is_err() {
+        out.clear();
+        out.extend_from_slice(br#"{"schema":"vedette.evidence/v1","kind":"unencodable"}"#);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct DecisionRecord<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    decision_id: &'a str,
+    timestamp: String,
+    node: &'a str,
+    caller: Option<&'a str>,
+    agent: Option<&'a str>,
+    tool: Option<&'a str>,
+    request_id: Option<&'a str>,
+    input: Input<'a>,
+    release: Option<&'a Value>,
+    result: Option<ResultField<'a>>,
+    outcome: &'a str,
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Input<'a> {
+    args: Option<Masked<'a>>,
+    claims: Option<Masked<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutcomeRecord<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    decision_id: &'a str,
+    timestamp: String,
+    node: &'a str,
+    tool: &'a str,
+    status: &'a str,
+    output_digest: Option<&'a str>,
+    output_bytes: Option<u64>,
+    error: Option<ToolError<'a>>,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct ToolError<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: &'a str,
+}
+
+/// An object written with masked member values replaced, without copying it.
+struct Masked<'a>(&'a Map<String, Value>, &'a HashSet<String>);
+
+impl Serialize for Masked<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Masked(members, mask) = *self;
+        if mask.is_empty() {
+            return members.serialize(serializer);
+        }
+        let mut map = serializer.serialize_map(Some(members.len()))?;
+        for (name, value) in members {
+            if mask.contains(name) {
+                map.serialize_entry(name, MASK)?;
+            } else {
+                map.serialize_entry(name, &MaskedValue(value, mask))?;
+            }
+        }
+        map.end()
+    }
+}
+
+struct MaskedValue<'a>(&'a Value, &'a HashSet<String>);
+
+impl Serialize for MaskedValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(members) => Masked(members, self.1).serialize(serializer),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&MaskedValue(item, self.1))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+struct ResultField<'a>(&'a Decision);
+
+impl Serialize for ResultField<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let decision = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("allow", &decision.allow)?;
+        map.serialize_entry("reason", &decision.reason)?;
+        map.serialize_entry("fault", &decision.fault.map(|fault| fault.name()))?;
+        map.serialize_entry("result", &Defined(&decision.result))?;
+        map.end()
+    }
+}
+
+/// A Rego value, with `undefined` written as `null`.
+struct Defined<'a>(&'a RegoValue);
+
+impl Serialize for Defined<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            RegoValue::Undefined => serializer.serialize_unit(),
+            value => value.serialize(serializer),
+        }
+    }
+}
