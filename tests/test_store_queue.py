@@ -67,3 +67,33 @@ def test_the_evidence_queue_settles_futures_on_their_loop(tmp_path):
         asyncio.run(many())  # a second loop on the same thread gets its own channel
         evidence.close()
         assert len(list(store.iter_records())) == 600
+
+
+def test_records_of_one_loop_turn_are_committed_together(tmp_path):
+    with SegmentStore.open(tmp_path / "s", ceiling_bytes=1 << 30, node_id="n") as store:
+        queue = store.durable_queue()
+        tickets = [queue.submit_lazy(b"turn %d" % i) for i in range(50)]
+        queue.commit()  # what the loop does once per turn
+        wait_readable(queue.fileno())
+        completed = queue.take_completed()
+        # One wake-up, one batch: every record of the turn shares one fdatasync.
+        assert [(first, last, error) for first, last, error in completed] == [(0, 49, None)]
+        assert tickets == list(range(50))
+        assert len(list(store.iter_records())) == 50
+        queue.close()
+
+
+def test_lazy_records_are_written_without_a_commit_and_waiters_are_not_delayed(tmp_path):
+    with SegmentStore.open(tmp_path / "s", ceiling_bytes=1 << 30, node_id="n") as store:
+        evidence = EvidenceQueue(store)
+
+        async def outcome_then_decision() -> None:
+            outcome = evidence.append(b"outcome", lazy=True)
+            await evidence.append(b"decision")  # committed at the next turn
+            assert outcome.done()  # rode along with the decision's batch
+            later = evidence.append(b"lonely outcome", lazy=True)
+            await later  # nobody commits: written after the lazy delay all the same
+
+        asyncio.run(outcome_then_decision())
+        evidence.close()
+        assert [r for _, r in store.iter_records()] == [b"outcome", b"decision", b"lonely outcome"]

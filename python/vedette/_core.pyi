@@ -177,6 +177,8 @@ class DurableQueue:
     def submit_lazy(self, record: Buffer) -> int:
         """Queues a copy of `record` to be written with the next batch (or within
         the lazy delay, 10 ms); returns its ticket."""
+    def commit(self) -> None:
+        """Has what is queued written now, lazy records included."""
     def fileno(self) -> int: ...
     def take_completed(self) -> list[tuple[int, int, BaseException | None]]:
         """`[(first, last, error_or_None), ...]`: tickets `first..=last` are durable

@@ -291,6 +291,11 @@ impl DurableQueue {
             .map_err(errors::store)
     }
 
+    /// Has what is queued written now, lazy records included.
+    fn commit(&self) {
+        self.0.commit();
+    }
+
     fn fileno(&self) -> i32 {
         self.0.ready_fd()
     }

@@ -71,6 +71,9 @@ struct State {
     /// The writer sleeps on `work`; only then does a submit need to wake it
     /// (a wake-up is a system call; while it writes, records just queue).
     writer_idle: bool,
+    /// The writer sleeps with no time-out (nothing pending for a while):
+    /// even a lazy record must wake it then.
+    writer_parked: bool,
 }
 
 struct Shared {
@@ -115,6 +118,7 @@ impl DurableQueue {
                 written: 0,
                 stopped: false,
                 writer_idle: false,
+                writer_parked: false,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -143,6 +147,22 @@ impl DurableQueue {
         self.enqueue(record, false)
     }
 
+    /// Has what is queued written now (lazy records included). An event loop
+    /// submits its records lazily and commits once per turn: one wake-up of
+    /// the writer for all the records of the turn instead of one per record.
+    pub fn commit(&self) {
+        let mut st = self.shared.lock();
+        if st.pending.is_empty() {
+            return;
+        }
+        st.urgent = true;
+        let wake = std::mem::take(&mut st.writer_idle);
+        drop(st);
+        if wake {
+            self.shared.work.notify_one();
+        }
+    }
+
     fn enqueue(&self, record: Vec<u8>, urgent: bool) -> Result<u64> {
         let mut st = self.shared.lock();
         if st.closing {
@@ -157,10 +177,11 @@ impl DurableQueue {
         let ticket = st.first_pending + st.pending.len() as u64;
         st.pending_bytes += record.len();
         st.pending.push(record);
-        if !urgent {
+        if urgent {
+            st.urgent = true;
+        } else if !st.writer_parked {
             return Ok(ticket); // the writer finds it at the latest after its delay
         }
-        st.urgent = true;
         let wake = std::mem::take(&mut st.writer_idle);
         drop(st);
         if wake {
@@ -226,20 +247,29 @@ impl Drop for DurableQueue {
 fn write_loop(shared: &Shared, sink: &dyn RecordSink) {
     loop {
         let mut st = shared.lock();
+        // After a batch the writer waits LAZY_WRITE_DELAY for the next one
+        // (lazy records arriving meanwhile need no wake-up); only when that
+        // passes with nothing queued does it park until woken.
+        let mut quiet = false;
         while !st.urgent && !st.closing {
             st.writer_idle = true;
-            if st.pending.is_empty() {
+            if quiet && st.pending.is_empty() {
+                st.writer_parked = true;
                 st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
-            } else {
-                // Only lazy records: give them a batch to join, then write them.
-                let (guard, waited) = shared
-                    .work
-                    .wait_timeout(st, LAZY_WRITE_DELAY)
-                    .unwrap_or_else(|p| p.into_inner());
-                st = guard;
-                if waited.timed_out() && !st.pending.is_empty() {
-                    break;
+                st.writer_parked = false;
+                quiet = false;
+                continue;
+            }
+            let (guard, waited) = shared
+                .work
+                .wait_timeout(st, LAZY_WRITE_DELAY)
+                .unwrap_or_else(|p| p.into_inner());
+            st = guard;
+            if waited.timed_out() {
+                if !st.pending.is_empty() {
+                    break; // lazy records waited long enough: write them
                 }
+                quiet = true;
             }
         }
         st.writer_idle = false;
@@ -371,9 +401,27 @@ mod tests {
     }
 
     #[test]
+    fn commit_writes_lazy_records_without_waiting_out_the_delay() {
+        let sink = Arc::new(Batches(Mutex::new(Vec::new())));
+        let queue = DurableQueue::new(sink.clone()).unwrap();
+        queue.commit(); // nothing queued: nothing written
+        for _ in 0..5 {
+            queue.submit_lazy(b"decision".to_vec()).unwrap();
+        }
+        let started = Instant::now();
+        queue.commit();
+        let done = wait_for(&queue, 5);
+        assert!(started.elapsed() < LAZY_WRITE_DELAY * 50); // not a timing claim: no hang
+        assert_eq!((done[0].first, done.last().unwrap().last), (0, 4));
+        assert_eq!(sink.0.lock().unwrap().iter().sum::<usize>(), 5);
+    }
+
+    #[test]
     fn lazy_records_alone_are_written_after_the_delay() {
         let sink = Arc::new(Batches(Mutex::new(Vec::new())));
         let queue = DurableQueue::new(sink.clone()).unwrap();
+        // Long enough for the writer to park: the lazy record must wake it.
+        std::thread::sleep(LAZY_WRITE_DELAY * 3);
         queue.submit_lazy(b"outcome".to_vec()).unwrap();
         let done = wait_for(&queue, 1);
         assert!(done[0].result.is_ok());

@@ -90,17 +90,28 @@ class _LoopChannel:
         self._queue = queue
         self._loop = loop
         self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._commit_scheduled = False
         loop.add_reader(queue.fileno(), self._settle)
 
     def append(self, record: bytes, lazy: bool) -> asyncio.Future[None]:
         future: asyncio.Future[None] = self._loop.create_future()
         try:
-            ticket = self._queue.submit_lazy(record) if lazy else self._queue.submit(record)
+            # Every record is queued lazily; those someone waits for are
+            # committed once at the loop's next turn, together with all the
+            # others of this turn: one wake-up of the writer, not one each.
+            ticket = self._queue.submit_lazy(record)
         except Exception as err:  # queue closed or full: this record fails alone
             future.set_exception(err)
             return future
         self._waiting[ticket] = future
+        if not lazy and not self._commit_scheduled:
+            self._commit_scheduled = True
+            self._loop.call_soon(self._commit)
         return future
+
+    def _commit(self) -> None:
+        self._commit_scheduled = False
+        self._queue.commit()
 
     def flush(self) -> None:
         self._queue.flush()

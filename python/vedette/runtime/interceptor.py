@@ -3,12 +3,17 @@ durable evidence → execute → record the outcome. Every fault on the way deni
 
 ``Runtime.handle`` serves HTTP bodies; ``Runtime.decide_async`` and the
 blocking ``Runtime.decide`` serve in-process callers that already hold a
-:class:`Caller`. Policy evaluation of a small input runs on the event loop: it
+:class:`Caller` (their intents are encoded and take the same path).
+
+Everything from the body bytes to the decision record is one call into the
+Rust core (``vedette._core.Gate``, ``rust/gate/``): parse, validate, quota,
+declared tools, policy, record. For a small body it runs on the event loop: it
 takes tens of microseconds, less than a hop to a worker thread and back, and
-the engine bounds it by its own time limit; large inputs, whose evaluation can
-take longer, go to worker threads (the engine releases the GIL). Evidence is made
-durable by a Rust writer thread that never takes the GIL, so the loop never
-waits on the disk, and the records of all concurrent calls share one write.
+the policy engine bounds it by its own time limit; a large body, whose
+evaluation can take longer, goes to a worker thread (the GIL is released).
+Evidence is made durable by a Rust writer thread that never takes the GIL, so
+the loop never waits on the disk, and the records of all concurrent calls
+share one write.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vedette.runtime")
 
-# Policy inputs whose arguments and claims encode to at most this many bytes
-# are evaluated on the event loop: that takes tens of microseconds,
-# less than a hop to a thread and back. Larger inputs go to worker threads.
+# Bodies of at most this many bytes are decided on the event loop: that takes
+# tens of microseconds, less than a hop to a thread and back. Larger ones go
+# to worker threads.
 INLINE_EVALUATION_BYTES = 4096
 EVALUATOR_THREADS = 4
 
