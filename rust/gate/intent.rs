@@ -7,10 +7,9 @@
 //! could not reach the policy unrounded); bounded nesting and size. Every
 //! refusal says what was wrong.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+use crate::hashing::{parse_strict, StrictJsonError};
 
 /// Longest `request_id`, in characters.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -49,11 +48,12 @@ fn invalid(message: impl Into<String>) -> InvalidIntent {
 pub fn parse_intent(body: &[u8], limits: &IntentLimits) -> Result<Intent, InvalidIntent> {
     let text = std::str::from_utf8(body)
         .map_err(|err| invalid(format!("body is not UTF-8 (byte {})", err.valid_up_to())))?;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = StrictValue
-        .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|err| refusal(text, &err))?;
+    let value = parse_strict(text).map_err(|err| match err {
+        StrictJsonError::DuplicateMember(name) => {
+            invalid(format!("duplicate member name {}", py_repr(&name)))
+        }
+        StrictJsonError::Invalid(err) => refusal(text, &err),
+    })?;
     if let Some(literal) = oversized_integer(text) {
         return Err(invalid(format!(
             "integer {} is outside the 64-bit range",
@@ -203,9 +203,6 @@ fn refusal(text: &str, err: &serde_json::Error) -> InvalidIntent {
             "body contains a lone surrogate (\\ud800-\\udfff): {message}"
         ));
     }
-    if message.starts_with("duplicate member name") {
-        return invalid(message);
-    }
     let rest = &text[byte_offset(text, err.line(), err.column()).min(text.len())..];
     for constant in ["NaN", "Infinity", "-Infinity"] {
         if rest.starts_with(constant) || rest.get(1..).is_some_and(|r| r.starts_with(constant)) {
@@ -338,76 +335,4 @@ pub fn py_repr(text: &str) -> String {
     }
     out.push(quote);
     out
-}
-
-/// A JSON value read with duplicate member names refused at every depth.
-struct StrictValue;
-
-impl<'de> DeserializeSeed<'de> for StrictValue {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(value)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("a number is not finite"))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
-        let mut array = Vec::with_capacity(items.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = items.next_element_seed(StrictValue)? {
-            array.push(item);
-        }
-        Ok(Value::Array(array))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(name) = members.next_key::<String>()? {
-            if object.contains_key(&name) {
-                return Err(de::Error::custom(format!(
-                    "duplicate member name {}",
-                    py_repr(&name)
-                )));
-            }
-            let item = members.next_value_seed(StrictValue)?;
-            object.insert(name, item);
-        }
-        Ok(Value::Object(object))
-    }
 }

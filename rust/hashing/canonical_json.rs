@@ -9,11 +9,10 @@
 //! are refused rather than silently changed.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use super::strict_json::{parse_strict, StrictJsonError};
 
 /// Deepest nesting accepted; deeper input is refused instead of exhausting the stack.
 pub const MAX_DEPTH: usize = 128;
@@ -44,24 +43,11 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalJsonError> {
 
 /// Parses JSON text strictly (duplicate member names refused) and canonicalizes it.
 pub fn canonical_json_from_str(text: &str) -> Result<Vec<u8>, CanonicalJsonError> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let StrictValue(value) =
-        StrictValue::deserialize(&mut deserializer).map_err(|err| duplicate_or_invalid(&err))?;
-    deserializer
-        .end()
-        .map_err(|err| CanonicalJsonError::InvalidJson(err.to_string()))?;
+    let value = parse_strict(text).map_err(|err| match err {
+        StrictJsonError::DuplicateMember(name) => CanonicalJsonError::DuplicateKey(name),
+        StrictJsonError::Invalid(err) => CanonicalJsonError::InvalidJson(err.to_string()),
+    })?;
     canonical_json(&value)
-}
-
-fn duplicate_or_invalid(err: &serde_json::Error) -> CanonicalJsonError {
-    let message = err.to_string();
-    match message.strip_prefix(DUPLICATE_MARKER) {
-        Some(rest) => {
-            let key = rest.split(" at line ").next().unwrap_or(rest);
-            CanonicalJsonError::DuplicateKey(key.to_string())
-        }
-        None => CanonicalJsonError::InvalidJson(message),
-    }
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CanonicalJsonError> {
@@ -206,69 +192,6 @@ pub fn compare_member_names(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
-const DUPLICATE_MARKER: &str = "duplicate member name ";
-
-/// A `serde_json::Value` whose deserializer refuses duplicate member names,
-/// which serde_json would otherwise resolve silently (last one wins).
-struct StrictValue(Value);
-
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StrictValue, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom(format!("number {v} is not finite")))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(StrictValue(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members = BTreeMap::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let StrictValue(item) = map.next_value()?;
-            if members.contains_key(&name) {
-                return Err(de::Error::custom(format!("{DUPLICATE_MARKER}{name:?}")));
-            }
-            members.insert(name, item);
-        }
-        Ok(Value::Object(members.into_iter().collect()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,7 +284,7 @@ mod tests {
     fn refuses_what_it_cannot_represent() {
         assert_eq!(
             canonical_json_from_str(r#"{"a":1,"a":2}"#),
-            Err(CanonicalJsonError::DuplicateKey("\"a\"".into()))
+            Err(CanonicalJsonError::DuplicateKey("a".into()))
         );
         assert_eq!(canon("-9007199254740992"), "-9007199254740992");
         assert!(matches!(

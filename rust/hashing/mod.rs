@@ -1,4 +1,5 @@
-//! Hashing: typed digests, hash roles, streaming and file hashing, canonical JSON.
+//! Hashing: typed digests, hash roles, streaming and file hashing, canonical
+//! JSON and the strict JSON reader it (and intent parsing) uses.
 //!
 //! Two algorithms with fixed roles (DESIGN §5): BLAKE3 names what vedette
 //! produces (behavioral fingerprints, segment ids), SHA-256 names what the OCI
@@ -11,9 +12,11 @@ mod digest;
 mod file;
 mod hasher;
 mod role;
+mod strict_json;
 
 pub use canonical_json::{canonical_json, canonical_json_from_str, CanonicalJsonError};
 pub use digest::{quote, Algorithm, Digest, DigestParseError, DIGEST_LEN};
 pub use file::{hash_file, FileHashError, MAX_FILE_HASH_THREADS};
 pub use hasher::{blake3, sha256, Hasher};
 pub use role::{require_role, HashRole, HashRoleError};
+pub use strict_json::{parse_strict, StrictJsonError};
