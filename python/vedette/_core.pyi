@@ -316,7 +316,20 @@ class ArgsValidator:
 
 # gate: one intent from body bytes to a verdict and its record (vedette.runtime)
 
-__all__ += ["Gate", "ReleasePlan", "Verdict", "parse_intent"]
+__all__ += ["LATENCY_BUCKETS", "DecisionMetrics", "Gate", "ReleasePlan", "Verdict", "parse_intent"]
+
+LATENCY_BUCKETS: list[float]
+
+@final
+class DecisionMetrics:
+    """Decision counts by outcome, tool and agent, and the latency histogram."""
+
+    def __new__(cls) -> DecisionMetrics: ...
+    def record(self, outcome: str, tool: str, agent: str, seconds: float) -> None: ...
+    def counts(self) -> list[tuple[str, str, str, int]]:
+        """`[(outcome, tool, agent, count), ...]`"""
+    def latency(self) -> tuple[list[int], int, float]:
+        """(cumulative counts per bucket of LATENCY_BUCKETS then +Inf, count, sum in seconds)"""
 
 def parse_intent(
     body: Buffer, max_depth: int, max_args_bytes: int, max_claims_bytes: int

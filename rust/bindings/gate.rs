@@ -17,6 +17,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Gate>()?;
     module.add_class::<ReleasePlan>()?;
     module.add_class::<Verdict>()?;
+    module.add_class::<DecisionMetrics>()?;
+    module.add("LATENCY_BUCKETS", core::LATENCY_BUCKETS.to_vec())?;
     module.add_function(wrap_pyfunction!(parse_intent, module)?)?;
     Ok(())
 }
@@ -291,5 +293,38 @@ impl Verdict {
             .as_ref()
             .map(|intent| object_to_python(py, &intent.args))
             .transpose()
+    }
+}
+
+/// Decision counts and latency; see `rust/gate/metrics.rs`.
+#[pyclass(frozen, module = "vedette._core", name = "DecisionMetrics")]
+#[derive(Default)]
+pub struct DecisionMetrics(core::DecisionMetrics);
+
+#[pymethods]
+impl DecisionMetrics {
+    #[new]
+    fn new() -> DecisionMetrics {
+        DecisionMetrics::default()
+    }
+
+    /// Counts one decision and its latency in seconds.
+    fn record(&self, outcome: &str, tool: &str, agent: &str, seconds: f64) {
+        self.0.record(outcome, tool, agent, seconds);
+    }
+
+    /// `[(outcome, tool, agent, count), ...]`
+    fn counts(&self) -> Vec<(String, String, String, u64)> {
+        self.0
+            .counts()
+            .into_iter()
+            .map(|c| (c.outcome, c.tool, c.agent, c.count))
+            .collect()
+    }
+
+    /// `(cumulative counts per bucket of LATENCY_BUCKETS then +Inf, count, sum in seconds)`
+    fn latency(&self) -> (Vec<u64>, u64, f64) {
+        let snapshot = self.0.latency();
+        (snapshot.cumulative, snapshot.count, snapshot.sum_seconds)
     }
 }

@@ -4,16 +4,19 @@
 //! - [`parse_intent`] is the one strict intent parser (every path uses it);
 //! - [`Gate::decide`] validates, checks the caller's quota and the declared
 //!   tools, and asks the policy, in the runtime's order, in one call;
-//! - [`RecordWriter`] encodes every evidence record the runtime writes.
+//! - [`RecordWriter`] encodes every evidence record the runtime writes;
+//! - [`DecisionMetrics`] counts decisions and their latency.
 //!
 //! Making records durable, running tools and answering stay in the runtime.
 
 mod decide;
 mod intent;
+mod metrics;
 mod record;
 
 pub use decide::{Gate, Outcome, Release, ReleasePlan, Verdict};
 pub use intent::{is_tool_name, parse_intent, py_repr, Intent, IntentLimits, InvalidIntent};
+pub use metrics::{DecisionCount, DecisionMetrics, LatencySnapshot, LATENCY_BUCKETS};
 pub use record::{
     now_unix_ns, timestamp, DecisionFacts, DecisionIds, OutcomeFacts, RecordWriter, MASK, SCHEMA,
 };

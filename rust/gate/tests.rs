@@ -449,3 +449,24 @@ fn an_agent_without_a_release_is_denied_after_its_intent_is_read() {
         Outcome::Invalid
     );
 }
+
+#[test]
+fn metrics_count_by_labels_and_bucket_latency() {
+    let metrics = DecisionMetrics::new();
+    metrics.record("allow", "echo", "a", 0.0002);
+    metrics.record("allow", "echo", "a", 0.003);
+    metrics.record("deny", "other", "a", 99.0);
+    metrics.record("deny", "other", "a", f64::NAN);
+    let counts = metrics.counts();
+    assert_eq!(counts.len(), 2);
+    assert_eq!((counts[0].outcome.as_str(), counts[0].count), ("allow", 2));
+    assert_eq!((counts[1].tool.as_str(), counts[1].count), ("other", 2));
+    let latency = metrics.latency();
+    assert_eq!(latency.count, 4);
+    assert_eq!(latency.cumulative.len(), LATENCY_BUCKETS.len() + 1);
+    assert_eq!(latency.cumulative[0], 1); // NaN counts as 0 s
+    assert_eq!(latency.cumulative[1], 2); // 0.2 ms <= 0.25 ms
+    assert_eq!(latency.cumulative[LATENCY_BUCKETS.len() - 1], 3);
+    assert_eq!(latency.cumulative[LATENCY_BUCKETS.len()], 4); // 99 s only in +Inf
+    assert!((latency.sum_seconds - 99.0032).abs() < 1e-6);
+}

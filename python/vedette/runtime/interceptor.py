@@ -274,8 +274,7 @@ class Runtime:
     ) -> Decision:
         label = "none" if tool is None else tool if tool in self.tools else "other"
         agent = caller.agent if caller else "none"
-        self.metrics.count_decision(decision.outcome, label, agent)
-        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.count_decision(decision.outcome, label, agent, time.perf_counter() - started)
         return decision
 
     def _store_usage(self) -> tuple[int, int]:

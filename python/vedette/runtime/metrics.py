@@ -1,32 +1,27 @@
-"""Prometheus metrics of one runtime, in its own registry (never the global one)."""
+"""Prometheus metrics of one runtime, in its own registry (never the global one).
+
+Decisions and their latency are counted by the Rust core on every call
+(``vedette._core.DecisionMetrics``: a few atomic adds, where the client
+library's counter and histogram cost microseconds of locks and label lookups)
+and read into the registry when it is scraped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
-)  # fmt: skip
+from vedette._core import LATENCY_BUCKETS, DecisionMetrics
 
 
 class RuntimeMetrics:
     def __init__(self, store_usage: Callable[[], tuple[int, int]]) -> None:
         self.registry = CollectorRegistry()
-        self.decisions = Counter(
-            "vedette_decisions",
-            "Decisions by outcome, tool and agent.",
-            ["outcome", "tool", "agent"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "vedette_decision_seconds",
-            "Time from intent to answer, tool execution included.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.decisions = DecisionMetrics()
+        self.registry.register(_DecisionCollector(self.decisions))
         self.evidence_failures = Counter(
             "vedette_evidence_failures",
             "Evidence records that could not be made durable.",
@@ -45,16 +40,32 @@ class RuntimeMetrics:
         used.set_function(lambda: store_usage()[0])
         ceiling.set_function(lambda: store_usage()[1])
 
-        # labels() costs a lock and a tuple of strings per call; children are
-        # few (outcomes x known tools x configured agents), so keep them.
-        self._decision_children: dict[tuple[str, str, str], Any] = {}
-
-    def count_decision(self, outcome: str, tool: str, agent: str) -> None:
-        key = (outcome, tool, agent)
-        child = self._decision_children.get(key)
-        if child is None:
-            child = self._decision_children[key] = self.decisions.labels(outcome, tool, agent)
-        child.inc()
+    def count_decision(self, outcome: str, tool: str, agent: str, seconds: float) -> None:
+        """One decision, with the time from intent to answer (tool run included)."""
+        self.decisions.record(outcome, tool, agent, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DecisionCollector(Collector):
+    def __init__(self, decisions: DecisionMetrics) -> None:
+        self._decisions = decisions
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(
+            "vedette_decisions",
+            "Decisions by outcome, tool and agent.",
+            labels=["outcome", "tool", "agent"],
+        )
+        for outcome, tool, agent, count in self._decisions.counts():
+            counter.add_metric([outcome, tool, agent], count)
+        yield counter
+        cumulative, _, total = self._decisions.latency()
+        bounds = [str(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]
+        yield HistogramMetricFamily(
+            "vedette_decision_seconds",
+            "Time from intent to answer, tool execution included.",
+            buckets=list(zip(bounds, cumulative, strict=True)),
+            sum_value=total,
+        )
