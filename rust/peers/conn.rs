@@ -139,7 +139,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         .bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
     let frame =
-        Frame::decode(&body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))?;
+        Frame::decode_owned(body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))?;
     Ok((frame, permit))
 }
 

@@ -262,11 +262,7 @@ impl Store {
         let mut files: Vec<Option<Box<dyn AppendFile>>> = Vec::with_capacity(admitted.len());
         let mut written: Vec<Result<()>> = Vec::with_capacity(admitted.len());
         for a in admitted {
-            let opened = shared.storage.open_append(&tmp(a), true).and_then(|mut f| {
-                f.append(&batch[a.index].bytes)?;
-                f.start_writeback()?;
-                Ok(f)
-            });
+            let opened = shared.storage.create_with(&tmp(a), &batch[a.index].bytes);
             match opened {
                 Ok(f) => {
                     files.push(Some(f));

@@ -25,13 +25,13 @@ fn open(sim: &Arc<CrashSim>, dir: &str, node: &str) -> Store {
     .unwrap()
 }
 
-/// `n` sealed segments of node-b, oldest first: (id, bytes).
-fn peer_segments(n: u64) -> Vec<(Digest, Vec<u8>)> {
+/// `n` sealed segments of node-b, oldest first: (id, bytes); `tag` in every record.
+fn peer_segments(n: u64, tag: &str) -> Vec<(Digest, Vec<u8>)> {
     let sim = CrashSim::new(BLOCK);
     let peer = open(&sim, "/p", "node-b");
     (0..n)
         .map(|i| {
-            peer.append(format!("segment {i} {}", "y".repeat(i as usize * 40)).as_bytes())
+            peer.append(format!("{tag} segment {i} {}", "y".repeat(i as usize * 40)).as_bytes())
                 .unwrap();
             let id = peer.seal().unwrap().unwrap();
             (id, peer.get_segment(&id).unwrap())
@@ -48,7 +48,7 @@ fn batch(segments: &[(Digest, Vec<u8>)]) -> Vec<(&[u8], Option<&Digest>)> {
 
 #[test]
 fn a_batch_is_checked_as_a_chain_in_any_order() {
-    let segments = peer_segments(5);
+    let segments = peer_segments(5, "one");
     let sim = CrashSim::new(BLOCK);
     let store = open(&sim, "/s", "node-a");
     // Out of order, with one segment twice: the chain is checked across the batch.
@@ -68,8 +68,8 @@ fn a_batch_is_checked_as_a_chain_in_any_order() {
 
 #[test]
 fn a_refused_segment_in_a_batch_stores_nothing_of_itself_only() {
-    let segments = peer_segments(3);
-    let other = peer_segments(4); // a fork: same origin and seqs, other bytes
+    let segments = peer_segments(3, "one");
+    let other = peer_segments(4, "other"); // a fork: same origin and seqs, other bytes
     let sim = CrashSim::new(BLOCK);
     let store = open(&sim, "/s", "node-a");
     let mut tampered = segments[2].clone();
@@ -114,7 +114,7 @@ proptest! {
         ops in 0u64..24,
         cut in proptest::collection::vec(any::<u64>(), 1..64),
     ) {
-        let segments = peer_segments(6);
+        let segments = peer_segments(6, "one");
         let sim = CrashSim::new(BLOCK);
         let store = open(&sim, "/s", "node-a");
         store.import_segments(&batch(&segments[..1]))[0].as_ref().unwrap();
@@ -146,5 +146,36 @@ proptest! {
         let again = store.import_segments(&batch(&segments));
         prop_assert!(again.iter().all(|o| o.is_ok()), "{:?}", again);
         prop_assert_eq!(store.frontiers(), vec![("node-b".to_string(), 6)]);
+    }
+}
+
+#[test]
+fn files_created_past_the_page_cache_read_back_exactly() {
+    use super::io::RealStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = RealStorage::new(BLOCK);
+    // Below, at and around the O_DIRECT block and chunk sizes.
+    for (i, len) in [
+        0usize,
+        100,
+        4096,
+        4097,
+        8191,
+        (1 << 20) + 123,
+        (5 << 19) + 4096,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+        let path = dir.path().join(format!("{i}.tmp"));
+        let mut file = storage.create_with(&path, &data).unwrap();
+        file.sync_data().unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), data, "{len} bytes");
+        assert!(
+            storage.create_with(&path, &data).is_err(),
+            "an existing file is not replaced"
+        );
     }
 }
