@@ -1,21 +1,24 @@
 //! Importing sealed segments received from peers, a batch at a time.
 //!
 //! A batch shares its flushes (group commit for imports): every segment is
-//! checked (BLAKE3 id, structure and record checksums, place in its origin's
-//! chain), its room reserved under the ceiling, then — without the state lock,
-//! so local appends carry on — all files are written to `*.seg.tmp` with
-//! write-back started at once, each is `fdatasync`ed, renamed to its id, and
-//! the directory is synced once. Only then does the call return the segment
-//! as stored. A power cut in the middle leaves complete, synced segments
-//! under their ids (the renames that reached the disk) and temp files that the
-//! next open removes: never a partial segment under an id.
+//! checked (BLAKE3 id, structure and record checksums — see
+//! [`VerifiedSegment`] — and its place in its origin's chain), its room
+//! reserved under the ceiling, then, without the state lock so local appends
+//! carry on, its files are written to `*.seg.tmp` and `fdatasync`ed (several
+//! at once, so the disk and the journal take them together), and only when
+//! all are synced is each renamed to its id and the directory synced, once.
+//! Only then does the call return a segment as stored. A power cut in the
+//! middle leaves complete, synced segments under their ids (the renames that
+//! reached the disk) and temp files that the next open removes: never a
+//! partial segment under an id.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use super::commit::SegmentMeta;
 use super::error::{Result, StoreError};
 use super::format::{self, Header};
-use super::io::{on_disk, AppendFile};
+use super::io::on_disk;
 use super::Store;
 use crate::hashing::{blake3, require_role, Digest, HashRole};
 
@@ -118,8 +121,8 @@ impl Store {
     /// (segments of the batch count as held for each other, in any order) and
     /// is durable — file data and directory entry synced — when its outcome is
     /// `Ok`; importing a segment held already returns its id. The batch shares
-    /// its flushes: write-back is started for every file first, then one
-    /// `fdatasync` per file and one directory sync. A segment refused stores
+    /// its flushes: its files are written and synced side by side, then
+    /// renamed, and the directory is synced once. A segment refused stores
     /// nothing; the others are not affected by it.
     pub fn import_verified(&self, batch: &[VerifiedSegment]) -> Vec<Result<Digest>> {
         let mut outcomes: Vec<Option<Result<Digest>>> = (0..batch.len()).map(|_| None).collect();
@@ -250,45 +253,33 @@ impl Store {
     }
 
     /// Without the state lock: writes every admitted segment to a temp file
-    /// (write-back started as each is written), syncs each, renames each to
-    /// its id and syncs the directory once. One outcome per admitted segment.
+    /// and syncs it (several files at once, on the import writers), then
+    /// renames each to its id and syncs the directory once. No rename comes
+    /// before every file of the batch is synced. One outcome per admitted
+    /// segment.
     fn write_batch(&self, batch: &[VerifiedSegment], admitted: &[Admitted]) -> Vec<Result<()>> {
         let shared = &*self.shared;
         let tmp = |a: &Admitted| shared.path(&format!("{}.seg.tmp", batch[a.index].id.hex()));
-        let failed = |a: &Admitted, err: std::io::Error| {
-            let _ = shared.storage.remove(&tmp(a));
-            StoreError::io("store imported segment", &tmp(a), err)
-        };
-        let mut files: Vec<Option<Box<dyn AppendFile>>> = Vec::with_capacity(admitted.len());
-        let mut written: Vec<Result<()>> = Vec::with_capacity(admitted.len());
-        for a in admitted {
-            let opened = shared.storage.create_with(&tmp(a), &batch[a.index].bytes);
-            match opened {
-                Ok(f) => {
-                    files.push(Some(f));
-                    written.push(Ok(()));
-                }
-                Err(err) => {
-                    files.push(None);
-                    written.push(Err(failed(a, err)));
-                }
-            }
-        }
-        for ((a, file), w) in admitted
+        let synced = each_on_writers(admitted.len(), |i| {
+            let a = &admitted[i];
+            let mut file = shared.storage.create_with(&tmp(a), &batch[a.index].bytes)?;
+            file.sync_data()
+        });
+        let mut written: Vec<Result<()>> = admitted
             .iter()
-            .zip(files.iter_mut())
-            .zip(written.iter_mut())
-        {
-            let Some(mut f) = file.take() else { continue };
-            let path = self.segment_path(&batch[a.index].id);
-            let synced = f
-                .sync_data()
-                .and_then(|()| shared.storage.rename(&tmp(a), &path));
-            drop(f);
-            if let Err(err) = synced {
-                *w = Err(failed(a, err));
-            }
-        }
+            .zip(synced)
+            .map(|(a, synced)| {
+                synced
+                    .and_then(|()| {
+                        let path = self.segment_path(&batch[a.index].id);
+                        shared.storage.rename(&tmp(a), &path)
+                    })
+                    .map_err(|err| {
+                        let _ = shared.storage.remove(&tmp(a));
+                        StoreError::io("store imported segment", &tmp(a), err)
+                    })
+            })
+            .collect();
         if written.iter().any(|w| w.is_ok()) {
             if let Err(err) = shared.sync_dir(&shared.dir) {
                 // Not durable: none of the renamed files may count as stored.
@@ -341,5 +332,43 @@ impl Store {
             }
         }
         shared.wake.notify_all();
+    }
+}
+
+/// Threads that write and sync the files of an import batch side by side:
+/// a file's write and `fdatasync` mostly wait on the disk, which takes
+/// several at once, and the file system folds concurrent syncs into one
+/// journal commit.
+const IMPORT_WRITERS: usize = 4;
+
+/// Runs `f(0)`, …, `f(n - 1)` on the import writers (in the caller's thread
+/// when there is one, or when the pool cannot be started) and returns the
+/// results in order.
+fn each_on_writers<F>(n: usize, f: F) -> Vec<std::io::Result<()>>
+where
+    F: Fn(usize) -> std::io::Result<()> + Sync,
+{
+    static WRITERS: OnceLock<Option<rayon_core::ThreadPool>> = OnceLock::new();
+    let pool = WRITERS.get_or_init(|| {
+        rayon_core::ThreadPoolBuilder::new()
+            .num_threads(IMPORT_WRITERS)
+            .thread_name(|i| format!("vedette-import-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) if n > 1 => {
+            let mut out: Vec<Option<std::io::Result<()>>> = (0..n).map(|_| None).collect();
+            pool.scope(|scope| {
+                for (i, slot) in out.iter_mut().enumerate() {
+                    let f = &f;
+                    scope.spawn(move |_| *slot = Some(f(i)));
+                }
+            });
+            out.into_iter()
+                .map(|o| o.unwrap_or_else(|| Err(std::io::Error::other("import writer lost"))))
+                .collect()
+        }
+        _ => (0..n).map(f).collect(),
     }
 }
