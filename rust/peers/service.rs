@@ -613,10 +613,11 @@ pub struct ServiceStatus {
     pub tls_reloads: u64,
 }
 
-/// Bytes read from a peer's socket at a time, below TLS. rustls asks for
-/// about 4 KiB a read; without this buffer every one of them would be a
-/// system call (256 a MiB).
-const SOCKET_READ_BUFFER: usize = 64 << 10;
+/// Bytes read from a peer's socket at a time, below TLS: one TLS record.
+/// rustls asks for about 4 KiB a read; without this buffer every one of
+/// them would be a system call (256 a MiB, 64 with it). Kept small: it is
+/// held by every connection, idle ones too.
+const SOCKET_READ_BUFFER: usize = 16 << 10;
 
 /// Links kept for status after they close, beyond the live ones.
 const CLOSED_LINKS_KEPT: usize = 64;
