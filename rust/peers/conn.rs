@@ -6,17 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::frames::{check_len, ByeCode, Frame, LEN_BYTES};
+use super::frames::{check_len, ByeCode, Frame, SegmentRef, LEN_BYTES};
 use super::protocol::{ProtocolError, Session, Step};
 use super::service::{now_unix_ms, stopped, Inner, PeerLink, QuotaState};
 use super::tls::PeerIdentity;
+use crate::hashing::Digest;
 use crate::quota::TokenBucket;
+use crate::store::{StoreError, VerifiedSegment};
 
-/// Reads and writes move in chunks of at most this many bytes, each charged
-/// to the quota before it moves.
-const CHUNK: usize = 16 << 10;
+/// Reads and writes move in chunks of between these many bytes (see
+/// `chunk_size`), each charged to the quota before it moves.
+const MIN_CHUNK: usize = 16 << 10;
+const MAX_CHUNK: usize = 256 << 10;
 /// How long a BYE explaining a closed connection may take to go out.
 const BYE_GRACE: Duration = Duration::from_secs(1);
 
@@ -102,7 +105,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     link: &PeerLink,
     quota: &mut InboundMeter,
-) -> Result<Frame, ProtocolError> {
+    budget: &Arc<Semaphore>,
+) -> Result<(Frame, OwnedSemaphorePermit), ProtocolError> {
     let limits = inner.config.limits;
     let idle = inner.config.idle_timeout;
     let mut prefix = [0u8; LEN_BYTES];
@@ -110,14 +114,23 @@ async fn read_frame<R: AsyncRead + Unpin>(
     // Checked before any buffer is sized from it (INV-07).
     let len = check_len(u64::from(u32::from_le_bytes(prefix)), &limits)
         .map_err(|e| ProtocolError::protocol(e.to_string()))?;
+    // Held until the frame is processed: what is read ahead stays bounded.
+    let permit = Arc::clone(budget)
+        .acquire_many_owned(len as u32)
+        .await
+        .map_err(|_| ProtocolError {
+            code: ByeCode::Other,
+            reason: "connection closing".into(),
+        })?;
     quota.charge(inner, link, LEN_BYTES).await?;
-    let mut body = Vec::with_capacity(len.min(CHUNK));
-    while body.len() < len {
-        let n = (len - body.len()).min(CHUNK);
+    let chunk = chunk_size(inner.config.rate_in, inner.config.burst_in);
+    let mut body = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(chunk);
         quota.charge(inner, link, n).await?;
-        let start = body.len();
-        body.resize(start + n, 0);
-        read_within(reader, &mut body[start..], idle, "frame stalled").await?;
+        read_within(reader, &mut body[at..at + n], idle, "frame stalled").await?;
+        at += n;
     }
     link.bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
@@ -125,7 +138,18 @@ async fn read_frame<R: AsyncRead + Unpin>(
         .totals
         .bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
-    Frame::decode(&body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))
+    let frame =
+        Frame::decode_owned(body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))?;
+    Ok((frame, permit))
+}
+
+/// Bytes moved (and charged to a bucket of `rate` and `burst`) at a time:
+/// a 64th of a second's worth, between 16 KiB and 256 KiB, never above the
+/// burst. Big chunks cut per-chunk costs at high rates; small ones keep a
+/// slow peer's pacing smooth.
+pub(super) fn chunk_size(rate: f64, burst: f64) -> usize {
+    let chunk = (rate / 64.0).clamp(MIN_CHUNK as f64, MAX_CHUNK as f64);
+    chunk.min(burst).max(1.0) as usize
 }
 
 /// Fills `buf`, or fails with `Idle` ("`what` for <idle>") when the peer sends
@@ -213,9 +237,32 @@ impl InboundMeter {
 }
 
 /// Frames read ahead of the one being processed: while the store imports a
-/// segment (and fsyncs), the next one is already coming in. Bounded (INV-07):
-/// at most this many frames of `max_frame_bytes` wait here.
-const READ_AHEAD: usize = 1;
+/// batch of segments (and flushes it), the next ones are already coming in.
+/// Bounded (INV-07) in bytes by the read-ahead budget, and in count here.
+const READ_AHEAD_FRAMES: usize = 256;
+/// The read-ahead budget is at least this many bytes (and two frames of
+/// `max_frame_bytes`, so one can arrive while one is imported).
+const READ_AHEAD_MIN_BYTES: usize = 32 << 20;
+/// Segments imported as one batch (sharing its flushes) at most.
+const MAX_BATCH_SEGMENTS: usize = 64;
+
+/// A frame read; a SEGMENT already checked against its id (hashing and
+/// checksums happen as segments arrive, while earlier ones are flushed).
+enum Received {
+    Frame(Frame),
+    Segment {
+        at: SegmentRef,
+        id: Digest,
+        verified: Result<VerifiedSegment, StoreError>,
+    },
+}
+
+/// A frame read, and the share of the read-ahead budget it holds until it
+/// has been processed.
+type Incoming = (
+    Result<Received, ProtocolError>,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// Aborts the spawned reader when the connection ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -234,7 +281,9 @@ async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
     tx: mpsc::Sender<Frame>,
     serve: Arc<Notify>,
 ) -> Result<(), ProtocolError> {
-    let (frames_tx, mut frames) = mpsc::channel::<Result<Frame, ProtocolError>>(READ_AHEAD);
+    let (frames_tx, mut frames) = mpsc::channel::<Incoming>(READ_AHEAD_FRAMES);
+    let max_frame = inner.config.limits.max_frame_bytes as usize + LEN_BYTES;
+    let budget = Arc::new(Semaphore::new(READ_AHEAD_MIN_BYTES.max(2 * max_frame)));
     let _reader = {
         let inner = Arc::clone(&inner);
         let link = Arc::clone(&link);
@@ -245,62 +294,184 @@ async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
                 waited: Duration::ZERO,
             };
             loop {
-                let read = read_frame(&inner, &mut reader, &link, &mut meter).await;
+                let read = read_frame(&inner, &mut reader, &link, &mut meter, &budget).await;
+                let (read, permit) = match read {
+                    Ok((Frame::Segment { at, id, bytes }, permit)) => {
+                        let verified = tokio::task::block_in_place(|| {
+                            VerifiedSegment::check(bytes, Some(&id))
+                        });
+                        (Ok(Received::Segment { at, id, verified }), Some(permit))
+                    }
+                    Ok((frame, permit)) => (Ok(Received::Frame(frame)), Some(permit)),
+                    Err(err) => (Err(err), None),
+                };
                 let failed = read.is_err();
-                if frames_tx.send(read).await.is_err() || failed {
+                if frames_tx.send((read, permit)).await.is_err() || failed {
                     return;
                 }
             }
         }))
     };
-    let mut segments = 0u64;
+    let mut held: Option<Incoming> = None;
     loop {
-        let Some(frame) = frames.recv().await else {
-            return Ok(());
+        let incoming = match held.take() {
+            Some(incoming) => incoming,
+            None => match frames.recv().await {
+                Some(incoming) => incoming,
+                None => return Ok(()),
+            },
         };
-        let frame = frame?;
-        let is_segment = matches!(frame, Frame::Segment { .. });
+        let (received, permit) = incoming;
+        let frame = match received? {
+            Received::Frame(frame) => frame,
+            Received::Segment { at, id, verified } => {
+                // Group commit: the segments that arrived while the last batch
+                // was flushed go into the store together.
+                let mut batch = vec![(at, id, verified)];
+                let mut permits = vec![permit];
+                while batch.len() < MAX_BATCH_SEGMENTS {
+                    match frames.try_recv() {
+                        Ok((Ok(Received::Segment { at, id, verified }), p)) => {
+                            batch.push((at, id, verified));
+                            permits.push(p);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let count = batch.len() as u64;
+                let (step, stats, lag) = import_batch(&inner, &session, batch).await?;
+                drop(permits);
+                link.segments_in.store(stats.segments_in, Ordering::Relaxed);
+                if let Some(lag) = lag {
+                    link.frontier_lag.store(lag, Ordering::Relaxed);
+                }
+                inner.totals.segments_in.fetch_add(count, Ordering::Relaxed);
+                link.last_sync_ms.store(now_unix_ms(), Ordering::Relaxed);
+                if !send_step(&inner, &link, &tx, &serve, step?).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         let is_hello = matches!(frame, Frame::Hello { .. });
-        segments += u64::from(is_segment);
-        // The lag costs a pass over the store's index: on HELLO, now and then,
-        // and when nothing more is outstanding.
-        let measure_lag = is_hello || segments % 16 == 1;
-        // Store calls block (fsync); keep them off the runtime's async path.
-        let (step, stats, lag) = tokio::task::block_in_place(|| {
+        // Store calls may block; keep them off the runtime's async path.
+        let (step, lag) = tokio::task::block_in_place(|| {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let step = s.on_frame(frame);
-            let lag = (measure_lag || s.requested() == 0).then(|| s.frontier_lag());
-            (step, s.stats, lag)
+            // The lag costs a pass over the store's index: on HELLO, and when
+            // nothing more is outstanding.
+            let lag = (is_hello || s.requested() == 0).then(|| s.frontier_lag());
+            (step, lag)
         });
-        link.segments_in.store(stats.segments_in, Ordering::Relaxed);
+        drop(permit);
         if let Some(lag) = lag {
             link.frontier_lag.store(lag, Ordering::Relaxed);
         }
-        if is_segment {
-            inner.totals.segments_in.fetch_add(1, Ordering::Relaxed);
-        }
-        if is_segment || (is_hello && lag == Some(0)) {
+        if is_hello && lag == Some(0) {
             link.last_sync_ms.store(now_unix_ms(), Ordering::Relaxed);
         }
-        match step? {
-            Step::Send(frames) => {
-                for f in frames {
-                    if tx.send(f).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                serve.notify_one();
-            }
-            Step::Closed { code, reason } => {
-                inner.event(
-                    "peer_bye",
-                    Some(&link.identity.name),
-                    &format!("{code:?}: {reason}"),
-                );
-                return Ok(());
-            }
+        if !send_step(&inner, &link, &tx, &serve, step?).await {
+            return Ok(());
         }
     }
+}
+
+/// Hands a step's frames to the writer. False when the connection is over.
+async fn send_step(
+    inner: &Inner,
+    link: &PeerLink,
+    tx: &mpsc::Sender<Frame>,
+    serve: &Notify,
+    step: Step,
+) -> bool {
+    match step {
+        Step::Send(frames) => {
+            for f in frames {
+                if tx.send(f).await.is_err() {
+                    return false;
+                }
+            }
+            serve.notify_one();
+            true
+        }
+        Step::Closed { code, reason } => {
+            inner.event(
+                "peer_bye",
+                Some(&link.identity.name),
+                &format!("{code:?}: {reason}"),
+            );
+            false
+        }
+    }
+}
+
+/// What importing a batch led to: the step, the session's counters and,
+/// now and then, the frontier lag.
+type Imported = (
+    Result<Step, ProtocolError>,
+    super::protocol::SessionStats,
+    Option<u64>,
+);
+
+/// Imports a batch of verified SEGMENT frames on a blocking thread (the
+/// reader keeps receiving and verifying meanwhile): each admitted by the
+/// session, all stored by the store in one batch, and ACKed only once the
+/// store reports them durable.
+async fn import_batch(
+    inner: &Arc<Inner>,
+    session: &Arc<Mutex<Session>>,
+    batch: Vec<(SegmentRef, Digest, Result<VerifiedSegment, StoreError>)>,
+) -> Result<Imported, ProtocolError> {
+    let store = Arc::clone(&inner.store);
+    let session = Arc::clone(session);
+    let work = move || -> Imported {
+        let lock = || session.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut s = lock();
+            for (at, _, _) in &batch {
+                if let Err(err) = s.receive_segment(at) {
+                    return (Err(err), s.stats, None);
+                }
+            }
+        }
+        let mut refs = Vec::with_capacity(batch.len());
+        let mut verified = Vec::with_capacity(batch.len());
+        for (at, id, v) in batch {
+            match v {
+                Ok(v) => {
+                    refs.push((at, id, None));
+                    verified.push(v);
+                }
+                Err(err) => refs.push((at, id, Some(Err(err)))),
+            }
+        }
+        let mut stored = store.import_verified(&verified).into_iter();
+        let outcomes = refs
+            .into_iter()
+            .map(|(at, id, failed)| {
+                let outcome = failed
+                    .or_else(|| stored.next())
+                    .unwrap_or_else(|| Err(StoreError::Failed("import lost an outcome".into())));
+                (at, id, outcome)
+            })
+            .collect();
+        let mut s = lock();
+        let before = s.stats.segments_in;
+        let step = s.segments_stored(outcomes);
+        let lag = (s.requested() == 0 || before / 16 != s.stats.segments_in / 16)
+            .then(|| s.frontier_lag());
+        (step, s.stats, lag)
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ProtocolError {
+            code: ByeCode::Other,
+            reason: format!("segment import stopped: {err}"),
+        })
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -326,6 +497,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = inner.stop_rx.clone();
     let mut pki_seen = inner.tls.reloads();
+    let mut ahead: Option<tokio::task::JoinHandle<Result<Option<Prepared>, ProtocolError>>> = None;
     loop {
         while let Ok(f) = rx.try_recv() {
             let bye = matches!(f, Frame::Bye { .. });
@@ -336,19 +508,25 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             last_sent = Instant::now();
         }
-        let next = tokio::task::block_in_place(|| {
-            session
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .next_to_serve()
-        })?;
-        if let Some(f) = next {
-            if matches!(f, Frame::Segment { .. }) {
+        // Read-ahead: the next answer is read from the store, checked and
+        // encoded on a blocking thread while this one goes out.
+        let next = match ahead.take() {
+            Some(prepared) => joined(prepared.await)?,
+            None => match serving(&session) {
+                0 => None,
+                _ => joined(tokio::task::spawn_blocking(prepare(&inner, &session)).await)?,
+            },
+        };
+        if let Some(p) = next {
+            if serving(&session) > 0 {
+                ahead = Some(tokio::task::spawn_blocking(prepare(&inner, &session)));
+            }
+            if p.segment {
                 inner.totals.segments_out.fetch_add(1, Ordering::Relaxed);
                 link.segments_out.fetch_add(1, Ordering::Relaxed);
                 link.last_sync_ms.store(now_unix_ms(), Ordering::Relaxed);
             }
-            write_frame(&inner, &mut writer, &link, &f, &mut pacer, &session).await?;
+            write_wire(&inner, &mut writer, &link, &p.wire, &mut pacer, &session).await?;
             last_sent = Instant::now();
             continue;
         }
@@ -415,8 +593,52 @@ fn recheck(inner: &Inner, link: &PeerLink) -> Result<(), ProtocolError> {
     })
 }
 
-/// Enforces INV-13 outbound: every chunk waits for the peer's outbound bucket
-/// (this node's `rate_out`) and for the rate the peer announced it accepts.
+/// An answer to a WANT (SEGMENT or GONE), encoded for the wire.
+struct Prepared {
+    wire: Vec<u8>,
+    segment: bool,
+}
+
+/// WANT entries of the peer still to be answered.
+fn serving(session: &Mutex<Session>) -> usize {
+    session.lock().unwrap_or_else(|p| p.into_inner()).serving()
+}
+
+/// The next answer to the peer's WANTs, read (and checked against its id)
+/// from the store and encoded: blocking work, for `spawn_blocking`.
+fn prepare(
+    inner: &Inner,
+    session: &Arc<Mutex<Session>>,
+) -> impl FnOnce() -> Result<Option<Prepared>, ProtocolError> + Send + 'static {
+    let session = Arc::clone(session);
+    let limits = inner.config.limits;
+    move || {
+        let next = session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_to_serve()?;
+        next.map(|f| {
+            let wire = f
+                .encode(&limits)
+                .map_err(|e| ProtocolError::protocol(format!("cannot send: {e}")))?;
+            Ok(Prepared {
+                wire,
+                segment: matches!(f, Frame::Segment { .. }),
+            })
+        })
+        .transpose()
+    }
+}
+
+fn joined<T>(
+    r: Result<Result<T, ProtocolError>, tokio::task::JoinError>,
+) -> Result<T, ProtocolError> {
+    r.map_err(|err| ProtocolError {
+        code: ByeCode::Other,
+        reason: format!("reading a segment to send stopped: {err}"),
+    })?
+}
+
 async fn write_frame<W: AsyncWrite + Unpin>(
     inner: &Inner,
     writer: &mut W,
@@ -428,22 +650,40 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     let wire = frame
         .encode(&inner.config.limits)
         .map_err(|e| ProtocolError::protocol(format!("cannot send: {e}")))?;
+    write_wire(inner, writer, link, &wire, pacer, session).await
+}
+
+/// Enforces INV-13 outbound: every chunk waits for the peer's outbound bucket
+/// (this node's `rate_out`) and for the rate the peer announced it accepts.
+async fn write_wire<W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    writer: &mut W,
+    link: &PeerLink,
+    wire: &[u8],
+    pacer: &mut Option<(u64, TokenBucket)>,
+    session: &Mutex<Session>,
+) -> Result<(), ProtocolError> {
     let accept = session
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .peer_accept_rate();
-    if accept > 0 && pacer.as_ref().is_none_or(|(rate, _)| *rate != accept) {
+    let config = &inner.config;
+    let mut chunk = chunk_size(config.rate_out, config.burst_out);
+    if accept > 0 {
         // Slightly under the announced rate, so clock drift never makes an
         // honest sender look like a flood.
         let rate = accept as f64 * 0.95;
-        let burst = (CHUNK as f64).max(rate / 20.0);
-        *pacer = TokenBucket::new(rate, burst, crate::quota::Clock::Monotonic)
-            .ok()
-            .map(|b| (accept, b));
+        chunk = chunk.min(chunk_size(rate, f64::INFINITY));
+        if pacer.as_ref().is_none_or(|(rate, _)| *rate != accept) {
+            let burst = (chunk as f64).max(rate / 20.0);
+            *pacer = TokenBucket::new(rate, burst, crate::quota::Clock::Monotonic)
+                .ok()
+                .map(|b| (accept, b));
+        }
     }
     let key = &link.identity.name;
-    let write_timeout = inner.config.idle_timeout;
-    for chunk in wire.chunks(CHUNK) {
+    let write_timeout = config.idle_timeout;
+    for chunk in wire.chunks(chunk) {
         let n = chunk.len() as f64;
         while !inner.quota_out.try_take(key, n).unwrap_or(true) {
             let wait = inner

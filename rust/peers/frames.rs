@@ -242,6 +242,26 @@ impl Frame {
         Ok(out)
     }
 
+    /// [`Frame::decode`], taking the body: a SEGMENT keeps the body's buffer
+    /// for its bytes (moved down in place, not copied to a new allocation).
+    pub fn decode_owned(body: Vec<u8>, limits: &FrameLimits) -> Result<Frame, FrameError> {
+        if body.first() != Some(&(FrameType::Segment as u8)) {
+            return Frame::decode(&body, limits);
+        }
+        check_len(body.len() as u64, limits)?;
+        let mut r = Reader {
+            buf: &body[1..],
+            at: 0,
+            frame: FrameType::Segment.name(),
+        };
+        let at = r.segment_ref()?;
+        let id = r.digest()?;
+        let head = 1 + r.at;
+        let mut bytes = body;
+        bytes.drain(..head);
+        Ok(Frame::Segment { at, id, bytes })
+    }
+
     /// Decodes one frame body (the bytes after the length prefix).
     pub fn decode(body: &[u8], limits: &FrameLimits) -> Result<Frame, FrameError> {
         check_len(body.len() as u64, limits)?;
@@ -509,6 +529,8 @@ mod tests {
             let wire = f.encode(&small()).unwrap();
             let (back, used) = split_frame(&wire, &small()).unwrap().unwrap();
             prop_assert_eq!(used, wire.len());
+            let owned = Frame::decode_owned(wire[LEN_BYTES..].to_vec(), &small()).unwrap();
+            prop_assert_eq!(&owned, &f);
             prop_assert_eq!(back, f);
             // Every strict prefix asks for more bytes, never errors or panics.
             for cut in 0..wire.len() {
@@ -520,7 +542,11 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
             // Either a frame, a request for more bytes, or an error: never a panic.
             let _ = split_frame(&bytes, &small());
-            let _ = Frame::decode(&bytes, &small());
+            // Taking the body decodes exactly what borrowing it does.
+            prop_assert_eq!(
+                Frame::decode_owned(bytes.clone(), &small()).ok(),
+                Frame::decode(&bytes, &small()).ok()
+            );
         }
 
         #[test]

@@ -99,6 +99,8 @@ pub struct Session {
     peer_frontiers: HashMap<String, u64>,
     peer_accept_rate: u64,
     requested: HashSet<SegmentRef>,
+    /// Requested segments that arrived and are being imported.
+    receiving: HashSet<SegmentRef>,
     gone: HashSet<SegmentRef>,
     to_serve: VecDeque<SegmentRef>,
     sent_unacked: VecDeque<Digest>,
@@ -133,6 +135,7 @@ impl Session {
             peer_frontiers: HashMap::new(),
             peer_accept_rate: 0,
             requested: HashSet::new(),
+            receiving: HashSet::new(),
             gone: HashSet::new(),
             to_serve: VecDeque::new(),
             sent_unacked: VecDeque::new(),
@@ -168,6 +171,11 @@ impl Session {
             .iter()
             .map(|(o, next)| next.saturating_sub(mine.get(o).copied().unwrap_or(0)))
             .fold(0u64, u64::saturating_add)
+    }
+
+    /// WANT entries of the peer not yet answered.
+    pub fn serving(&self) -> usize {
+        self.to_serve.len()
     }
 
     /// Requests outstanding with the peer.
@@ -215,31 +223,9 @@ impl Session {
                 Ok(Step::Send(Vec::new()))
             }
             Frame::Segment { at, id, bytes } => {
-                if !self.requested.remove(&at) {
-                    return Err(ProtocolError::protocol(format!(
-                        "unsolicited SEGMENT {} #{}",
-                        at.origin, at.seq
-                    )));
-                }
+                self.receive_segment(&at)?;
                 let imported = self.store.import_segment(&bytes, Some(&id));
-                self.in_flight.release(&at);
-                match imported {
-                    Ok(_) => {}
-                    Err(StoreError::Corrupt(m)) => {
-                        return Err(ProtocolError::protocol(format!("segment refused: {m}")))
-                    }
-                    Err(other) => return Err(ProtocolError::store(other)),
-                }
-                if self.store.segment_status(&at.origin, at.seq) != SegmentStatus::Held(id) {
-                    return Err(ProtocolError::protocol(format!(
-                        "SEGMENT labelled {} #{} is another segment ({id})",
-                        at.origin, at.seq
-                    )));
-                }
-                self.stats.segments_in += 1;
-                let mut out = vec![Frame::Ack(id)];
-                out.extend(self.wants());
-                Ok(Step::Send(out))
+                self.segments_stored(vec![(at, id, imported)])
             }
             Frame::Ack(id) => {
                 // Only segments sent on this connection are recorded; an ACK
@@ -271,6 +257,65 @@ impl Session {
             }
             Frame::Bye { code, reason } => Ok(Step::Closed { code, reason }),
         }
+    }
+
+    /// Admits a SEGMENT frame for import: it must answer a WANT of this
+    /// session that no other SEGMENT is answering. The fetch stays claimed
+    /// (and counts against the window) until [`Session::segments_stored`].
+    pub fn receive_segment(&mut self, at: &SegmentRef) -> Result<(), ProtocolError> {
+        if !self.requested.contains(at) || !self.receiving.insert(at.clone()) {
+            return Err(ProtocolError::protocol(format!(
+                "unsolicited SEGMENT {} #{}",
+                at.origin, at.seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// The store's outcomes for segments admitted by `receive_segment`, in
+    /// the order they arrived. Enforces the ACK rule: a segment is
+    /// acknowledged only when the store reports it durable, and a segment
+    /// refused ends the connection (those stored before it are acknowledged
+    /// by the frontier of this node's next HELLO).
+    pub fn segments_stored(
+        &mut self,
+        outcomes: Vec<(SegmentRef, Digest, Result<Digest, StoreError>)>,
+    ) -> Result<Step, ProtocolError> {
+        let mut out = Vec::with_capacity(outcomes.len() + 1);
+        let mut failure = None;
+        for (at, id, imported) in outcomes {
+            self.receiving.remove(&at);
+            self.requested.remove(&at);
+            self.in_flight.release(&at);
+            if failure.is_some() {
+                continue;
+            }
+            match imported {
+                Ok(_) => {}
+                Err(StoreError::Corrupt(m)) => {
+                    failure = Some(ProtocolError::protocol(format!("segment refused: {m}")));
+                    continue;
+                }
+                Err(other) => {
+                    failure = Some(ProtocolError::store(other));
+                    continue;
+                }
+            }
+            if self.store.segment_status(&at.origin, at.seq) != SegmentStatus::Held(id) {
+                failure = Some(ProtocolError::protocol(format!(
+                    "SEGMENT labelled {} #{} is another segment ({id})",
+                    at.origin, at.seq
+                )));
+                continue;
+            }
+            self.stats.segments_in += 1;
+            out.push(Frame::Ack(id));
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        out.extend(self.wants());
+        Ok(Step::Send(out))
     }
 
     /// A peer's frontier says it holds (or held) every segment of an origin
@@ -583,6 +628,76 @@ mod tests {
             session.on_frame(want.clone()).unwrap();
         }
         assert!(session.on_frame(want).is_err(), "over the want window");
+    }
+
+    #[test]
+    fn a_batch_is_acked_only_once_the_store_has_it_and_a_repeat_is_refused() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 3);
+        let mut session = Session::new(
+            Arc::clone(&sb),
+            Arc::default(),
+            "a".into(),
+            FrameLimits::default(),
+        );
+        let hello = Session::new(
+            Arc::clone(&sa),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        )
+        .hello(0);
+        session.on_frame(hello).unwrap();
+        let segs: Vec<(SegmentRef, Digest, Vec<u8>)> = sa
+            .segments()
+            .iter()
+            .map(|i| {
+                let id = i.id.unwrap();
+                let at = SegmentRef {
+                    origin: "a".into(),
+                    seq: i.seq,
+                };
+                (at, id, sa.get_segment(&id).unwrap())
+            })
+            .collect();
+        for (at, _, _) in &segs {
+            session.receive_segment(at).unwrap();
+        }
+        assert_eq!(
+            session.receive_segment(&segs[0].0).unwrap_err().code,
+            ByeCode::Protocol,
+            "the same SEGMENT twice while the first is imported"
+        );
+        assert_eq!(session.requested(), 3, "still claimed while importing");
+        let items: Vec<(&[u8], Option<&Digest>)> = segs
+            .iter()
+            .map(|(_, id, b)| (b.as_slice(), Some(id)))
+            .collect();
+        let results = sb.import_segments(&items);
+        let outcomes = segs
+            .iter()
+            .zip(results)
+            .map(|((at, id, _), r)| (at.clone(), *id, r))
+            .collect();
+        let Step::Send(out) = session.segments_stored(outcomes).unwrap() else {
+            panic!()
+        };
+        let acks: Vec<Digest> = out
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Ack(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, segs.iter().map(|s| s.1).collect::<Vec<_>>());
+        assert_eq!(session.requested(), 0);
+        assert_eq!(sb.frontiers(), vec![("a".to_string(), 3)]);
+        // A store failure is not acknowledged.
+        let failed = vec![(segs[0].0.clone(), segs[0].1, Err(StoreError::Closed))];
+        session.requested.insert(segs[0].0.clone());
+        session.receive_segment(&segs[0].0).unwrap();
+        assert!(session.segments_stored(failed).is_err());
     }
 
     #[test]

@@ -247,9 +247,13 @@ impl Store {
     /// Syncs what is queued and closes; later calls fail with `Closed`.
     pub fn close(&self) -> Result<()> {
         let shared = &*self.shared;
-        let st = shared.lock();
+        let mut st = shared.lock();
         if st.closed {
             return Ok(());
+        }
+        // Imports writing now finish before the directory is given up.
+        while !st.importing.is_empty() {
+            st = shared.wait(st);
         }
         let result = shared.drain(st).map(|mut st| {
             st.closed = true;

@@ -99,6 +99,9 @@ pub(super) struct State {
     pub other_bytes: u64,
     pub quarantine_bytes: u64,
     pub sealed_bytes: u64,
+    /// (origin, seq) of segments an import is writing right now (their room
+    /// is already counted in `sealed_bytes`).
+    pub importing: std::collections::HashSet<(String, u64)>,
 }
 
 pub(super) struct Shared {
@@ -196,7 +199,7 @@ impl Shared {
         Ok(())
     }
 
-    fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    pub fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         self.wake
             .wait(st)
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -1,11 +1,8 @@
 //! Reading records and whole segments, and importing segments from peers.
 
-use std::sync::Arc;
-
 use super::commit::SegmentMeta;
 use super::error::{Result, StoreError};
 use super::format::{self, Scan};
-use super::io::on_disk;
 use super::Store;
 use crate::hashing::{blake3, require_role, Digest, HashRole};
 
@@ -91,111 +88,6 @@ impl Store {
             .filter(|r| r.record_no >= from)
             .map(|r| (r.record_no, bytes[r.start..r.start + r.len].to_vec()))
             .collect())
-    }
-
-    /// Stores a sealed segment received from a peer, after checking its bytes
-    /// against `expected` (if given) and its BLAKE3 id, its structure and its
-    /// place in the origin's chain. Idempotent; stores nothing on any failure.
-    pub fn import_segment(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest> {
-        let corrupt = |m: String| Err(StoreError::Corrupt(m));
-        let id = blake3(bytes);
-        if let Some(expected) = expected {
-            require_role(expected, HashRole::SegmentId)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            if expected != &id {
-                return corrupt(format!(
-                    "bytes hash to {id}, not to the expected {expected}"
-                ));
-            }
-        }
-        let scan = match format::parse_sealed(bytes) {
-            Ok(scan) => scan,
-            Err(err) => return corrupt(format!("{id}: {err}")),
-        };
-        let header = scan.header;
-        let shared = &*self.shared;
-        let mut st = shared.lock();
-        shared.writable(&st)?;
-        if st.segments.contains_key(&id) {
-            return Ok(id);
-        }
-        let key = (header.origin.clone(), header.seq);
-        if let Some(held) = st.by_origin.get(&key) {
-            return corrupt(format!(
-                "{id}: origin {} seq {} is already held as {held} (a fork)",
-                key.0, key.1
-            ));
-        }
-        if let Some(gone) = st.catalog.evicted.get(&key) {
-            if gone.id != id {
-                return corrupt(format!(
-                    "{id}: origin {} seq {} was {} (a fork)",
-                    key.0, key.1, gone.id
-                ));
-            }
-        }
-        if header.origin == shared.config.node_id && header.seq >= st.next_seq {
-            return corrupt(format!(
-                "{id}: claims this node's own sequence {} not yet written",
-                header.seq
-            ));
-        }
-        let prev_id = header.seq.checked_sub(1).and_then(|p| {
-            let key = (header.origin.clone(), p);
-            st.by_origin
-                .get(&key)
-                .copied()
-                .or_else(|| st.catalog.evicted.get(&key).map(|e| e.id))
-        });
-        if let (Some(known), Some(claimed)) = (prev_id, header.prev) {
-            if known != claimed {
-                return corrupt(format!(
-                    "{id}: names {claimed} as previous, but seq {} is {known}",
-                    header.seq - 1
-                ));
-            }
-        }
-        let next = (header.origin.clone(), header.seq + 1);
-        if let Some(next_meta) = st.by_origin.get(&next).and_then(|n| st.segments.get(n)) {
-            if next_meta.header.prev != Some(id) {
-                return corrupt(format!(
-                    "{id}: seq {} already held names another previous segment",
-                    header.seq + 1
-                ));
-            }
-        }
-        let size = bytes.len() as u64;
-        shared.ensure_room(&mut st, on_disk(size, shared.block), false)?;
-        let tmp = shared.path(&format!("{}.seg.tmp", id.hex()));
-        let path = self.segment_path(&id);
-        let stored = shared
-            .storage
-            .open_append(&tmp, true)
-            .and_then(|mut file| {
-                file.append(bytes)?;
-                file.sync_data()
-            })
-            .and_then(|()| shared.storage.rename(&tmp, &path))
-            .map_err(|err| StoreError::io("store imported segment", &tmp, err))
-            .and_then(|()| shared.sync_dir(&shared.dir));
-        if let Err(err) = stored {
-            let _ = shared.storage.remove(&tmp);
-            return Err(shared.out_of_space(&st, err, size));
-        }
-        st.sealed_bytes += on_disk(size, shared.block);
-        st.by_origin.insert(key, id);
-        let record_count = scan.records.len() as u64;
-        st.segments.insert(
-            id,
-            SegmentMeta {
-                id,
-                header,
-                record_count,
-                size,
-            },
-        );
-        let _ = Arc::clone(&shared.storage);
-        Ok(id)
     }
 
     /// Per origin, the next sequence after the contiguous run from 0 of

@@ -27,6 +27,13 @@ pub trait AppendFile: Send {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes every byte written so far durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Starts writing what was written so far to the disk without waiting
+    /// (no durability promised: `sync_data` still decides). Lets a batch of
+    /// files reach the disk together, so their `sync_data` calls find the work
+    /// done. Doing nothing is correct.
+    fn start_writeback(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Cuts the file to `len` bytes and puts the end of data there.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Moves the end of data to `end` (at open, past the records already there).
@@ -44,6 +51,14 @@ pub trait Storage: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens `path` for appending; creates it (failing if it exists) when `create` is set.
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>>;
+    /// Creates `path` (failing if it exists) holding `data`, with write-back
+    /// started, and returns it open: not durable before its `sync_data`.
+    fn create_with(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
+        let mut file = self.open_append(path, true)?;
+        file.append(data)?;
+        file.start_writeback()?;
+        Ok(file)
+    }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
@@ -82,6 +97,9 @@ impl AppendFile for RealFile {
     fn sync_data(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
+    fn start_writeback(&mut self) -> io::Result<()> {
+        start_writeback(&self.file)
+    }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
         self.end = len;
@@ -97,6 +115,83 @@ impl AppendFile for RealFile {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)` over the whole file: queues its
+/// dirty pages for write-back and returns. Linux only; elsewhere nothing.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain system call on a descriptor `file` keeps open; no memory is passed.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Offsets, lengths and buffer addresses of `O_DIRECT` writes are multiples
+/// of this (the largest logical block size in common use).
+const DIRECT_ALIGN: usize = 4096;
+/// `O_DIRECT` writes go through a reused buffer of this size per thread.
+const DIRECT_CHUNK: usize = 1 << 20;
+
+thread_local! {
+    static DIRECT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes the whole `DIRECT_ALIGN` blocks at the start of `data` into the
+/// existing file `path` with `O_DIRECT`; returns how many bytes that is, 0
+/// when the file system refuses `O_DIRECT` (nothing written then).
+#[cfg(target_os = "linux")]
+fn write_direct(path: &Path, data: &[u8]) -> io::Result<u64> {
+    let aligned = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    if aligned == 0 {
+        return Ok(0);
+    }
+    let refused = |err: &io::Error| err.raw_os_error() == Some(libc::EINVAL);
+    let file = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if refused(&err) => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    DIRECT_BUFFER.with(|cell| {
+        let mut buffer = cell.borrow_mut();
+        if buffer.len() < DIRECT_CHUNK + DIRECT_ALIGN {
+            buffer.resize(DIRECT_CHUNK + DIRECT_ALIGN, 0);
+        }
+        let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        if start >= DIRECT_ALIGN {
+            return Ok(0);
+        }
+        let window = &mut buffer[start..start + DIRECT_CHUNK];
+        let mut at = 0;
+        while at < aligned {
+            let n = (aligned - at).min(DIRECT_CHUNK);
+            window[..n].copy_from_slice(&data[at..at + n]);
+            match file.write_all_at(&window[..n], at as u64) {
+                Ok(()) => at += n,
+                Err(err) if at == 0 && refused(&err) => return Ok(0),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(aligned as u64)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_direct(_path: &Path, _data: &[u8]) -> io::Result<u64> {
+    Ok(0)
 }
 
 impl Storage for RealStorage {
@@ -136,6 +231,26 @@ impl Storage for RealStorage {
             .open(path)?;
         let end = file.metadata()?.len();
         Ok(Box::new(RealFile { file, end }))
+    }
+
+    /// Writes the block-aligned part of `data` past the page cache
+    /// (`O_DIRECT`) and the rest through it. Copying a whole segment into
+    /// fresh page-cache pages costs more CPU than the disk needs to take it
+    /// (about 3 ms a MiB on the virtual machines measured, against 0.1 ms
+    /// through a reused buffer); a segment written once and read rarely has
+    /// no use for the cache. Where `O_DIRECT` is refused, all of it goes
+    /// through the cache.
+    fn create_with(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        let direct = write_direct(path, data)?;
+        let mut file = RealFile { file, end: direct };
+        file.append(&data[direct as usize..])?;
+        file.start_writeback()?;
+        Ok(Box::new(file))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

@@ -28,6 +28,7 @@ mod error;
 mod exchange;
 pub mod format;
 mod fscheck;
+mod import;
 pub mod io;
 pub mod queue;
 mod recovery;
@@ -38,6 +39,7 @@ pub use api::{SegmentInfo, Store, Usage};
 pub use error::StoreError;
 pub use exchange::SegmentStatus;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
+pub use import::VerifiedSegment;
 pub use recovery::RecoveryReport;
 pub use verify::VerifyReport;
 
@@ -118,5 +120,7 @@ impl StoreConfig {
     }
 }
 
+#[cfg(test)]
+mod import_tests;
 #[cfg(test)]
 mod tests;

@@ -361,6 +361,7 @@ pub(super) fn open(
         other_bytes,
         quarantine_bytes: rec.quarantine_bytes,
         sealed_bytes,
+        importing: std::collections::HashSet::new(),
     };
     let shared = Shared {
         config,

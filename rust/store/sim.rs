@@ -69,6 +69,7 @@ struct State {
     dirs: BTreeSet<PathBuf>,
     next_inode: Inode,
     write_fault: Option<i32>,
+    fault_after: Option<(u64, i32)>,
     bytes_written: u64,
 }
 
@@ -107,6 +108,13 @@ impl CrashSim {
     /// Makes every later write, sync and directory change fail with `errno` (None: stop).
     pub fn set_write_fault(&self, errno: Option<i32>) {
         self.lock().write_fault = errno;
+    }
+
+    /// Lets `ops` more writes, syncs, creations, renames and directory syncs
+    /// succeed, then fails every later one with `errno`: a process stopped at
+    /// an exact point of its work, before a [`CrashSim::crash`].
+    pub fn set_fault_after(&self, ops: u64, errno: i32) {
+        self.lock().fault_after = Some((ops, errno));
     }
 
     /// Bytes handed to `append` so far (for write-amplification checks).
@@ -157,7 +165,15 @@ impl CrashSim {
         }
     }
 
-    fn fault(&self, st: &State) -> io::Result<()> {
+    fn fault(&self, st: &mut State) -> io::Result<()> {
+        if let Some((left, errno)) = st.fault_after {
+            if left == 0 {
+                st.write_fault = Some(errno);
+                st.fault_after = None;
+            } else {
+                st.fault_after = Some((left - 1, errno));
+            }
+        }
         match st.write_fault {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
             None => Ok(()),
@@ -190,7 +206,7 @@ struct SimFile {
 impl AppendFile for SimFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut st = self.sim.lock();
-        self.sim.fault(&st)?;
+        self.sim.fault(&mut st)?;
         st.bytes_written += bytes.len() as u64;
         let data = st.data.entry(self.inode).or_default();
         data.change(FileOp::Write(self.end, bytes.to_vec()));
@@ -205,7 +221,7 @@ impl AppendFile for SimFile {
             .is_some_and(|d| d.unsynced.iter().any(|op| matches!(op, FileOp::Write(..))));
         if dirty {
             // Like a real disk: a sync with nothing new to write cannot run out of space.
-            self.sim.fault(&st)?;
+            self.sim.fault(&mut st)?;
         }
         st.data.entry(self.inode).or_default().sync();
         Ok(())
@@ -224,7 +240,7 @@ impl AppendFile for SimFile {
     }
     fn allocate(&mut self, len: u64) -> io::Result<()> {
         let mut st = self.sim.lock();
-        self.sim.fault(&st)?;
+        self.sim.fault(&mut st)?;
         let data = st.data.entry(self.inode).or_default();
         if (data.current.len() as u64) < len {
             data.change(FileOp::SetLen(len));
@@ -289,7 +305,7 @@ impl Storage for SimStorage {
             (Some(inode), false) => inode,
             (None, false) => return Err(not_found(path)),
             (None, true) => {
-                self.0.fault(&st)?;
+                self.0.fault(&mut st)?;
                 st.next_inode += 1;
                 let inode = st.next_inode;
                 st.data.insert(inode, Data::default());
@@ -316,7 +332,7 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.0.lock();
-        self.0.fault(&st)?;
+        self.0.fault(&mut st)?;
         let inode = *st.names.get(from).ok_or_else(|| not_found(from))?;
         CrashSim::unlink(&mut st, from);
         CrashSim::link(&mut st, to, inode);
@@ -334,7 +350,7 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.0.lock();
-        self.0.fault(&st)?;
+        self.0.fault(&mut st)?;
         for op in st.pending.remove(dir).unwrap_or_default() {
             match op {
                 DirOp::Link(path, inode) => {
