@@ -35,8 +35,14 @@ TOKEN = "bench-token"
 BODY = {"tool": "echo", "args": {"text": "hello"}}
 
 
-# The benchmarks measure the allow path, not the caller's rate quota.
-UNLIMITED = {"VEDETTE_QUOTA_RATE_PER_S": "1e9", "VEDETTE_QUOTA_BURST": "1e9"}
+# The benchmarks measure the allow path: not the caller's rate quota, and not a
+# store that reached its ceiling (the example's 256 MiB fill after ~200,000
+# calls, and every call after that is denied, as it must be).
+UNLIMITED = {
+    "VEDETTE_QUOTA_RATE_PER_S": "1e9",
+    "VEDETTE_QUOTA_BURST": "1e9",
+    "VEDETTE_STORE_CEILING_BYTES": str(16 << 30),
+}
 
 
 def in_process(threads: int, per_thread: int) -> dict[str, float]:
@@ -164,18 +170,24 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
             rounds["granian"].append(wrk(granian_url, seconds))
         granian.terminate()
         granian.wait(30)
+        denied = {name: sum(r["non_2xx"] for r in runs) for name, runs in rounds.items()}
+        if any(denied.values()):
+            raise RuntimeError(f"answers other than 2xx during the measured runs: {denied}")
         ours = max(rounds["vedette"], key=lambda r: r["rps"])
         theirs = max(rounds["bare"], key=lambda r: r["rps"])
         on_granian = max(rounds["granian"], key=lambda r: r["rps"])
         after_warm_mb = rss_mb(vedette.pid)
         done = sum(r["requests"] for r in rounds["vedette"])
+        memory_non_2xx = 0
         while done < memory_requests:
             remaining_s = (memory_requests - done) / max(ours["rps"], 1.0)
-            done += int(wrk(vedette_url, max(1, min(120, int(remaining_s) + 1)))["requests"])
+            run = wrk(vedette_url, max(1, min(120, int(remaining_s) + 1)))
+            done += int(run["requests"])
+            memory_non_2xx += int(run["non_2xx"])
         after_mb = rss_mb(vedette.pid)
         return {
             "vedette_rps": ours["rps"], "vedette_p99_ms": ours["p99_ms"],
-            "vedette_non_2xx": sum(r["non_2xx"] for r in rounds["vedette"]),
+            "memory_non_2xx": memory_non_2xx,
             "bare_rps": theirs["rps"], "bare_p99_ms": theirs["p99_ms"],
             "granian_rps": on_granian["rps"], "granian_p99_ms": on_granian["p99_ms"],
             "idle_mb": idle_mb, "warm_mb": after_warm_mb, "after_mb": after_mb,
@@ -225,7 +237,10 @@ durable evidence (every allowed call waits for its record's fdatasync).
 | the same on granian (`--server granian`) | {gr_rps} | {gr_p99} |
 | ratio vedette / anchor (goal ≥ 0.7×) | {ratio:.2f}× | {verdict(ratio >= 0.7)} |
 
-Non-2xx answers from vedette during the runs: {web["vedette_non_2xx"]:.0f}.
+Every answer in the measured runs was 2xx (the script refuses to report
+otherwise); the store's ceiling is raised to 16 GiB for the run so that it
+measures the allow path, not a full store denying. Non-2xx answers during the
+memory run: {web["memory_non_2xx"]:.0f}.
 
 | memory of `vedette serve --example` | RSS | goal | |
 |---|---|---|---|
