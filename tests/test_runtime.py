@@ -250,6 +250,18 @@ def test_tool_raises_is_502_allow_with_error(runtime):
     assert outcome["status"] == "error"
 
 
+def test_a_fault_after_the_allow_is_recorded_denies_under_the_same_decision_id(runtime):
+    async def broken(name, args):
+        raise RuntimeError("registry vanished")
+
+    runtime.tools.execute = broken  # fails outside any tool's own guard
+    decision = runtime.decide({"tool": "echo", "args": {"text": "x"}}, CALLER)
+    assert decision.status == 403
+    assert decision.reason == "internal error (RuntimeError); denied"
+    mine = [r for r in decisions_of(runtime) if r["decision_id"] == decision.decision_id]
+    assert [r["outcome"] for r in mine] == ["allow", "deny"]
+
+
 def test_tool_hangs_is_a_502_timeout(runtime):
     decision = runtime.decide({"tool": "slow"}, CALLER)
     assert decision.status == 502

@@ -118,10 +118,10 @@ class Runtime:
     async def handle_body(self, caller: Caller, body: bytes) -> Decision:
         """An authenticated caller's request body."""
         started = time.perf_counter()
-        tool = None
+        tool = decision_id = None
         try:
             verdict, release = await self._decide(caller, body)
-            tool = verdict.tool
+            tool, decision_id = verdict.tool, verdict.decision_id
             if verdict.allowed and release is not None:
                 decision = await self._run_allowed(verdict, release)
             else:
@@ -135,7 +135,8 @@ class Runtime:
         except BaseException as err:  # anything unexpected denies (and is recorded)
             if not isinstance(err, Exception) and not is_rust_panic(err):
                 raise  # cancellation, interpreter exit: not ours to turn into an answer
-            decision_id = self._gate.next_id()
+            # The call keeps its id if it got one (its allow may be on record already).
+            decision_id = decision_id or self._gate.next_id()
             log.exception("unexpected failure deciding %s", decision_id)
             decision = Decision(
                 "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
