@@ -437,6 +437,16 @@ mod tests {
         Arc::new(Store::open(dir, config).unwrap())
     }
 
+    /// A session on `sb` (node b, talking to a) that has taken a's HELLO,
+    /// and what it answered.
+    fn after_hello(sa: &Arc<Store>, sb: &Arc<Store>) -> (Session, Step) {
+        let limits = FrameLimits::default();
+        let mut session = Session::new(Arc::clone(sb), Arc::default(), "a".into(), limits);
+        let hello = Session::new(Arc::clone(sa), Arc::default(), "b".into(), limits).hello(0);
+        let step = session.on_frame(hello).unwrap();
+        (session, step)
+    }
+
     fn tmp() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -635,20 +645,7 @@ mod tests {
         let (da, db) = (tmp(), tmp());
         let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
         fill(&sa, 3);
-        let mut session = Session::new(
-            Arc::clone(&sb),
-            Arc::default(),
-            "a".into(),
-            FrameLimits::default(),
-        );
-        let hello = Session::new(
-            Arc::clone(&sa),
-            Arc::default(),
-            "b".into(),
-            FrameLimits::default(),
-        )
-        .hello(0);
-        session.on_frame(hello).unwrap();
+        let (mut session, _) = after_hello(&sa, &sb);
         let segs: Vec<(SegmentRef, Digest, Vec<u8>)> = sa
             .segments()
             .iter()
@@ -705,22 +702,8 @@ mod tests {
         let (da, db) = (tmp(), tmp());
         let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
         fill(&sa, 1);
-        let mut session = Session::new(
-            Arc::clone(&sb),
-            Arc::default(),
-            "a".into(),
-            FrameLimits::default(),
-        );
-        let hello = Session::new(
-            Arc::clone(&sa),
-            Arc::default(),
-            "b".into(),
-            FrameLimits::default(),
-        )
-        .hello(0);
-        let Step::Send(wants) = session.on_frame(hello).unwrap() else {
-            panic!()
-        };
+        let (mut session, step) = after_hello(&sa, &sb);
+        let Step::Send(wants) = step else { panic!() };
         assert_eq!(wants.len(), 1);
         let id = sa.segments()[0].id.unwrap();
         let mut bytes = sa.get_segment(&id).unwrap();
