@@ -203,7 +203,10 @@ fn refusal(text: &str, err: &serde_json::Error) -> InvalidIntent {
             "body contains a lone surrogate (\\ud800-\\udfff): {message}"
         ));
     }
-    let rest = &text[byte_offset(text, err.line(), err.column()).min(text.len())..];
+    // serde_json's column may fall inside a multi-byte character: no text then.
+    let rest = text
+        .get(byte_offset(text, err.line(), err.column())..)
+        .unwrap_or("");
     for constant in ["NaN", "Infinity", "-Infinity"] {
         if rest.starts_with(constant) || rest.get(1..).is_some_and(|r| r.starts_with(constant)) {
             return invalid(format!("{constant} is not a JSON number"));

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
@@ -162,6 +163,13 @@ fn malformed_bodies_are_refused_with_a_reason() {
             String::from_utf8_lossy(&body[..body.len().min(60)])
         );
     }
+}
+
+#[test]
+fn an_error_inside_a_multibyte_character_is_a_reason_not_a_panic() {
+    // Found by the `intent` fuzz target: the parser's error column fell inside 'א'.
+    let body = b"\"e  ~  o,e  ~ \xd7\x90";
+    assert!(refusal(body).starts_with("body is not JSON"));
 }
 
 #[test]
@@ -469,4 +477,27 @@ fn metrics_count_by_labels_and_bucket_latency() {
     assert_eq!(latency.cumulative[LATENCY_BUCKETS.len() - 1], 3);
     assert_eq!(latency.cumulative[LATENCY_BUCKETS.len()], 4); // 99 s only in +Inf
     assert!((latency.sum_seconds - 99.0032).abs() < 1e-6);
+}
+
+proptest! {
+    /// Whatever an adapter sends, the parser answers an intent or a reason,
+    /// never a panic; and what it accepts has a tool name and objects.
+    #[test]
+    fn arbitrary_bodies_parse_or_are_refused(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(intent) = parse_intent(&body, &LIMITS) {
+            prop_assert!(is_tool_name(&intent.tool));
+        }
+    }
+
+    /// Bodies that are almost intents (JSON-shaped text around the fields).
+    #[test]
+    fn intent_shaped_text_parses_or_is_refused(
+        tool in "[a-z.]{0,6}",
+        value in r#"(\{|\}|\[|\]|"[a-z\\]{0,4}"|-?[0-9]{1,22}(\.[0-9])?|true|null|,|:| ){0,24}"#,
+    ) {
+        let body = format!(r#"{{"tool": "{tool}", "args": {{"a": {value}}}}}"#);
+        if let Ok(intent) = parse_intent(body.as_bytes(), &LIMITS) {
+            prop_assert_eq!(intent.tool, tool);
+        }
+    }
 }
