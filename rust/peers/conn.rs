@@ -500,10 +500,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut ahead: Option<tokio::task::JoinHandle<Result<Option<Prepared>, ProtocolError>>> = None;
     loop {
         while let Ok(f) = rx.try_recv() {
-            let bye = matches!(f, Frame::Bye { .. });
-            write_frame(&inner, &mut writer, &link, &f, &mut pacer, &session).await?;
-            if bye {
-                let _ = writer.shutdown().await;
+            if send_queued(&inner, &mut writer, &link, &f, &mut pacer, &session).await? {
                 return Ok(());
             }
             last_sent = Instant::now();
@@ -533,10 +530,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         tokio::select! {
             f = rx.recv() => match f {
                 Some(f) => {
-                    let bye = matches!(f, Frame::Bye { .. });
-                    write_frame(&inner, &mut writer, &link, &f, &mut pacer, &session).await?;
-                    if bye {
-                        let _ = writer.shutdown().await;
+                    if send_queued(&inner, &mut writer, &link, &f, &mut pacer, &session).await? {
                         return Ok(());
                     }
                     last_sent = Instant::now();
@@ -637,6 +631,24 @@ fn joined<T>(
         code: ByeCode::Other,
         reason: format!("reading a segment to send stopped: {err}"),
     })?
+}
+
+/// Writes a frame the session queued; true when it was BYE, after which the
+/// writer is shut down and the connection's writing is over.
+async fn send_queued<W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    writer: &mut W,
+    link: &PeerLink,
+    frame: &Frame,
+    pacer: &mut Option<(u64, TokenBucket)>,
+    session: &Mutex<Session>,
+) -> Result<bool, ProtocolError> {
+    write_frame(inner, writer, link, frame, pacer, session).await?;
+    if !matches!(frame, Frame::Bye { .. }) {
+        return Ok(false);
+    }
+    let _ = writer.shutdown().await;
+    Ok(true)
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
