@@ -120,6 +120,8 @@ def test_unknown_tool_is_403_not_500(client):
 def test_health_status_metrics_and_openapi(client):
     assert client.get("/v1/health").json() == {
         "status": "ok",
+        "reasons": [],
+        "checks": {"releases": "ok", "store": "ok"},
         "agents": {"recon": "ok", "scribe": "ok"},
     }
     post(client, {"tool": "echo", "args": {"text": "hi"}})

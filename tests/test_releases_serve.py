@@ -120,13 +120,31 @@ def test_health_and_status_report_each_release_state(registry, tmp_path):
         releases = NodeReleases(config, store, start_pollers=False)
         runtime = Runtime(config, releases=releases, store=store)
         try:
-            assert runtime.health() == {"status": "deny_all", "agents": {AGENT: "deny_all"}}
+            assert runtime.health() == {
+                "status": "failing",
+                "reasons": [f"releases: agent {AGENT} denies every call (no usable release)"],
+                "checks": {"releases": "failing", "store": "ok"},
+                "agents": {AGENT: "deny_all"},
+            }
             publish(repo, key, "stable", policy=POLICY_V1)
             track = releases.tracks[AGENT]
             assert track.update_from(repo, "stable") == "activated"
-            assert runtime.health() == {"status": "ok", "agents": {AGENT: "ok"}}
+            assert runtime.health() == {
+                "status": "ok",
+                "reasons": [],
+                "checks": {"releases": "ok", "store": "ok"},
+                "agents": {AGENT: "ok"},
+            }
             track.contact_failed("OciError: connection refused", 1)
-            assert runtime.health() == {"status": "degraded", "agents": {AGENT: "stale"}}
+            assert runtime.health() == {
+                "status": "degraded",
+                "reasons": [
+                    f"releases: agent {AGENT} serves a release the control plane has not "
+                    "confirmed lately"
+                ],
+                "checks": {"releases": "degraded", "store": "ok"},
+                "agents": {AGENT: "stale"},
+            }
             status = runtime.status()["agents"][AGENT]
             assert status["state"] == "active"
             assert status["control_plane"]["reachable"] is False

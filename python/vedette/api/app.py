@@ -25,7 +25,7 @@ INTERNAL_ERROR = b'{"decision":"deny","reason":"internal error; denied"}'
 def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
     async def health(request: Request) -> Response:
         report = runtime.health()
-        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+        return JSONResponse(report, status_code=503 if report["status"] == "failing" else 200)
 
     async def status(request: Request) -> Response:
         return JSONResponse(runtime.status())

@@ -100,12 +100,16 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/health": {
             "get": {
-                "summary": "Health: ok, degraded or deny_all",
+                "summary": "Health: ok, degraded or failing, with the reasons",
                 "responses": {
-                    "200": _answer("Every agent has an active release.", {"type": "object"}),
+                    "200": _answer(
+                        "ok, or degraded: calls are served but something needs an "
+                        "operator (the reasons say what).",
+                        {"type": "object"},
+                    ),
                     "503": _answer(
-                        "Some agents are denying everything, or serve a stale or "
-                        "last-known-good release.",
+                        "failing: calls are being denied (every agent deny-all, the "
+                        "evidence store full or stopped, …).",
                         {"type": "object"},
                     ),
                 },

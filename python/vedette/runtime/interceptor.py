@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vedette._core import Gate, Verdict
@@ -32,6 +33,7 @@ from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.evidence import EvidenceQueue
+from vedette.runtime.health import Health, HealthSource, combine, probe
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, encode_intent
 from vedette.runtime.metrics import RuntimeMetrics
@@ -49,6 +51,8 @@ log = logging.getLogger("vedette.runtime")
 # to worker threads.
 INLINE_EVALUATION_BYTES = 4096
 EVALUATOR_THREADS = 4
+# Above this share of its ceiling the store reports itself degraded.
+STORE_HIGH_WATER = 0.8
 
 
 class Runtime:
@@ -90,6 +94,13 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        # The parts whose state /v1/health reports (runtime/health.py); the
+        # composition root adds the listener, the archive and others it builds.
+        self._health_sources: dict[str, HealthSource] = {
+            "releases": self._releases_health,
+            "store": self._store_health,
+        }
+        self._status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.peers: PeerNode | None = None
         try:
             self.peers = _start_peers(config, self.store, self.metrics)
@@ -293,13 +304,51 @@ class Runtime:
                 self._loop, self._loop_thread = loop, thread
             return self._loop
 
+    def add_health_source(self, name: str, source: HealthSource) -> None:
+        """Have ``/v1/health`` include the part ``name`` (the listener, the archive, …)."""
+        self._health_sources[name] = source
+
+    def add_status_source(self, name: str, source: Callable[[], dict[str, Any]]) -> None:
+        """Have ``/v1/status`` include ``source()`` under ``name``."""
+        self._status_sources[name] = source
+
     def health(self) -> dict[str, Any]:
+        """The node's verdict (``ok``, ``degraded`` or ``failing``), why, and each part's."""
+        agents = {agent: self.releases.health_state(agent) for agent in self.releases.agents()}
+        parts = {name: probe(source) for name, source in self._health_sources.items()}
+        state, reasons = combine(parts)
+        return {
+            "status": state,
+            "reasons": reasons,
+            "checks": {name: part.state for name, part in parts.items()},
+            "agents": agents,
+        }
+
+    def _releases_health(self) -> Health:
         # Signed releases tell ok, stale, lkg or deny_all; local ones ok or deny_all.
         agents = {agent: self.releases.health_state(agent) for agent in self.releases.agents()}
-        state = "ok" if agents and all(v == "ok" for v in agents.values()) else "deny_all"
-        if agents and any(v != "deny_all" for v in agents.values()) and state != "ok":
-            state = "degraded"
-        return {"status": state, "agents": agents}
+        if not agents:
+            return Health("failing", ("no agent is configured; every call is denied",))
+        described = {
+            "deny_all": "denies every call (no usable release)",
+            "stale": "serves a release the control plane has not confirmed lately",
+            "lkg": "serves its last-known-good release",
+        }
+        reasons = tuple(
+            f"agent {agent} {described.get(state, state)}"
+            for agent, state in agents.items()
+            if state != "ok"
+        )
+        if all(state == "deny_all" for state in agents.values()):
+            return Health("failing", reasons)
+        return Health("degraded", reasons) if reasons else Health.ok()
+
+    def _store_health(self) -> Health:
+        usage = self.store.usage()
+        share = usage.bytes_used / usage.ceiling_bytes
+        if share >= STORE_HIGH_WATER:
+            return Health("degraded", (f"evidence store {share:.0%} full",))
+        return Health.ok()
 
     def status(self) -> dict[str, Any]:
         usage = self.store.usage()
@@ -318,6 +367,7 @@ class Runtime:
             "store": {"bytes_used": usage.bytes_used, "ceiling_bytes": usage.ceiling_bytes},
             "tools": self.tools.names(),
             **({"peers": self.peers.status()} if self.peers is not None else {}),
+            **{name: source() for name, source in self._status_sources.items()},
         }
 
     def close(self) -> None:
