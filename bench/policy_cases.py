@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_BUNDLE = REPO / "examples" / "bundle"
+EXAMPLES = REPO / "python" / "vedette" / "examples"
+EXAMPLE_BUNDLE = EXAMPLES / "bundle"
 RBAC_BUNDLE = Path(__file__).resolve().parent / "policies" / "rbac"
 
 
@@ -33,7 +34,7 @@ class Case:
 def example_case() -> Case:
     modules = {"policy.rego": (EXAMPLE_BUNDLE / "vedette" / "policy.rego").read_text()}
     data = {"vedette": json.loads((EXAMPLE_BUNDLE / "vedette" / "data.json").read_text())}
-    document = json.loads((REPO / "examples" / "inputs" / "fs-read-data.json").read_text())
+    document = json.loads((EXAMPLES / "inputs" / "fs-read-data.json").read_text())
     return Case(
         "example policy (fs.read allowed)",
         EXAMPLE_BUNDLE,

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
+EXAMPLES = REPO / "python" / "vedette" / "examples"
 
 ALLOW_ECHO = """package vedette
 

@@ -323,6 +323,8 @@ def test_evidence_masks_secret_arguments(runtime):
 
 
 def test_one_decision_record_per_request_with_its_outcome(runtime):
+    """Every request has its own record, except a repeated refusal of one kind
+    from one caller: that one is counted in the refusal summary instead."""
     intents = [
         ({"tool": "echo", "args": {"text": "a"}}, "allow"),
         ({"tool": "fs.read", "args": {"path": "/etc/shadow"}}, "deny"),
@@ -336,11 +338,28 @@ def test_one_decision_record_per_request_with_its_outcome(runtime):
         decision = runtime.decide(intent, CALLER)
         assert decision.outcome == expected, intent
         ids[decision.decision_id] = expected
+    repeated = list(ids)[-1]
     by_id = {}
     for record in decisions_of(runtime):
         assert record["decision_id"] not in by_id, "one decision record per request"
         by_id[record["decision_id"]] = record["outcome"]
-    assert by_id == {i: ("allow" if o == "tool_error" else o) for i, o in ids.items()}
+    expected_records = {i: ("allow" if o == "tool_error" else o) for i, o in ids.items()}
+    del expected_records[repeated]
+    assert by_id == expected_records
+    runtime.housekeep(final=True)
+    (summary,) = [r for r in records(runtime) if r["kind"] == "refusal_summary"]
+    assert summary["refusals"] == [
+        {
+            "outcome": "invalid",
+            "source": f"caller {CALLER.id}",
+            "recorded": 1,
+            "counted": 1,
+            "first_unix_ms": summary["refusals"][0]["first_unix_ms"],
+            "last_unix_ms": summary["refusals"][0]["last_unix_ms"],
+            "first_decision_id": list(ids)[3],
+            "last_decision_id": repeated,
+        }
+    ]
 
 
 def with_agent(tmp_path, agent: AgentConfig, eval_timeout_ms: int = 100) -> Runtime:

@@ -25,7 +25,13 @@ def free_port() -> int:
 @pytest.fixture
 def example_server(tmp_path):
     port = free_port()
-    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(tmp_path)}
+    (tmp_path / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "VEDETTE_EXAMPLE_TOKEN": TOKEN,
+        "XDG_STATE_HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
     process = subprocess.Popen(
         [VEDETTE, "serve", "--example", "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE,
@@ -48,7 +54,7 @@ def example_server(tmp_path):
     yield url, process
     if process.poll() is None:
         process.kill()
-        process.wait()
+    process.communicate()  # reaps it and closes its output pipe
 
 
 def call(url: str, body: dict, token: str = TOKEN) -> httpx.Response:
@@ -80,7 +86,10 @@ def test_example_allows_denies_and_shuts_down_cleanly(example_server, tmp_path):
     assert "curl -s" in output
 
     # The evidence on disk: the denied call left a decision and no tool outcome.
-    store = next(tmp_path.glob("vedette-example-*/store"))
+    # Its state is kept in the user's state folder, and nothing is left in the temp folder.
+    store = tmp_path / "vedette" / "example" / "store"
+    assert (store / "LOCK").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
     export = subprocess.run(
         [VEDETTE, "store", "export", str(store)], capture_output=True, text=True, check=True
     )
@@ -92,6 +101,26 @@ def test_example_allows_denies_and_shuts_down_cleanly(example_server, tmp_path):
         "decision",
         "tool_outcome",
     ]
+
+
+def test_a_second_serve_on_a_held_store_is_a_one_line_error(example_server, tmp_path):
+    url, _ = example_server
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    second = subprocess.run(
+        [VEDETTE, "serve", "--example", "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert second.stdout == ""
+    assert second.stderr.startswith("Error: evidence store: store ")
+    assert "is locked by another open store" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    # The first one is untouched.
+    assert call(url, {"tool": "echo", "args": {"text": "still here"}}).status_code == 200
 
 
 def test_config_file_with_a_unix_socket_listener(tmp_path):
@@ -155,7 +184,7 @@ def test_example_on_granian(tmp_path):
     import granian  # noqa: F401  (in the test extra: this test must run, not skip)
 
     port = free_port()
-    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(tmp_path)}
+    env = {**os.environ, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "XDG_STATE_HOME": str(tmp_path)}
     command = [VEDETTE, "serve", "--example", "--server", "granian", "--listen"]
     process = subprocess.Popen(
         [*command, f"127.0.0.1:{port}"],

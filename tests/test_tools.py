@@ -123,6 +123,44 @@ def test_special_files_and_large_files_are_refused(files, root):
         run(files, "fs.read", {"path": "/data/big.txt"})
 
 
+def test_a_hard_link_to_a_file_outside_the_mount_is_not_read(files, root):
+    os.link(root.parent / "secret.txt", root / "linked.txt")
+    with pytest.raises(ToolFailed, match="2 hard links; linked files are not read"):
+        run(files, "fs.read", {"path": "/data/linked.txt"})
+    # The same file read through one name only is fine again once the link is gone.
+    (root.parent / "secret.txt").unlink()
+    assert run(files, "fs.read", {"path": "/data/linked.txt"}).output["content"] == "outside"
+
+
+def test_a_missing_mount_folder_names_the_mount_not_the_host_folder(tmp_path):
+    gone = tmp_path / "srv-field-data"
+    registry = ToolRegistry(ToolsConfig(fs_mounts=(FsMount("/data", gone),)))
+    try:
+        with pytest.raises(ToolFailed) as raised:
+            run(registry, "fs.read", {"path": "/data/a.csv"})
+        assert str(raised.value) == "mount '/data' is unavailable (No such file or directory)"
+        assert str(tmp_path) not in str(raised.value)
+    finally:
+        registry.close()
+
+
+def test_an_os_error_in_a_tool_is_reported_without_the_file_name(tmp_path):
+    class Opener:
+        name = "opener"
+
+        def run(self, args):
+            return (tmp_path / "nowhere" / "x").read_text()
+
+    registry = ToolRegistry(ToolsConfig())
+    registry.register(Opener())
+    try:
+        with pytest.raises(ToolFailed) as raised:
+            run(registry, "opener", {})
+        assert str(raised.value) == "FileNotFoundError: No such file or directory"
+    finally:
+        registry.close()
+
+
 def test_no_mounts_means_no_files():
     registry = ToolRegistry(ToolsConfig())
     with pytest.raises(ToolFailed, match="outside the mounted folders"):

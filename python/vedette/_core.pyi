@@ -404,6 +404,10 @@ class Gate:
     def set_tools(self, tools: list[str]) -> None:
         """Replaces the set of tools this node can run."""
     def next_id(self) -> str: ...
+    def take_quota(self, caller: str) -> float | None:
+        """Takes one token from `caller`'s quota: None when taken, else the wait."""
+    def event_record(self, kind: str, fields_json: Buffer) -> bytes:
+        """Any other evidence record: the common header and `fields_json`'s members."""
     def decision_record(
         self,
         *,

@@ -9,8 +9,7 @@ import os
 import secrets
 import shlex
 import signal
-import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from vedette.config import (
     FsMount,
     ListenConfig,
     ToolsConfig,
+    default_state_dir,
     load_config,
     token_digest,
 )
@@ -37,19 +37,24 @@ EXAMPLE_MOUNT = "/data"
 
 
 def example_dir() -> Path:
-    """The example shipped beside the package (source checkout) or inside it (wheel)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "examples", package.parents[1] / "examples"):
-        if (candidate / "agent.json").is_file():
-            return candidate
-    raise click.ClickException("the embedded example is not installed with this copy of vedette")
+    """The example shipped inside the package (in the wheel and in a checkout)."""
+    examples = Path(__file__).resolve().parent / "examples"
+    if not (examples / "agent.json").is_file():
+        raise click.ClickException(f"the embedded example is missing from {examples}")
+    return examples
+
+
+def example_state_dir() -> Path:
+    """Where ``--example`` keeps its state: one folder per user, kept between runs
+    (so its evidence can be read afterwards, and nothing piles up in /tmp)."""
+    return default_state_dir() / "example"
 
 
 def example_config(host: str, port: int, token: str, state_dir: Path | None = None) -> Config:
     """The example's own agent, policy, caller and state folder; the other settings
     (quota, store, limits) come from the defaults and ``VEDETTE_*`` variables."""
     examples = example_dir()
-    state = state_dir or Path(tempfile.mkdtemp(prefix="vedette-example-"))
+    state = state_dir or example_state_dir()
     base = load_config(None)
     return dataclasses.replace(
         base,
@@ -116,14 +121,17 @@ def serve(config_path: Path | None, listen: str | None, example: bool, server: s
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
     url = f"http://{config.listen.host}:{config.listen.port}"
-    click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
-    if token is not None:
-        _print_example_help(url, token)
+
+    def announce() -> None:
+        click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
+        if token is not None:
+            _print_example_help(url, token)
+
     if server == "granian":
         pinned = dataclasses.replace(spec, token=token, state_dir=str(config.state_dir))
-        _serve_granian(config, pinned)
+        _serve_granian(config, pinned, announce)
         return
-    _serve_uvicorn(config)
+    _serve_uvicorn(config, announce)
 
 
 def build_runtime(config: Config) -> Runtime:
@@ -144,14 +152,24 @@ def build_runtime(config: Config) -> Runtime:
     return Runtime(config, releases=releases, store=store)
 
 
-def _serve_uvicorn(config: Config) -> None:
-    from vedette.api import create_app
-    from vedette.errors import PeerError, PkiError
+def _start_runtime(config: Config) -> Runtime:
+    """The runtime, or a one-line error (a store another process holds, a bad
+    ``[peers]`` table) before anything says the node is serving."""
+    from vedette.errors import PeerError, PkiError, StoreError
 
     try:
-        runtime = build_runtime(config)
+        return build_runtime(config)
     except (PeerError, PkiError) as err:
         raise click.ClickException(f"peers: {err}") from err
+    except StoreError as err:
+        raise click.ClickException(f"evidence store: {err}") from err
+
+
+def _serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
+    from vedette.api import create_app
+
+    runtime = _start_runtime(config)
+    announce()
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):
@@ -173,7 +191,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
-def _serve_granian(config: Config, spec: ServeSpec) -> None:
+def _serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None]) -> None:
     try:
         from granian import Granian
         from granian.constants import Interfaces
@@ -183,6 +201,10 @@ def _serve_granian(config: Config, spec: ServeSpec) -> None:
         raise click.ClickException(
             "listen.unix_socket needs --server uvicorn (peer credentials are read there)"
         )
+    # The worker opens the store; check here first that it can, so a store
+    # another process holds is a one-line error, not a worker's traceback.
+    _start_runtime(config).close()
+    announce()
     from vedette.api.asgi import SPEC_VARIABLE
 
     # One worker: the store admits one process (INV-01). It rebuilds this
@@ -253,6 +275,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def _print_example_help(url: str, token: str) -> None:
     allowed = '{"tool": "echo", "args": {"text": "hello"}}'
     denied = '{"tool": "fs.read", "args": {"path": "/etc/passwd"}}'
+    click.echo(f"example agent, policy and data: {example_dir()}")
     click.echo(f"caller token: {token}")
     click.echo(f"fs.read is allowed under {EXAMPLE_MOUNT} (the example's data folder)")
     for label, body in (("allowed", allowed), ("denied", denied)):

@@ -183,6 +183,30 @@ impl Gate {
         self.0.next_id()
     }
 
+    /// Takes one token from `caller`'s rate quota: None when taken, else the
+    /// seconds until one is there (for calls refused before `decide`).
+    fn take_quota(&self, caller: &str) -> Option<f64> {
+        match self.0.charge(caller) {
+            Ok(()) => None,
+            Err(refusal) => Some(refusal.retry_after_s.unwrap_or(1.0)),
+        }
+    }
+
+    /// Any other evidence record: the common header (schema, `kind`,
+    /// timestamp, node) and the members of `fields_json` (a JSON object).
+    fn event_record<'py>(
+        &self,
+        py: Python<'py>,
+        kind: &str,
+        fields_json: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let serde_json::Value::Object(fields) = json_arg(fields_json)? else {
+            return Err(PyValueError::new_err("event fields must be a JSON object"));
+        };
+        let record = self.0.records().event(kind, &fields, core::now_unix_ns());
+        Ok(PyBytes::new(py, &record))
+    }
+
     /// A decision record for a call decided outside [`decide`]: no
     /// credentials, a body refused unread, an internal fault.
     #[pyo3(signature = (*, decision_id, outcome, reason, caller=None, agent=None, tool=None))]

@@ -1,8 +1,8 @@
 //! One intent from body bytes to a verdict and its evidence record, in one call.
 //!
-//! The order is the runtime's (DESIGN §1): validate the intent (shape, size,
-//! the tool's argument schema) → the caller's rate quota → the declared-tool
-//! check → the policy. Authentication happens before (the caller is given),
+//! The order is the runtime's: read the intent (shape, size) → the caller's
+//! rate quota (every request counts, malformed ones too) → the tool's argument
+//! schema → the declared-tool check → the policy. Authentication happens before (the caller is given),
 //! and making the record durable, running the tool and recording its outcome
 //! after, in the runtime. Every step that refuses ends the call with a deny
 //! and the record that says why; nothing here can produce an allow except a
@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use super::intent::{parse_intent, py_repr, Intent, IntentLimits};
+use super::mask::{scrub, MASK};
 use super::record::{now_unix_ns, timestamp, DecisionFacts, DecisionIds, RecordWriter};
 use crate::policy::{object, ArgsValidator, Decision, PolicyEngine, Value as RegoValue};
 use crate::quota::QuotaTable;
@@ -116,6 +117,13 @@ pub struct Verdict {
     pub record: Vec<u8>,
 }
 
+/// Why a call is refused before the policy is asked.
+pub struct Refusal {
+    pub outcome: Outcome,
+    pub reason: String,
+    pub retry_after_s: Option<f64>,
+}
+
 /// The node-wide part of deciding: limits, quotas, the tools this node has,
 /// decision ids and the record writer.
 pub struct Gate {
@@ -171,26 +179,64 @@ impl Gate {
         self.ids.next_id()
     }
 
+    /// Takes one token from `caller`'s quota: `Ok` when taken, else how the
+    /// call is refused (over quota, or denied when the quota cannot be checked).
+    pub fn charge(&self, caller: &str) -> Result<(), Refusal> {
+        match self.quotas.try_take(caller, 1.0) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let wait = self.quotas.wait_time(caller, 1.0).unwrap_or(1.0);
+                Err(Refusal {
+                    outcome: Outcome::OverQuota,
+                    reason: format!(
+                        "caller {} is over its rate quota; retry in {wait:.3} s",
+                        py_repr(caller)
+                    ),
+                    retry_after_s: Some(wait),
+                })
+            }
+            Err(err) => Err(Refusal {
+                outcome: Outcome::Deny,
+                reason: format!("rate quota could not be checked ({err}); denied"),
+                retry_after_s: None,
+            }),
+        }
+    }
+
     /// Decides `body` for `caller` under `release` (the caller's agent's).
     pub fn decide(&self, release: Release<'_>, caller: &str, body: &[u8]) -> Verdict {
         let (plan, agent) = match release {
             Release::Active(plan) => (Some(plan), plan.agent.as_str()),
             Release::Unavailable { agent, .. } => (None, agent),
         };
-        let call = Call {
+        let mut call = Call {
             gate: self,
             plan,
             agent,
             caller,
             decision_id: self.ids.next_id(),
+            hidden: Vec::new(),
         };
-        let intent = match parse_intent(body, &self.limits) {
+        // Every request counts against the caller's quota, well-formed or not:
+        // a caller sending garbage is held to its rate like any other
+        // (docs/threat-model.md, "Refusals").
+        let parsed = parse_intent(body, &self.limits);
+        if let Err(refusal) = self.charge(caller) {
+            let mut verdict = call.refuse(refusal.outcome, refusal.reason, parsed.ok(), true);
+            verdict.retry_after_s = refusal.retry_after_s;
+            return verdict;
+        }
+        let intent = match parsed {
             Ok(intent) => intent,
             Err(err) => {
                 let reason = format!("invalid intent: {err}");
                 return call.refuse(Outcome::Invalid, reason, None, false);
             }
         };
+        call.hidden = self
+            .records
+            .mask()
+            .hidden_values(&[&intent.args, &intent.claims]);
         let plan = match release {
             Release::Active(plan) => plan,
             Release::Unavailable { reason, .. } => {
@@ -200,29 +246,20 @@ impl Gate {
         let tool = intent.tool.as_str();
         let declared = plan.declares(tool);
         if let Some(validator) = plan.validators.get(tool) {
-            if let Some(problem) = validator.problem(&Value::Object(intent.args.clone())) {
+            let args = Value::Object(intent.args.clone());
+            // With a mask list the message quotes no argument value at all:
+            // which of them are safe to echo is not for the schema to know.
+            let problem = if self.records.mask().is_empty() {
+                validator.problem(&args)
+            } else {
+                validator.problem_masked(&args, MASK)
+            };
+            if let Some(problem) = problem {
                 let reason = format!(
                     "invalid intent: args do not fit the schema of {}: {problem}",
                     py_repr(tool)
                 );
                 return call.refuse(Outcome::Invalid, reason, Some(intent), true);
-            }
-        }
-        match self.quotas.try_take(caller, 1.0) {
-            Ok(true) => {}
-            Ok(false) => {
-                let wait = self.quotas.wait_time(caller, 1.0).unwrap_or(1.0);
-                let reason = format!(
-                    "caller {} is over its rate quota; retry in {wait:.3} s",
-                    py_repr(caller)
-                );
-                let mut verdict = call.refuse(Outcome::OverQuota, reason, Some(intent), true);
-                verdict.retry_after_s = Some(wait);
-                return verdict;
-            }
-            Err(err) => {
-                let reason = format!("rate quota could not be checked ({err}); denied");
-                return call.refuse(Outcome::Deny, reason, Some(intent), true);
             }
         }
         if !declared {
@@ -273,6 +310,8 @@ struct Call<'a> {
     agent: &'a str,
     caller: &'a str,
     decision_id: String,
+    /// Values under masked names: never echoed in a reason.
+    hidden: Vec<String>,
 }
 
 impl Call<'_> {
@@ -283,6 +322,7 @@ impl Call<'_> {
         intent: Option<Intent>,
         named_release: bool,
     ) -> Verdict {
+        let reason = self.scrubbed(reason);
         let record = self.record(
             outcome,
             &reason,
@@ -315,6 +355,8 @@ impl Call<'_> {
                 None => (Outcome::Deny, reason),
             }
         };
+        // A policy may quote arguments in its reason; masked values are not repeated.
+        let reason = self.scrubbed(reason);
         let record = self.record(outcome, &reason, Some(&intent), true, Some(decision), now);
         Verdict {
             outcome,
@@ -323,6 +365,14 @@ impl Call<'_> {
             retry_after_s: None,
             intent: Some(intent),
             record,
+        }
+    }
+
+    fn scrubbed(&self, reason: String) -> String {
+        if self.hidden.is_empty() {
+            reason
+        } else {
+            scrub(&reason, &self.hidden)
         }
     }
 

@@ -11,14 +11,16 @@
 
 mod decide;
 mod intent;
+mod mask;
 mod metrics;
 mod record;
 
-pub use decide::{Gate, Outcome, Release, ReleasePlan, Verdict};
+pub use decide::{Gate, Outcome, Refusal, Release, ReleasePlan, Verdict};
 pub use intent::{is_tool_name, parse_intent, py_repr, Intent, IntentLimits, InvalidIntent};
+pub use mask::{scrub, Mask, MASK};
 pub use metrics::{DecisionCount, DecisionMetrics, LatencySnapshot, LATENCY_BUCKETS};
 pub use record::{
-    now_unix_ns, timestamp, DecisionFacts, DecisionIds, OutcomeFacts, RecordWriter, MASK, SCHEMA,
+    now_unix_ns, timestamp, DecisionFacts, DecisionIds, OutcomeFacts, RecordWriter, SCHEMA,
 };
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! them. Argument and claim values whose member name is in the mask list are
 //! written as `"***"` at any depth. The layout is in `docs/contracts.md`.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,10 +12,10 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::mask::{Mask, MASK};
 use crate::policy::{Decision, Value as RegoValue};
 
 pub const SCHEMA: &str = "vedette.evidence/v1";
-pub const MASK: &str = "***";
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_unix_ns() -> i128 {
@@ -114,19 +113,24 @@ pub struct OutcomeFacts<'a> {
 /// Builds record bytes for one node; the store makes them durable.
 pub struct RecordWriter {
     node_id: String,
-    mask: HashSet<String>,
+    mask: Mask,
 }
 
 impl RecordWriter {
     pub fn new(node_id: &str, mask: impl IntoIterator<Item = String>) -> RecordWriter {
         RecordWriter {
             node_id: node_id.to_string(),
-            mask: mask.into_iter().collect(),
+            mask: Mask::new(mask),
         }
     }
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The names whose values are masked.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
     }
 
     pub fn decision(&self, facts: &DecisionFacts<'_>, unix_ns: i128) -> Vec<u8> {
@@ -169,6 +173,49 @@ impl RecordWriter {
             duration_ms: (facts.duration_ms * 1000.0).round() / 1000.0,
         };
         encode(&record)
+    }
+}
+
+impl RecordWriter {
+    /// Any other evidence record (`store_event`, `refusal_summary`, `release_event`, …):
+    /// the common header, then `fields` (by name). A field may not
+    /// replace the header (`schema`, `kind`, `timestamp`, `node`); one that
+    /// tries is left out.
+    pub fn event(&self, kind: &str, fields: &Map<String, Value>, unix_ns: i128) -> Vec<u8> {
+        let record = EventRecord {
+            schema: SCHEMA,
+            kind,
+            timestamp: timestamp(unix_ns),
+            node: &self.node_id,
+            fields,
+        };
+        encode(&record)
+    }
+}
+
+const HEADER_FIELDS: [&str; 4] = ["schema", "kind", "timestamp", "node"];
+
+struct EventRecord<'a> {
+    schema: &'static str,
+    kind: &'a str,
+    timestamp: String,
+    node: &'a str,
+    fields: &'a Map<String, Value>,
+}
+
+impl Serialize for EventRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("schema", self.schema)?;
+        map.serialize_entry("kind", self.kind)?;
+        map.serialize_entry("timestamp", &self.timestamp)?;
+        map.serialize_entry("node", self.node)?;
+        for (name, value) in self.fields {
+            if !HEADER_FIELDS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -230,7 +277,7 @@ struct ToolError<'a> {
 }
 
 /// An object written with masked member values replaced, without copying it.
-struct Masked<'a>(&'a Map<String, Value>, &'a HashSet<String>);
+struct Masked<'a>(&'a Map<String, Value>, &'a Mask);
 
 impl Serialize for Masked<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -240,7 +287,7 @@ impl Serialize for Masked<'_> {
         }
         let mut map = serializer.serialize_map(Some(members.len()))?;
         for (name, value) in members {
-            if mask.contains(name) {
+            if mask.matches(name) {
                 map.serialize_entry(name, MASK)?;
             } else {
                 map.serialize_entry(name, &MaskedValue(value, mask))?;
@@ -250,7 +297,7 @@ impl Serialize for Masked<'_> {
     }
 }
 
-struct MaskedValue<'a>(&'a Value, &'a HashSet<String>);
+struct MaskedValue<'a>(&'a Value, &'a Mask);
 
 impl Serialize for MaskedValue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -501,3 +501,128 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn malformed_intents_count_against_the_callers_quota() {
+    let f = fixture(0.001, 2.0, &["echo"]);
+    for _ in 0..2 {
+        assert_eq!(
+            f.gate
+                .decide(Release::Active(&f.plan), "c1", b"{not json")
+                .outcome,
+            Outcome::Invalid
+        );
+    }
+    // The two malformed requests spent the burst: a good one now waits.
+    let verdict = f.gate.decide(
+        Release::Active(&f.plan),
+        "c1",
+        br#"{"tool":"echo","args":{"text":"hi"}}"#,
+    );
+    assert_eq!(verdict.outcome, Outcome::OverQuota);
+    assert!(verdict.retry_after_s.unwrap() > 100.0);
+    // …and so does more garbage: over quota, still recorded as such.
+    let verdict = f.gate.decide(Release::Active(&f.plan), "c1", b"[");
+    assert_eq!(verdict.outcome, Outcome::OverQuota);
+    assert_eq!(record_of(&verdict)["outcome"], "over_quota");
+    assert!(f.gate.charge("c1").is_err());
+    assert!(f.gate.charge("c9").is_ok());
+}
+
+const ECHOING_POLICY: &str = r#"package vedette
+
+default decision := {"allow": false, "reason": "denied by default"}
+
+decision := {"allow": false, "reason": sprintf("login %s with %s refused", [input.args.user, input.args.Password])} if {
+    input.tool == "login"
+}
+"#;
+
+fn login_gate(mask: &[&str]) -> (Gate, ReleasePlan) {
+    let files = [(
+        "vedette/policy.rego".to_string(),
+        ECHOING_POLICY.as_bytes().to_vec(),
+    )]
+    .into_iter()
+    .collect();
+    let bundle = Bundle::from_files(files, &BundleLimits::default()).unwrap();
+    let engine = Arc::new(PolicyEngine::new(&bundle, EvalLimits::default()).unwrap());
+    let schema = json!({"type": "object", "properties": {
+        "user": {"type": "string"},
+        "Password": {"type": "string", "pattern": "^[a-z]+$"}}});
+    let validators: HashMap<_, _> = [(
+        "login".to_string(),
+        Arc::new(ArgsValidator::new(&schema).unwrap()),
+    )]
+    .into_iter()
+    .collect();
+    let plan = ReleasePlan::new(
+        "agent-a",
+        engine,
+        validators,
+        &["login".to_string()],
+        "blake3:00",
+        json!({"agent": "agent-a"}),
+    );
+    let quotas = Arc::new(QuotaTable::new(1000.0, 1000.0, 16, Clock::Monotonic).unwrap());
+    let gate = Gate::new(
+        LIMITS,
+        quotas,
+        ["login".to_string()],
+        RecordWriter::new("node-1", mask.iter().map(|m| m.to_string())),
+        DecisionIds::new(1),
+    );
+    (gate, plan)
+}
+
+#[test]
+fn a_masked_value_never_reaches_a_reason() {
+    let (gate, plan) = login_gate(&["password"]);
+    // The schema refuses the value: the reason says why, without quoting it.
+    let verdict = gate.decide(
+        Release::Active(&plan),
+        "c1",
+        br#"{"tool":"login","args":{"user":"ann","Password":"Hunter2!"}}"#,
+    );
+    assert_eq!(verdict.outcome, Outcome::Invalid);
+    assert!(!verdict.reason.contains("Hunter2"), "{}", verdict.reason);
+    assert!(
+        verdict.reason.contains("(at Password)"),
+        "{}",
+        verdict.reason
+    );
+    let record = String::from_utf8(verdict.record.clone()).unwrap();
+    assert!(!record.contains("Hunter2"), "{record}");
+    // The policy quotes the argument in its reason: the masked value is replaced.
+    let verdict = gate.decide(
+        Release::Active(&plan),
+        "c1",
+        br#"{"tool":"login","args":{"user":"ann","Password":"hunter"}}"#,
+    );
+    assert_eq!(verdict.outcome, Outcome::Deny);
+    assert_eq!(verdict.reason, "login ann with *** refused");
+    let record = String::from_utf8(verdict.record.clone()).unwrap();
+    assert!(!record.contains("hunter\""), "{record}");
+    // Without a mask list the reason is as informative as before.
+    let (gate, plan) = login_gate(&[]);
+    let verdict = gate.decide(
+        Release::Active(&plan),
+        "c1",
+        br#"{"tool":"login","args":{"user":"ann","Password":"Hunter2!"}}"#,
+    );
+    assert!(verdict.reason.contains("Hunter2!"), "{}", verdict.reason);
+}
+
+#[test]
+fn event_records_carry_the_common_header_which_fields_cannot_replace() {
+    let writer = RecordWriter::new("node-1", []);
+    let fields = json!({"event": "store.reopened", "node": "forged", "count": 2});
+    let record: Value =
+        serde_json::from_slice(&writer.event("store_event", fields.as_object().unwrap(), 0))
+            .unwrap();
+    assert_eq!(
+        record,
+        json!({"schema": SCHEMA, "kind": "store_event", "timestamp": "1970-01-01T00:00:00.000000000Z",
+               "node": "node-1", "event": "store.reopened", "count": 2})
+    );
+}

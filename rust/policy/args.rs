@@ -33,6 +33,19 @@ impl ArgsValidator {
         })
     }
 
+    /// Like [`problem`](Self::problem), with every value the message would
+    /// quote written as `mask` instead (for arguments holding masked names).
+    pub fn problem_masked(&self, args: &Value, mask: &str) -> Option<String> {
+        let err = self.validator.validate(args).err()?;
+        let at = err.instance_path().to_string();
+        let message = err.masked_with(mask).to_string();
+        Some(if at.is_empty() {
+            message
+        } else {
+            format!("{message} (at {})", at.trim_start_matches('/'))
+        })
+    }
+
     /// Like [`problem`](Self::problem) for arguments given as JSON text.
     pub fn problem_json(&self, args_json: &[u8]) -> Option<String> {
         match serde_json::from_slice::<Value>(args_json) {

@@ -106,7 +106,7 @@ class ToolEndpoint:
         try:
             caller = self._caller(scope, authorization)
         except Unauthenticated as err:
-            return await runtime.unauthenticated(str(err))
+            return await runtime.unauthenticated(str(err), _source(scope))
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await runtime.invalid(caller, f"body over the {limit}-byte limit")
         body = bytearray()
@@ -131,6 +131,12 @@ class ToolEndpoint:
             except Unauthenticated:
                 pass
         return self.runtime.authenticate(authorization)
+
+
+def _source(scope: Scope) -> str:
+    """The address a request came from (the Unix socket has none)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unix-socket"
 
 
 async def _send(send: Send, decision: Decision) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import math
 import threading
@@ -32,14 +33,17 @@ from vedette.config import Config
 from vedette.errors import is_rust_panic
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
+from vedette.runtime.encoding import dumps
 from vedette.runtime.evidence import EvidenceQueue
 from vedette.runtime.health import Health, HealthSource, combine, probe
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, encode_intent
 from vedette.runtime.metrics import RuntimeMetrics
+from vedette.runtime.reasons import HostPaths, evidence_failure
+from vedette.runtime.refusals import RefusalLedger
 from vedette.runtime.releases import ActiveRelease, LocalReleases, Releases
 from vedette.runtime.tools import ToolFailed, ToolRegistry
-from vedette.store import SegmentStore
+from vedette.store import SegmentStore, StoreError
 
 if TYPE_CHECKING:
     from vedette.peers.node import PeerNode
@@ -51,6 +55,8 @@ log = logging.getLogger("vedette.runtime")
 # to worker threads.
 INLINE_EVALUATION_BYTES = 4096
 EVALUATOR_THREADS = 4
+# How often the runtime's housekeeping runs (refusal summaries, store checks).
+HOUSEKEEPING_S = 1.0
 # Above this share of its ceiling the store reports itself degraded.
 STORE_HIGH_WATER = 0.8
 
@@ -84,6 +90,8 @@ class Runtime:
             tools=[],
         )
         self.tools.watch(self._gate.set_tools)  # plugins may be registered later
+        self._host_paths = HostPaths.of(config)
+        self.refusals = RefusalLedger()
         self._records = EvidenceQueue(self.store)
         self._evaluators = concurrent.futures.ThreadPoolExecutor(
             max_workers=EVALUATOR_THREADS, thread_name_prefix="vedette-evaluator"
@@ -102,11 +110,17 @@ class Runtime:
         }
         self._status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.peers: PeerNode | None = None
+        self._housekeeping_stop = threading.Event()
+        self._housekeeping: threading.Thread | None = None
         try:
             self.peers = _start_peers(config, self.store, self.metrics)
         except BaseException:
             self.close()  # a bad [peers] table must not leave the store locked
             raise
+        self._housekeeping = threading.Thread(
+            target=self._housekeep_forever, name="vedette-runtime-housekeeping", daemon=True
+        )
+        self._housekeeping.start()
 
     # -- entry points -------------------------------------------------------
 
@@ -114,16 +128,29 @@ class Runtime:
         """The caller for an Authorization header; raises :class:`Unauthenticated`."""
         return self.callers.from_authorization(authorization)
 
-    async def unauthenticated(self, reason: str) -> Decision:
-        """Answer (and record) a request without valid credentials."""
+    async def unauthenticated(self, reason: str, source: str | None = None) -> Decision:
+        """Answer (and record, or count: runtime/refusals.py) a request without valid
+        credentials from the address ``source``."""
         decision = Decision("unauthenticated", self._gate.next_id(), reason=reason)
-        await self._record_denial(decision, None)
+        if self.refusals.admit(decision.outcome, f"address {source}", decision.decision_id):
+            await self._record_denial(decision, None)
         return self._finish(decision, None, None, time.perf_counter())
 
     async def invalid(self, caller: Caller, reason: str) -> Decision:
-        """Answer (and record) a request refused before its body could be parsed."""
-        decision = Decision("invalid", self._gate.next_id(), reason=f"invalid intent: {reason}")
-        await self._record_denial(decision, caller)
+        """Answer (and record, or count) a request refused before its body could be
+        parsed. It counts against the caller's quota like any other."""
+        retry_after = self._gate.take_quota(caller.id)
+        if retry_after is not None:
+            decision = Decision(
+                "over_quota",
+                self._gate.next_id(),
+                reason=f"caller {caller.id!r} is over its rate quota; retry in {retry_after:.3f} s",
+                retry_after_s=retry_after,
+            )
+        else:
+            decision = Decision("invalid", self._gate.next_id(), reason=f"invalid intent: {reason}")
+        if self.refusals.admit(decision.outcome, f"caller {caller.id}", decision.decision_id):
+            await self._record_denial(decision, caller)
         return self._finish(decision, caller, None, time.perf_counter())
 
     async def handle_body(self, caller: Caller, body: bytes) -> Decision:
@@ -136,7 +163,9 @@ class Runtime:
             if verdict.allowed and release is not None:
                 decision = await self._run_allowed(verdict, release)
             else:
-                await self._append_quietly(verdict.record)
+                who = f"caller {caller.id}"
+                if self.refusals.admit(verdict.outcome, who, verdict.decision_id):
+                    await self._append_quietly(verdict.record)
                 decision = Decision(
                     verdict.outcome,  # type: ignore[arg-type]
                     verdict.decision_id,
@@ -201,7 +230,10 @@ class Runtime:
             await self._records.append(verdict.record)
         except Exception as err:  # the tool must not run without durable evidence
             self.metrics.evidence_failures.inc()
-            reason = f"evidence could not be recorded ({type(err).__name__}: {err}); denied"
+            log.error(
+                "the allow record of %s could not be made durable: %s", verdict.decision_id, err
+            )
+            reason = f"evidence could not be recorded ({evidence_failure(err)}); denied"
             return Decision("deny", verdict.decision_id, reason=reason)
         tool, args, decision_id = verdict.tool or "", verdict.args() or {}, verdict.decision_id
         release = active.version
@@ -275,6 +307,30 @@ class Runtime:
             self.metrics.evidence_failures.inc()
             log.error("tool outcome record could not be made durable: %s", future.exception())
 
+    # -- housekeeping ---------------------------------------------------------
+
+    def _housekeep_forever(self) -> None:
+        while not self._housekeeping_stop.wait(HOUSEKEEPING_S):
+            try:
+                self.housekeep()
+            except Exception:  # keep serving; the next round tries again
+                log.exception("runtime housekeeping failed")
+
+    def housekeep(self, *, final: bool = False) -> None:
+        """The periodic work, about once a second: the summary of refusals that
+        were only counted. ``final`` writes whatever is pending now."""
+        records: list[bytes] = []
+        if final or self.refusals.due():
+            summary = self.refusals.drain()
+            if summary is not None:
+                records.append(self._gate.event_record("refusal_summary", dumps(summary)))
+        if records:
+            try:
+                self.store.append_many(records)
+            except StoreError as err:
+                self.metrics.evidence_failures.inc(len(records))
+                log.error("housekeeping records could not be made durable: %s", err)
+
     def flush_evidence(self) -> None:
         """Block until every evidence record queued so far is durable (or failed)."""
         self._records.flush()
@@ -284,10 +340,24 @@ class Runtime:
     def _finish(
         self, decision: Decision, caller: Caller | None, tool: str | None, started: float
     ) -> Decision:
+        decision = self._without_host_paths(decision)
         label = "none" if tool is None else tool if tool in self.tools else "other"
         agent = caller.agent if caller else "none"
         self.metrics.count_decision(decision.outcome, label, agent, time.perf_counter() - started)
         return decision
+
+    def _without_host_paths(self, decision: Decision) -> Decision:
+        """The last guard on what an adapter reads (runtime/reasons.py)."""
+        changes: dict[str, Any] = {}
+        if decision.reason is not None:
+            reason = self._host_paths.scrub(decision.reason)
+            if reason != decision.reason:
+                changes["reason"] = reason
+        if decision.error is not None:
+            message = self._host_paths.scrub(decision.error.get("message", ""))
+            if message != decision.error.get("message", ""):
+                changes["error"] = {**decision.error, "message": message}
+        return dataclasses.replace(decision, **changes) if changes else decision
 
     def _store_usage(self) -> tuple[int, int]:
         usage = self.store.usage()
@@ -371,6 +441,11 @@ class Runtime:
         }
 
     def close(self) -> None:
+        self._housekeeping_stop.set()
+        if self._housekeeping is not None:
+            self._housekeeping.join()
+            self._housekeeping = None
+            self.housekeep(final=True)
         self.releases.close()  # pollers stop before the store
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)

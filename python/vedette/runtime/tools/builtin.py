@@ -5,7 +5,10 @@ Agents name files by mount paths (``/data/a.csv`` for a folder mounted at
 the path is split into components, ``..``, ``.`` and empty components are
 refused, and the file is reached by opening one component at a time from the
 mounted folder's directory handle with ``O_NOFOLLOW``, so a symlink anywhere
-on the way is refused, even one swapped in while the call runs.
+on the way is refused, even one swapped in while the call runs. A regular
+file with more than one hard link is not read: a link made inside a mount to
+a file outside it would otherwise reach past the mount (docs/configuration.md,
+"Tools").
 """
 
 from __future__ import annotations
@@ -63,12 +66,17 @@ class ConfinedFiles:
                 relative = path.relative_to(at)
             except ValueError:
                 continue
-            return self._walk(folder, relative.parts, directory=directory), path_text
+            return self._walk(at, folder, relative.parts, directory=directory), path_text
         raise ToolFailed("error", f"path {path_text!r} is outside the mounted folders")
 
-    def _walk(self, root: Path, parts: tuple[str, ...], *, directory: bool) -> int:
+    def _walk(
+        self, at: PurePosixPath, root: Path, parts: tuple[str, ...], *, directory: bool
+    ) -> int:
         base = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        fd = os.open(root, base | os.O_DIRECTORY)
+        try:
+            fd = os.open(root, base | os.O_DIRECTORY)
+        except OSError as err:  # the host folder is not there: name the mount, not the folder
+            raise ToolFailed("error", f"mount {str(at)!r} is unavailable ({err.strerror})") from err
         try:
             for index, part in enumerate(parts):
                 last = index == len(parts) - 1
@@ -115,6 +123,12 @@ class FsRead:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ToolFailed("error", f"{path!r} is not a regular file")
+            if info.st_nlink > 1:
+                # Another name of the same file may lie outside the mount; which
+                # one was meant cannot be told, so none is read.
+                raise ToolFailed(
+                    "error", f"{path!r} has {info.st_nlink} hard links; linked files are not read"
+                )
             if info.st_size > self._max_bytes:
                 raise ToolFailed(
                     "error",

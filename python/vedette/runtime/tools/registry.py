@@ -116,6 +116,11 @@ class ToolRegistry:
             raise ToolFailed("timeout", f"tool {name!r} did not finish in {timeout:g} s") from err
         except ToolFailed:
             raise
+        except OSError as err:
+            # The OS names the file it failed on, a host path: say only what failed.
+            raise ToolFailed(
+                "error", f"{type(err).__name__}: {err.strerror or 'OS error'}"
+            ) from err
         except Exception as err:  # any failure of tool code is the tool's failure
             raise ToolFailed("error", f"{type(err).__name__}: {err}") from err
         return self._outcome(name, output, limit)
