@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vedette import __version__
+from vedette.drain_cli import drain_command, import_command
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.peers.cli import peers_group
 from vedette.peers.pki_cli import pki_group
@@ -63,6 +64,8 @@ def hash_command(files: tuple[Path, ...], algorithm: str, threads: int | None) -
 
 main.add_command(serve)
 main.add_command(token_group)
+store_group.add_command(drain_command)
+store_group.add_command(import_command)
 main.add_command(store_group)
 main.add_command(bundle_group)
 main.add_command(policy_group)

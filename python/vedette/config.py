@@ -238,6 +238,15 @@ def _is_ip_port(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class OperatorConfig:
+    """The operator socket (``python/vedette/api/operator.py``)."""
+
+    # Default: <state_dir>/operator.sock.
+    socket: Path | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     node_id: str = field(default_factory=socket.gethostname)
     state_dir: Path = field(default_factory=default_state_dir)
@@ -251,10 +260,15 @@ class Config:
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     peers: PeersConfig | None = None
+    operator: OperatorConfig = OperatorConfig()
 
     @property
     def store_dir(self) -> Path:
         return self.store.dir or self.state_dir / "store"
+
+    @property
+    def operator_socket(self) -> Path:
+        return self.operator.socket or self.state_dir / "operator.sock"
 
     def agent(self, name: str) -> AgentConfig | None:
         return next((agent for agent in self.agents if agent.name == name), None)
@@ -364,7 +378,7 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return resolved
 
 
-_PATH_KEYS = {"state_dir", "dir", "unix_socket", "manifest", "bundle", "keys", "ca"}
+_PATH_KEYS = {"state_dir", "dir", "unix_socket", "socket", "manifest", "bundle", "keys", "ca"}
 # The [peers] table's files.
 _PATH_KEYS |= {"cert", "key", "crl", "status_file"}
 

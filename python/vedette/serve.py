@@ -9,6 +9,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,7 +176,7 @@ def _serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
     try:
-        _run_loop(_serve(create_app(runtime), config))
+        _run_loop(_serve(create_app(runtime), config, runtime))
     finally:
         runtime.close()
 
@@ -222,11 +223,13 @@ def _serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None]
 
 
 class _LinkedServer:
-    """Runs the TCP and Unix-socket servers together; a signal stops both."""
+    """Runs the node's servers together (each with the sockets it was given, if
+    any); a signal stops them all."""
 
-    def __init__(self, servers: list[Any]) -> None:
-        self.servers = servers
-        for server in servers:
+    def __init__(self, servers: list[tuple[Any, list[socket.socket] | None]]) -> None:
+        self.servers = [server for server, _ in servers]
+        self.sockets = [sockets for _, sockets in servers]
+        for server in self.servers:
             original = server.handle_exit
 
             def handle_exit(sig: int, frame: Any, original: Any = original) -> None:
@@ -237,10 +240,15 @@ class _LinkedServer:
             server.handle_exit = handle_exit
 
     async def serve(self) -> None:
-        await asyncio.gather(*(server.serve() for server in self.servers))
+        await asyncio.gather(
+            *(
+                server.serve(sockets)
+                for server, sockets in zip(self.servers, self.sockets, strict=True)
+            )
+        )
 
 
-async def _serve(app: Any, config: Config) -> None:
+async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
     import uvicorn
 
     from vedette.api.peer import PeerCredentialsProtocol
@@ -255,17 +263,31 @@ async def _serve(app: Any, config: Config) -> None:
         "proxy_headers": False,
         "server_header": False,
     }
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(app, host=config.listen.host, port=config.listen.port, **common)
+    servers: list[tuple[Any, list[socket.socket] | None]] = [
+        (
+            uvicorn.Server(
+                uvicorn.Config(app, host=config.listen.host, port=config.listen.port, **common)
+            ),
+            None,
         )
     ]
     if config.listen.unix_socket is not None:
         uds = uvicorn.Config(
             app, uds=str(config.listen.unix_socket), http=PeerCredentialsProtocol, **common
         )
-        servers.append(uvicorn.Server(uds))
-    await _LinkedServer(servers).serve()
+        servers.append((uvicorn.Server(uds), None))
+    if config.operator.enabled:
+        from vedette.api.operator import create_operator_app, operator_socket
+
+        operator = uvicorn.Config(
+            create_operator_app(runtime), http=PeerCredentialsProtocol, **common
+        )
+        servers.append((uvicorn.Server(operator), [operator_socket(config.operator_socket)]))
+    try:
+        await _LinkedServer(servers).serve()
+    finally:
+        if config.operator.enabled:
+            config.operator_socket.unlink(missing_ok=True)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

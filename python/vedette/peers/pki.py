@@ -37,8 +37,8 @@ from vedette._core import (
     pki_new_ca,
     pki_sign_crl,
 )
+from vedette.durable import write_durably
 from vedette.errors import PkiError
-from vedette.secret_files import write_new_file
 
 __all__ = [
     "CA_VALIDITY_DAYS",
@@ -106,7 +106,7 @@ def _read(path: Path) -> str:
 
 def _write(path: Path, text: str, mode: int, *, replace: bool = False) -> None:
     try:
-        write_new_file(path, text.encode("ascii"), mode, replace=replace)
+        write_durably(path, text.encode("ascii"), mode, exclusive=not replace)
     except FileExistsError:
         raise PkiError(f"{path} exists; refusing to overwrite it") from None
     except OSError as err:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from vedette.durable import write_durably
 from vedette.errors import KeyFileError
 from vedette.releases.signing import PublicKey, generate_key_pair
-from vedette.secret_files import write_new_file
 
 PASSWORD_ENV = "VEDETTE_PASSWORD"
 
@@ -55,8 +55,8 @@ def keygen_command(out_prefix: str, force: bool) -> None:
     except KeyFileError as err:
         raise click.ClickException(str(err)) from None
     try:
-        write_new_file(key_path, private_pem, 0o600, replace=force)
-        write_new_file(pub_path, public_pem, 0o644, replace=force)
+        write_durably(key_path, private_pem, 0o600, exclusive=not force)
+        write_durably(pub_path, public_pem, 0o644, exclusive=not force)
     except FileExistsError as err:
         raise click.ClickException(f"{err.filename} exists; use --force to replace it") from None
     except OSError as err:
