@@ -368,6 +368,9 @@ class Verdict:
     @property
     def retry_after_s(self) -> float | None: ...
     @property
+    def request_id(self) -> str | None:
+        """The intent's request_id, when the body parsed and had one."""
+    @property
     def tool(self) -> str | None:
         """The intent's tool, when the body parsed."""
     @property

@@ -76,6 +76,9 @@ class IntentLimits:
     max_depth: int = 32
     max_args_bytes: int = 32 * 1024
     max_claims_bytes: int = 4 * 1024
+    # A request_id decided within this window is answered again, not re-run.
+    retry_window_s: float = 600.0
+    max_retry_entries: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,15 @@ impl Verdict {
         self.0.retry_after_s
     }
 
+    /// The intent's `request_id`, when the body parsed and had one.
+    #[getter]
+    fn request_id(&self) -> Option<&str> {
+        self.0
+            .intent
+            .as_ref()
+            .and_then(|intent| intent.request_id.as_deref())
+    }
+
     /// The intent's tool, when the body parsed.
     #[getter]
     fn tool(&self) -> Option<&str> {

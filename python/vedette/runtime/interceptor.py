@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from vedette._core import Gate, Verdict
 from vedette.config import Config
 from vedette.errors import is_rust_panic
+from vedette.hashing import blake3
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.encoding import dumps
@@ -42,6 +43,7 @@ from vedette.runtime.metrics import RuntimeMetrics
 from vedette.runtime.reasons import HostPaths, evidence_failure
 from vedette.runtime.refusals import RefusalLedger
 from vedette.runtime.releases import ActiveRelease, LocalReleases, Releases
+from vedette.runtime.retries import Claim, RetryAbandoned, RetryTable
 from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore, StoreError
 
@@ -92,6 +94,9 @@ class Runtime:
         self.tools.watch(self._gate.set_tools)  # plugins may be registered later
         self._host_paths = HostPaths.of(config)
         self.refusals = RefusalLedger()
+        self.retries = RetryTable(
+            window_s=config.intent.retry_window_s, max_entries=config.intent.max_retry_entries
+        )
         self._records = EvidenceQueue(self.store)
         self._evaluators = concurrent.futures.ThreadPoolExecutor(
             max_workers=EVALUATOR_THREADS, thread_name_prefix="vedette-evaluator"
@@ -156,12 +161,30 @@ class Runtime:
     async def handle_body(self, caller: Caller, body: bytes) -> Decision:
         """An authenticated caller's request body."""
         started = time.perf_counter()
-        tool = decision_id = None
+        tool = decision_id = request_id = None
+        claim: Claim | None = None
+        decision: Decision | None = None
+        keep = False
         try:
             verdict, release = await self._decide(caller, body)
             tool, decision_id = verdict.tool, verdict.decision_id
+            request_id = verdict.request_id
+            if request_id is not None and verdict.outcome in ("allow", "deny"):
+                claim = self.retries.claim(caller.id, request_id, blake3(body).raw)
+                if claim.kind == "replay":
+                    return await self._replay(claim, caller, body, tool, started)
+                if claim.kind == "conflict":
+                    reason = (
+                        f"invalid intent: request_id {request_id!r} was already used "
+                        "for another intent"
+                    )
+                    conflict = Decision("invalid", verdict.decision_id, reason=reason)
+                    if self.refusals.admit("invalid", f"caller {caller.id}", conflict.decision_id):
+                        await self._record_denial(conflict, caller, tool)
+                    return self._finish(conflict, caller, tool, started)
             if verdict.allowed and release is not None:
                 decision = await self._run_allowed(verdict, release)
+                keep = decision.outcome in ("allow", "tool_error")
             else:
                 who = f"caller {caller.id}"
                 if self.refusals.admit(verdict.outcome, who, verdict.decision_id):
@@ -172,6 +195,7 @@ class Runtime:
                     reason=verdict.reason,
                     retry_after_s=verdict.retry_after_s,
                 )
+                keep = verdict.outcome == "deny"
         except BaseException as err:  # anything unexpected denies (and is recorded)
             if not isinstance(err, Exception) and not is_rust_panic(err):
                 raise  # cancellation, interpreter exit: not ours to turn into an answer
@@ -181,8 +205,24 @@ class Runtime:
             decision = Decision(
                 "deny", decision_id, reason=f"internal error ({type(err).__name__}); denied"
             )
+            keep = False
             await self._record_denial(decision, caller, tool)
+        finally:
+            if claim is not None and claim.kind == "decide" and request_id is not None:
+                # Retries of this request get its answer (if a policy made it).
+                self.retries.settle(caller.id, request_id, decision, keep=keep)
         return self._finish(decision, caller, tool, started)
+
+    async def _replay(
+        self, claim: Claim, caller: Caller, body: bytes, tool: str | None, started: float
+    ) -> Decision:
+        """A retry: the first request's answer (waited for if it is still running)."""
+        assert claim.answer is not None
+        try:
+            earlier = await asyncio.wrap_future(claim.answer)
+        except RetryAbandoned:
+            return await self.handle_body(caller, body)  # the first never finished: decide
+        return self._finish(earlier, caller, tool, started)
 
     async def handle(self, body: bytes, authorization: str | None) -> Decision:
         """A whole HTTP request: credentials first, then the body."""
