@@ -4,11 +4,13 @@
 //!   keys, PKCS#8 private keys (what cosign's key-pair scheme uses).
 //! - [`keyfile`]: cosign's encrypted private-key file (scrypt + NaCl secretbox).
 //! - [`pki`]: a CA, node certificates and CRLs for the peer transport (rcgen).
+//! - [`origin`]: origin signatures over sealed segment ids.
 //!
 //! ring lacks scrypt and secretbox; two small RustCrypto crates fill in.
 
 pub mod ecdsa;
 pub mod keyfile;
+pub mod origin;
 pub mod pki;
 
 #[cfg(test)]
