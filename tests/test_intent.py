@@ -6,10 +6,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vedette._core import parse_intent as core_parse_intent
 from vedette.config import IntentLimits
-from vedette.runtime.intent import Intent, InvalidIntent, intent_from_value, parse_intent
+from vedette.runtime.intent import Intent, InvalidIntent, encode_intent
 
 LIMITS = IntentLimits(max_depth=8, max_args_bytes=200, max_claims_bytes=50)
+
+
+def parse_intent(body: bytes, limits: IntentLimits) -> Intent:
+    """The core's one intent parser (the gate's first step), read into an Intent."""
+    tool, args, claims, request_id = core_parse_intent(
+        body, limits.max_depth, limits.max_args_bytes, limits.max_claims_bytes
+    )
+    return Intent(tool, args, claims, request_id)
+
+
+def intent_from_value(value: object, limits: IntentLimits) -> Intent:
+    """An in-process intent as the runtime reads it: encoded, then parsed."""
+    return parse_intent(encode_intent(value), limits)
 
 
 def test_a_well_formed_intent():

@@ -18,10 +18,12 @@ import httpx
 import pytest
 from peer_helpers import frontiers, wait_until
 
+from vedette.config import token_digest
 from vedette.store import SegmentStore
 
 VEDETTE = str(Path(sys.executable).with_name("vedette"))
 NODES = ("a", "b", "c")
+LOAD_TOKEN = "load-token"
 # Who dials whom: a full mesh with one dial per pair.
 DIALS = {"a": ("b", "c"), "b": ("c",), "c": ()}
 
@@ -67,6 +69,13 @@ state_dir = "{self.state}"
 port = {self.http}
 [store]
 ceiling_bytes = {4 << 20}
+[quota]
+rate_per_s = 100000
+burst = 100000
+[[callers]]
+id = "load"
+agent = "unreleased"
+token_sha256 = "{token_digest(LOAD_TOKEN)}"
 [peers]
 ca = "{ca.ca}"
 cert = "{ca.dir / f"{name}.crt"}"
@@ -123,10 +132,13 @@ retry_budget = 200
             store.close()
 
     def evidence(self, n: int) -> None:
-        """``n`` recorded decisions (unauthenticated requests are denied and recorded)."""
-        with httpx.Client() as client:
+        """``n`` recorded decisions: a caller whose agent has no release is denied,
+        and every denial is recorded."""
+        headers = {"Authorization": f"Bearer {LOAD_TOKEN}"}
+        with httpx.Client(headers=headers) as client:
             for i in range(n):
-                client.post(f"{self.url}/v1/tool", json={"tool": "echo", "args": {"i": i}})
+                answer = client.post(f"{self.url}/v1/tool", json={"tool": "echo", "args": {"i": i}})
+                assert answer.status_code == 403, answer.text
 
 
 @pytest.fixture

@@ -263,6 +263,19 @@ def test_unknown_and_duplicate_tools(guarded):
         guarded.register(object())  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["1tool", "a b", "../x", "x" * 129, "tool/sub", "\u00e9cho"])
+def test_a_tool_name_follows_the_one_name_rule(guarded, name):
+    class Named:
+        def run(self, args):
+            return args
+
+    tool = Named()
+    tool.name = name  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="must be an ASCII letter, then"):
+        guarded.register(tool)  # type: ignore[arg-type]
+    assert name not in guarded
+
+
 class ToolEndpoint(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -316,7 +316,16 @@ class ArgsValidator:
 
 # gate: one intent from body bytes to a verdict and its record (vedette.runtime)
 
-__all__ += ["LATENCY_BUCKETS", "DecisionMetrics", "Gate", "ReleasePlan", "Verdict", "parse_intent"]
+__all__ += [
+    "LATENCY_BUCKETS",
+    "NAME_RULE",
+    "DecisionMetrics",
+    "Gate",
+    "ReleasePlan",
+    "Verdict",
+    "is_name",
+    "parse_intent",
+]
 
 LATENCY_BUCKETS: list[float]
 
@@ -335,6 +344,11 @@ def parse_intent(
     body: Buffer, max_depth: int, max_args_bytes: int, max_claims_bytes: int
 ) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
     """`(tool, args, claims, request_id)` of a request body; InvalidIntent says what is wrong."""
+
+NAME_RULE: str
+
+def is_name(name: str) -> bool:
+    """The one rule for agent and tool names (see NAME_RULE)."""
 
 @final
 class ReleasePlan:

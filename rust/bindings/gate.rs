@@ -20,7 +20,15 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<DecisionMetrics>()?;
     module.add("LATENCY_BUCKETS", core::LATENCY_BUCKETS.to_vec())?;
     module.add_function(wrap_pyfunction!(parse_intent, module)?)?;
+    module.add_function(wrap_pyfunction!(is_name, module)?)?;
+    module.add("NAME_RULE", crate::policy::NAME_RULE)?;
     Ok(())
+}
+
+/// The one rule for agent and tool names (`rust/policy/manifest.rs`).
+#[pyfunction]
+fn is_name(name: &str) -> bool {
+    crate::policy::is_name(name)
 }
 
 /// Bodies longer than this are parsed with the GIL released.

@@ -10,11 +10,10 @@
 use serde_json::{Map, Value};
 
 use crate::hashing::{parse_strict, StrictJsonError};
+use crate::policy::{is_name, NAME_RULE};
 
 /// Longest `request_id`, in characters.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
-/// Longest tool name, in bytes (names are ASCII).
-pub const MAX_TOOL_NAME_BYTES: usize = 128;
 const FIELDS: [&str; 4] = ["args", "claims", "request_id", "tool"];
 
 /// Bounds on an intent (the `[intent]` table of the config).
@@ -81,10 +80,10 @@ fn intent_from_value(
         )));
     }
     let tool = match fields.remove("tool") {
-        Some(Value::String(tool)) if is_tool_name(&tool) => tool,
+        Some(Value::String(tool)) if is_name(&tool) => tool,
         other => {
             return Err(invalid(format!(
-                "tool must be a name of letters, digits, '_', '.' or '-' (at most 128), got {}",
+                "tool must be a name ({NAME_RULE}), got {}",
                 shown(other.as_ref())
             )))
         }
@@ -120,17 +119,6 @@ fn intent_from_value(
         claims,
         request_id,
     })
-}
-
-/// `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`
-pub fn is_tool_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_TOOL_NAME_BYTES
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 fn object_field(

@@ -16,7 +16,7 @@ mod metrics;
 mod record;
 
 pub use decide::{Gate, Outcome, Refusal, Release, ReleasePlan, Verdict};
-pub use intent::{is_tool_name, parse_intent, py_repr, Intent, IntentLimits, InvalidIntent};
+pub use intent::{parse_intent, py_repr, Intent, IntentLimits, InvalidIntent};
 pub use mask::{scrub, Mask, MASK};
 pub use metrics::{DecisionCount, DecisionMetrics, LatencySnapshot, LATENCY_BUCKETS};
 pub use record::{

@@ -485,7 +485,7 @@ proptest! {
     #[test]
     fn arbitrary_bodies_parse_or_are_refused(body in proptest::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(intent) = parse_intent(&body, &LIMITS) {
-            prop_assert!(is_tool_name(&intent.tool));
+            prop_assert!(crate::policy::is_name(&intent.tool));
         }
     }
 

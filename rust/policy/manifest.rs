@@ -26,7 +26,7 @@ const TOP_LEVEL_FIELDS: [&str; 9] = [
     "config",
     "metadata",
 ];
-const MAX_NAME_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = 128;
 const MAX_TOOLS: usize = 1024;
 
 /// A manifest that breaks the schema. `at` is a JSON path (`tools[2].name`).
@@ -231,19 +231,26 @@ fn required_string(
     }
 }
 
-/// Names of agents and tools: a letter, then letters, digits, `.`, `_`, `-`.
+/// The one rule for agent and tool names, wherever a name is read (a
+/// manifest, an intent, a tool registered on the node): an ASCII letter,
+/// then ASCII letters, digits, `.`, `_`, `-`, at most [`MAX_NAME_LEN`] bytes.
+pub fn is_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() <= MAX_NAME_LEN
+        && bytes.first().is_some_and(u8::is_ascii_alphabetic)
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// What [`is_name`] requires, for error messages.
+pub const NAME_RULE: &str =
+    "an ASCII letter, then ASCII letters, digits, '.', '_' or '-', at most 128 bytes";
+
 fn identifier(fields: &Map<String, Value>, key: &str, at: &str) -> Result<String, ManifestError> {
     let name = required_string(fields, key, at)?;
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !valid {
-        return fail(
-            at,
-            format!(
-                "{name:?} must start with an ASCII letter and use only ASCII letters, digits, '.', '_', '-'"
-            ),
-        );
+    if !is_name(&name) {
+        return fail(at, format!("{name:?} must be {NAME_RULE}"));
     }
     Ok(name)
 }

@@ -27,7 +27,10 @@ pub use engine::{object, Decision, EngineReuse, Fault, PolicyEngine, ENTRY_POINT
 pub use error::{BundleError, BundleRule};
 pub use hash::{canonical_listing, policy_hash};
 pub use limits::{BundleLimits, EvalLimits, MAX_AGENT_MANIFEST_BYTES};
-pub use manifest::{AgentManifest, ManifestError, ToolDeclaration, AGENT_SCHEMA, BEHAVIOUR_FIELDS};
+pub use manifest::{
+    is_name, AgentManifest, ManifestError, ToolDeclaration, AGENT_SCHEMA, BEHAVIOUR_FIELDS,
+    MAX_NAME_LEN, NAME_RULE,
+};
 pub use regorus::Value;
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-"""An intent: one tool call an agent asks for, parsed strictly from untrusted bytes.
+"""An intent: one tool call an agent asks for, as in-process callers give it.
 
 Strict means: one JSON object; only the fields ``tool``, ``args``, ``claims``
 and ``request_id``; no duplicate member names (two parsers must never see two
@@ -7,8 +7,9 @@ integer outside the 64-bit range; bounded nesting and size. Anything else is
 refused with a reason that says what was wrong, and the runtime answers 400
 with ``"decision": "deny"``.
 
-There is one parser, in the Rust core (``rust/gate/intent.rs``); intents
-given in-process as Python values are encoded to JSON and read by it too.
+There is one parser, in the Rust core (``rust/gate/intent.rs``, reached through
+``vedette._core.Gate.decide``); intents given in-process as Python values are
+encoded to JSON here and read by it like any request body.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vedette._core import parse_intent as _parse_intent
-from vedette.config import IntentLimits
 from vedette.errors import InvalidIntent
 from vedette.runtime.encoding import strict_dumps
 
-__all__ = ["Intent", "InvalidIntent", "encode_intent", "intent_from_value", "parse_intent"]
+__all__ = ["Intent", "InvalidIntent", "encode_intent"]
 
 
 @dataclass(frozen=True)
@@ -31,19 +30,6 @@ class Intent:
     # Untrusted: handed to the policy as input.claims and never used for identity.
     claims: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None
-
-
-def parse_intent(body: bytes, limits: IntentLimits) -> Intent:
-    """Parse and check a request body; raises :class:`InvalidIntent`."""
-    tool, args, claims, request_id = _parse_intent(
-        body, limits.max_depth, limits.max_args_bytes, limits.max_claims_bytes
-    )
-    return Intent(tool, args, claims, request_id)
-
-
-def intent_from_value(value: object, limits: IntentLimits) -> Intent:
-    """Check an already-parsed intent (the in-process API takes dicts)."""
-    return parse_intent(encode_intent(value), limits)
 
 
 def encode_intent(value: object) -> bytes:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from vedette._core import NAME_RULE, is_name
 from vedette.config import ToolsConfig
 from vedette.errors import VedetteError
 from vedette.hashing import Digest, sha256
@@ -78,6 +79,10 @@ class ToolRegistry:
     def register(self, tool: Tool) -> None:
         if not isinstance(tool, Tool) or not isinstance(tool.name, str) or not tool.name:
             raise TypeError(f"{tool!r} is not a tool: it needs a non-empty name and run(args)")
+        if not is_name(tool.name):
+            # Manifests and intents hold names to the same rule: a tool named
+            # otherwise could never be declared or called.
+            raise ValueError(f"tool name {tool.name!r} must be {NAME_RULE}")
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is registered twice")
         self._tools[tool.name] = tool
