@@ -57,6 +57,10 @@ class StoreConfig:
     dir: Path | None = None
     ceiling_bytes: int = 256 * 1024 * 1024
     durability: Literal["durable", "interval"] = "durable"
+    # A segment is sealed at a size bound (an eighth of the ceiling, between
+    # 16 KiB and 16 MiB), or once its first record is this old when the node
+    # has somewhere to send sealed evidence (peers, the archive).
+    seal_after_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the copy, and only then acknowledges each segment as held by
 as a peer's or the archive's acknowledgement does (docs/operations.md,
 "Air-gapped drain"). The steps, in order:
 
+0. the open segment is sealed, so the drain takes every record made so far;
 1. each segment's bytes are read from the store (checked against their id),
    written under ``<folder>/segments/<id hex>.seg`` and ``fsync``ed;
 2. the folder is ``fsync``ed and a manifest naming every segment of this
@@ -87,6 +88,8 @@ def drain(
     ``progress(done, total)`` is called after each segment copied.
     """
     by = acknowledger(label)
+    # What was recorded until now goes too: the open segment is sealed first.
+    store.seal()
     chosen = [
         info
         for info in store.segments()

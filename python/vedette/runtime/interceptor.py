@@ -94,6 +94,9 @@ class Runtime:
         self.tools.watch(self._gate.set_tools)  # plugins may be registered later
         self._host_paths = HostPaths.of(config)
         self.refusals = RefusalLedger()
+        # Sealed evidence can leave the node: seal by age too (docs/configuration.md).
+        self._seal_after_s = config.store.seal_after_s if self._evidence_leaves(config) else None
+        self._last_seal = time.monotonic()
         self.retries = RetryTable(
             window_s=config.intent.retry_window_s, max_entries=config.intent.max_retry_entries
         )
@@ -356,9 +359,22 @@ class Runtime:
             except Exception:  # keep serving; the next round tries again
                 log.exception("runtime housekeeping failed")
 
+    @staticmethod
+    def _evidence_leaves(config: Config) -> bool:
+        return config.peers is not None
+
     def housekeep(self, *, final: bool = False) -> None:
         """The periodic work, about once a second: the summary of refusals that
-        were only counted. ``final`` writes whatever is pending now."""
+        were only counted, and sealing by age. ``final`` writes whatever is
+        pending now."""
+        if self._seal_after_s is not None and (
+            time.monotonic() - self._last_seal >= self._seal_after_s
+        ):
+            self._last_seal = time.monotonic()
+            try:
+                self.store.seal()
+            except StoreError as err:
+                log.warning("sealing by age failed: %s", err)
         records: list[bytes] = []
         if final or self.refusals.due():
             summary = self.refusals.drain()
