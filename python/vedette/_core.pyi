@@ -1,6 +1,6 @@
 # Type stubs for the Rust extension module (rust/bindings/). Keep in step with it.
 from os import PathLike
-from typing import Any, final
+from typing import Any, Literal, final
 
 from typing_extensions import Buffer
 
@@ -509,6 +509,35 @@ def pki_sign_crl(
 ) -> str: ...
 def pki_crl_entries(ca_cert_pem: str, crl_pem: str) -> tuple[list[bytes], int]: ...
 def pki_check_node_name(node: str) -> None: ...
+
+# crypto: origin signatures (vedette.origin)
+
+__all__ += [
+    "new_private_key",
+    "origin_sign",
+    "origin_verify",
+    "private_key_from_pem",
+]
+
+def private_key_from_pem(pem: Buffer) -> PrivateKey: ...
+def new_private_key() -> tuple[PrivateKey, bytes]: ...
+def origin_sign(
+    key: PrivateKey,
+    origin: str,
+    seq: int,
+    segment_id: str,
+    certificate_pem: Buffer | None = None,
+) -> bytes: ...
+def origin_verify(
+    blob: Buffer,
+    origin: str,
+    seq: int,
+    segment_id: str,
+    *,
+    ca_pem: str | None = None,
+    pinned_key: Buffer | None = None,
+    require_certificate: bool = False,
+) -> tuple[Literal["certificate", "key"], bytes]: ...
 
 # peers
 

@@ -136,6 +136,10 @@ class SignatureError(VedetteError, ValueError):
     """A signature did not verify, or a key or signature could not be read."""
 
 
+class OriginSignatureError(SignatureError):
+    """A segment's origin signature is missing, damaged, or not its origin's."""
+
+
 class KeyFileError(VedetteError, ValueError):
     """A key file is malformed, of an unsupported kind, or its password is wrong."""
 

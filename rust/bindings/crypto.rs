@@ -11,8 +11,10 @@ use pyo3::types::PyBytes;
 use super::buffer::borrow_bytes;
 use super::errors;
 use super::hashing::equality_only;
+use crate::crypto::origin::{self, OriginSignature, OriginTrust, Signer};
 use crate::crypto::pki::{self, Ca, Validity};
 use crate::crypto::{ecdsa, keyfile, ScryptParams};
+use crate::hashing::Digest;
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PublicKey>()?;
@@ -24,6 +26,10 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(pki_sign_crl, module)?)?;
     module.add_function(wrap_pyfunction!(pki_crl_entries, module)?)?;
     module.add_function(wrap_pyfunction!(pki_check_node_name, module)?)?;
+    module.add_function(wrap_pyfunction!(private_key_from_pem, module)?)?;
+    module.add_function(wrap_pyfunction!(new_private_key, module)?)?;
+    module.add_function(wrap_pyfunction!(origin_sign, module)?)?;
+    module.add_function(wrap_pyfunction!(origin_verify, module)?)?;
     Ok(())
 }
 
@@ -235,4 +241,99 @@ fn pki_crl_entries(
 #[pyfunction]
 fn pki_check_node_name(node: &str) -> PyResult<()> {
     pki::check_node_name(node).map_err(errors::pki)
+}
+
+/// An unencrypted PKCS#8 P-256 key (a node key, or the key `vedette pki issue` wrote).
+#[pyfunction]
+fn private_key_from_pem(pem: &Bound<'_, PyAny>) -> PyResult<PrivateKey> {
+    let text = borrow_bytes(pem)?;
+    let block = ::pem::parse(text.as_slice())
+        .map_err(|e| errors::signature(ecdsa::SignatureError(format!("key is not PEM: {e}"))))?;
+    if block.tag() != "PRIVATE KEY" {
+        return Err(errors::signature(ecdsa::SignatureError(format!(
+            "expected a PEM 'PRIVATE KEY' (PKCS#8) block, found '{}'",
+            block.tag()
+        ))));
+    }
+    ecdsa::PrivateKey::from_pkcs8_der(block.contents())
+        .map(PrivateKey)
+        .map_err(errors::key_file)
+}
+
+/// A new P-256 key: (the key, its unencrypted PKCS#8 PEM for a 0600 file).
+#[pyfunction]
+fn new_private_key(py: Python<'_>) -> PyResult<(PrivateKey, Bound<'_, PyBytes>)> {
+    let key = ecdsa::PrivateKey::generate().map_err(errors::key_file)?;
+    let pem = zeroize::Zeroizing::new(::pem::encode(&::pem::Pem::new(
+        "PRIVATE KEY",
+        key.pkcs8_der().to_vec(),
+    )));
+    Ok((PrivateKey(key), PyBytes::new(py, pem.as_bytes())))
+}
+
+fn segment_id(text: &str) -> PyResult<Digest> {
+    Digest::parse(text).map_err(errors::digest_format)
+}
+
+/// The detached origin-signature blob for segment `seq` of `origin` with id
+/// `segment_id`; the signer is the certificate (PEM) when given, else the bare key.
+#[pyfunction]
+#[pyo3(signature = (key, origin, seq, segment_id, certificate_pem = None))]
+fn origin_sign<'py>(
+    py: Python<'py>,
+    key: &PrivateKey,
+    origin: &str,
+    seq: u64,
+    segment_id: &str,
+    certificate_pem: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let id = self::segment_id(segment_id)?;
+    let signer = match certificate_pem {
+        Some(pem_text) => {
+            let text = borrow_bytes(pem_text)?;
+            let block = ::pem::parse_many(text.as_slice())
+                .map_err(|e| errors::pki_message(format!("certificate is not PEM: {e}")))?
+                .into_iter()
+                .find(|b| b.tag() == "CERTIFICATE")
+                .ok_or_else(|| errors::pki_message("no CERTIFICATE block".into()))?;
+            Signer::Certificate(block.into_contents())
+        }
+        None => Signer::Key(key.0.public_key().spki_der().to_vec()),
+    };
+    let signature =
+        OriginSignature::sign(&key.0, signer, origin, seq, id).map_err(errors::signature)?;
+    Ok(PyBytes::new(py, &signature.encode()))
+}
+
+/// Checks an origin-signature blob for a segment; returns (signer kind
+/// "certificate" or "key", the signer's SPKI DER) or raises OriginSignatureError.
+#[pyfunction]
+#[pyo3(signature = (blob, origin, seq, segment_id, *, ca_pem = None, pinned_key = None, require_certificate = false))]
+#[allow(clippy::too_many_arguments)]
+fn origin_verify<'py>(
+    py: Python<'py>,
+    blob: &Bound<'py, PyAny>,
+    origin: &str,
+    seq: u64,
+    segment_id: &str,
+    ca_pem: Option<&str>,
+    pinned_key: Option<&Bound<'py, PyAny>>,
+    require_certificate: bool,
+) -> PyResult<(&'static str, Bound<'py, PyBytes>)> {
+    let id = self::segment_id(segment_id)?;
+    let blob = borrow_bytes(blob)?;
+    let pinned = pinned_key.map(borrow_bytes).transpose()?;
+    let trust = OriginTrust {
+        ca_pem,
+        pinned_key: pinned.as_ref().map(|p| p.as_slice()),
+        require_certificate,
+    };
+    let signature = origin::verify_blob(blob.as_slice(), origin, seq, &id, &trust)
+        .map_err(errors::origin_signature)?;
+    let kind = match signature.signer {
+        Signer::Certificate(_) => "certificate",
+        Signer::Key(_) => "key",
+    };
+    let key = signature.public_key().map_err(errors::origin_signature)?;
+    Ok((kind, PyBytes::new(py, key.spki_der())))
 }

@@ -6,6 +6,7 @@
 use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
 
+use crate::crypto::origin::OriginSignatureError;
 use crate::crypto::{KeyFileError, PkiError, SignatureError};
 use crate::gate::InvalidIntent;
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
@@ -30,6 +31,7 @@ mod py {
     pyo3::import_exception!(vedette.errors, SignatureError);
     pyo3::import_exception!(vedette.errors, KeyFileError);
     pyo3::import_exception!(vedette.errors, PkiError);
+    pyo3::import_exception!(vedette.errors, OriginSignatureError);
     pyo3::import_exception!(vedette.errors, PeerError);
     pyo3::import_exception!(vedette.errors, InvalidIntent);
 }
@@ -106,6 +108,10 @@ pub fn manifest(err: ManifestError) -> PyErr {
 
 pub fn signature(err: SignatureError) -> PyErr {
     py::SignatureError::new_err(err.to_string())
+}
+
+pub fn origin_signature(err: OriginSignatureError) -> PyErr {
+    py::OriginSignatureError::new_err(err.to_string())
 }
 
 pub fn key_file(err: KeyFileError) -> PyErr {

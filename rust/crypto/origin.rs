@@ -197,6 +197,61 @@ impl OriginSignature {
     }
 }
 
+/// Whom a verifier trusts to speak for an origin.
+#[derive(Clone, Debug, Default)]
+pub struct OriginTrust<'a> {
+    /// PEM: the fleet CA(s); a certificate signer must be issued by one to the origin.
+    pub ca_pem: Option<&'a str>,
+    /// SPKI DER of the bare key pinned for this origin (recorded in its own
+    /// evidence, or seen first); `None` accepts a bare key for the caller to pin.
+    pub pinned_key: Option<&'a [u8]>,
+    /// Refuse bare keys: where a fleet CA exists, every origin has a certificate.
+    pub require_certificate: bool,
+}
+
+/// A blob checked for segment `seq` of `origin` with id `id`: it decodes, its
+/// signature verifies, and its signer may speak for the origin under `trust`.
+/// Returns the signature (its signer tells the caller what to pin).
+pub fn verify_blob(
+    blob: &[u8],
+    origin: &str,
+    seq: u64,
+    id: &Digest,
+    trust: &OriginTrust<'_>,
+) -> Result<OriginSignature, OriginSignatureError> {
+    let signature = OriginSignature::decode(blob)?;
+    signature.verify(origin, seq, id)?;
+    match &signature.signer {
+        Signer::Certificate(der) => {
+            let ca = trust
+                .ca_pem
+                .ok_or_else(|| refuse("signed with a certificate, but no fleet CA to check it"))?;
+            let node = super::pki::issued_node(ca, der).map_err(|e| refuse(e.0))?;
+            if node != origin {
+                return Err(refuse(format!(
+                    "signer certificate names node {node:?}, not the origin {origin:?}"
+                )));
+            }
+        }
+        Signer::Key(spki) => {
+            if trust.require_certificate {
+                return Err(refuse(
+                    "signed with a bare key where a certificate is required",
+                ));
+            }
+            if trust
+                .pinned_key
+                .is_some_and(|pinned| pinned != spki.as_slice())
+            {
+                return Err(refuse(format!(
+                    "signed with a key that is not the one pinned for {origin:?}"
+                )));
+            }
+        }
+    }
+    Ok(signature)
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -282,6 +337,93 @@ mod tests {
         assert_eq!(signature.public_key().unwrap(), *key.public_key());
         let decoded = OriginSignature::decode(&signature.encode()).unwrap();
         assert_eq!(decoded, signature);
+    }
+
+    #[test]
+    fn a_certificate_must_come_from_the_fleet_ca_and_name_the_origin() {
+        use crate::crypto::pki::{new_ca, Ca, Validity};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let validity = Validity {
+            not_before: now - 60,
+            not_after: now + 86_400,
+        };
+        let fleet = new_ca("fleet.test", validity).unwrap();
+        let other = new_ca("fleet.test", validity).unwrap();
+        let sign_as = |ca_files: &crate::crypto::pki::Issued, node: &str, origin: &str| {
+            let ca = Ca::load(&ca_files.cert_pem, &ca_files.key_pem).unwrap();
+            let issued = ca.issue(node, validity).unwrap();
+            let der = pem::parse(issued.cert_pem.as_bytes())
+                .unwrap()
+                .into_contents();
+            let key_der = pem::parse(issued.key_pem.as_bytes())
+                .unwrap()
+                .into_contents();
+            let key = PrivateKey::from_pkcs8_der(&key_der).unwrap();
+            OriginSignature::sign(&key, Signer::Certificate(der), origin, 3, blake3(b"seg"))
+                .unwrap()
+                .encode()
+        };
+        let id = blake3(b"seg");
+        let trust = OriginTrust {
+            ca_pem: Some(&fleet.cert_pem),
+            ..OriginTrust::default()
+        };
+        verify_blob(
+            &sign_as(&fleet, "edge-1", "edge-1"),
+            "edge-1",
+            3,
+            &id,
+            &trust,
+        )
+        .unwrap();
+        // edge-2's own certificate, signing a segment in edge-1's name.
+        let forged = sign_as(&fleet, "edge-2", "edge-1");
+        let err = verify_blob(&forged, "edge-1", 3, &id, &trust).unwrap_err();
+        assert!(err.0.contains("not the origin"), "{err}");
+        // A certificate from another CA.
+        let foreign = sign_as(&other, "edge-1", "edge-1");
+        let err = verify_blob(&foreign, "edge-1", 3, &id, &trust).unwrap_err();
+        assert!(err.0.contains("not issued by the fleet CA"), "{err}");
+        // No CA to check against: refused, never assumed.
+        let untrusted = OriginTrust::default();
+        assert!(verify_blob(
+            &sign_as(&fleet, "edge-1", "edge-1"),
+            "edge-1",
+            3,
+            &id,
+            &untrusted
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_bare_key_must_be_the_pinned_one() {
+        let (key, signature) = key_signed();
+        let blob = signature.encode();
+        let id = blake3(b"seg");
+        let spki = key.public_key().spki_der().to_vec();
+        let open = OriginTrust::default();
+        verify_blob(&blob, "edge-1", 7, &id, &open).unwrap();
+        let pinned = OriginTrust {
+            pinned_key: Some(&spki),
+            ..OriginTrust::default()
+        };
+        verify_blob(&blob, "edge-1", 7, &id, &pinned).unwrap();
+        let (other, _) = key_signed();
+        let other_spki = other.public_key().spki_der().to_vec();
+        let wrong = OriginTrust {
+            pinned_key: Some(&other_spki),
+            ..OriginTrust::default()
+        };
+        assert!(verify_blob(&blob, "edge-1", 7, &id, &wrong).is_err());
+        let strict = OriginTrust {
+            require_certificate: true,
+            ..OriginTrust::default()
+        };
+        assert!(verify_blob(&blob, "edge-1", 7, &id, &strict).is_err());
     }
 
     #[test]

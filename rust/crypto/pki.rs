@@ -417,6 +417,45 @@ fn trim_serial(raw: &[u8]) -> &[u8] {
     &raw[start..]
 }
 
+/// The node a certificate was issued to by one of the CAs in `ca_pem`: its
+/// signature checks against a CA's key, it is not itself a CA, and its SAN URI
+/// is `spiffe://<that CA's trust domain>/node/<node>`. Validity dates and
+/// revocation are the caller's to weigh: an origin signature is checked long
+/// after the segment was sealed (docs/contracts.md, "Origin signatures").
+pub fn issued_node(ca_pem: &str, cert_der: &[u8]) -> Result<String, PkiError> {
+    let cert = parse_cert(cert_der, "certificate")?;
+    if cert.is_ca() {
+        return Err(err("a CA certificate does not speak for a node"));
+    }
+    let blocks = pem::parse_many(ca_pem).map_err(|e| err(format!("CA is not PEM: {e}")))?;
+    for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
+        let ca = parse_cert(block.contents(), "CA certificate")?;
+        if cert.verify_signature(Some(ca.public_key())).is_err() {
+            continue;
+        }
+        let domains: Vec<String> = spiffe_uris(&ca)?
+            .into_iter()
+            .filter_map(|uri| uri.strip_prefix("spiffe://").map(str::to_owned))
+            .collect();
+        for uri in spiffe_uris(&cert)? {
+            let Some((domain, node)) = uri
+                .strip_prefix("spiffe://")
+                .and_then(|rest| rest.split_once("/node/"))
+            else {
+                continue;
+            };
+            if domains.iter().any(|d| d == domain) {
+                check_node_name(node)?;
+                return Ok(node.to_owned());
+            }
+        }
+        return Err(err(
+            "certificate names no spiffe://<trust domain>/node/<id> of its CA",
+        ));
+    }
+    Err(err("certificate was not issued by the fleet CA"))
+}
+
 fn single_pem(text: &str, tag: &str, what: &str) -> Result<Vec<u8>, PkiError> {
     let blocks = pem::parse_many(text).map_err(|e| err(format!("{what} is not PEM: {e}")))?;
     let mut blocks = blocks.into_iter();
