@@ -8,10 +8,12 @@
 //! - [`gate`]: one intent from body bytes to a verdict and its evidence record.
 //! - [`quota`]: lock-free token buckets and a bounded keyed quota table.
 //! - [`crypto`]: ECDSA P-256 signing keys in cosign's formats, the small-fleet PKI.
+//! - [`store`]: the segment store: durable, hash-chained evidence under a disk ceiling.
 //! - [`peers`]: the peer transport: mutual TLS, the sync protocol, quotas, retry.
 //!
 //! The PyO3 layer in `bindings` only converts types, releases the GIL and maps
 //! errors; it is compiled when the `python` feature is on (maturin turns it on).
+//! How the parts depend on each other: docs/architecture.md.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod crypto;
@@ -20,6 +22,9 @@ pub mod hashing;
 pub mod peers;
 pub mod policy;
 pub mod quota;
+// rust/store/io.rs calls `sync_file_range` through libc (rustix lacks it);
+// its `unsafe` block is the store's only one and says why it is sound.
+#[allow(unsafe_code)]
 pub mod store;
 
 #[cfg(feature = "python")]

@@ -176,7 +176,7 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class PeersConfig:
-    """The ``[peers]`` table: the peer transport (DESIGN §8; docs/configuration.md)."""
+    """The ``[peers]`` table: the peer transport (docs/configuration.md, docs/contracts.md)."""
 
     ca: Path
     cert: Path

@@ -155,7 +155,7 @@ class OciError(ReleaseError):
 class VerificationError(ReleaseError):
     """A release failed a verification step.
 
-    ``step`` is ``1``-``4`` for the four steps of DESIGN §4 (signature, OCI
+    ``step`` is ``1``-``4`` for the four steps of docs/contracts.md (signature, OCI
     digest, behavioral fingerprint, policy hash) or a name for the extra checks
     (``expiry``, ``agent_name``, ``schema``); ``expected`` and ``actual`` are the
     values compared.

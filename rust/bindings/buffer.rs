@@ -65,6 +65,8 @@ pub struct BufferView<'py> {
 }
 
 impl BufferView<'_> {
+    // Reads the exporter's memory through the raw pointer CPython handed out.
+    #[allow(unsafe_code)]
     fn as_slice(&self) -> &[u8] {
         let len = usize::try_from(self.raw.len).unwrap_or(0);
         if self.raw.buf.is_null() || len == 0 {
@@ -77,6 +79,8 @@ impl BufferView<'_> {
 }
 
 impl Drop for BufferView<'_> {
+    // A call into the CPython C API: the buffer must be released exactly once.
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: the view was filled by a successful PyObject_GetBuffer and is
         // released exactly once; the 'py lifetime means the GIL is held.
@@ -108,8 +112,10 @@ pub fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<Bytes<'a
         suboffsets: std::ptr::null_mut(),
         internal: std::ptr::null_mut(),
     });
+    // A call into the CPython C API (PyO3 has no safe buffer borrow for any exporter).
     // SAFETY: `object` is a live reference and the GIL is held; `raw` is a
     // writable Py_buffer. On failure nothing is acquired and an exception is set.
+    #[allow(unsafe_code)]
     let status = unsafe { PyObject_GetBuffer(object.as_ptr(), &mut *raw, PYBUF_SIMPLE) };
     if status != 0 {
         let err = PyErr::take(object.py())

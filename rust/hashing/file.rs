@@ -53,8 +53,10 @@ pub fn hash_file(
     let metadata = file.metadata().map_err(with_path)?;
     let mut hasher = Hasher::new(algorithm);
     if metadata.is_file() && metadata.len() >= MMAP_MIN_BYTES {
+        // Mapping a file is unsafe in Rust's terms: another process may change it.
         // SAFETY: the map is read-only and dropped before returning; see the
         // doc comment for the concurrent-truncation caveat shared by all mmap readers.
+        #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(with_path)?;
         let parallel = effective_threads(threads);
         match &mut hasher {

@@ -1,7 +1,7 @@
 //! Hashing: typed digests, hash roles, streaming and file hashing, canonical
 //! JSON and the strict JSON reader it (and intent parsing) uses.
 //!
-//! Two algorithms with fixed roles (DESIGN §5): BLAKE3 names what vedette
+//! Two algorithms with fixed roles (INV-16): BLAKE3 names what vedette
 //! produces (behavioral fingerprints, segment ids), SHA-256 names what the OCI
 //! ecosystem already names (artifact digests, policy hashes).
 

@@ -3,7 +3,7 @@ use std::fmt;
 use super::digest::{Algorithm, Digest};
 
 /// What a digest is used for. Each role fixes the algorithm it may be written
-/// in (DESIGN §5), so a SHA-256 value can never be accepted where a BLAKE3
+/// in (INV-16), so a SHA-256 value can never be accepted where a BLAKE3
 /// segment id is expected, or the other way round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HashRole {
@@ -86,7 +86,7 @@ impl HashRoleError {
     }
 }
 
-/// Enforces the hash roles of DESIGN §5: every digest that crosses a boundary
+/// Enforces the hash roles (INV-16): every digest that crosses a boundary
 /// (a release document, a peer frame, a segment name) passes through here.
 pub fn require_role(digest: &Digest, role: HashRole) -> Result<(), HashRoleError> {
     if role.accepts(digest.algorithm()) {

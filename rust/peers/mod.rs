@@ -1,4 +1,4 @@
-//! The peer transport (DESIGN §8): sealed segments replicated between nodes
+//! The peer transport (docs/contracts.md, "Peer sync protocol"): sealed segments replicated between nodes
 //! over mutual TLS, within per-peer quotas, with bounded retry.
 //!
 //! - [`frames`]: the sync protocol's frames and their strict decoder.

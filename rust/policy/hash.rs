@@ -81,7 +81,7 @@ pub(crate) fn canonical_form(path: &str, bytes: &[u8]) -> Result<(Vec<u8>, Value
     Ok((canonical, value))
 }
 
-/// Enforces the policy-hash role (DESIGN §5): SHA-256 over
+/// Enforces the policy-hash role (INV-16): SHA-256 over
 /// [`canonical_listing`], checked against [`HashRole::PolicyHash`].
 pub fn policy_hash(files: &BundleFiles) -> Result<Digest, BundleError> {
     let mut digests = BTreeMap::new();

@@ -199,7 +199,7 @@ impl AgentManifest {
     }
 }
 
-/// Enforces the behavioral-fingerprint role (DESIGN §5): BLAKE3 over the
+/// Enforces the behavioral-fingerprint role (INV-16): BLAKE3 over the
 /// canonical JSON, checked against [`HashRole::BehavioralFingerprint`].
 fn behavioral_fingerprint(behaviour: &Value) -> Result<Digest, ManifestError> {
     let canonical = match canonical_json(behaviour) {

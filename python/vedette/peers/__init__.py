@@ -1,2 +1,2 @@
 """Peer transport: sealed evidence replicated between nodes over mutual TLS,
-the beacon and the small-fleet PKI (DESIGN §8)."""
+the beacon and the small-fleet PKI (docs/contracts.md, "Peer sync protocol")."""

@@ -77,7 +77,7 @@ def artifact_manifest(
 
 @dataclass(frozen=True)
 class ReleaseDocument:
-    """The signed statement binding one agent to one policy bundle (DESIGN §4)."""
+    """The signed statement binding one agent to one policy bundle (docs/contracts.md)."""
 
     agent_name: str
     version: str

@@ -1,4 +1,4 @@
-"""The four-step verification of a release (DESIGN §4), and the checks beside it.
+"""The four-step verification of a release (docs/contracts.md), and the checks beside it.
 
 ``verify_release`` pulls everything a release names from one repository and
 returns a :class:`VerifiedRelease` only if all of these hold, in order:

@@ -55,7 +55,7 @@ class Decision:
         return STATUS[self.outcome]
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of DESIGN §2 for this outcome."""
+        """The JSON body for this outcome (docs/contracts.md, "The adapter API")."""
         if self.outcome == "allow":
             return {
                 "decision": "allow",

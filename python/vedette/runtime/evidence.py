@@ -1,8 +1,10 @@
-"""Evidence: records made durable for event loops, and their timestamps.
+"""Evidence: records made durable for event loops.
 
 The records themselves (one JSON document per decision, one per tool outcome,
 field names after OPA's decision logs, masked argument values) are encoded in
-the Rust core (``rust/gate/record.rs``) by :class:`vedette._core.Gate`.
+the Rust core (``rust/gate/record.rs``) by :class:`vedette._core.Gate`. Release
+events are not: ``releases/events.py`` encodes them with ``SCHEMA`` and
+``timestamp`` from here (docs/architecture.md, "Known exceptions").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The runtime: authenticate → validate → quota → declared tools → policy →
+"""The runtime: authenticate → parse → quota → argument schema → declared tools → policy →
 durable evidence → execute → record the outcome. Every fault on the way denies.
 
-``Runtime.handle`` serves HTTP bodies; ``Runtime.decide_async`` and the
+``Runtime.handle_body`` serves HTTP bodies; ``Runtime.decide_async`` and the
 blocking ``Runtime.decide`` serve in-process callers that already hold a
 :class:`Caller` (their intents are encoded and take the same path).
 

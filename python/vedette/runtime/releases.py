@@ -1,8 +1,8 @@
 """What is active for each agent: the one seam between deciding and releasing.
 
-For now a release is loaded from local files named in the config (an agent
-manifest and a policy bundle). Signed OCI releases will implement the same
-:class:`Releases` interface; the interceptor asks only ``active(agent)``.
+Here a release is loaded from local files named in the config (an agent
+manifest and a policy bundle); signed OCI releases implement the same
+:class:`Releases` interface (``releases/lifecycle.py``); deciding asks only ``active(agent)``.
 
 Loading is all-or-nothing per agent: a manifest or bundle that fails any check
 leaves that agent without an active release (deny-all), with the reason kept
