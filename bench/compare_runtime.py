@@ -201,13 +201,71 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def wrk_flood(url: str, seconds: int) -> subprocess.Popen[str]:
+    """An unauthenticated flood: POST /v1/tool with a wrong token, 8 connections."""
+    script = BENCH / "wrk_flood.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Authorization"] = "Bearer wrong"\n'
+    )
+    return subprocess.Popen(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", str(script), f"{url}/v1/tool"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def under_attack(seconds: int, idle: int = 2000) -> dict[str, float]:
+    """A legitimate caller's requests/s, quiet and then while ``idle`` idle
+    connections (from 16 loopback addresses) and an unauthenticated flood are
+    held against the same node (the listener's connection discipline)."""
+    workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
+    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir),
+           "XDG_STATE_HOME": str(workdir)}  # fmt: skip
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen"]
+    node = start([*command, f"127.0.0.1:{port}"], env)
+    held: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, node)
+        quiet = wrk(url, seconds)
+        for i in range(idle):
+            sock = socket.socket()
+            sock.bind((f"127.0.2.{i % 16 + 1}", 0))
+            sock.connect(("127.0.0.1", port))
+            held.append(sock)
+        flood = wrk_flood(url, seconds + 2)
+        time.sleep(1)
+        attacked = wrk(url, seconds)
+        flood.wait(60)
+        status = httpx.get(f"{url}/v1/status", timeout=10).json()["listener"]["adapter"]
+        return {"quiet_rps": quiet["rps"], "attacked_rps": attacked["rps"],
+                "quiet_p99_ms": quiet["p99_ms"], "attacked_p99_ms": attacked["p99_ms"],
+                "attacked_non_2xx": attacked["non_2xx"], "idle_held": len(held),
+                "open_after": status["open"]}  # fmt: skip
+    finally:
+        for sock in held:
+            sock.close()
+        (BENCH / "wrk_flood.lua").unlink(missing_ok=True)
+        node.terminate()
+        node.wait(30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs; do not write RESULTS.md")
     parser.add_argument("--requests-for-memory", type=int, default=1_000_000)
+    parser.add_argument(
+        "--attack-only", action="store_true", help="only the row under idle connections and a flood"
+    )
     args = parser.parse_args()
     facts = machine()
     print(facts)
+    if args.attack_only:
+        print("under attack", under_attack(5))
+        return
     one = in_process(1, 500 if args.quick else 3000)
     sixteen = in_process(16, 50 if args.quick else 400)
     print("in-process 1 thread", one, "16 threads", sixteen)

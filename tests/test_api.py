@@ -12,6 +12,7 @@ from runtime_fixtures import TOKENS, runtime_config
 
 from vedette.api import create_app
 from vedette.api.openapi import OPENAPI
+from vedette.config import ListenConfig
 from vedette.runtime.interceptor import Runtime
 
 A = {"Authorization": f"Bearer {TOKENS['adapter-a']}"}
@@ -20,7 +21,9 @@ B = {"Authorization": f"Bearer {TOKENS['adapter-b']}"}
 
 @pytest.fixture
 def runtime(tmp_path):
-    runtime = Runtime(runtime_config(tmp_path))
+    # Many unauthenticated requests from one address: not the per-address limit's test.
+    unlimited = ListenConfig(unauthenticated_rate_per_s=1e6, unauthenticated_burst=1e6)
+    runtime = Runtime(runtime_config(tmp_path, listen=unlimited))
     yield runtime
     runtime.close()
 

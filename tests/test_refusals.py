@@ -72,7 +72,8 @@ def test_an_unauthenticated_flood_writes_one_record_and_a_count(runtime, client)
             content=b'{"tool":"echo","args":{"text":"' + b"x" * 2000 + b'"}}',
             headers={"Authorization": f"Bearer wrong-{i}"},
         )
-        assert response.status_code == 401
+        # Beyond the per-address limit on unauthenticated requests: 429, counted only.
+        assert response.status_code in (401, 429)
         assert response.json()["decision_id"]
     added = all_records(runtime)[count_before:]
     assert [(r["outcome"], r["reason"]) for r in added] == [
@@ -80,13 +81,10 @@ def test_an_unauthenticated_flood_writes_one_record_and_a_count(runtime, client)
     ]
     runtime.housekeep(final=True)
     (summary,) = [r for r in all_records(runtime) if r["kind"] == "refusal_summary"]
-    (entry,) = summary["refusals"]
-    assert (entry["outcome"], entry["source"], entry["recorded"], entry["counted"]) == (
-        "unauthenticated",
-        "address 127.0.0.1",
-        1,
-        499,
-    )
+    entries = {entry["outcome"]: entry for entry in summary["refusals"]}
+    assert entries["unauthenticated"]["recorded"] == 1
+    assert {entry["source"] for entry in entries.values()} == {"address 127.0.0.1"}
+    assert sum(entry["counted"] for entry in entries.values()) == 499
     # Two records where there were 500: the store barely moved.
     assert written(runtime) - before < 8 * 1024
 

@@ -49,6 +49,29 @@ class ListenConfig:
     # Optional Unix socket for adapters; the peer's uid maps to a caller.
     unix_socket: Path | None = None
     max_body_bytes: int = 64 * 1024
+    # Connection discipline (docs/configuration.md, "Connections";
+    # python/vedette/api/listener.py).
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 5.0
+    send_timeout_s: float = 10.0
+    max_connections: int = 4096
+    max_connections_per_source: int = 128
+    max_head_bytes: int = 16 * 1024
+    max_headers: int = 100
+    # Requests without valid credentials, per source address (429 beyond it).
+    unauthenticated_rate_per_s: float = 10.0
+    unauthenticated_burst: float = 20.0
+    unauthenticated_max_sources: int = 10_000
+
+    def __post_init__(self) -> None:
+        # Counts and times are checked to be positive on load; these need more.
+        if self.max_head_bytes < 1024:
+            raise ConfigError(f"listen.max_head_bytes: expected >= 1024, got {self.max_head_bytes}")
+        if self.unauthenticated_burst < 1:
+            raise ConfigError(
+                f"listen.unauthenticated_burst: expected >= 1, got {self.unauthenticated_burst}"
+            )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from vedette.config import (
     CallerConfig,
     Config,
     FsMount,
-    ListenConfig,
     ToolsConfig,
     default_state_dir,
     load_config,
@@ -61,7 +60,7 @@ def example_config(host: str, port: int, token: str, state_dir: Path | None = No
         base,
         node_id="example-node",
         state_dir=state,
-        listen=ListenConfig(host=host, port=port),
+        listen=dataclasses.replace(base.listen, host=host, port=port),
         tools=ToolsConfig(fs_mounts=(FsMount(EXAMPLE_MOUNT, examples / "data"),)),
         callers=(CallerConfig(EXAMPLE_CALLER, EXAMPLE_AGENT, token_sha256=token_digest(token)),),
         agents=(AgentConfig(EXAMPLE_AGENT, examples / "agent.json", examples / "bundle"),),
@@ -248,11 +247,40 @@ class _LinkedServer:
         )
 
 
+def _listeners(config: Config, runtime: Runtime) -> tuple[Any, Any]:
+    """The adapter and operator listeners' connection discipline
+    (python/vedette/api/listener.py), wired into health, status and metrics."""
+    from vedette.api.listener import (
+        OPERATOR_MAX_CONNECTIONS,
+        DescriptorBudgetError,
+        Limits,
+        Listener,
+        ListenerCollector,
+        adapter_connection_cap,
+        open_descriptors,
+        raise_descriptor_limit,
+    )
+
+    try:
+        cap = adapter_connection_cap(
+            config.listen.max_connections, raise_descriptor_limit(), open_descriptors()
+        )
+    except DescriptorBudgetError as err:
+        raise click.ClickException(str(err)) from err
+    adapters = Listener("adapter", Limits.of(config.listen, cap))
+    operator = Listener("operator", Limits.of(config.listen, OPERATOR_MAX_CONNECTIONS))
+    runtime.add_health_source("listener", adapters.health)
+    runtime.add_status_source(
+        "listener", lambda: {"adapter": adapters.status(), "operator": operator.status()}
+    )
+    runtime.metrics.registry.register(ListenerCollector([adapters, operator]))
+    return adapters, operator
+
+
 async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
     import uvicorn
 
-    from vedette.api.peer import PeerCredentialsProtocol
-
+    adapters, operator_listener = _listeners(config, runtime)
     common: dict[str, Any] = {
         "log_level": "warning",
         "timeout_graceful_shutdown": 10,
@@ -262,25 +290,36 @@ async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
         # take a request's word for who or where it comes from.
         "proxy_headers": False,
         "server_header": False,
+        # No upgrades: every listener speaks plain HTTP/1.1.
+        "ws": "none",
+        "timeout_keep_alive": config.listen.keepalive_timeout_s,
     }
+    adapter_protocol = adapters.protocol()
     servers: list[tuple[Any, list[socket.socket] | None]] = [
         (
             uvicorn.Server(
-                uvicorn.Config(app, host=config.listen.host, port=config.listen.port, **common)
+                uvicorn.Config(
+                    app,
+                    host=config.listen.host,
+                    port=config.listen.port,
+                    http=adapter_protocol,
+                    **common,
+                )
             ),
             None,
         )
     ]
     if config.listen.unix_socket is not None:
+        # The Unix socket shares the adapter listener's connection budget.
         uds = uvicorn.Config(
-            app, uds=str(config.listen.unix_socket), http=PeerCredentialsProtocol, **common
+            app, uds=str(config.listen.unix_socket), http=adapter_protocol, **common
         )
         servers.append((uvicorn.Server(uds), None))
     if config.operator.enabled:
         from vedette.api.operator import create_operator_app, operator_socket
 
         operator = uvicorn.Config(
-            create_operator_app(runtime), http=PeerCredentialsProtocol, **common
+            create_operator_app(runtime), http=operator_listener.protocol(), **common
         )
         servers.append((uvicorn.Server(operator), [operator_socket(config.operator_socket)]))
     try:

@@ -48,6 +48,9 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
         lifespan=lifespan,
         exception_handlers={Exception: _unexpected},
     )
+    # No redirect to the path with or without a trailing slash: its Location
+    # would be built from the request's own Host header.
+    routes.router.redirect_slashes = False
     return ToolFirst(tool, routes)
 
 
@@ -98,12 +101,17 @@ class ToolEndpoint:
     async def _decide(self, scope: Scope, receive: Receive) -> Decision | None:
         runtime, limit = self.runtime, self.limit
         authorization = declared = None
+        authorizations = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+                authorizations += 1
             elif name == b"content-length":
                 declared = value
         try:
+            if authorizations > 1:
+                # Which one would a proxy in front have checked? Neither wins.
+                raise Unauthenticated("more than one Authorization header")
             caller = self._caller(scope, authorization)
         except Unauthenticated as err:
             return await runtime.unauthenticated(str(err), _source(scope))

@@ -94,6 +94,12 @@ class Runtime:
         self.tools.watch(self._gate.set_tools)  # plugins may be registered later
         self._host_paths = HostPaths.of(config)
         self.refusals = RefusalLedger()
+        # Requests without valid credentials, per source address (docs/threat-model.md).
+        self._unauthenticated_quota = QuotaTable(
+            config.listen.unauthenticated_rate_per_s,
+            config.listen.unauthenticated_burst,
+            config.listen.unauthenticated_max_sources,
+        )
         # Sealed evidence can leave the node: seal by age too (docs/configuration.md).
         self._seal_after_s = config.store.seal_after_s if self._evidence_leaves(config) else None
         self._last_seal = time.monotonic()
@@ -138,9 +144,21 @@ class Runtime:
 
     async def unauthenticated(self, reason: str, source: str | None = None) -> Decision:
         """Answer (and record, or count: runtime/refusals.py) a request without valid
-        credentials from the address ``source``."""
+        credentials from the address ``source``. Beyond the per-address rate
+        (``listen.unauthenticated_rate_per_s``) it is answered 429 and only counted."""
+        address = f"address {source}"
+        if not self._unauthenticated_quota.try_take(address):
+            wait = self._unauthenticated_quota.wait_time(address)
+            decision = Decision(
+                "over_quota",
+                self._gate.next_id(),
+                reason=f"too many requests without valid credentials; retry in {wait:.3f} s",
+                retry_after_s=wait,
+            )
+            self.refusals.count(decision.outcome, address, decision.decision_id)
+            return self._finish(decision, None, None, time.perf_counter())
         decision = Decision("unauthenticated", self._gate.next_id(), reason=reason)
-        if self.refusals.admit(decision.outcome, f"address {source}", decision.decision_id):
+        if self.refusals.admit(decision.outcome, address, decision.decision_id):
             await self._record_denial(decision, None)
         return self._finish(decision, None, None, time.perf_counter())
 

@@ -77,6 +77,23 @@ class RefusalLedger:
             self.counted_total += 1
             return False
 
+    def count(self, outcome: str, source: str, decision_id: str) -> None:
+        """Counts a refusal that is never recorded in full (the per-address limit
+        on unauthenticated requests); it appears in the interval's summary."""
+        now = _now_ms()
+        with self._lock:
+            key = (outcome, source)
+            count = self._counts.get(key)
+            if count is None:
+                if len(self._counts) >= self._max_sources:
+                    key = (outcome, OVERFLOW)
+                    count = self._counts.get(key)
+                if count is None:
+                    count = self._counts[key] = _Count(first_ms=now, first_id=decision_id)
+            count.last_ms, count.last_id = now, decision_id
+            count.counted += 1
+            self.counted_total += 1
+
     def due(self) -> bool:
         return _now_ms() - self._started_ms >= self.interval_s * 1000
 
