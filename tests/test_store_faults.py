@@ -225,3 +225,27 @@ def test_full_file_system_is_not_a_permanent_stop(tmp_path):
             assert store.health().state in {"ok", "damaged"}
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_origin_signature_sidecar_is_durable_counted_and_evicted(tmp_path):
+    path = tmp_path / "store"
+    with SegmentStore.open(path, ceiling_bytes=256 << 10, node_id="node-a") as store:
+        store.append(b"signed")
+        seg_id = store.seal()
+        assert seg_id is not None
+        assert store.origin_signature(seg_id) is None
+        before = store.usage().bytes_used
+        store.put_origin_signature(seg_id, b"\x01" * 100)
+        assert store.usage().bytes_used > before
+        with pytest.raises(ValueError, match="4096"):
+            store.put_origin_signature(seg_id, b"x" * 4097)
+    sidecar = path / f"{seg_id.split(':')[1]}.seg.sig"
+    assert sidecar.read_bytes() == b"\x01" * 100
+    with SegmentStore.open(path, ceiling_bytes=256 << 10, node_id="node-a") as store:
+        assert store.origin_signature(seg_id) == b"\x01" * 100
+        assert store.recovery["unknown_files"] == []
+        store.ack(seg_id, "peer-b")
+        # Fill until the acknowledged segment is evicted, sidecar with it.
+        while any(s.id == seg_id for s in store.segments()):
+            store.append(b"z" * 4000)
+    assert not sidecar.exists()

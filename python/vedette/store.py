@@ -288,6 +288,15 @@ class SegmentStore:
         """What recovery found and did when this store was opened."""
         return self._core.recovery()
 
+    def put_origin_signature(self, segment_id: str | Digest, blob: Buffer) -> None:
+        """Store ``blob`` (opaque, 1 to 4096 bytes) durably as ``<segment>.seg.sig``
+        beside a sealed segment; counted against the ceiling, evicted with it."""
+        self._core.put_origin_signature(_id_text(segment_id), blob)
+
+    def origin_signature(self, segment_id: str | Digest) -> bytes | None:
+        """The origin signature stored for a sealed segment, or None."""
+        return self._core.origin_signature(_id_text(segment_id))
+
     def reopen(self) -> None:
         """Run recovery again in this process (after a stop); refused while the
         directory is not the one opened. Damage found is quarantined and reported."""

@@ -277,6 +277,31 @@ impl Store {
         Ok(d)
     }
 
+    fn put_origin_signature(
+        &self,
+        py: Python<'_>,
+        segment_id: &str,
+        blob: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let id = parse_id(segment_id)?;
+        let bytes = borrow_bytes(blob)?;
+        let slice = bytes.as_slice();
+        py.detach(|| self.0.put_origin_signature(&id, slice))
+            .map_err(errors::store)
+    }
+
+    fn origin_signature<'py>(
+        &self,
+        py: Python<'py>,
+        segment_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let id = parse_id(segment_id)?;
+        let blob = py
+            .detach(|| self.0.origin_signature(&id))
+            .map_err(errors::store)?;
+        Ok(blob.map(|b| PyBytes::new(py, &b)))
+    }
+
     fn reopen(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.0.reopen()).map_err(errors::store)
     }

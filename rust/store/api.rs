@@ -16,6 +16,9 @@ use crate::hashing::{require_role, Digest, HashRole};
 
 pub use super::commit::{SegmentInfo, Store, Usage};
 
+/// The largest origin-signature sidecar the store keeps.
+pub const MAX_SIGNATURE_BYTES: usize = 4096;
+
 /// Interval mode: queued bytes are written (not synced) once this many pile up…
 const INTERVAL_WRITE_BYTES: usize = 1 << 20;
 /// …and appends wait while this many are queued behind a write in flight.
@@ -508,6 +511,68 @@ impl Store {
     pub fn acknowledge_quarantine_at(dir: &Path, id: &str, by: &str) -> Result<()> {
         let storage = RealStorage::new(4096);
         super::quarantine::acknowledge(&storage, dir, id, by)
+    }
+
+    /// Stores `blob` (opaque to the store, at most [`MAX_SIGNATURE_BYTES`])
+    /// as the origin signature of sealed segment `id`: `<id>.seg.sig`,
+    /// written durably (temp file, sync, rename, directory sync), counted
+    /// against the ceiling, removed with its segment at eviction. Replaces an
+    /// earlier one.
+    pub fn put_origin_signature(&self, id: &Digest, blob: &[u8]) -> Result<()> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        if blob.is_empty() || blob.len() > MAX_SIGNATURE_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "an origin signature is 1 to {MAX_SIGNATURE_BYTES} bytes, got {}",
+                blob.len()
+            )));
+        }
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        shared.writable(&st)?;
+        let Some(old) = st.segments.get(id).map(|m| m.sig_len) else {
+            return Err(StoreError::NotFound(id.to_string()));
+        };
+        let growth = on_disk(blob.len() as u64, shared.block);
+        // The new file exists beside the old one until the rename.
+        shared.ensure_room(&mut st, growth, false)?;
+        let path = shared.path(&format!("{}.seg.sig", id.hex()));
+        let tmp = shared.path(&format!("{}.seg.sig.tmp", id.hex()));
+        let _ = shared.storage.remove(&tmp);
+        let written = shared
+            .storage
+            .open_append(&tmp, true)
+            .and_then(|mut file| {
+                file.append(blob)?;
+                file.sync_data()
+            })
+            .and_then(|()| shared.storage.rename(&tmp, &path));
+        if let Err(err) = written {
+            let _ = shared.storage.remove(&tmp);
+            return Err(shared.out_of_space(
+                &st,
+                StoreError::io("write origin signature", &path, err),
+                growth,
+            ));
+        }
+        shared.sync_dir(&shared.dir)?;
+        st.sealed_bytes = st.sealed_bytes.saturating_sub(on_disk(old, shared.block)) + growth;
+        if let Some(meta) = st.segments.get_mut(id) {
+            meta.sig_len = blob.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The origin signature stored for sealed segment `id`, if any.
+    pub fn origin_signature(&self, id: &Digest) -> Result<Option<Vec<u8>>> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let path = self.shared.path(&format!("{}.seg.sig", id.hex()));
+        match self.shared.storage.read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io("read origin signature", &path, err)),
+        }
     }
 
     pub(super) fn segment_path(&self, id: &Digest) -> std::path::PathBuf {

@@ -25,6 +25,8 @@ pub struct SegmentMeta {
     pub header: Header,
     pub record_count: u64,
     pub size: u64,
+    /// Length of its origin-signature sidecar (`<id>.seg.sig`), 0 if none.
+    pub sig_len: u64,
 }
 
 /// The open segment's file and the running hash of everything written to it.
@@ -569,6 +571,7 @@ impl Shared {
             id,
             SegmentMeta {
                 id,
+                sig_len: 0,
                 header: open.header,
                 record_count: open.written_records,
                 size,

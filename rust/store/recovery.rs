@@ -287,6 +287,7 @@ pub(super) fn recover(
 
     let mut other_bytes = storage.allocated(dir).map_err(io_err("stat", dir))?;
     let mut sealed = Vec::new();
+    let mut sigs = Vec::new();
     let mut open_file = None;
     for entry in storage
         .list(dir)
@@ -305,6 +306,9 @@ pub(super) fn recover(
                 {
                     rec.quarantine_bytes += on_disk(q.len, block);
                 }
+            }
+            name if name.ends_with(".seg.sig") && !entry.is_dir => {
+                sigs.push((name.to_string(), entry.len, entry.allocated));
             }
             name if name.ends_with(".tmp") && !entry.is_dir => {
                 storage
@@ -383,11 +387,30 @@ pub(super) fn recover(
             id,
             SegmentMeta {
                 id,
+                sig_len: 0,
                 header: scan.header,
                 record_count,
                 size: bytes.len() as u64,
             },
         );
+    }
+    for (name, len, allocated) in sigs {
+        let id = name.strip_suffix(".sig").and_then(sealed_name);
+        match id.and_then(|id| segments.get_mut(&id)) {
+            Some(meta) => {
+                meta.sig_len = len;
+                sealed_bytes += on_disk(len, block);
+            }
+            None if id.is_some_and(|id| catalog.is_evicted(&id)) => {
+                // An eviction interrupted after the segment went: finish it.
+                let path = dir.join(&name);
+                storage
+                    .remove(&path)
+                    .map_err(io_err("remove evicted signature", &path))?;
+                rec.report.evictions_completed += 1;
+            }
+            None => other_bytes += allocated,
+        }
     }
     if rec.report.evictions_completed > 0 {
         storage
@@ -516,6 +539,7 @@ pub(super) fn recover(
                             id,
                             SegmentMeta {
                                 id,
+                                sig_len: 0,
                                 header: scan.header,
                                 record_count: records,
                                 size: valid.len() as u64,
