@@ -18,7 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from vedette._core import Digest, DurableQueue, store_recorded_config
+from vedette._core import (
+    Digest,
+    DurableQueue,
+    store_acknowledge_quarantine,
+    store_recorded_config,
+)
 from vedette._core import Store as _Store
 from vedette.errors import (
     SegmentNotFoundError,
@@ -61,6 +66,64 @@ class Usage:
     segments: int
 
 
+@dataclass(frozen=True)
+class StoreHealth:
+    """The store's state for health, status and metrics.
+
+    ``state``: ``ok``, ``damaged`` (unacknowledged quarantine), ``full``,
+    ``read_only``, ``stopped`` or ``directory_gone``. ``verdict``: ``ok``,
+    ``degraded`` (damaged, or usage at or above ``high_water``) or
+    ``failing`` (appends are refused, so calls are denied).
+    """
+
+    state: str
+    verdict: str
+    reason: str
+    usage_fraction: float
+    high_water: float
+    bytes_used: int
+    ceiling_bytes: int
+    unacked_sealed_bytes: int
+    sealed_segments: int
+    acked_segments: int
+    oldest_unacked_age_s: float | None
+    quarantine_unacked: int
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    """Something the store did or found: ``quarantined``, ``missing``,
+    ``reopened``, ``reopen_failed``, ``stopped`` or ``directory_gone``."""
+
+    kind: str
+    detail: str
+    unix_ms: int
+
+
+@dataclass(frozen=True)
+class QuarantineReport:
+    """Evidence set aside (or found missing); stays until acknowledged."""
+
+    id: str
+    kind: str
+    reason: str
+    source: str
+    offset: int | None
+    bytes: int
+    records_lost: int | None
+    file: str | None
+    unix_ms: int
+    acknowledged_by: str | None
+    acknowledged_unix_ms: int | None
+
+
+def acknowledge_quarantine(path: str | os.PathLike[str], report_id: str, by: str) -> None:
+    """Record durably that ``by`` acknowledged quarantine report ``report_id``
+    of the store in ``path`` (writes ``quarantine/<id>.ack``; the evidence
+    stays). Takes no lock: works beside a running node."""
+    store_acknowledge_quarantine(os.fspath(path), report_id, by)
+
+
 def _id_text(segment_id: object) -> str:
     """A segment id as text: ``blake3:<hex>`` given as ``str`` or as a ``Digest``."""
     if isinstance(segment_id, str):
@@ -88,6 +151,7 @@ class SegmentStore:
         segment_max_bytes: int | None = None,
         segment_max_age_s: float | None = None,
         max_record_bytes: int | None = None,
+        high_water: float = 0.8,
     ) -> SegmentStore:
         """Open (creating if absent) and recover the store in ``path``.
 
@@ -113,6 +177,7 @@ class SegmentStore:
             segment_max_bytes,
             segment_max_age_s,
             max_record_bytes,
+            high_water,
         )
         return cls(core)
 
@@ -223,19 +288,53 @@ class SegmentStore:
         """What recovery found and did when this store was opened."""
         return self._core.recovery()
 
+    def put_origin_signature(self, segment_id: str | Digest, blob: Buffer) -> None:
+        """Store ``blob`` (opaque, 1 to 4096 bytes) durably as ``<segment>.seg.sig``
+        beside a sealed segment; counted against the ceiling, evicted with it."""
+        self._core.put_origin_signature(_id_text(segment_id), blob)
+
+    def origin_signature(self, segment_id: str | Digest) -> bytes | None:
+        """The origin signature stored for a sealed segment, or None."""
+        return self._core.origin_signature(_id_text(segment_id))
+
+    def reopen(self) -> None:
+        """Run recovery again in this process (after a stop); refused while the
+        directory is not the one opened. Damage found is quarantined and reported."""
+        self._core.reopen()
+
+    def check(self) -> StoreHealth:
+        """The periodic check (about once a second): directory still there,
+        deferred work retried, a stopped store reopened (with backoff)."""
+        return StoreHealth(**self._core.check())
+
+    def health(self) -> StoreHealth:
+        return StoreHealth(**self._core.health())
+
+    def take_events(self) -> list[StoreEvent]:
+        """Events since the last call (cleared), for the runtime to record as evidence."""
+        return [StoreEvent(kind, detail, ms) for kind, detail, ms in self._core.take_events()]
+
+    def quarantine(self) -> list[QuarantineReport]:
+        """Every quarantine report, oldest first, with its acknowledgement."""
+        return [QuarantineReport(**r) for r in self._core.quarantine()]
+
     def close(self) -> None:
         """Sync anything queued and close; later calls raise StoreError."""
         self._core.close()
 
 
 __all__ = [
+    "QuarantineReport",
     "SegmentInfo",
     "SegmentNotFoundError",
     "SegmentStore",
     "StoreCorruptError",
     "StoreError",
+    "StoreEvent",
     "StoreFullError",
+    "StoreHealth",
     "StoreLockedError",
     "StoreRefusedError",
     "Usage",
+    "acknowledge_quarantine",
 ]

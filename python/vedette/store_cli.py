@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from vedette.store import SegmentStore, StoreError
+from vedette.store import SegmentStore, StoreError, acknowledge_quarantine
 
 _DIR = click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 
@@ -77,6 +77,10 @@ def verify_command(directory: Path) -> None:
 
             report: dict[str, Any] = store.verify(progress)
         recovery: dict[str, Any] = store.recovery
+        reports = store.quarantine()
+    unacked = [r for r in reports if r.acknowledged_by is None]
+    for r in unacked:
+        click.echo(f"QUARANTINE: {r.id}: {r.kind}: {r.reason} (not acknowledged)")
     damaged = list(recovery["quarantined"])
     for name, reason in damaged:
         click.echo(f"FAULT: {name}: {reason} (the next open moves it to quarantine/)")
@@ -94,8 +98,47 @@ def verify_command(directory: Path) -> None:
         f"{report['segments_checked']} segments, {report['records_checked']} records, "
         f"{report['bytes_checked']} bytes checked; {len(report['faults'])} faults"
     )
-    if report["faults"] or damaged or recovery["truncated_records"]:
+    if report["faults"] or damaged or recovery["truncated_records"] or unacked:
         sys.exit(1)
+
+
+@store_group.group("quarantine")
+def quarantine_group() -> None:
+    """Evidence set aside by recovery, and its acknowledgement by an operator."""
+
+
+@quarantine_group.command("list")
+@_DIR
+def quarantine_list(directory: Path) -> None:
+    """Every quarantine report; exit 1 while any is not acknowledged."""
+    with _open(directory) as store:
+        reports = store.quarantine()
+    for r in reports:
+        ack = f"acknowledged by {r.acknowledged_by}" if r.acknowledged_by else "NOT acknowledged"
+        lost = "" if r.records_lost is None else f", {r.records_lost} records lost"
+        click.echo(f"{r.id}  {r.kind}  {r.source}  {r.bytes} bytes{lost}  {ack}")
+        click.echo(f"    {r.reason}")
+    if any(r.acknowledged_by is None for r in reports):
+        sys.exit(1)
+
+
+@quarantine_group.command("ack")
+@_DIR
+@click.argument("report_id")
+@click.option("--by", default="operator", show_default=True, help="Who acknowledges.")
+def quarantine_ack(directory: Path, report_id: str, by: str) -> None:
+    """Acknowledge a report (a durable .ack file; the evidence stays in quarantine/)."""
+    with _open(directory) as store:
+        known = {r.id for r in store.quarantine()}
+    if report_id not in known:
+        click.echo(f"vedette store: no quarantine report {report_id!r}", err=True)
+        sys.exit(2)
+    try:
+        acknowledge_quarantine(directory, report_id, by)
+    except StoreError as err:
+        click.echo(f"vedette store: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"acknowledged {report_id}")
 
 
 @store_group.command("export")

@@ -18,6 +18,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<DurableQueue>()?;
     module.add_function(wrap_pyfunction!(store_recorded_config, module)?)?;
     module.add_function(wrap_pyfunction!(shared_fs_name, module)?)?;
+    module.add_function(wrap_pyfunction!(store_acknowledge_quarantine, module)?)?;
     Ok(())
 }
 
@@ -40,6 +41,35 @@ fn shared_fs_name(f_type: i64) -> Option<&'static str> {
 #[pyclass(frozen, module = "vedette._core", name = "Store")]
 pub struct Store(pub(crate) Arc<core::Store>);
 
+fn health_dict<'py>(py: Python<'py>, h: &core::StoreHealth) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("state", &h.state)?;
+    d.set_item("verdict", &h.verdict)?;
+    d.set_item("reason", &h.reason)?;
+    d.set_item("usage_fraction", h.usage_fraction)?;
+    d.set_item("high_water", h.high_water)?;
+    d.set_item("bytes_used", h.bytes_used)?;
+    d.set_item("ceiling_bytes", h.ceiling_bytes)?;
+    d.set_item("unacked_sealed_bytes", h.unacked_sealed_bytes)?;
+    d.set_item("sealed_segments", h.sealed_segments)?;
+    d.set_item("acked_segments", h.acked_segments)?;
+    d.set_item("oldest_unacked_age_s", h.oldest_unacked_age_s)?;
+    d.set_item("quarantine_unacked", h.quarantine_unacked)?;
+    Ok(d)
+}
+
+/// Records that `by` acknowledged quarantine report `report_id` of the store in `path`.
+#[pyfunction]
+fn store_acknowledge_quarantine(
+    py: Python<'_>,
+    path: PathBuf,
+    report_id: String,
+    by: String,
+) -> PyResult<()> {
+    py.detach(|| core::Store::acknowledge_quarantine_at(&path, &report_id, &by))
+        .map_err(errors::store)
+}
+
 fn info_dict<'py>(py: Python<'py>, info: &core::SegmentInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("id", info.id.map(|id| id.to_string()))?;
@@ -59,7 +89,8 @@ fn info_dict<'py>(py: Python<'py>, info: &core::SegmentInfo) -> PyResult<Bound<'
 impl Store {
     #[staticmethod]
     #[pyo3(signature = (path, ceiling_bytes, node_id, durability = "durable", sync_interval_s = 0.05,
-                        segment_max_bytes = None, segment_max_age_s = None, max_record_bytes = None))]
+                        segment_max_bytes = None, segment_max_age_s = None, max_record_bytes = None,
+                        high_water = 0.8))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -71,6 +102,7 @@ impl Store {
         segment_max_bytes: Option<u64>,
         segment_max_age_s: Option<f64>,
         max_record_bytes: Option<u64>,
+        high_water: f64,
     ) -> PyResult<Store> {
         let mut config = StoreConfig::new(ceiling_bytes, node_id);
         config.durability = match durability {
@@ -89,6 +121,7 @@ impl Store {
         if let Some(bytes) = max_record_bytes {
             config.max_record_bytes = bytes;
         }
+        config.high_water = high_water;
         py.detach(|| core::Store::open(&path, config))
             .map(|store| Store(Arc::new(store)))
             .map_err(errors::store)
@@ -242,6 +275,82 @@ impl Store {
         d.set_item("unknown_files", r.unknown_files.clone())?;
         d.set_item("clean", r.is_clean())?;
         Ok(d)
+    }
+
+    fn put_origin_signature(
+        &self,
+        py: Python<'_>,
+        segment_id: &str,
+        blob: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let id = parse_id(segment_id)?;
+        let bytes = borrow_bytes(blob)?;
+        let slice = bytes.as_slice();
+        py.detach(|| self.0.put_origin_signature(&id, slice))
+            .map_err(errors::store)
+    }
+
+    fn origin_signature<'py>(
+        &self,
+        py: Python<'py>,
+        segment_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let id = parse_id(segment_id)?;
+        let blob = py
+            .detach(|| self.0.origin_signature(&id))
+            .map_err(errors::store)?;
+        Ok(blob.map(|b| PyBytes::new(py, &b)))
+    }
+
+    fn reopen(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.0.reopen()).map_err(errors::store)
+    }
+
+    fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let h = py.detach(|| self.0.check());
+        health_dict(py, &h)
+    }
+
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let h = py.detach(|| self.0.health());
+        health_dict(py, &h)
+    }
+
+    /// `[(kind, detail, unix_ms), ...]`, cleared by the call.
+    fn take_events(&self, py: Python<'_>) -> Vec<(String, String, u64)> {
+        py.detach(|| self.0.take_events())
+            .into_iter()
+            .map(|e| (e.kind, e.detail, e.unix_ms))
+            .collect()
+    }
+
+    fn quarantine<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let reports = py.detach(|| self.0.quarantine());
+        let items = reports
+            .iter()
+            .map(|r| {
+                let d = PyDict::new(py);
+                d.set_item("id", &r.id)?;
+                d.set_item("kind", &r.kind)?;
+                d.set_item("reason", &r.reason)?;
+                d.set_item("source", &r.source)?;
+                d.set_item("offset", r.offset)?;
+                d.set_item("bytes", r.bytes)?;
+                d.set_item("records_lost", r.records_lost)?;
+                d.set_item("file", &r.file)?;
+                d.set_item("unix_ms", r.unix_ms)?;
+                d.set_item(
+                    "acknowledged_by",
+                    r.acknowledged.as_ref().map(|a| a.by.clone()),
+                )?;
+                d.set_item(
+                    "acknowledged_unix_ms",
+                    r.acknowledged.as_ref().map(|a| a.unix_ms),
+                )?;
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
     }
 
     #[getter]

@@ -16,6 +16,9 @@ use crate::hashing::{require_role, Digest, HashRole};
 
 pub use super::commit::{SegmentInfo, Store, Usage};
 
+/// The largest origin-signature sidecar the store keeps.
+pub const MAX_SIGNATURE_BYTES: usize = 4096;
+
 /// Interval mode: queued bytes are written (not synced) once this many pile up…
 const INTERVAL_WRITE_BYTES: usize = 1 << 20;
 /// …and appends wait while this many are queued behind a write in flight.
@@ -28,8 +31,17 @@ impl Store {
         config.validate()?;
         fscheck::check_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
-        let storage = Arc::new(RealStorage::new(fscheck::block_size(dir)?));
-        let shared = recovery::open(storage, dir, config, Some(lock))?;
+        let storage = RealStorage::new(fscheck::block_size(dir)?)
+            .holding_dir(dir)
+            .map_err(|err| StoreError::io("open store directory", dir, err))?;
+        let mut shared = recovery::open(Arc::new(storage), dir, config, Some(lock))?;
+        shared.home = std::fs::metadata(dir).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            super::commit::Home {
+                dev: m.dev(),
+                ino: m.ino(),
+            }
+        });
         recovery::write_meta(&shared)?;
         Store::start(shared)
     }
@@ -97,8 +109,13 @@ impl Store {
         &self.shared.dir
     }
 
-    pub fn recovery(&self) -> &RecoveryReport {
-        &self.shared.recovery
+    /// What recovery found and did at the latest open or reopen.
+    pub fn recovery(&self) -> RecoveryReport {
+        self.shared
+            .recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Appends one record; in durable mode returns once it is on stable
@@ -111,7 +128,15 @@ impl Store {
     /// Either all are admitted or none (a refused batch queues nothing).
     pub fn append_many(&self, records: &[&[u8]]) -> Result<u64> {
         let shared = &*self.shared;
-        let (mut st, first, outcome) = shared.enqueue(shared.lock(), records)?;
+        let (mut st, first, outcome) = match shared.enqueue(shared.lock(), records) {
+            Ok(queued) => queued,
+            Err(err) => {
+                if matches!(err, StoreError::Full { .. }) {
+                    shared.lock().full = true;
+                }
+                return Err(err);
+            }
+        };
         match shared.config.durability {
             Durability::Interval(_) => {
                 // Hand big batches to the OS now; the sync thread makes them durable.
@@ -266,6 +291,290 @@ impl Store {
         result
     }
 
+    /// Runs recovery again in this process: after a stop (a failure the
+    /// store could not undo) this brings it back without a restart. What is
+    /// queued fails; the open segment is re-read, damage is quarantined with
+    /// a report. Refused while the directory is not the one opened.
+    pub fn reopen(&self) -> Result<()> {
+        let shared = &*self.shared;
+        if shared.read_only {
+            return Err(StoreError::Invalid("store is open read-only".into()));
+        }
+        let mut st = shared.lock();
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        while st.flushing || !st.importing.is_empty() {
+            st = shared.wait(st);
+        }
+        if let Some(reason) = shared.home_problem() {
+            shared.mark_gone(&mut st, &reason);
+            return Err(StoreError::Failed(reason));
+        }
+        let queued = std::mem::take(&mut st.pending_outcome);
+        st.pending.clear();
+        st.pending_records = 0;
+        let _ = queued.set(Err(StoreError::Failed("the store was reopened".into())));
+        st.open = None;
+        let before = st.failed.clone();
+        match recovery::recover(shared.storage.as_ref(), &shared.dir, &shared.config) {
+            Ok((mut fresh, report)) => {
+                let mut events = std::mem::take(&mut st.events);
+                events.append(&mut fresh.events);
+                fresh.events = events;
+                *st = fresh;
+                let detail = match before {
+                    Some(reason) => format!("reopened after: {reason}"),
+                    None => "reopened".to_string(),
+                };
+                shared.event(&mut st, super::commit::StoreEvent::new("reopened", detail));
+                *shared.recovery.lock().unwrap_or_else(|p| p.into_inner()) = report;
+                let _ = shared.ensure_room(&mut st, 0, false);
+                shared.wake.notify_all();
+                Ok(())
+            }
+            Err(err) => {
+                st.failed = Some(format!("reopen failed: {err}"));
+                shared.event(
+                    &mut st,
+                    super::commit::StoreEvent::new("reopen_failed", err.to_string()),
+                );
+                Err(err)
+            }
+        }
+    }
+
+    /// The periodic check (cheap; call it about once a second): takes back a
+    /// reserved descriptor, retries a deferred directory sync, makes sure the
+    /// directory is still the one opened and the open segment still has a
+    /// name, refreshes quarantine acknowledgements, and reopens a stopped
+    /// store (with backoff). Returns the health after the check.
+    pub fn check(&self) -> StoreHealth {
+        let shared = &*self.shared;
+        shared.storage.restore_reserve();
+        let mut reopen = false;
+        {
+            let mut st = shared.lock();
+            if !st.closed && !shared.read_only {
+                if st.dir_sync_owed && shared.sync_dir(&shared.dir).is_ok() {
+                    st.dir_sync_owed = false;
+                }
+                if st.gone.is_none() {
+                    if let Some(reason) = shared.home_problem() {
+                        shared.mark_gone(&mut st, &reason);
+                    }
+                }
+                let unlinked = st
+                    .open
+                    .as_ref()
+                    .and_then(|o| o.writer.as_ref())
+                    .is_some_and(|w| matches!(w.file.links(), Ok(0)));
+                if unlinked && st.failed.is_none() {
+                    let reason = "the open segment was deleted while in use".to_string();
+                    st.failed = Some(reason.clone());
+                    shared.event(&mut st, super::commit::StoreEvent::new("stopped", reason));
+                }
+                if let Some(reason) = st.failed.clone() {
+                    if !st.stop_reported {
+                        st.stop_reported = true;
+                        shared.event(&mut st, super::commit::StoreEvent::new("stopped", reason));
+                    }
+                    let now = super::commit::now_unix_ms();
+                    if now >= st.next_reopen_ms
+                        && (st.gone.is_none() || shared.home_problem().is_none())
+                    {
+                        let backoff = 1000u64 << st.reopen_attempts.min(6);
+                        st.reopen_attempts += 1;
+                        st.next_reopen_ms = now + backoff;
+                        reopen = true;
+                    }
+                }
+            }
+            if st.quarantine.iter().any(|r| r.acknowledged.is_none()) {
+                let storage = Arc::clone(&shared.storage);
+                super::quarantine::refresh_acks(storage.as_ref(), &shared.dir, &mut st.quarantine);
+            }
+        }
+        if reopen {
+            let _ = self.reopen();
+        }
+        self.health()
+    }
+
+    /// The store's state for health checks, status and metrics.
+    pub fn health(&self) -> StoreHealth {
+        let shared = &*self.shared;
+        let st = shared.lock();
+        let used = shared.used(&st);
+        let ceiling = shared.config.ceiling_bytes;
+        let mut sealed = 0u64;
+        let mut acked = 0u64;
+        let mut unacked_bytes = 0u64;
+        let mut oldest: Option<u64> = None;
+        for meta in st.segments.values() {
+            sealed += 1;
+            if st
+                .catalog
+                .acks
+                .get(&meta.id)
+                .is_some_and(|by| !by.is_empty())
+            {
+                acked += 1;
+            } else {
+                unacked_bytes += on_disk(meta.size, shared.block);
+                let t = meta.header.created_unix_ms;
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            }
+        }
+        let unacked_q = st
+            .quarantine
+            .iter()
+            .filter(|r| r.acknowledged.is_none())
+            .count() as u64;
+        let fraction = used as f64 / ceiling.max(1) as f64;
+        let high_water = shared.config.high_water;
+        let state = if st.gone.is_some() {
+            "directory_gone"
+        } else if st.closed || st.failed.is_some() {
+            "stopped"
+        } else if shared.read_only {
+            "read_only"
+        } else if st.full {
+            "full"
+        } else if unacked_q > 0 {
+            "damaged"
+        } else {
+            "ok"
+        };
+        let mut reasons = Vec::new();
+        match state {
+            "directory_gone" | "stopped" => reasons.push(format!(
+                "evidence store stopped: {}",
+                st.gone
+                    .clone()
+                    .or_else(|| st.failed.clone())
+                    .unwrap_or_else(|| "closed".into())
+            )),
+            "read_only" => reasons.push("evidence store is open read-only".into()),
+            "full" => reasons.push("evidence store full: calls are denied".into()),
+            _ => {}
+        }
+        if unacked_q > 0 {
+            reasons.push(format!(
+                "{unacked_q} quarantine report(s) not acknowledged (vedette store quarantine list)"
+            ));
+        }
+        reasons.push(format!(
+            "evidence store {:.0}% full; {acked} of {sealed} sealed segments acknowledged off-node",
+            fraction * 100.0
+        ));
+        let verdict = match state {
+            "directory_gone" | "stopped" | "read_only" | "full" => "failing",
+            "damaged" => "degraded",
+            _ if fraction >= high_water => "degraded",
+            _ => "ok",
+        };
+        StoreHealth {
+            state: state.to_string(),
+            verdict: verdict.to_string(),
+            reason: reasons.join("; "),
+            usage_fraction: fraction,
+            high_water,
+            bytes_used: used,
+            ceiling_bytes: ceiling,
+            unacked_sealed_bytes: unacked_bytes,
+            sealed_segments: sealed,
+            acked_segments: acked,
+            oldest_unacked_age_s: oldest
+                .map(|t| super::commit::now_unix_ms().saturating_sub(t) as f64 / 1000.0),
+            quarantine_unacked: unacked_q,
+        }
+    }
+
+    /// Returns and clears the events recorded since the last call.
+    pub fn take_events(&self) -> Vec<super::commit::StoreEvent> {
+        std::mem::take(&mut self.shared.lock().events)
+    }
+
+    /// Every quarantine report, acknowledgements refreshed from disk.
+    pub fn quarantine(&self) -> Vec<super::quarantine::QuarantineReport> {
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        let storage = Arc::clone(&shared.storage);
+        super::quarantine::refresh_acks(storage.as_ref(), &shared.dir, &mut st.quarantine);
+        st.quarantine.clone()
+    }
+
+    /// Records that `by` acknowledged quarantine report `id` (a durable
+    /// `quarantine/<id>.ack`; the evidence stays). Works beside a running
+    /// store: it takes no lock.
+    pub fn acknowledge_quarantine_at(dir: &Path, id: &str, by: &str) -> Result<()> {
+        let storage = RealStorage::new(4096);
+        super::quarantine::acknowledge(&storage, dir, id, by)
+    }
+
+    /// Stores `blob` (opaque to the store, at most [`MAX_SIGNATURE_BYTES`])
+    /// as the origin signature of sealed segment `id`: `<id>.seg.sig`,
+    /// written durably (temp file, sync, rename, directory sync), counted
+    /// against the ceiling, removed with its segment at eviction. Replaces an
+    /// earlier one.
+    pub fn put_origin_signature(&self, id: &Digest, blob: &[u8]) -> Result<()> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        if blob.is_empty() || blob.len() > MAX_SIGNATURE_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "an origin signature is 1 to {MAX_SIGNATURE_BYTES} bytes, got {}",
+                blob.len()
+            )));
+        }
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        shared.writable(&st)?;
+        let Some(old) = st.segments.get(id).map(|m| m.sig_len) else {
+            return Err(StoreError::NotFound(id.to_string()));
+        };
+        let growth = on_disk(blob.len() as u64, shared.block);
+        // The new file exists beside the old one until the rename.
+        shared.ensure_room(&mut st, growth, false)?;
+        let path = shared.path(&format!("{}.seg.sig", id.hex()));
+        let tmp = shared.path(&format!("{}.seg.sig.tmp", id.hex()));
+        let _ = shared.storage.remove(&tmp);
+        let written = shared
+            .storage
+            .open_append(&tmp, true)
+            .and_then(|mut file| {
+                file.append(blob)?;
+                file.sync_data()
+            })
+            .and_then(|()| shared.storage.rename(&tmp, &path));
+        if let Err(err) = written {
+            let _ = shared.storage.remove(&tmp);
+            return Err(shared.out_of_space(
+                &st,
+                StoreError::io("write origin signature", &path, err),
+                growth,
+            ));
+        }
+        shared.sync_dir(&shared.dir)?;
+        st.sealed_bytes = st.sealed_bytes.saturating_sub(on_disk(old, shared.block)) + growth;
+        if let Some(meta) = st.segments.get_mut(id) {
+            meta.sig_len = blob.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The origin signature stored for sealed segment `id`, if any.
+    pub fn origin_signature(&self, id: &Digest) -> Result<Option<Vec<u8>>> {
+        require_role(id, HashRole::SegmentId)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let path = self.shared.path(&format!("{}.seg.sig", id.hex()));
+        match self.shared.storage.read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io("read origin signature", &path, err)),
+        }
+    }
+
     pub(super) fn segment_path(&self, id: &Digest) -> std::path::PathBuf {
         self.shared.path(&format!("{}.seg", id.hex()))
     }
@@ -293,6 +602,25 @@ pub(super) fn info(
             .map(|a| a.iter().cloned().collect())
             .unwrap_or_default(),
     }
+}
+
+/// See [`Store::health`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreHealth {
+    /// `ok`, `damaged`, `full`, `read_only`, `stopped` or `directory_gone`.
+    pub state: String,
+    /// `ok`, `degraded` or `failing` (failing: appends are refused).
+    pub verdict: String,
+    pub reason: String,
+    pub usage_fraction: f64,
+    pub high_water: f64,
+    pub bytes_used: u64,
+    pub ceiling_bytes: u64,
+    pub unacked_sealed_bytes: u64,
+    pub sealed_segments: u64,
+    pub acked_segments: u64,
+    pub oldest_unacked_age_s: Option<f64>,
+    pub quarantine_unacked: u64,
 }
 
 /// Interval mode's sync thread: syncs queued and written records every `every`.

@@ -6,7 +6,12 @@
 //! entry   len u32 | crc32c u32 (over len | body) | body
 //! body    1 u8 | segment id [32] | peer_len u8 | peer          (ack)
 //!         2 u8 | segment id [32] | origin_len u8 | origin | seq u64 | next_record u64  (evict)
+//!         3 u8 | segment id [32] | origin_len u8 | origin | seq u64 | next_record u64  (sealed)
+//!         4 u8 | zeros [32]      | origin_len u8 | origin | seq u64 | first_record u64 (opened)
 //! ```
+//!
+//! `sealed` and `opened` let a later open (and `vedette store verify`) tell a
+//! segment deleted behind the store's back from one never written.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,6 +35,19 @@ pub enum Entry {
         seq: u64,
         /// Record number after the segment's last record (keeps numbering going once evicted).
         next_record: u64,
+    },
+    /// This store sealed (or imported) segment `id`.
+    Sealed {
+        id: Digest,
+        origin: String,
+        seq: u64,
+        next_record: u64,
+    },
+    /// This store created its open segment `seq` (header durable).
+    Opened {
+        origin: String,
+        seq: u64,
+        first_record: u64,
     },
 }
 
@@ -55,13 +73,35 @@ impl Entry {
                 origin,
                 seq,
                 next_record,
+            }
+            | Entry::Sealed {
+                id,
+                origin,
+                seq,
+                next_record,
             } => {
-                body.push(2);
+                body.push(if matches!(self, Entry::Evict { .. }) {
+                    2
+                } else {
+                    3
+                });
                 body.extend_from_slice(id.as_bytes());
                 body.push(origin.len() as u8);
                 body.extend_from_slice(origin.as_bytes());
                 body.extend_from_slice(&seq.to_le_bytes());
                 body.extend_from_slice(&next_record.to_le_bytes());
+            }
+            Entry::Opened {
+                origin,
+                seq,
+                first_record,
+            } => {
+                body.push(4);
+                body.extend_from_slice(&[0; 32]);
+                body.push(origin.len() as u8);
+                body.extend_from_slice(origin.as_bytes());
+                body.extend_from_slice(&seq.to_le_bytes());
+                body.extend_from_slice(&first_record.to_le_bytes());
             }
         }
         let len = (body.len() as u32).to_le_bytes();
@@ -85,14 +125,30 @@ impl Entry {
         let rest = &rest[usize::from(name_len)..];
         match (kind, rest.len()) {
             (1, 0) => Some(Entry::Ack { id, by: name }),
-            (2, 16) => {
+            (2..=4, 16) => {
                 let seq = u64::from_le_bytes(rest[..8].try_into().ok()?);
-                let next_record = u64::from_le_bytes(rest[8..].try_into().ok()?);
-                (seq <= MAX_NUMBER && next_record <= MAX_NUMBER).then_some(Entry::Evict {
-                    id,
-                    origin: name,
-                    seq,
-                    next_record,
+                let number = u64::from_le_bytes(rest[8..].try_into().ok()?);
+                if seq > MAX_NUMBER || number > MAX_NUMBER {
+                    return None;
+                }
+                Some(match kind {
+                    2 => Entry::Evict {
+                        id,
+                        origin: name,
+                        seq,
+                        next_record: number,
+                    },
+                    3 => Entry::Sealed {
+                        id,
+                        origin: name,
+                        seq,
+                        next_record: number,
+                    },
+                    _ => Entry::Opened {
+                        origin: name,
+                        seq,
+                        first_record: number,
+                    },
                 })
             }
             _ => None,
@@ -107,13 +163,17 @@ pub struct Catalog {
     pub len: u64,
     pub acks: HashMap<Digest, BTreeSet<String>>,
     pub evicted: HashMap<(String, u64), Evicted>,
+    /// Segments this store sealed or imported and has not evicted.
+    pub sealed: HashMap<(String, u64), Evicted>,
+    /// Per origin, the newest open segment created: (seq, first record).
+    pub opened: HashMap<String, (u64, u64)>,
 }
 
 /// What loading the catalog found.
 pub struct Loaded {
     pub catalog: Catalog,
-    /// Bytes of a torn or corrupt tail that were cut off.
-    pub truncated_bytes: u64,
+    /// A torn or corrupt tail, not yet cut off (`Catalog::cut_tail`).
+    pub tail: Vec<u8>,
 }
 
 impl Catalog {
@@ -130,6 +190,8 @@ impl Catalog {
             len: 0,
             acks: HashMap::new(),
             evicted: HashMap::new(),
+            sealed: HashMap::new(),
+            opened: HashMap::new(),
         };
         let mut at = 0usize;
         while bytes.len() - at >= 8 {
@@ -149,17 +211,18 @@ impl Catalog {
             catalog.apply(entry);
             at += 8 + len;
         }
-        let truncated_bytes = (bytes.len() - at) as u64;
-        if truncated_bytes > 0 {
-            storage
-                .truncate(&catalog.path, at as u64)
-                .map_err(|err| StoreError::io("truncate catalog", &catalog.path, err))?;
-        }
         catalog.len = at as u64;
         Ok(Loaded {
             catalog,
-            truncated_bytes,
+            tail: bytes[at..].to_vec(),
         })
+    }
+
+    /// Cuts a damaged tail found by `load` (after it was quarantined).
+    pub fn cut_tail(&self, storage: &dyn Storage) -> Result<()> {
+        storage
+            .truncate(&self.path, self.len)
+            .map_err(|err| StoreError::io("truncate catalog", &self.path, err))
     }
 
     fn apply(&mut self, entry: Entry) {
@@ -174,8 +237,30 @@ impl Catalog {
                 next_record,
             } => {
                 self.acks.remove(&id);
+                self.sealed.remove(&(origin.clone(), seq));
                 self.evicted
                     .insert((origin, seq), Evicted { id, next_record });
+            }
+            Entry::Sealed {
+                id,
+                origin,
+                seq,
+                next_record,
+            } => {
+                if !self.evicted.contains_key(&(origin.clone(), seq)) {
+                    self.sealed
+                        .insert((origin, seq), Evicted { id, next_record });
+                }
+            }
+            Entry::Opened {
+                origin,
+                seq,
+                first_record,
+            } => {
+                let slot = self.opened.entry(origin).or_insert((seq, first_record));
+                if seq >= slot.0 {
+                    *slot = (seq, first_record);
+                }
             }
         }
     }
@@ -245,6 +330,23 @@ impl Catalog {
                 next_record: evicted.next_record,
             })
             .collect();
+        for ((origin, seq), sealed) in &self.sealed {
+            if held.contains(&sealed.id) {
+                entries.push(Entry::Sealed {
+                    id: sealed.id,
+                    origin: origin.clone(),
+                    seq: *seq,
+                    next_record: sealed.next_record,
+                });
+            }
+        }
+        for (origin, (seq, first_record)) in &self.opened {
+            entries.push(Entry::Opened {
+                origin: origin.clone(),
+                seq: *seq,
+                first_record: *first_record,
+            });
+        }
         for (id, peers) in &self.acks {
             if held.contains(id) {
                 entries.extend(peers.iter().map(|by| Entry::Ack {
@@ -282,6 +384,8 @@ impl Catalog {
         self.len = bytes.len() as u64;
         self.acks.clear();
         self.evicted.clear();
+        self.sealed.clear();
+        self.opened.clear();
         for entry in entries {
             self.apply(entry);
         }
@@ -306,6 +410,17 @@ mod tests {
                 origin: "node-a".into(),
                 seq: 7,
                 next_record: 99,
+            },
+            Entry::Sealed {
+                id,
+                origin: "node-a".into(),
+                seq: 8,
+                next_record: 120,
+            },
+            Entry::Opened {
+                origin: "node-a".into(),
+                seq: 9,
+                first_record: 120,
             },
         ] {
             let bytes = entry.encode();

@@ -147,11 +147,17 @@ impl Shared {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(StoreError::io("remove evicted segment", &path, err)),
         }
+        let sig = self.path(&format!("{}.seg.sig", id.hex()));
+        match self.storage.remove(&sig) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(StoreError::io("remove evicted signature", &sig, err)),
+        }
         self.sync_dir(&self.dir)?;
         if let Some(meta) = st.segments.remove(id) {
             st.sealed_bytes = st
                 .sealed_bytes
-                .saturating_sub(on_disk(meta.size, self.block));
+                .saturating_sub(on_disk(meta.size, self.block) + on_disk(meta.sig_len, self.block));
             st.by_origin.remove(&(meta.header.origin, meta.header.seq));
         }
         Ok(())

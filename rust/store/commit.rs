@@ -6,11 +6,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, Entry};
 use super::error::{Result, StoreError};
 use super::format::{self, Header, FOOTER_LEN, FRAME_OVERHEAD};
 use super::fscheck::DirLock;
 use super::io::{on_disk, AppendFile, Storage};
+use super::quarantine::QuarantineReport;
 use super::recovery::RecoveryReport;
 use super::{Durability, StoreConfig};
 use crate::hashing::{Algorithm, Digest};
@@ -24,6 +25,8 @@ pub struct SegmentMeta {
     pub header: Header,
     pub record_count: u64,
     pub size: u64,
+    /// Length of its origin-signature sidecar (`<id>.seg.sig`), 0 if none.
+    pub sig_len: u64,
 }
 
 /// The open segment's file and the running hash of everything written to it.
@@ -102,7 +105,51 @@ pub(super) struct State {
     /// (origin, seq) of segments an import is writing right now (their room
     /// is already counted in `sealed_bytes`).
     pub importing: std::collections::HashSet<(String, u64)>,
+    /// A directory sync after a seal failed; retried by the next check or seal.
+    pub dir_sync_owed: bool,
+    /// The last append was refused for want of space (ceiling or file system).
+    pub full: bool,
+    /// Why the store directory is no longer the one opened (deleted, moved).
+    pub gone: Option<String>,
+    /// Events not yet taken by `Store::take_events`.
+    pub events: Vec<StoreEvent>,
+    /// Quarantine reports (from disk and from this open's recovery).
+    pub quarantine: Vec<QuarantineReport>,
+    /// Reopen attempts made by `check` after a stop, and when the next is due.
+    pub reopen_attempts: u32,
+    pub next_reopen_ms: u64,
+    /// The current stop has been reported as an event.
+    pub stop_reported: bool,
 }
+
+/// Something the store did or found that the runtime should record as evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreEvent {
+    /// `quarantined`, `reopened`, `reopen_failed`, `stopped`, `directory_gone`, `evicted`.
+    pub kind: String,
+    pub detail: String,
+    pub unix_ms: u64,
+}
+
+impl StoreEvent {
+    pub fn new(kind: &str, detail: impl Into<String>) -> StoreEvent {
+        StoreEvent {
+            kind: kind.to_string(),
+            detail: detail.into(),
+            unix_ms: now_unix_ms(),
+        }
+    }
+}
+
+/// The identity of the store directory at open (see `Shared::check_home`).
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Events kept for `take_events` at most; older ones are dropped (and counted).
+pub const MAX_EVENTS: usize = 1024;
 
 pub(super) struct Shared {
     pub config: StoreConfig,
@@ -111,7 +158,9 @@ pub(super) struct Shared {
     pub block: u64,
     pub state: Mutex<State>,
     pub wake: Condvar,
-    pub recovery: RecoveryReport,
+    pub recovery: Mutex<RecoveryReport>,
+    /// The directory's identity at open; `None` for simulated storage.
+    pub home: Option<Home>,
     /// Opened by a tool with `Store::open_read_only`: every change is refused.
     pub read_only: bool,
     /// Held until `close`; dropping it releases the directory for the next opener.
@@ -271,6 +320,7 @@ impl Shared {
         match result {
             Ok(()) => {
                 st.unsynced = !sync;
+                st.full = false;
                 if let Some(open) = st.open.as_mut() {
                     open.written_len += batch.len() as u64;
                     open.written_records += records;
@@ -281,6 +331,7 @@ impl Shared {
             Err(err) => {
                 let err = StoreError::io("write open segment", &self.path(OPEN_FILE), err);
                 let err = self.out_of_space(st, err, batch.len() as u64);
+                st.full |= matches!(err, StoreError::Full { .. });
                 // Records queued behind the failed batch would follow a gap: fail them too.
                 let queued = std::mem::take(&mut st.pending_outcome);
                 st.pending.clear();
@@ -381,6 +432,14 @@ impl Shared {
                 return Err(self.out_of_space(st, err, bytes.len() as u64));
             }
         };
+        self.record(
+            st,
+            Entry::Opened {
+                origin: header.origin.clone(),
+                seq: header.seq,
+                first_record: header.first_record,
+            },
+        );
         let mut hasher = blake3::Hasher::new();
         hasher.update(&bytes);
         st.open = Some(OpenSegment {
@@ -435,6 +494,12 @@ impl Shared {
             st.open = Some(open);
             return Ok(None);
         }
+        if let Some(reason) = self.home_problem() {
+            open.writer = Some(writer);
+            st.open = Some(open);
+            self.mark_gone(st, &reason);
+            return Err(StoreError::Failed(reason));
+        }
         let footer = format::encode_footer(open.written_records, open.written_len);
         let path = self.path(OPEN_FILE);
         // Give back the reserved space first: a sealed segment is exactly its bytes.
@@ -463,17 +528,40 @@ impl Shared {
         writer.hasher.update(&footer);
         let id = Digest::new(Algorithm::Blake3, *writer.hasher.finalize().as_bytes());
         let sealed_path = self.path(&format!("{}.seg", id.hex()));
-        let renamed = self
-            .storage
-            .rename(&path, &sealed_path)
-            .map_err(|err| StoreError::io("rename sealed segment", &path, err))
-            .and_then(|()| self.sync_dir(&self.dir));
-        if let Err(err) = renamed {
-            // The footer is on disk; recovery at the next open finishes the seal.
-            st.failed = Some(err.to_string());
+        if let Err(err) = self.storage.rename(&path, &sealed_path) {
+            // Not sealed after all: take the footer off again and keep writing.
+            let err = StoreError::io("rename sealed segment", &path, err);
+            match writer
+                .file
+                .truncate(open.written_len)
+                .and_then(|()| writer.file.sync_data())
+            {
+                Ok(()) => {
+                    writer.allocated = open.written_len;
+                    open.allocated = open.written_len;
+                    open.writer = Some(writer);
+                    st.open = Some(open);
+                }
+                Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
+            }
             return Err(err);
         }
+        if self.sync_dir(&self.dir).is_err() {
+            // The rename is done but not yet durable. If power is lost first,
+            // recovery finds the footer in open.seg and finishes the seal; the
+            // sync is retried by the next check, seal or segment creation.
+            st.dir_sync_owed = true;
+        }
         let size = open.written_len + FOOTER_LEN;
+        self.record(
+            st,
+            Entry::Sealed {
+                id,
+                origin: open.header.origin.clone(),
+                seq: open.header.seq,
+                next_record: open.header.first_record + open.written_records,
+            },
+        );
         st.sealed_bytes += on_disk(size, self.block);
         st.head = Some(id);
         st.next_seq = open.header.seq + 1;
@@ -483,12 +571,56 @@ impl Shared {
             id,
             SegmentMeta {
                 id,
+                sig_len: 0,
                 header: open.header,
                 record_count: open.written_records,
                 size,
             },
         );
         Ok(Some(id))
+    }
+
+    /// Writes a bookkeeping entry to the catalog, best effort: without it the
+    /// store works on, only a later deletion of the segment it names would be
+    /// found by the chain check alone.
+    pub fn record(&self, st: &mut State, entry: Entry) {
+        let growth = on_disk(st.catalog.len + Catalog::entry_len(&entry), self.block)
+            - on_disk(st.catalog.len, self.block);
+        if self.used(st) + growth > self.config.ceiling_bytes {
+            return;
+        }
+        let storage = Arc::clone(&self.storage);
+        let _ = st.catalog.append(storage.as_ref(), entry);
+    }
+
+    /// Why the store directory is no longer the one opened, if it is not.
+    pub fn home_problem(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let home = self.home.as_ref()?;
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.dev() == home.dev && m.ino() == home.ino && m.nlink() > 0 => None,
+            Ok(_) => Some("the store directory was replaced by another one".into()),
+            Err(_) => Some("the store directory was deleted or moved".into()),
+        }
+    }
+
+    /// Stops appends: the directory is gone, so nothing more may be written
+    /// into files no one can find.
+    pub fn mark_gone(&self, st: &mut State, reason: &str) {
+        if st.gone.is_none() {
+            self.event(st, StoreEvent::new("directory_gone", reason));
+        }
+        st.gone = Some(reason.to_string());
+        st.failed = Some(reason.to_string());
+        st.stop_reported = true;
+    }
+
+    /// Adds an event for `take_events` (bounded).
+    pub fn event(&self, st: &mut State, event: StoreEvent) {
+        if st.events.len() >= MAX_EVENTS {
+            st.events.remove(0);
+        }
+        st.events.push(event);
     }
 
     /// The open segment has records and `bytes` more would take it past the size bound.

@@ -117,8 +117,36 @@ pub fn block_size(dir: &Path) -> Result<u64, StoreError> {
 /// Enforces INV-01 (one process, one store): `flock` locks belong to an open
 /// file description, so a second open in the same process conflicts as well
 /// as one in another process. The kernel drops the lock when the process dies.
+///
+/// On Linux a second lock that does not live in the directory is taken as
+/// well: an abstract Unix socket bound to a name derived from the
+/// directory's canonical path. If the directory is deleted while the store is
+/// open, a second opener that recreates it at the same path finds the name
+/// taken and is refused (docs/contracts.md, "Directory").
 pub struct DirLock {
     _file: File,
+    #[cfg(target_os = "linux")]
+    _name: Option<std::os::unix::net::UnixListener>,
+}
+
+/// Binds the abstract socket that names `dir` while it is open.
+#[cfg(target_os = "linux")]
+fn bind_name(dir: &Path) -> Result<Option<std::os::unix::net::UnixListener>, StoreError> {
+    use std::os::linux::net::SocketAddrExt;
+    let Ok(canonical) = std::fs::canonicalize(dir) else {
+        return Ok(None);
+    };
+    let digest = crate::hashing::blake3(canonical.as_os_str().as_encoded_bytes());
+    let name = format!("vedette-store-{}", &digest.hex()[..32]);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|err| StoreError::io("name store lock", dir, err))?;
+    match std::os::unix::net::UnixListener::bind_addr(&addr) {
+        Ok(listener) => Ok(Some(listener)),
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(StoreError::Locked {
+            path: dir.join(LOCK_FILE),
+        }),
+        Err(err) => Err(StoreError::io("lock store directory", dir, err)),
+    }
 }
 
 pub const LOCK_FILE: &str = "LOCK";
@@ -135,7 +163,11 @@ impl DirLock {
             .open(&path)
             .map_err(|err| StoreError::io("open lock file", &path, err))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(DirLock { _file: file }),
+            Ok(()) => Ok(DirLock {
+                _file: file,
+                #[cfg(target_os = "linux")]
+                _name: bind_name(dir)?,
+            }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked { path }),
             Err(err) => Err(StoreError::io("lock store directory", &path, err.into())),
         }

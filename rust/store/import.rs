@@ -318,6 +318,7 @@ impl Store {
                         v.id,
                         SegmentMeta {
                             id: v.id,
+                            sig_len: 0,
                             header: v.header.clone(),
                             record_count: v.record_count,
                             size: v.bytes.len() as u64,

@@ -42,6 +42,10 @@ pub trait AppendFile: Send {
     /// reserved space do not change the file's size, so `fdatasync` has no
     /// size update to journal. A file system without support is no error.
     fn allocate(&mut self, len: u64) -> io::Result<()>;
+    /// How many names the file has (0 once it was deleted while open).
+    fn links(&self) -> io::Result<u64> {
+        Ok(1)
+    }
 }
 
 /// The file-system operations the store needs, and nothing else.
@@ -68,17 +72,105 @@ pub trait Storage: Send + Sync {
     fn allocated(&self, path: &Path) -> io::Result<u64>;
     /// The allocation unit: a file of n bytes occupies n rounded up to this.
     fn block_size(&self) -> u64;
+    /// Takes back a reserved descriptor given away when the process ran out
+    /// (called from the store's periodic check). Doing nothing is correct.
+    fn restore_reserve(&self) {}
 }
 
 /// The real file system. Files are created 0600 and directories 0700.
+///
+/// Transient errors never stop the store on their own (docs/contracts.md,
+/// "Transient resource errors"): `EINTR` and `EAGAIN` are retried; an open
+/// that fails with `EMFILE`/`ENFILE` gives back the reserved descriptor (an
+/// open `/dev/null`) and tries once more; the store directory is synced
+/// through a descriptor held from open, so a seal and its directory sync need
+/// no new descriptor at all.
 pub struct RealStorage {
     block_size: u64,
+    /// The store directory and a descriptor of it held while the store is open.
+    home: Option<(PathBuf, File)>,
+    /// A descriptor kept in reserve, released when the process runs out.
+    spare: std::sync::Mutex<Option<File>>,
 }
 
 impl RealStorage {
     pub fn new(block_size: u64) -> RealStorage {
         RealStorage {
             block_size: block_size.max(512),
+            home: None,
+            spare: std::sync::Mutex::new(File::open("/dev/null").ok()),
+        }
+    }
+
+    /// Holds a descriptor of `dir` so that syncing it never needs a new one.
+    pub fn holding_dir(mut self, dir: &Path) -> io::Result<RealStorage> {
+        let file = retry(|| File::open(dir))?;
+        self.home = Some((dir.to_path_buf(), file));
+        Ok(self)
+    }
+
+    /// Runs `open`, retrying once with the reserved descriptor given back
+    /// when the process (or the system) is out of descriptors.
+    fn with_fd<T>(&self, mut open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        match retry(&mut open) {
+            Err(err) if out_of_descriptors(&err) => {
+                let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if spare.is_none() {
+                    return Err(err);
+                }
+                drop(spare);
+                let result = retry(&mut open);
+                self.restore_spare();
+                result
+            }
+            other => other,
+        }
+    }
+
+    /// Takes the reserved descriptor again if it was given away (best effort).
+    pub fn restore_spare(&self) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.is_none() {
+            *spare = File::open("/dev/null").ok();
+        }
+    }
+
+    /// True while the reserved descriptor is held.
+    pub fn has_spare(&self) -> bool {
+        self.spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
+
+/// How often a transient error (`EINTR`, `EAGAIN`) is retried before it is reported.
+const TRANSIENT_RETRIES: u32 = 8;
+
+/// True for errors that say "try again" rather than "this failed".
+pub fn is_transient(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == libc::EINTR || code == libc::EAGAIN)
+        || err.kind() == io::ErrorKind::Interrupted
+}
+
+/// True when the process or the system has no descriptor left.
+pub fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
+}
+
+/// Runs `op` again while it fails with a transient error (a few times, with
+/// a short pause after the first retries).
+pub fn retry<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(err) if is_transient(&err) && attempt < TRANSIENT_RETRIES => {
+                if attempt >= 2 {
+                    std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
+                }
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }
@@ -90,20 +182,24 @@ struct RealFile {
 
 impl AppendFile for RealFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, self.end)?;
+        let (file, end) = (&self.file, self.end);
+        retry(|| file.write_all_at(data, end))?;
         self.end += data.len() as u64;
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        retry(|| self.file.sync_data())
     }
     fn start_writeback(&mut self) -> io::Result<()> {
         start_writeback(&self.file)
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
+        retry(|| self.file.set_len(len))?;
         self.end = len;
         Ok(())
+    }
+    fn links(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.nlink())
     }
     fn set_end(&mut self, end: u64) {
         self.end = end;
@@ -201,7 +297,7 @@ impl Storage for RealStorage {
 
     fn list(&self, dir: &Path) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(dir)? {
+        for entry in self.with_fd(|| fs::read_dir(dir))? {
             let entry = entry?;
             let meta = match entry.metadata() {
                 Ok(meta) => meta,
@@ -220,15 +316,17 @@ impl Storage for RealStorage {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+        self.with_fd(|| fs::read(path))
     }
 
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(create)
-            .mode(0o600)
-            .open(path)?;
+        let file = self.with_fd(|| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(create)
+                .mode(0o600)
+                .open(path)
+        })?;
         let end = file.metadata()?.len();
         Ok(Box::new(RealFile { file, end }))
     }
@@ -241,11 +339,13 @@ impl Storage for RealStorage {
     /// no use for the cache. Where `O_DIRECT` is refused, all of it goes
     /// through the cache.
     fn create_with(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = self.with_fd(|| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        })?;
         let direct = write_direct(path, data)?;
         let mut file = RealFile { file, end: direct };
         file.append(&data[direct as usize..])?;
@@ -254,21 +354,27 @@ impl Storage for RealStorage {
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(len)?;
-        file.sync_all()
+        let file = self.with_fd(|| OpenOptions::new().write(true).open(path))?;
+        retry(|| file.set_len(len))?;
+        retry(|| file.sync_all())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
+        retry(|| fs::rename(from, to))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
+        retry(|| fs::remove_file(path))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        if let Some((home, file)) = &self.home {
+            if home == dir {
+                return retry(|| file.sync_all());
+            }
+        }
+        let file = self.with_fd(|| File::open(dir))?;
+        retry(|| file.sync_all())
     }
 
     fn allocated(&self, path: &Path) -> io::Result<u64> {
@@ -277,6 +383,10 @@ impl Storage for RealStorage {
 
     fn block_size(&self) -> u64 {
         self.block_size
+    }
+
+    fn restore_reserve(&self) {
+        self.restore_spare();
     }
 }
 

@@ -30,16 +30,19 @@ pub mod format;
 mod fscheck;
 mod import;
 pub mod io;
+mod quarantine;
 pub mod queue;
 mod recovery;
 pub mod sim;
 mod verify;
 
-pub use api::{SegmentInfo, Store, Usage};
+pub use api::{SegmentInfo, Store, StoreHealth, Usage};
+pub use commit::StoreEvent;
 pub use error::StoreError;
 pub use exchange::SegmentStatus;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
 pub use import::VerifiedSegment;
+pub use quarantine::{QuarantineAck, QuarantineReport};
 pub use recovery::RecoveryReport;
 pub use verify::VerifyReport;
 
@@ -69,6 +72,8 @@ pub struct StoreConfig {
     pub segment_max_age: Option<Duration>,
     /// The largest record `append` accepts.
     pub max_record_bytes: u64,
+    /// Usage fraction of the ceiling above which health is degraded.
+    pub high_water: f64,
 }
 
 /// The smallest ceiling a store accepts: room for its files and a few segments.
@@ -84,6 +89,7 @@ impl StoreConfig {
             segment_max_bytes: (ceiling_bytes / 8).clamp(16 << 10, 16 << 20),
             segment_max_age: None,
             max_record_bytes: 1 << 20,
+            high_water: 0.8,
         }
     }
 
@@ -107,6 +113,12 @@ impl StoreConfig {
                 "max_record_bytes must be between 1 and {}, got {}",
                 format::MAX_RECORD_LEN,
                 self.max_record_bytes
+            )));
+        }
+        if !(self.high_water > 0.0 && self.high_water <= 1.0) {
+            return Err(StoreError::Invalid(format!(
+                "high_water must be above 0 and at most 1, got {}",
+                self.high_water
             )));
         }
         if let Durability::Interval(every) = self.durability {

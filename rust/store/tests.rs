@@ -635,3 +635,113 @@ fn read_only_open_beside_a_live_store_changes_nothing() {
     assert_eq!(snapshot(&dir), before, "a read-only open writes nothing");
     live.append(b"still live").unwrap();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random damage to the open segment: every byte recovery does not keep
+    /// is in `quarantine/` with a report, and records are either readable or
+    /// the report says records were lost.
+    #[test]
+    fn random_damage_never_vanishes_without_a_report(
+        records in 5usize..120,
+        at in 0.0f64..1.0,
+        flip in 1u8..=255,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let end = {
+            let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+            for i in 0..records {
+                store.append(format!("record-{i:05}").as_bytes()).unwrap();
+            }
+            let end = store.segments().last().unwrap().size as usize;
+            store.close().unwrap();
+            end
+        };
+        let path = dir.join("open.seg");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(end);
+        let pos = ((end as f64) * at) as usize % end;
+        bytes[pos] ^= flip;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+        let reports = store.quarantine();
+        let readable = store.read_records(None, None).map(|r| r.len()).unwrap_or(0);
+        let trimmed = {
+            let last = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            &bytes[..last]
+        };
+        if let Some(r) = reports.iter().find(|r| r.kind == "open-segment") {
+            let moved = std::fs::read(dir.join("quarantine").join(r.file.as_ref().unwrap())).unwrap();
+            prop_assert_eq!(&moved[..], &bytes[..]);
+        } else if readable < records {
+            let cut: Vec<&QuarantineReport> = reports.iter().filter(|r| r.kind == "cut-tail").collect();
+            prop_assert_eq!(cut.len(), 1, "{:?}", reports);
+            let kept = std::fs::read(&path).unwrap();
+            let kept = &kept[..store.segments().last().unwrap().size as usize];
+            let data = std::fs::read(dir.join("quarantine").join(cut[0].file.as_ref().unwrap())).unwrap();
+            prop_assert_eq!(cut[0].offset, Some(kept.len() as u64));
+            let mut whole = kept.to_vec();
+            whole.extend_from_slice(&data);
+            prop_assert_eq!(&whole[..], trimmed);
+            prop_assert!(store.health().quarantine_unacked >= 1);
+        } else {
+            prop_assert!(reports.is_empty(), "{:?}", reports);
+        }
+    }
+}
+
+#[test]
+fn deleted_sealed_and_open_segments_are_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let ids: Vec<_> = {
+        let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+        let ids = (0..3)
+            .map(|i| {
+                store.append(format!("r{i}").as_bytes()).unwrap();
+                store.seal().unwrap().unwrap()
+            })
+            .collect();
+        store.append(b"open").unwrap();
+        ids
+    };
+    std::fs::remove_file(dir.join(format!("{}.seg", ids[1].hex()))).unwrap();
+    std::fs::remove_file(dir.join("open.seg")).unwrap();
+    let kinds = |store: &Store| {
+        let mut k: Vec<String> = store.quarantine().into_iter().map(|r| r.kind).collect();
+        k.sort();
+        k
+    };
+    {
+        let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+        assert_eq!(kinds(&store), ["missing-open-segment", "missing-segment"]);
+        assert_eq!(store.recovery().missing.len(), 2);
+        assert_eq!(store.health().verdict, "degraded");
+    }
+    let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+    assert_eq!(kinds(&store).len(), 2, "found again, reported once");
+}
+
+#[test]
+fn a_stopped_store_reopens_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = Store::open(&dir, StoreConfig::new(8 << 20, "node-a")).unwrap();
+    store.append(b"one").unwrap();
+    store.shared.lock().failed = Some("simulated failure".into());
+    assert!(store.append(b"refused").is_err());
+    assert_eq!(store.health().state, "stopped");
+    store.reopen().unwrap();
+    store.append(b"two").unwrap();
+    let got: Vec<Vec<u8>> = store
+        .read_records(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
+    assert!(store.take_events().iter().any(|e| e.kind == "reopened"));
+}
