@@ -94,9 +94,7 @@ async def read_stream(
         try:
             info = await js.stream_info(config.stream)
         except Exception as err:
-            raise ArchiveReadError(
-                f"stream {config.stream}: {type(err).__name__}: {err}"
-            ) from err
+            raise ArchiveReadError(f"stream {config.stream}: {type(err).__name__}: {err}") from err
         last = int(info.state.last_seq)
         total = int(info.state.messages)
         if last == 0 or total == 0:

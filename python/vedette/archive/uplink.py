@@ -87,7 +87,9 @@ class ArchiveUplink:
         self.config = config
         self.store = store
         self.by = acknowledger(config)
-        self._files = [str(p) for p in (config.ca, config.cert, config.key, config.credentials) if p]
+        self._files = [
+            str(p) for p in (config.ca, config.cert, config.key, config.credentials) if p
+        ]
         self._lock = threading.Lock()
         self._connected = False
         self._last_error: str | None = None
@@ -346,7 +348,9 @@ class ArchiveUplink:
                 headers[wire.H_SIGNATURE] = base64.b64encode(blob).decode("ascii")
             await self._pace(len(chunk))
             await window.acquire()
-            acks.append(asyncio.create_task(self._publish(js, subject, bytes(chunk), headers, window)))
+            acks.append(
+                asyncio.create_task(self._publish(js, subject, bytes(chunk), headers, window))
+            )
         results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -388,7 +392,9 @@ class ArchiveUplink:
         except StoreError as err:
             self._error(err, quiet=True)
             return []
-        waiting = [s for s in segments if s.sealed and s.id is not None and self.by not in s.acked_by]
+        waiting = [
+            s for s in segments if s.sealed and s.id is not None and self.by not in s.acked_by
+        ]
         waiting.sort(key=lambda s: (s.created_unix_ms, s.origin, s.seq))
         with self._lock:
             self._backlog_segments = len(waiting)
