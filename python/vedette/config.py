@@ -284,7 +284,9 @@ class ArchiveConfig:
             raise ConfigError("archive.cert and archive.key: give both or neither")
         name_ok = self.stream and all(c.isalnum() or c in "_-" for c in self.stream)
         if not name_ok:
-            raise ConfigError(f"archive.stream: expected letters, digits, _ or -, got {self.stream!r}")
+            raise ConfigError(
+                f"archive.stream: expected letters, digits, _ or -, got {self.stream!r}"
+            )
         tokens = self.subject_prefix.split(".")
         if not all(t and all(c.isalnum() or c in "_-" for c in t) for t in tokens):
             raise ConfigError(

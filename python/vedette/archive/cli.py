@@ -36,8 +36,9 @@ def _archive_config(config_path: Path | None) -> ArchiveConfig:
     try:
         import nats  # noqa: F401
     except ImportError:
-        click.echo("vedette archive: needs the NATS client: pip install 'vedette[archive]'",
-                   err=True)  # fmt: skip
+        click.echo(
+            "vedette archive: needs the NATS client: pip install 'vedette[archive]'", err=True
+        )
         sys.exit(2)
     return config.archive
 
@@ -131,8 +132,14 @@ def _time(_ctx: object, _param: object, value: str | None) -> datetime | None:
 @click.option("--since", default=None, callback=_time, help="From this time (RFC 3339).")
 @click.option("--until", default=None, callback=_time, help="Before this time (RFC 3339).")
 @click.option("--outcome", default=None, help="Only this outcome (allow, deny, invalid, …).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "opa"]), default="jsonl",
-              show_default=True, help="Decision records as stored, or OPA decision-log events.")  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "opa"]),
+    default="jsonl",
+    show_default=True,
+    help="Decision records as stored, or OPA decision-log events.",
+)
 def export_command(
     config_path: Path | None,
     node: str | None,
@@ -157,9 +164,11 @@ def export_command(
         out.write("\n")
 
     try:
-        _run(lambda: export_records(
-            read_stream(archive, node=node, progress=progress), filters, fmt, write, counts
-        ))  # fmt: skip
+        _run(
+            lambda: export_records(
+                read_stream(archive, node=node, progress=progress), filters, fmt, write, counts
+            )
+        )
     finally:
         progress.close()
         out.flush()

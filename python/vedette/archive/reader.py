@@ -64,8 +64,12 @@ class _Partial:
 async def connect(config: ArchiveConfig) -> Any:
     import nats
 
-    options: dict[str, Any] = {"servers": list(config.servers), "connect_timeout": 5,
-                               "allow_reconnect": True, "max_reconnect_attempts": 3}  # fmt: skip
+    options: dict[str, Any] = {
+        "servers": list(config.servers),
+        "connect_timeout": 5,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": 3,
+    }
     tls = config.ca is not None or any(u.startswith("tls://") for u in config.servers)
     if tls or config.cert is not None:
         context = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
@@ -105,9 +109,12 @@ async def read_stream(
             else wire.subject(config.subject_prefix, node)
         )
         sub = await js.subscribe(
-            subject, stream=config.stream, ordered_consumer=True,
-            pending_msgs_limit=256, pending_bytes_limit=64 << 20,
-        )  # fmt: skip
+            subject,
+            stream=config.stream,
+            ordered_consumer=True,
+            pending_msgs_limit=256,
+            pending_bytes_limit=64 << 20,
+        )
         partial: dict[str, _Partial] = {}
         seen = 0
         try:

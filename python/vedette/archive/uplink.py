@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 import ssl
@@ -156,8 +157,10 @@ class ArchiveUplink:
         """Degraded while the archive cannot be reached and evidence waits for it."""
         with self._lock:
             connected, backlog, size = (
-                self._connected, self._backlog_segments, self._backlog_bytes,
-            )  # fmt: skip
+                self._connected,
+                self._backlog_segments,
+                self._backlog_bytes,
+            )
             since, error = self._unreachable_since, self._last_error
         if connected or backlog == 0:
             return Health.ok()
@@ -210,10 +213,9 @@ class ArchiveUplink:
                 failures += 1
             finally:
                 self._set_connected(False)
-                try:
+                # A dead connection may not close cleanly.
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(nc.close(), 5)
-                except Exception:  # a dead connection may not close cleanly
-                    pass
             if not self._stop.is_set():
                 await self._sleep(self._backoff(failures))
 
@@ -263,7 +265,8 @@ class ArchiveUplink:
         window = asyncio.Semaphore(self.config.in_flight)
         running: dict[str, asyncio.Task[None]] = {}
         failures = 0
-        assert self._stop is not None and self._wake is not None
+        assert self._stop is not None
+        assert self._wake is not None
         while not self._stop.is_set():
             if nc.is_closed:
                 raise ConnectionError("connection to the archive closed")
@@ -278,7 +281,7 @@ class ArchiveUplink:
             waiters: set[asyncio.Future[Any]] = set(running.values())
             waiters.add(asyncio.ensure_future(self._wake.wait()))
             waiters.add(asyncio.ensure_future(self._stop.wait()))
-            done, _ = await asyncio.wait(
+            _done, _ = await asyncio.wait(
                 waiters, timeout=SCAN_S, return_when=asyncio.FIRST_COMPLETED
             )
             for extra in waiters - set(running.values()):
@@ -362,14 +365,21 @@ class ArchiveUplink:
             self.archived_segments += 1
 
     async def _publish(
-        self, js: Any, subject: str, payload: bytes, headers: dict[str, str],
+        self,
+        js: Any,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
         window: asyncio.Semaphore,
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             ack = await js.publish(
-                subject, payload, timeout=self.config.publish_timeout_s,
-                stream=self.config.stream, headers=headers,
-            )  # fmt: skip
+                subject,
+                payload,
+                timeout=self.config.publish_timeout_s,
+                stream=self.config.stream,
+                headers=headers,
+            )
         finally:
             window.release()
         if ack.stream != self.config.stream:
@@ -437,10 +447,8 @@ class ArchiveUplink:
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop.wait(), max(seconds, 0))
-        except asyncio.TimeoutError:
-            pass
 
 
 class _ArchiveMetrics(Collector):
@@ -449,17 +457,27 @@ class _ArchiveMetrics(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         s = self._uplink.status()
-        yield _gauge("vedette_archive_connected", "1 while connected to the archive.",
-                     1 if s["connected"] else 0)  # fmt: skip
-        yield _gauge("vedette_archive_backlog_segments",
-                     "Sealed segments the archive has not acknowledged.", s["backlog_segments"])  # fmt: skip
-        yield _gauge("vedette_archive_backlog_bytes",
-                     "Bytes of sealed segments the archive has not acknowledged.",
-                     s["backlog_bytes"])  # fmt: skip
+        yield _gauge(
+            "vedette_archive_connected",
+            "1 while connected to the archive.",
+            1 if s["connected"] else 0,
+        )
+        yield _gauge(
+            "vedette_archive_backlog_segments",
+            "Sealed segments the archive has not acknowledged.",
+            s["backlog_segments"],
+        )
+        yield _gauge(
+            "vedette_archive_backlog_bytes",
+            "Bytes of sealed segments the archive has not acknowledged.",
+            s["backlog_bytes"],
+        )
         age = s["last_ack_age_s"]
-        yield _gauge("vedette_archive_last_ack_age_seconds",
-                     "Seconds since the archive last acknowledged a segment (-1: never).",
-                     -1 if age is None else age)  # fmt: skip
+        yield _gauge(
+            "vedette_archive_last_ack_age_seconds",
+            "Seconds since the archive last acknowledged a segment (-1: never).",
+            -1 if age is None else age,
+        )
         for name, key, text in (
             ("vedette_archive_segments", "archived_segments", "Segments the archive acknowledged."),
             ("vedette_archive_bytes", "published_bytes", "Bytes published to the archive."),

@@ -141,10 +141,14 @@ async def verify_segments(
     seen: set[str] = set()
     async for item in source:
         if isinstance(item, Incomplete):
-            report.findings.append(Finding(
-                "incomplete", item.headers.get(wire.H_ORIGIN), item.segment_id,
-                f"{item.have} of {item.of} pieces in the stream (messages {item.stream_seqs})",
-            ))  # fmt: skip
+            report.findings.append(
+                Finding(
+                    "incomplete",
+                    item.headers.get(wire.H_ORIGIN),
+                    item.segment_id,
+                    f"{item.have} of {item.of} pieces in the stream (messages {item.stream_seqs})",
+                )
+            )
             continue
         report.messages += len(item.stream_seqs)
         report.bytes += len(item.data)
@@ -159,14 +163,19 @@ def _check(report: VerifyReport, item: ArchivedSegment, seen: set[str]) -> None:
     origin_hdr = item.headers.get(wire.H_ORIGIN)
     actual = str(blake3(item.data))
     if actual != claimed:
-        report.findings.append(Finding(
-            "altered", origin_hdr, claimed,
-            f"the bytes hash to {actual} (messages {item.stream_seqs})",
-        ))  # fmt: skip
+        report.findings.append(
+            Finding(
+                "altered",
+                origin_hdr,
+                claimed,
+                f"the bytes hash to {actual} (messages {item.stream_seqs})",
+            )
+        )
         return
     if claimed in seen:
-        report.notes.append(Finding("duplicate", origin_hdr, claimed,
-                                    f"stored again (messages {item.stream_seqs})"))  # fmt: skip
+        report.notes.append(
+            Finding("duplicate", origin_hdr, claimed, f"stored again (messages {item.stream_seqs})")
+        )
         return
     seen.add(claimed)
     try:
@@ -181,8 +190,11 @@ def _check(report: VerifyReport, item: ArchivedSegment, seen: set[str]) -> None:
         "prev": (item.headers.get(wire.H_PREV), header.prev),
         "records": (item.headers.get(wire.H_RECORDS), str(header.records)),
     }
-    wrong = [f"{k} {said!r} but the segment says {real!r}" for k, (said, real) in claims.items()
-             if said != real]  # fmt: skip
+    wrong = [
+        f"{k} {said!r} but the segment says {real!r}"
+        for k, (said, real) in claims.items()
+        if said != real
+    ]
     if wrong:
         report.findings.append(Finding("forged", header.origin, claimed, "; ".join(wrong)))
     chain = report.nodes.setdefault(header.origin, NodeChain())
@@ -195,8 +207,9 @@ def _check(report: VerifyReport, item: ArchivedSegment, seen: set[str]) -> None:
         return
     problem = check_signature(item.signature, header.origin, header.seq, claimed)
     if problem is not None:
-        report.findings.append(Finding("forged", header.origin, claimed,
-                                       f"origin signature refused: {problem}"))  # fmt: skip
+        report.findings.append(
+            Finding("forged", header.origin, claimed, f"origin signature refused: {problem}")
+        )
     else:
         chain.signed += 1
 
@@ -206,8 +219,9 @@ def _check_chain(report: VerifyReport, origin: str, chain: NodeChain) -> None:
     for seq in seqs:
         ids = chain.segments[seq]
         if len(ids) > 1:
-            report.findings.append(Finding("fork", origin, None,
-                                           f"seq {seq} has {len(ids)} segments: {sorted(ids)}"))  # fmt: skip
+            report.findings.append(
+                Finding("fork", origin, None, f"seq {seq} has {len(ids)} segments: {sorted(ids)}")
+            )
     expected = 0
     for seq in seqs:
         if seq > expected:
@@ -220,10 +234,18 @@ def _check_chain(report: VerifyReport, origin: str, chain: NodeChain) -> None:
         for seg_id in chain.segments[seq]:
             prev = chain.prev.get(seg_id)
             if prev not in before:
-                report.findings.append(Finding(
-                    "broken-chain", origin, seg_id,
-                    f"seq {seq} names prev {prev}, the stream holds {sorted(before)} at seq {seq - 1}",
-                ))  # fmt: skip
+                report.findings.append(
+                    Finding(
+                        "broken-chain",
+                        origin,
+                        seg_id,
+                        f"seq {seq} names prev {prev}; "
+                        f"the stream holds {sorted(before)} at seq {seq - 1}",
+                    )
+                )
     if chain.unsigned:
-        report.notes.append(Finding("unsigned", origin, None,
-                                    f"{chain.unsigned} segments carry no origin signature"))  # fmt: skip
+        report.notes.append(
+            Finding(
+                "unsigned", origin, None, f"{chain.unsigned} segments carry no origin signature"
+            )
+        )
