@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vedette import __version__
+from vedette.archive.cli import archive_group
 from vedette.drain_cli import drain_command, import_command
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.peers.cli import peers_group
@@ -74,6 +75,7 @@ main.add_command(release_group)
 main.add_command(keygen_command)
 main.add_command(pki_group)
 main.add_command(peers_group)
+main.add_command(archive_group)
 
 
 if __name__ == "__main__":

@@ -268,6 +268,57 @@ def _is_ip_port(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    """The ``[archive]`` table: sealed evidence published to a NATS JetStream
+    stream (python/vedette/archive/; docs/configuration.md, "Archive")."""
+
+    # nats:// or tls:// URLs of the cluster's servers (any of them will do).
+    servers: tuple[str, ...]
+    stream: str = "VEDETTE_EVIDENCE"
+    # Segments go to <subject_prefix>.<node>; the stream must take <subject_prefix>.>.
+    subject_prefix: str = "vedette.evidence"
+    # TLS: the CA the servers chain to, and this node's certificate and key
+    # (client authentication), e.g. the files `vedette pki` made for [peers].
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    # Or (and) a NATS credentials file (JWT and NKey seed).
+    credentials: Path | None = None
+    bytes_per_second: float = 8 * 1024 * 1024
+    # Messages published whose acknowledgement has not come back yet.
+    in_flight: int = 8
+    publish_timeout_s: float = 10.0
+    retry_base_s: float = 0.5
+    retry_cap_s: float = 30.0
+    # At most this many connection attempts per window, whatever their outcome.
+    retry_budget: int = 10
+    retry_window_s: float = 60.0
+    # Create the stream when it is missing, with this many replicas.
+    create_stream: bool = True
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ConfigError("archive.servers: expected at least one nats:// or tls:// URL")
+        for url in self.servers:
+            if not url.startswith(("nats://", "tls://")):
+                raise ConfigError(f"archive.servers: expected nats:// or tls:// URLs, got {url!r}")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("archive.cert and archive.key: give both or neither")
+        name_ok = self.stream and all(c.isalnum() or c in "_-" for c in self.stream)
+        if not name_ok:
+            raise ConfigError(
+                f"archive.stream: expected letters, digits, _ or -, got {self.stream!r}"
+            )
+        tokens = self.subject_prefix.split(".")
+        if not all(t and all(c.isalnum() or c in "_-" for c in t) for t in tokens):
+            raise ConfigError(
+                "archive.subject_prefix: expected dot-separated tokens of letters, digits, _ or -,"
+                f" got {self.subject_prefix!r}"
+            )
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     """The operator socket (``python/vedette/api/operator.py``)."""
 
@@ -290,6 +341,7 @@ class Config:
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     peers: PeersConfig | None = None
+    archive: ArchiveConfig | None = None
     operator: OperatorConfig = OperatorConfig()
 
     @property
@@ -411,6 +463,8 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 _PATH_KEYS = {"state_dir", "dir", "unix_socket", "socket", "manifest", "bundle", "keys", "ca"}
 # The [peers] table's files.
 _PATH_KEYS |= {"cert", "key", "crl", "status_file"}
+# The [archive] table's credentials file.
+_PATH_KEYS |= {"credentials"}
 
 
 def _build(cls: type[Any], data: object, key: str) -> Any:

@@ -150,9 +150,13 @@ def export_command(directory: Path, since: int | None, origin: str | None) -> No
     with _open(directory) as store:
         source = origin or store.node_id
         for pos, record in store.iter_records(since=since, origin=origin):
-            line: dict[str, object] = {"pos": pos, "origin": source}
-            try:
-                line["text"] = record.decode("utf-8")
-            except UnicodeDecodeError:
-                line["base64"] = base64.b64encode(record).decode("ascii")
+            line: dict[str, object] = {"pos": pos, "origin": source, **record_fields(record)}
             click.echo(json.dumps(line, ensure_ascii=False))
+
+
+def record_fields(record: bytes) -> dict[str, object]:
+    """A record as ``{"text": …}`` (UTF-8) or ``{"base64": …}`` (anything else)."""
+    try:
+        return {"text": record.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(record).decode("ascii")}

@@ -48,6 +48,7 @@ from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore, StoreError
 
 if TYPE_CHECKING:
+    from vedette.archive.uplink import ArchiveUplink
     from vedette.peers.node import PeerNode
 
 log = logging.getLogger("vedette.runtime")
@@ -124,10 +125,12 @@ class Runtime:
         }
         self._status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.peers: PeerNode | None = None
+        self.archive: ArchiveUplink | None = None
         self._housekeeping_stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
         try:
             self.peers = _start_peers(config, self.store, self.metrics)
+            self.archive = _start_archive(config, self)
         except BaseException:
             self.close()  # a bad [peers] table must not leave the store locked
             raise
@@ -379,7 +382,7 @@ class Runtime:
 
     @staticmethod
     def _evidence_leaves(config: Config) -> bool:
-        return config.peers is not None
+        return config.peers is not None or config.archive is not None
 
     def housekeep(self, *, final: bool = False) -> None:
         """The periodic work, about once a second: the summary of refusals that
@@ -390,9 +393,12 @@ class Runtime:
         ):
             self._last_seal = time.monotonic()
             try:
-                self.store.seal()
+                sealed = self.store.seal()
             except StoreError as err:
                 log.warning("sealing by age failed: %s", err)
+            else:
+                if sealed is not None and self.archive is not None:
+                    self.archive.wake()
         records: list[bytes] = []
         if final or self.refusals.due():
             summary = self.refusals.drain()
@@ -528,6 +534,8 @@ class Runtime:
             self._loop = None
         if self.peers is not None:
             self.peers.stop()
+        if self.archive is not None:
+            self.archive.stop()
         self._evaluators.shutdown(wait=True)
         self.tools.close()
         self._records.close()
@@ -555,6 +563,20 @@ def _start_peers(config: Config, store: SegmentStore, metrics: RuntimeMetrics) -
     node = PeerNode(config, store)
     node.register_metrics(metrics.registry)
     return node
+
+
+def _start_archive(config: Config, runtime: Runtime) -> ArchiveUplink | None:
+    """The archive uplink, when the configuration has an ``[archive]`` table; its
+    state joins /v1/health, /v1/status and /metrics."""
+    if config.archive is None:
+        return None
+    from vedette.archive.uplink import ArchiveUplink
+
+    uplink = ArchiveUplink(config.archive, runtime.store)
+    runtime.add_health_source("archive", uplink.health)
+    runtime.add_status_source("archive", uplink.status)
+    runtime.metrics.registry.register(uplink.collector())
+    return uplink
 
 
 def retry_after_header(seconds: float | None) -> str:
