@@ -22,9 +22,6 @@ pub mod hashing;
 pub mod peers;
 pub mod policy;
 pub mod quota;
-// rust/store/io.rs calls `sync_file_range` through libc (rustix lacks it);
-// its `unsafe` block is the store's only one and says why it is sound.
-#[allow(unsafe_code)]
 pub mod store;
 
 #[cfg(feature = "python")]

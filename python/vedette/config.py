@@ -84,6 +84,14 @@ class StoreConfig:
     # 16 KiB and 16 MiB), or once its first record is this old when the node
     # has somewhere to send sealed evidence (peers, the archive).
     seal_after_s: float = 60.0
+    # Above this share of the ceiling the node reports itself degraded.
+    high_water: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.high_water <= 1:
+            raise ConfigError(
+                f"store.high_water: expected a share from 0 to 1, got {self.high_water}"
+            )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ origin on first sight.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,10 +50,12 @@ class NodeSigner:
 
     @classmethod
     def for_config(cls, config: Config) -> NodeSigner:
-        """The PKI key and certificate of ``[peers]``, else the node key (made now if new)."""
-        if config.peers is not None:
-            key = private_key_from_pem(_read_secret(config.peers.key))
-            return cls(config.node_id, key, config.peers.cert.read_bytes())
+        """The PKI key and certificate of ``[peers]`` (or ``[archive]``), else the
+        node key (made now if new)."""
+        for table in (config.peers, config.archive):
+            if table is not None and table.key is not None and table.cert is not None:
+                key = private_key_from_pem(_read_secret(table.key))
+                return cls(config.node_id, key, table.cert.read_bytes())
         return cls(config.node_id, load_or_make_node_key(config.state_dir))
 
     @property
@@ -113,21 +116,52 @@ def _read_secret(path: Path) -> bytes:
         os.close(fd)
 
 
-def sign_sealed(store: SegmentStore, signer: NodeSigner) -> int:
-    """Signs every sealed segment of this node that has no signature yet.
+class OriginSeals:
+    """This node's origin signatures in its store: made for each segment it
+    seals and read back for whoever ships a segment off the node (the peers,
+    the archive), so no own segment leaves unsigned.
 
-    Segments sealed before origin signatures existed are signed here too, at
-    the next start: the node still holds them and its key, and a signature
-    says only which node sealed them (docs/contracts.md, "Origin signatures").
+    Segments sealed before origin signatures existed are signed too, at the
+    next round: the node still holds them and its key, and a signature says
+    only which node sealed them (docs/contracts.md, "Origin signatures").
     """
-    signed = 0
-    for info in store.segments():
-        if not info.sealed or info.id is None or info.origin != signer.origin:
-            continue
-        if store.origin_signature(info.id) is None:
-            store.put_origin_signature(info.id, signer.sign(info))
-            signed += 1
-    return signed
+
+    def __init__(self, store: SegmentStore, signer: NodeSigner) -> None:
+        self.store = store
+        self.signer = signer
+        self._lock = threading.Lock()
+        # Ids known to carry a signature, so a round reads no file for them.
+        self._signed: set[str] = set()
+
+    def signature(self, info: SegmentInfo) -> bytes | None:
+        """The segment's origin signature, made now if it is this node's and unsigned."""
+        if info.id is None or not info.sealed:
+            return None
+        with self._lock:
+            blob = self.store.origin_signature(info.id)
+            if blob is None and info.origin == self.signer.origin:
+                blob = self.signer.sign(info)
+                self.store.put_origin_signature(info.id, blob)
+            if blob is not None:
+                self._signed.add(info.id)
+            return blob
+
+    def sign_pending(self) -> int:
+        """Signs every own sealed segment still unsigned; returns how many."""
+        made = 0
+        held: set[str] = set()
+        for info in self.store.segments():
+            if info.id is None:
+                continue
+            held.add(info.id)
+            own = info.sealed and info.origin == self.signer.origin
+            if own and info.id not in self._signed:
+                had = self.store.origin_signature(info.id) is not None
+                self.signature(info)
+                made += 0 if had else 1
+        with self._lock:
+            self._signed &= held  # evicted segments are forgotten
+        return made
 
 
 @dataclass

@@ -215,7 +215,9 @@ impl AppendFile for RealFile {
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` over the whole file: queues its
 /// dirty pages for write-back and returns. Linux only; elsewhere nothing.
+// libc, because rustix lacks `sync_file_range`; the store's only `unsafe`.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn start_writeback(file: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: plain system call on a descriptor `file` keeps open; no memory is passed.

@@ -43,6 +43,15 @@ def _archive_config(config_path: Path | None) -> ArchiveConfig:
     return config.archive
 
 
+def _fleet_ca(config_path: Path | None, given: Path | None) -> bytes | None:
+    """The CA origin certificates must chain to: ``--ca``, else the configuration's."""
+    if given is None:
+        config = load_config(config_path)
+        peers_ca = config.peers.ca if config.peers is not None else None
+        given = peers_ca or (config.archive.ca if config.archive is not None else None)
+    return None if given is None else given.read_bytes()
+
+
 class _Progress:
     """A progress bar on standard error when it is a terminal; nothing otherwise."""
 
@@ -81,17 +90,27 @@ def archive_group() -> None:
 @archive_group.command("verify")
 @_CONFIG
 @click.option("--node", default=None, help="Check this origin node only.")
+@click.option(
+    "--ca",
+    "fleet_ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The fleet CA origin certificates chain to (default: [peers] ca, else [archive] ca).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(config_path: Path | None, node: str | None, as_json: bool) -> None:
+def verify_command(
+    config_path: Path | None, node: str | None, fleet_ca: Path | None, as_json: bool
+) -> None:
     """Read the whole stream back and check every origin's segments: ids, hash
     chains, sequence numbers and origin signatures. Exit 0 clean, 1 findings, 2
     cannot run."""
     from vedette.archive.verify import verify_stream
 
     archive = _archive_config(config_path)
+    ca_pem = _fleet_ca(config_path, fleet_ca)
     progress = _Progress("verifying")
     try:
-        report = _run(lambda: verify_stream(archive, node=node, progress=progress))
+        report = _run(lambda: verify_stream(archive, node=node, progress=progress, fleet_ca=ca_pem))
     finally:
         progress.close()
     if as_json:

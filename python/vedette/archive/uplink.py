@@ -35,7 +35,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -60,25 +60,19 @@ class ArchiveUnavailable(RuntimeError):
     """The archive client is not installed (``pip install 'vedette[archive]'``)."""
 
 
-def origin_signature(store: SegmentStore, segment_id: str) -> bytes | None:
-    """The detached origin-signature blob the store holds for a segment, if any."""
-    get = getattr(store, "origin_signature", None)
-    if get is None:
-        return None
-    try:
-        blob = get(segment_id)
-    except (StoreError, LookupError, OSError):
-        return None
-    return bytes(blob) if blob else None
-
-
 def acknowledger(config: ArchiveConfig) -> str:
     """The name the archive acknowledges a segment under: ``archive:<stream>``."""
     return f"archive:{config.stream}"
 
 
 class ArchiveUplink:
-    def __init__(self, config: ArchiveConfig, store: SegmentStore) -> None:
+    def __init__(
+        self,
+        config: ArchiveConfig,
+        store: SegmentStore,
+        *,
+        signatures: Callable[[SegmentInfo], bytes | None] | None = None,
+    ) -> None:
         try:
             import nats  # noqa: F401
         except ImportError:
@@ -87,6 +81,9 @@ class ArchiveUplink:
             ) from None
         self.config = config
         self.store = store
+        # A segment's origin signature (python/vedette/origin.py): the runtime
+        # signs its own unsigned segments here, before they leave.
+        self._signatures = signatures or _stored_signature(store)
         self.by = acknowledger(config)
         self._files = [
             str(p) for p in (config.ca, config.cert, config.key, config.credentials) if p
@@ -329,7 +326,7 @@ class ArchiveUplink:
         assert info.id is not None
         seg_id = info.id
         data = await asyncio.to_thread(self.store.get_segment, seg_id)
-        blob = await asyncio.to_thread(origin_signature, self.store, seg_id)
+        blob = await asyncio.to_thread(self._signatures, info)
         piece = wire.chunk_size(self.max_payload or 1 << 20)
         count = max(1, -(-len(data) // piece))
         subject = wire.subject(self.config.subject_prefix, info.origin)
@@ -449,6 +446,13 @@ class ArchiveUplink:
         assert self._stop is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop.wait(), max(seconds, 0))
+
+
+def _stored_signature(store: SegmentStore) -> Callable[[SegmentInfo], bytes | None]:
+    def read(info: SegmentInfo) -> bytes | None:
+        return None if info.id is None else store.origin_signature(info.id)
+
+    return read
 
 
 class _ArchiveMetrics(Collector):

@@ -3,7 +3,9 @@
 For every segment in the stream: its bytes hash to its id (BLAKE3); they parse
 as a sealed segment whose own header (origin, seq, prev, record count) agrees
 with the message headers; its origin signature, when it carries one, names the
-same origin, seq and id and verifies (python/vedette/origin.py, when present).
+same origin, seq and id and verifies (python/vedette/origin.py): a certificate
+must chain to the fleet CA and name the origin; a bare key must be the one the
+origin's first segment in the stream was signed with.
 Per origin node: sequences run from 0 without a gap, each segment's ``prev``
 is the id of the one before it, no sequence has two different segments (a
 fork), and no segment was sent in pieces of which some are missing.
@@ -25,7 +27,9 @@ from typing import Any
 from vedette.archive import wire
 from vedette.archive.reader import ArchivedSegment, Incomplete, read_stream
 from vedette.config import ArchiveConfig
+from vedette.errors import OriginSignatureError
 from vedette.hashing import blake3
+from vedette.origin import OriginVerifier
 
 FINDINGS = ("altered", "malformed", "forged", "fork", "gap", "broken-chain", "incomplete")
 
@@ -88,55 +92,24 @@ class VerifyReport:
         }
 
 
-def check_signature(blob: bytes, origin: str, seq: int, segment_id: str) -> str | None:
-    """Why the origin signature ``blob`` does not vouch for this segment (None: it does).
-
-    The blob must name this origin, seq and id (docs/contracts.md, "Origin
-    signatures"); the signature itself is checked by ``vedette.origin`` when
-    this installation has it.
-    """
-    try:
-        from vedette import origin as origin_mod  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        origin_mod = None
-    verify = getattr(origin_mod, "verify", None) if origin_mod is not None else None
-    if verify is not None:
-        try:
-            verify(blob, origin=origin, seq=seq, segment_id=segment_id)
-        except Exception as err:  # any refusal is the reason
-            return str(err) or type(err).__name__
-        return None
-    return _blob_names(blob, origin, seq, segment_id)
-
-
-def _blob_names(blob: bytes, origin: str, seq: int, segment_id: str) -> str | None:
-    import struct
-
-    if len(blob) < 10 or blob[:8] != b"VDTSIG1\n":
-        return "not an origin-signature blob"
-    n = blob[9]
-    if len(blob) < 10 + n + 8 + 32:
-        return "origin-signature blob too short"
-    named_origin = blob[10 : 10 + n].decode("ascii", "replace")
-    (named_seq,) = struct.unpack_from("<Q", blob, 10 + n)
-    named_id = "blake3:" + blob[18 + n : 50 + n].hex()
-    if (named_origin, named_seq, named_id) != (origin, seq, segment_id):
-        return f"the signature is for {named_origin} seq {named_seq} {named_id}"
-    return None
-
-
 async def verify_stream(
     config: ArchiveConfig,
     *,
     node: str | None = None,
     progress: Callable[[int, int], object] | None = None,
+    fleet_ca: bytes | None = None,
 ) -> VerifyReport:
-    return await verify_segments(read_stream(config, node=node, progress=progress))
+    verifier = OriginVerifier(ca_pem=None if fleet_ca is None else fleet_ca.decode("ascii"))
+    return await verify_segments(read_stream(config, node=node, progress=progress), verifier)
 
 
 async def verify_segments(
     source: AsyncIterator[ArchivedSegment | Incomplete],
+    verifier: OriginVerifier | None = None,
 ) -> VerifyReport:
+    """Checks what ``source`` yields. Certificates chain to ``verifier``'s fleet
+    CA; a bare key is pinned for its origin at the origin's first segment."""
+    verifier = verifier or OriginVerifier()
     report = VerifyReport()
     seen: set[str] = set()
     async for item in source:
@@ -152,13 +125,15 @@ async def verify_segments(
             continue
         report.messages += len(item.stream_seqs)
         report.bytes += len(item.data)
-        _check(report, item, seen)
+        _check(report, item, seen, verifier)
     for origin, chain in report.nodes.items():
         _check_chain(report, origin, chain)
     return report
 
 
-def _check(report: VerifyReport, item: ArchivedSegment, seen: set[str]) -> None:
+def _check(
+    report: VerifyReport, item: ArchivedSegment, seen: set[str], verifier: OriginVerifier
+) -> None:
     claimed = item.segment_id
     origin_hdr = item.headers.get(wire.H_ORIGIN)
     actual = str(blake3(item.data))
@@ -205,10 +180,11 @@ def _check(report: VerifyReport, item: ArchivedSegment, seen: set[str]) -> None:
     if item.signature is None:
         chain.unsigned += 1
         return
-    problem = check_signature(item.signature, header.origin, header.seq, claimed)
-    if problem is not None:
+    try:
+        verifier.check(item.signature, header.origin, header.seq, claimed)
+    except OriginSignatureError as err:
         report.findings.append(
-            Finding("forged", header.origin, claimed, f"origin signature refused: {problem}")
+            Finding("forged", header.origin, claimed, f"origin signature refused: {err}")
         )
     else:
         chain.signed += 1

@@ -68,6 +68,9 @@ def status_command(config_path: Path | None, status_file: Path | None, as_json: 
         f"bytes in/out: {status.get('bytes_in', 0)}/{status.get('bytes_out', 0)}  "
         f"segments in/out: {status.get('segments_in', 0)}/{status.get('segments_out', 0)}"
     )
+    store = status.get("store")
+    if store:
+        click.echo(f"store: {store.get('verdict')} ({store.get('reason')})")
     rejected = status.get("handshakes_rejected", {})
     click.echo(
         "handshakes rejected: "

@@ -17,6 +17,7 @@ second:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -107,6 +108,8 @@ class PeerNode:
 
     def status(self) -> dict[str, Any]:
         status = self.service.status()
+        # Store pressure beside the peers: what sealed evidence still waits to leave.
+        status["store"] = dataclasses.asdict(self._store.health())
         if self.beacon is not None:
             status["beacon"] = self.beacon.status()
         return status

@@ -32,6 +32,7 @@ from vedette._core import Gate, Verdict
 from vedette.config import Config
 from vedette.errors import is_rust_panic
 from vedette.hashing import blake3
+from vedette.origin import NodeSigner, OriginSeals
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.encoding import dumps
@@ -60,8 +61,6 @@ INLINE_EVALUATION_BYTES = 4096
 EVALUATOR_THREADS = 4
 # How often the runtime's housekeeping runs (refusal summaries, store checks).
 HOUSEKEEPING_S = 1.0
-# Above this share of its ceiling the store reports itself degraded.
-STORE_HIGH_WATER = 0.8
 
 
 class Runtime:
@@ -111,7 +110,7 @@ class Runtime:
         self._evaluators = concurrent.futures.ThreadPoolExecutor(
             max_workers=EVALUATOR_THREADS, thread_name_prefix="vedette-evaluator"
         )
-        self.metrics = RuntimeMetrics(self._store_usage)
+        self.metrics = RuntimeMetrics(self.store.health)
         # Signed releases count their lifecycle events in the same registry.
         self.releases.bind_metrics(self.metrics.registry)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,6 +128,10 @@ class Runtime:
         self._housekeeping_stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
         try:
+            # Every segment this node seals is signed by it (docs/contracts.md,
+            # "Origin signatures"); the key is recorded in its evidence.
+            self.seals = OriginSeals(self.store, NodeSigner.for_config(config))
+            self._record_node_key()
             self.peers = _start_peers(config, self.store, self.metrics)
             self.archive = _start_archive(config, self)
         except BaseException:
@@ -384,10 +387,28 @@ class Runtime:
     def _evidence_leaves(config: Config) -> bool:
         return config.peers is not None or config.archive is not None
 
+    def _record_node_key(self) -> None:
+        record = self._gate.event_record("node_key", dumps(self.seals.signer.record()))
+        try:
+            self.store.append(record)
+        except StoreError as err:  # a full store still serves (and denies)
+            self.metrics.evidence_failures.inc()
+            log.error("the node_key record could not be made durable: %s", err)
+
     def housekeep(self, *, final: bool = False) -> None:
-        """The periodic work, about once a second: the summary of refusals that
-        were only counted, and sealing by age. ``final`` writes whatever is
-        pending now."""
+        """The periodic work, about once a second: the store's check (a stopped
+        store is reopened) and its events, sealing by age, origin signatures,
+        and the summary of refusals that were only counted. ``final`` writes
+        whatever is pending now."""
+        records: list[bytes] = []
+        try:
+            self.store.check()
+        except StoreError as err:
+            log.warning("evidence store check failed: %s", err)
+        for event in self.store.take_events():
+            log.warning("evidence store %s: %s", event.kind, event.detail)
+            detail = {"event": event.kind, "detail": event.detail, "unix_ms": event.unix_ms}
+            records.append(self._gate.event_record("store_event", dumps(detail)))
         if self._seal_after_s is not None and (
             time.monotonic() - self._last_seal >= self._seal_after_s
         ):
@@ -399,7 +420,10 @@ class Runtime:
             else:
                 if sealed is not None and self.archive is not None:
                     self.archive.wake()
-        records: list[bytes] = []
+        try:
+            self.seals.sign_pending()
+        except Exception as err:  # unsigned segments wait; the next round retries
+            log.warning("origin signatures not made: %s", err)
         if final or self.refusals.due():
             summary = self.refusals.drain()
             if summary is not None:
@@ -438,10 +462,6 @@ class Runtime:
             if message != decision.error.get("message", ""):
                 changes["error"] = {**decision.error, "message": message}
         return dataclasses.replace(decision, **changes) if changes else decision
-
-    def _store_usage(self) -> tuple[int, int]:
-        usage = self.store.usage()
-        return usage.bytes_used, usage.ceiling_bytes
 
     def _loop_(self) -> asyncio.AbstractEventLoop:
         with self._loop_lock:
@@ -494,14 +514,16 @@ class Runtime:
         return Health("degraded", reasons) if reasons else Health.ok()
 
     def _store_health(self) -> Health:
-        usage = self.store.usage()
-        share = usage.bytes_used / usage.ceiling_bytes
-        if share >= STORE_HIGH_WATER:
-            return Health("degraded", (f"evidence store {share:.0%} full",))
-        return Health.ok()
+        # ok below the high-water mark; degraded above it or with unacknowledged
+        # quarantine; failing while appends are refused (docs/operations.md).
+        store = self.store.health()
+        if store.verdict == "ok":
+            return Health.ok()
+        if store.verdict == "degraded":
+            return Health("degraded", (store.reason,))
+        return Health("failing", (store.reason,))  # and any state not known here
 
     def status(self) -> dict[str, Any]:
-        usage = self.store.usage()
         agents: dict[str, Any] = {}
         for agent in self.releases.agents():
             release = self.releases.active(agent)
@@ -514,7 +536,7 @@ class Runtime:
         return {
             "node": self.config.node_id,
             "agents": agents,
-            "store": {"bytes_used": usage.bytes_used, "ceiling_bytes": usage.ceiling_bytes},
+            "store": dataclasses.asdict(self.store.health()),
             "tools": self.tools.names(),
             **({"peers": self.peers.status()} if self.peers is not None else {}),
             **{name: source() for name, source in self._status_sources.items()},
@@ -551,6 +573,7 @@ def open_store(config: Config) -> SegmentStore:
         ceiling_bytes=config.store.ceiling_bytes,
         node_id=config.node_id,
         durability=config.store.durability,
+        high_water=config.store.high_water,
     )
 
 
@@ -572,7 +595,7 @@ def _start_archive(config: Config, runtime: Runtime) -> ArchiveUplink | None:
         return None
     from vedette.archive.uplink import ArchiveUplink
 
-    uplink = ArchiveUplink(config.archive, runtime.store)
+    uplink = ArchiveUplink(config.archive, runtime.store, signatures=runtime.seals.signature)
     runtime.add_health_source("archive", uplink.health)
     runtime.add_status_source("archive", uplink.status)
     runtime.metrics.registry.register(uplink.collector())
