@@ -5,7 +5,7 @@ In-process: the example agent and policy, the echo tool, durable evidence, 1 and
 path, durable evidence) against `vedette serve --example`, and in the same run
 the bare Starlette endpoint of bench/bare_app.py on the same uvicorn.
 
-    python bench/compare_runtime.py [--quick] [--requests-for-memory N]
+    python bench/compare_runtime.py [--quick] [--requests-for-memory N] [--attack-only]
 """
 
 from __future__ import annotations
@@ -263,8 +263,9 @@ def main() -> None:
     args = parser.parse_args()
     facts = machine()
     print(facts)
+    attack_s = 3 if args.quick else 5
     if args.attack_only:
-        print("under attack", under_attack(5))
+        report_attack(facts, under_attack(attack_s), attack_s, write=not args.quick)
         return
     one = in_process(1, 500 if args.quick else 3000)
     sixteen = in_process(16, 50 if args.quick else 400)
@@ -310,6 +311,35 @@ memory run: {web["memory_non_2xx"]:.0f}.
     print(body)
     if not args.quick:
         write_section("runtime", body)
+    report_attack(facts, under_attack(attack_s), attack_s, write=not args.quick)
+
+
+def report_attack(facts: str, attack: dict[str, float], seconds: int, *, write: bool) -> None:
+    """The listener row: a legitimate caller under idle connections and a flood."""
+    ratio = attack["attacked_rps"] / attack["quiet_rps"]
+    met = "met" if ratio >= 0.8 else "NOT met"
+    body = f"""## Listener under idle connections and a flood
+
+Machine: {facts}.
+Command: `python bench/compare_runtime.py --attack-only` (also part of the full
+run). `vedette serve --example`, wrk 64 connections POST /v1/tool echo allow
+(durable evidence), {seconds} s, quiet and then with {attack["idle_held"]:.0f} idle
+connections held from 16 loopback addresses and an unauthenticated flood (wrk,
+8 connections, wrong token) on the same node.
+
+| legitimate caller | requests/s | p99 |
+|---|---|---|
+| quiet | {attack["quiet_rps"]:.0f} | {attack["quiet_p99_ms"]:.1f} ms |
+| idle connections + unauthenticated flood | {attack["attacked_rps"]:.0f} | \
+{attack["attacked_p99_ms"]:.1f} ms |
+| ratio (goal ≥ 0.8×) | {ratio:.2f}× — {met} | |
+
+Non-2xx legitimate answers under attack: {attack["attacked_non_2xx"]:.0f}; adapter
+connections open at the end: {attack["open_after"]:.0f}.
+"""
+    print(body)
+    if write:
+        write_section("listener", body)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def test_bare_key_signature_verifies_and_pins_the_key(tmp_path, store):
 
 
 def test_another_key_for_a_pinned_origin_is_refused(tmp_path, store):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     ours = NodeSigner.for_config(runtime_config(tmp_path / "a", node_id="node-a"))
     forger = NodeSigner.for_config(runtime_config(tmp_path / "b", node_id="node-a"))
     info = _sealed(store)
@@ -188,7 +190,31 @@ def test_store_pressure_reaches_health_status_and_metrics(tmp_path):
 
 
 def test_store_high_water_outside_zero_to_one_is_a_config_error():
-    from vedette.errors import ConfigError
+    from vedette.config import ConfigError
 
     with pytest.raises(ConfigError, match="high_water"):
         dataclasses.replace(StoreConfig(), high_water=1.5)
+
+
+def test_a_full_store_still_hands_out_signed_segments(tmp_path):
+    from vedette.store import StoreFullError
+
+    signer = NodeSigner.for_config(runtime_config(tmp_path, node_id="node-a"))
+    with SegmentStore.open(tmp_path / "store", ceiling_bytes=64 << 10, node_id="node-a") as store:
+        full = False
+        for i in range(100_000):
+            try:
+                store.append(b"r" * 200 + str(i).encode())
+            except StoreFullError:
+                full = True
+                break
+        assert full
+        sealed = [s for s in store.segments() if s.sealed]
+        assert sealed, "the size bound sealed segments before the ceiling"
+        seals = OriginSeals(store, signer)
+        blob = seals.signature(sealed[0])
+        # No room for the signature file, but the segment can still leave signed:
+        # its acknowledgement is what frees the room.
+        assert blob is not None
+        assert store.origin_signature(sealed[0].id) is None, "there was room after all"
+        assert OriginVerifier().check(blob, "node-a", sealed[0].seq, sealed[0].id) == "key"

@@ -80,7 +80,7 @@ def test_allowed_call_runs_the_tool_and_records_both_steps(runtime):
     decision = runtime.decide({"tool": "echo", "args": {"text": "hi"}}, CALLER)
     assert (decision.outcome, decision.status, decision.output) == ("allow", 200, {"text": "hi"})
     assert decision.body()["decision"] == "allow"
-    found = [r for r in records(runtime) if r["decision_id"] == decision.decision_id]
+    found = [r for r in records(runtime) if r.get("decision_id") == decision.decision_id]
     assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
     assert found[0]["outcome"] == "allow"
     assert found[0]["release"]["policy_hash"].startswith("sha256:")
@@ -403,4 +403,5 @@ def test_store_of_a_closed_runtime_reopens_clean(tmp_path):
     runtime.close()
     with SegmentStore.open(directory, node_id="test-node") as store:
         kinds = [json.loads(record)["kind"] for _, record in store.iter_records()]
-    assert kinds == ["decision", "tool_outcome"]
+    # First the node's signing key (origin signatures), then the call.
+    assert kinds == ["node_key", "decision", "tool_outcome"]

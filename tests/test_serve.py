@@ -95,9 +95,9 @@ def test_example_allows_denies_and_shuts_down_cleanly(example_server, tmp_path):
     )
     records = [json.loads(json.loads(line)["text"]) for line in export.stdout.splitlines()]
     denied_id = denied.json()["decision_id"]
-    assert [r["kind"] for r in records if r["decision_id"] == denied_id] == ["decision"]
+    assert [r["kind"] for r in records if r.get("decision_id") == denied_id] == ["decision"]
     allowed_id = allowed.json()["decision_id"]
-    assert [r["kind"] for r in records if r["decision_id"] == allowed_id] == [
+    assert [r["kind"] for r in records if r.get("decision_id") == allowed_id] == [
         "decision",
         "tool_outcome",
     ]

@@ -30,7 +30,7 @@ from vedette._core import (
     private_key_from_pem,
 )
 from vedette.durable import write_durably
-from vedette.errors import OriginSignatureError
+from vedette.errors import OriginSignatureError, StoreFullError
 
 if TYPE_CHECKING:
     from vedette.config import Config
@@ -139,11 +139,20 @@ class OriginSeals:
             return None
         with self._lock:
             blob = self.store.origin_signature(info.id)
-            if blob is None and info.origin == self.signer.origin:
-                blob = self.signer.sign(info)
-                self.store.put_origin_signature(info.id, blob)
             if blob is not None:
                 self._signed.add(info.id)
+                return blob
+            if info.origin != self.signer.origin:
+                return None
+            blob = self.signer.sign(info)
+            try:
+                self.store.put_origin_signature(info.id, blob)
+            except StoreFullError:
+                # A full store has no room for the file until something leaves;
+                # the segment still leaves signed (the archive sends this blob),
+                # and its acknowledgement is what frees the room.
+                return blob
+            self._signed.add(info.id)
             return blob
 
     def sign_pending(self) -> int:

@@ -410,6 +410,7 @@ impl Store {
         let mut sealed = 0u64;
         let mut acked = 0u64;
         let mut unacked_bytes = 0u64;
+        let mut acked_bytes = 0u64;
         let mut oldest: Option<u64> = None;
         for meta in st.segments.values() {
             sealed += 1;
@@ -420,6 +421,7 @@ impl Store {
                 .is_some_and(|by| !by.is_empty())
             {
                 acked += 1;
+                acked_bytes += on_disk(meta.size, shared.block);
             } else {
                 unacked_bytes += on_disk(meta.size, shared.block);
                 let t = meta.header.created_unix_ms;
@@ -432,6 +434,9 @@ impl Store {
             .filter(|r| r.acknowledged.is_none())
             .count() as u64;
         let fraction = used as f64 / ceiling.max(1) as f64;
+        // Segments acknowledged off-node are evicted the moment room is needed:
+        // only what is still waiting to leave is pressure (docs/operations.md).
+        let pressure = used.saturating_sub(acked_bytes) as f64 / ceiling.max(1) as f64;
         let high_water = shared.config.high_water;
         let state = if st.gone.is_some() {
             "directory_gone"
@@ -466,12 +471,12 @@ impl Store {
         }
         reasons.push(format!(
             "evidence store {:.0}% full; {acked} of {sealed} sealed segments acknowledged off-node",
-            fraction * 100.0
+            pressure * 100.0
         ));
         let verdict = match state {
             "directory_gone" | "stopped" | "read_only" | "full" => "failing",
             "damaged" => "degraded",
-            _ if fraction >= high_water => "degraded",
+            _ if pressure >= high_water => "degraded",
             _ => "ok",
         };
         StoreHealth {

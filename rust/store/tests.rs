@@ -745,3 +745,28 @@ fn a_stopped_store_reopens_in_process() {
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
     assert!(store.take_events().iter().any(|e| e.kind == "reopened"));
 }
+
+#[test]
+fn only_evidence_still_waiting_to_leave_counts_against_the_high_water_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s"), StoreConfig::new(256 << 10, "node-a")).unwrap();
+    let mut sealed = Vec::new();
+    while store.health().verdict == "ok" {
+        store.append(&[b'x'; 900]).unwrap();
+        if let Some(id) = store.seal().unwrap() {
+            sealed.push(id);
+        }
+    }
+    let degraded = store.health();
+    assert_eq!(degraded.verdict, "degraded");
+    assert!(degraded.reason.contains("0 of"), "{}", degraded.reason);
+    for id in &sealed {
+        store.ack(id, "peer:node-b").unwrap();
+    }
+    let relieved = store.health();
+    assert_eq!(relieved.verdict, "ok", "{}", relieved.reason);
+    assert!(
+        relieved.usage_fraction >= relieved.high_water,
+        "still on disk, evictable"
+    );
+}

@@ -7,7 +7,7 @@ segments whose bytes hash to their id are opened; their records are decoded as
 and the reader's bounded chunk buffer, whatever the stream's size.
 
 ``jsonl`` writes each decision record as it is stored (one JSON object a line).
-``opa`` writes OPA's decision-log event shape (docs/operations.md, "Archive"):
+``opa`` writes OPA's decision-log event shape (docs/operations.md, "Fleet archive"):
 
 =======================  =====================================================
 ``decision_id``          the record's ``decision_id``

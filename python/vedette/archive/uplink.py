@@ -21,7 +21,7 @@ the GIL), and, while the node runs:
 
 Its state (connected, backlog, age of the last acknowledgement, last error)
 is reported by :meth:`status`, :meth:`health` and Prometheus gauges
-(docs/operations.md, "Archive").
+(docs/operations.md, "Fleet archive").
 """
 
 from __future__ import annotations

@@ -1,0 +1,266 @@
+"""The archive uplink against a real three-server NATS JetStream cluster (TLS, R3).
+
+Three comparisons, each anchor and vedette in the same run:
+
+1. Uplink of 1 MiB sealed segments (origin signatures on, acknowledged in the
+   store) vs raw ``nats-py`` JetStream publishes of the same bytes with the same
+   window of unacknowledged messages (no reading from the store, no signature,
+   no acknowledgement).
+2. ``POST /v1/tool`` (wrk, 64 connections) on ``vedette serve --example`` while
+   its uplink publishes a backlog flat out vs the same node with the uplink idle.
+3. ``vedette archive verify`` (read the stream back, hash, check chains and
+   signatures) vs BLAKE3 of the same bytes in memory; and the verification step
+   alone over segments already read.
+
+    python bench/compare_archive.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # tests.nats_cluster: the cluster the tests use
+
+from compare_runtime import TOKEN, UNLIMITED, free_port, wait_ready, wrk  # noqa: E402
+from report import machine, write_section  # noqa: E402
+
+from tests.nats_cluster import NatsCluster  # noqa: E402
+from vedette.archive.reader import read_stream  # noqa: E402
+from vedette.archive.uplink import ArchiveUplink, acknowledger  # noqa: E402
+from vedette.archive.verify import verify_segments  # noqa: E402
+from vedette.config import ArchiveConfig  # noqa: E402
+from vedette.hashing import blake3  # noqa: E402
+from vedette.origin import NodeSigner, OriginSeals, load_or_make_node_key  # noqa: E402
+from vedette.store import SegmentStore  # noqa: E402
+
+SEGMENT_BYTES = 1 << 20
+RECORD = b'{"kind":"decision","pad":"' + b"x" * 1000 + b'"}'
+IN_FLIGHT = 8
+
+
+def archive_config(cluster: NatsCluster, stream: str) -> ArchiveConfig:
+    files = cluster.client_tls()
+    return ArchiveConfig(
+        servers=tuple(cluster.urls),
+        stream=stream,
+        subject_prefix=f"bench.{stream.lower()}",
+        ca=files["ca"],
+        cert=files["cert"],
+        key=files["key"],
+        replicas=3,
+        bytes_per_second=1e12,
+        in_flight=IN_FLIGHT,
+        publish_timeout_s=30.0,
+    )
+
+
+def fill(store: SegmentStore, segments: int) -> int:
+    """``segments`` sealed segments of about 1 MiB each; returns their total bytes."""
+    per_segment = SEGMENT_BYTES // (len(RECORD) + 16)
+    for _ in range(segments):
+        store.append_many([RECORD] * per_segment)
+        store.seal()
+    return sum(s.size for s in store.segments() if s.sealed)
+
+
+def uplink_run(cluster: NatsCluster, workdir: Path, segments: int) -> dict[str, float]:
+    config = archive_config(cluster, "UPLINK")
+    store = SegmentStore.open(workdir / "uplink-store", 4 << 30, "bench-node")
+    total = fill(store, segments)
+    seals = OriginSeals(store, NodeSigner("bench-node", load_or_make_node_key(workdir)))
+    by = acknowledger(config)
+    started = time.perf_counter()
+    uplink = ArchiveUplink(config, store, signatures=seals.signature)
+    try:
+        uplink.wake()
+        deadline = time.monotonic() + 600
+        while not all(by in s.acked_by for s in store.segments() if s.sealed):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uplink stuck: {uplink.status()}")
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+    finally:
+        uplink.stop()
+        store.close()
+    return {"bytes": total, "seconds": seconds, "mib_s": total / seconds / (1 << 20)}
+
+
+async def raw_publish(cluster: NatsCluster, workdir: Path, segments: int) -> dict[str, float]:
+    import nats
+
+    store = SegmentStore.open(workdir / "raw-store", 4 << 30, "raw-node")
+    fill(store, segments)
+    payloads = [store.get_segment(s.id) for s in store.segments() if s.sealed and s.id]
+    store.close()
+    nc = await nats.connect(servers=cluster.urls, **cluster.connect_options(), max_reconnect_attempts=5)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="RAW", subjects=["raw.>"], num_replicas=3)
+        window = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(i: int, data: bytes) -> None:
+            async with window:
+                await js.publish("raw.node", data, timeout=30, headers={"Nats-Msg-Id": str(i)})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(payloads)))
+        seconds = time.perf_counter() - started
+    finally:
+        await nc.close()
+    total = sum(len(p) for p in payloads)
+    return {"bytes": total, "seconds": seconds, "mib_s": total / seconds / (1 << 20)}
+
+
+async def verify_run(cluster: NatsCluster) -> dict[str, float]:
+    config = archive_config(cluster, "UPLINK")
+    items = []
+    started = time.perf_counter()
+    async for item in read_stream(config):
+        items.append(item)
+    read_s = time.perf_counter() - started
+
+    async def replay():  # the segments already read, for the verification step alone
+        for item in items:
+            yield item
+
+    started = time.perf_counter()
+    report = await verify_segments(replay())
+    check_s = time.perf_counter() - started
+    if report.findings:
+        raise RuntimeError(f"archive verify found {report.findings[:3]}")
+    datas = [item.data for item in items]
+    started = time.perf_counter()
+    for data in datas:
+        blake3(data)
+    hash_s = time.perf_counter() - started
+    total = report.bytes
+    mib = total / (1 << 20)
+    return {
+        "bytes": total,
+        "segments": report.segments,
+        "signed": sum(chain.signed for chain in report.nodes.values()),
+        "end_to_end_mib_s": mib / (read_s + check_s),
+        "check_mib_s": mib / check_s,
+        "blake3_mib_s": mib / hash_s,
+    }
+
+
+def tool_throughput(cluster: NatsCluster, workdir: Path, backlog: int, seconds: int) -> dict:
+    """wrk against ``vedette serve --example`` with an [archive] table, idle and busy."""
+    cluster.ca.issue("example-node")  # type: ignore[union-attr]
+    files = cluster.client_tls("example-node")
+    results = {}
+    for label, segments in (("idle", 0), ("busy", backlog)):
+        state = workdir / f"serve-{label}"
+        if segments:  # a backlog the uplink sends flat out while wrk runs
+            store_dir = state / "vedette" / "example" / "store"
+            store_dir.parent.mkdir(parents=True, exist_ok=True)
+            with SegmentStore.open(store_dir, 16 << 30, "example-node") as store:
+                fill(store, segments)
+        env = {
+            **os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "XDG_STATE_HOME": str(state),
+            "VEDETTE_ARCHIVE_SERVERS": ",".join(cluster.urls), "VEDETTE_ARCHIVE_STREAM": "SERVE",
+            "VEDETTE_ARCHIVE_SUBJECT_PREFIX": f"bench.serve.{label}",
+            "VEDETTE_ARCHIVE_CA": str(files["ca"]), "VEDETTE_ARCHIVE_CERT": str(files["cert"]),
+            "VEDETTE_ARCHIVE_KEY": str(files["key"]), "VEDETTE_ARCHIVE_REPLICAS": "3",
+        }  # fmt: skip
+        if label == "busy":  # the idle run made the stream for subjects bench.serve.idle.>
+            env["VEDETTE_ARCHIVE_STREAM"] = "SERVEBUSY"
+        port = free_port()
+        command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example"]
+        node = subprocess.Popen(
+            [*command, "--listen", f"127.0.0.1:{port}"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, node)
+            time.sleep(2 if segments else 0)  # the uplink connects and starts sending
+            run = wrk(url, seconds)
+            if run["non_2xx"]:
+                raise RuntimeError(f"{label}: {run['non_2xx']} answers were not 2xx")
+            import httpx
+
+            archive = httpx.get(f"{url}/v1/status", timeout=10).json().get("archive", {})
+            run["backlog_left"] = archive.get("backlog_segments", -1)
+            results[label] = run
+        finally:
+            node.terminate()
+            node.wait(30)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs; do not write RESULTS.md")
+    args = parser.parse_args()
+    facts = machine()
+    print(facts)
+    segments = 16 if args.quick else 128
+    workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-archive-"))
+    cluster = NatsCluster(workdir / "nats", max_payload_mb=8)
+    try:
+        cluster.start_all()
+        raw = asyncio.run(raw_publish(cluster, workdir, segments))
+        up = uplink_run(cluster, workdir, segments)
+        print("raw", raw, "uplink", up)
+        verify = asyncio.run(verify_run(cluster))
+        print("verify", verify)
+        serve = tool_throughput(cluster, workdir, 64 if args.quick else 512, 3 if args.quick else 8)
+        print("serve", serve)
+    finally:
+        cluster.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    verdict = lambda met: "met" if met else "NOT met"  # noqa: E731
+    uplink_ratio = up["mib_s"] / raw["mib_s"]
+    serve_ratio = serve["busy"]["rps"] / serve["idle"]["rps"]
+    e2e_ratio = verify["end_to_end_mib_s"] / verify["blake3_mib_s"]
+    check_ratio = verify["check_mib_s"] / verify["blake3_mib_s"]
+    body = f"""## Archive: uplink, serving while it runs, verify
+
+Machine: {facts}.
+Command: `python bench/compare_archive.py`. A three-server NATS JetStream cluster
+on loopback (`nats-server`, TLS with client certificates, stream replicas 3,
+max_payload 8 MB), {segments} sealed segments of about 1 MiB.
+
+| publishing {segments} × 1 MiB, window {IN_FLIGHT} | MiB/s |
+|---|---|
+| anchor: raw `nats-py` JetStream publishes of the same bytes | {raw["mib_s"]:.1f} |
+| vedette uplink: read from the store, origin-signed, acknowledged in the store | {up["mib_s"]:.1f} |
+| ratio (goal ≥ 0.8×) | {uplink_ratio:.2f}× — {verdict(uplink_ratio >= 0.8)} |
+
+| POST /v1/tool, wrk 64 connections, `vedette serve --example` with `[archive]` | requests/s | p99 |
+|---|---|---|
+| uplink idle | {serve["idle"]["rps"]:.0f} | {serve["idle"]["p99_ms"]:.1f} ms |
+| uplink sending a backlog flat out | {serve["busy"]["rps"]:.0f} | {serve["busy"]["p99_ms"]:.1f} ms |
+| ratio (goal ≥ 0.9×) | {serve_ratio:.2f}× — {verdict(serve_ratio >= 0.9)} | |
+
+Segments still waiting in the busy run's backlog when wrk stopped:
+{serve["busy"]["backlog_left"]} (the uplink was still sending throughout).
+
+| verifying {verify["segments"]} segments ({verify["bytes"] / (1 << 20):.0f} MiB, \\
+{verify["signed"]} origin-signed) | MiB/s |
+|---|---|
+| anchor: BLAKE3 of the same bytes in memory | {verify["blake3_mib_s"]:.0f} |
+| `archive verify`: read the stream back over TLS, then check | \\
+{verify["end_to_end_mib_s"]:.0f} ({e2e_ratio:.2f}×) |
+| the checks alone (ids, chains, signatures) over segments already read | \\
+{verify["check_mib_s"]:.0f} ({check_ratio:.2f}×) |
+| goal ≥ 0.5× | end to end {verdict(e2e_ratio >= 0.5)}; checks {verdict(check_ratio >= 0.5)} | |
+"""
+    print(body)
+    if not args.quick:
+        write_section("archive", body)
+
+
+if __name__ == "__main__":
+    main()
