@@ -101,7 +101,8 @@ async def raw_publish(cluster: NatsCluster, workdir: Path, segments: int) -> dic
     fill(store, segments)
     payloads = [store.get_segment(s.id) for s in store.segments() if s.sealed and s.id]
     store.close()
-    nc = await nats.connect(servers=cluster.urls, **cluster.connect_options(), max_reconnect_attempts=5)
+    options = cluster.connect_options()
+    nc = await nats.connect(servers=cluster.urls, **options, max_reconnect_attempts=5)
     try:
         js = nc.jetstream()
         await js.add_stream(name="RAW", subjects=["raw.>"], num_replicas=3)
@@ -235,13 +236,15 @@ max_payload 8 MB), {segments} sealed segments of about 1 MiB.
 | publishing {segments} × 1 MiB, window {IN_FLIGHT} | MiB/s |
 |---|---|
 | anchor: raw `nats-py` JetStream publishes of the same bytes | {raw["mib_s"]:.1f} |
-| vedette uplink: read from the store, origin-signed, acknowledged in the store | {up["mib_s"]:.1f} |
+| vedette uplink: read from the store, origin-signed, acknowledged in the store | \
+{up["mib_s"]:.1f} |
 | ratio (goal ≥ 0.8×) | {uplink_ratio:.2f}× — {verdict(uplink_ratio >= 0.8)} |
 
 | POST /v1/tool, wrk 64 connections, `vedette serve --example` with `[archive]` | requests/s | p99 |
 |---|---|---|
 | uplink idle | {serve["idle"]["rps"]:.0f} | {serve["idle"]["p99_ms"]:.1f} ms |
-| uplink sending a backlog flat out | {serve["busy"]["rps"]:.0f} | {serve["busy"]["p99_ms"]:.1f} ms |
+| uplink sending a backlog flat out | {serve["busy"]["rps"]:.0f} | \
+{serve["busy"]["p99_ms"]:.1f} ms |
 | ratio (goal ≥ 0.9×) | {serve_ratio:.2f}× — {verdict(serve_ratio >= 0.9)} | |
 
 Segments still waiting in the busy run's backlog when wrk stopped:
