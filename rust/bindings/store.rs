@@ -19,11 +19,45 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(store_recorded_config, module)?)?;
     module.add_function(wrap_pyfunction!(shared_fs_name, module)?)?;
     module.add_function(wrap_pyfunction!(store_acknowledge_quarantine, module)?)?;
+    module.add_function(wrap_pyfunction!(read_sealed_segment, module)?)?;
     Ok(())
 }
 
 fn parse_id(text: &str) -> PyResult<Digest> {
     Digest::parse(text).map_err(errors::digest_format)
+}
+
+/// A sealed segment's bytes checked outside any store, with the checks of an
+/// import (id, structure, every record checksum): its id and header, and its
+/// `(record number, record)` pairs when `records`.
+#[pyfunction]
+#[pyo3(signature = (data, *, records = false))]
+fn read_sealed_segment<'py>(
+    py: Python<'py>,
+    data: &Bound<'_, PyAny>,
+    records: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let bytes = borrow_bytes(data)?;
+    let slice = bytes.as_slice();
+    let segment = py
+        .detach(|| core::SealedSegment::read(slice))
+        .map_err(errors::store)?;
+    let out = PyDict::new(py);
+    out.set_item("id", segment.id.to_string())?;
+    out.set_item("origin", &segment.header.origin)?;
+    out.set_item("seq", segment.header.seq)?;
+    out.set_item("first_record", segment.header.first_record)?;
+    out.set_item("created_unix_ms", segment.header.created_unix_ms)?;
+    out.set_item("prev", segment.header.prev.map(|d| d.to_string()))?;
+    out.set_item("record_count", segment.records.len())?;
+    if records {
+        let list = PyList::empty(py);
+        for (number, record) in &segment.records {
+            list.append((number, PyBytes::new(py, record)))?;
+        }
+        out.set_item("records", list)?;
+    }
+    Ok(out)
 }
 
 /// The node id and ceiling a store directory was last opened with.

@@ -66,6 +66,43 @@ impl VerifiedSegment {
     }
 }
 
+/// A sealed segment read outside any store (the archive's reader and
+/// verifier): the same checks as an import, borrowing the bytes.
+pub struct SealedSegment<'a> {
+    pub id: Digest,
+    pub header: Header,
+    /// `(record number, record)` in order.
+    pub records: Vec<(u64, &'a [u8])>,
+}
+
+impl<'a> SealedSegment<'a> {
+    /// Checks `bytes` as a sealed segment (id, structure, every record
+    /// checksum) without copying them. A malformed segment is `Corrupt`.
+    pub fn read(bytes: &'a [u8]) -> Result<SealedSegment<'a>> {
+        let id = blake3(bytes);
+        let scan = format::parse_sealed(bytes)
+            .map_err(|err| StoreError::Corrupt(format!("{id}: {err}")))?;
+        let records = scan
+            .records
+            .iter()
+            .filter_map(|span| {
+                let record = bytes.get(span.start..span.start.checked_add(span.len)?)?;
+                Some((span.record_no, record))
+            })
+            .collect::<Vec<_>>();
+        if records.len() != scan.records.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{id}: a record lies outside the bytes"
+            )));
+        }
+        Ok(SealedSegment {
+            id,
+            header: scan.header,
+            records,
+        })
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Admission {
     /// New here: to be written.

@@ -41,7 +41,7 @@ pub use commit::StoreEvent;
 pub use error::StoreError;
 pub use exchange::SegmentStatus;
 pub use fscheck::{shared_fs_name, SHARED_FS_MAGIC};
-pub use import::VerifiedSegment;
+pub use import::{SealedSegment, VerifiedSegment};
 pub use quarantine::{QuarantineAck, QuarantineReport};
 pub use recovery::RecoveryReport;
 pub use verify::VerifyReport;

@@ -770,3 +770,30 @@ fn only_evidence_still_waiting_to_leave_counts_against_the_high_water_mark() {
         "still on disk, evictable"
     );
 }
+
+#[test]
+fn a_sealed_segment_is_read_outside_the_store_with_the_same_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s"), StoreConfig::new(8 << 20, "node-a")).unwrap();
+    store.append(b"first").unwrap();
+    store.append(b"second").unwrap();
+    let id = store.seal().unwrap().unwrap();
+    let bytes = store.get_segment(&id).unwrap();
+    let read = SealedSegment::read(&bytes).unwrap();
+    assert_eq!(read.id, id);
+    assert_eq!(
+        (read.header.origin.as_str(), read.header.seq),
+        ("node-a", 0)
+    );
+    let records: Vec<&[u8]> = read.records.iter().map(|(_, r)| *r).collect();
+    assert_eq!(records, [b"first".as_slice(), b"second".as_slice()]);
+    let mut flipped = bytes.clone();
+    let at = bytes.len() / 2;
+    flipped[at] ^= 1;
+    assert!(matches!(
+        SealedSegment::read(&flipped),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(SealedSegment::read(&bytes[..bytes.len() - 1]).is_err());
+    assert!(SealedSegment::read(b"").is_err());
+}

@@ -193,7 +193,7 @@ def export_command(
         out.flush()
     if counts.skipped_segments:
         click.echo(
-            f"vedette archive: {counts.skipped_segments} segments skipped (incomplete or not "
-            "matching their id; run `vedette archive verify`)",
+            f"vedette archive: {counts.skipped_segments} segments skipped (pieces missing, or "
+            "bytes that are not the segment they name; run `vedette archive verify`)",
             err=True,
         )

@@ -33,7 +33,6 @@ from typing import Any
 
 from vedette.archive import wire
 from vedette.archive.reader import ArchivedSegment, Incomplete
-from vedette.hashing import blake3
 from vedette.store_cli import record_fields
 
 DECISION_PATH = "vedette/decision"
@@ -132,21 +131,24 @@ async def export_records(
     """Writes (``write(line)``) every matching decision record of ``source``."""
     done: set[str] = set()  # a segment stored twice is exported once
     async for item in source:
-        if isinstance(item, Incomplete) or item.segment_id in done:
+        if isinstance(item, Incomplete):
+            counts.skipped_segments += 1  # some of its pieces are not in the stream
             continue
-        if str(blake3(item.data)) != item.segment_id:
-            counts.skipped_segments += 1
+        if item.segment_id in done:
             continue
         try:
-            header = wire.parse_segment(item.data)
+            segment = wire.read_segment(item.data, records=True)
         except wire.SegmentFormatError:
             counts.skipped_segments += 1
             continue
-        if filters.node is not None and header.origin != filters.node:
+        if segment.id != item.segment_id:
+            counts.skipped_segments += 1
+            continue
+        if filters.node is not None and segment.origin != filters.node:
             continue
         done.add(item.segment_id)
         counts.segments += 1
-        for _pos, raw in wire.records(item.data, header):
+        for _pos, raw in segment.record_list:
             counts.records += 1
             text = record_fields(raw).get("text")
             if text is None:

@@ -136,7 +136,11 @@ def _check(
 ) -> None:
     claimed = item.segment_id
     origin_hdr = item.headers.get(wire.H_ORIGIN)
-    actual = str(blake3(item.data))
+    try:
+        header = wire.read_segment(item.data)  # hashes and parses in one pass
+    except wire.SegmentFormatError as err:
+        header, problem = None, str(err)
+    actual = header.id if header is not None else str(blake3(item.data))
     if actual != claimed:
         report.findings.append(
             Finding(
@@ -153,10 +157,8 @@ def _check(
         )
         return
     seen.add(claimed)
-    try:
-        header = wire.parse_segment(item.data)
-    except wire.SegmentFormatError as err:
-        report.findings.append(Finding("malformed", origin_hdr, claimed, str(err)))
+    if header is None:
+        report.findings.append(Finding("malformed", origin_hdr, claimed, problem))
         return
     report.segments += 1
     claims = {

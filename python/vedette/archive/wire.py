@@ -1,5 +1,5 @@
 """How a sealed segment travels as NATS JetStream messages (docs/contracts.md,
-"Archive messages"), and a reader of the segment bytes that needs no store.
+"Archive messages"), and the core's reader of segment bytes outside a store.
 
 A segment goes to subject ``<prefix>.<node token>`` as one message, or, when it
 is larger than what the servers take in one message, as ``n`` chunks sent in
@@ -25,15 +25,12 @@ whose own header must agree with these, and the origin signature.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-MAGIC = b"VDTSEG1\n"
-FRAME_MASK = 0x56445400
-FOOTER_MARK = 0xFFFFFFFF
-FOOTER_BYTES = 24
-MAX_FRAME = 64 << 20
+from typing_extensions import Buffer
+
+from vedette._core import read_sealed_segment
+from vedette.errors import StoreError
 
 H_MSG_ID = "Nats-Msg-Id"
 H_SEGMENT = "Vedette-Segment"
@@ -55,15 +52,38 @@ class SegmentFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class SegmentHeader:
+class SealedSegment:
+    """A sealed segment's bytes as the store's own reader checked them: the id
+    they hash to, what the header says, and (when asked for) the records."""
+
+    id: str
     origin: str
     seq: int
     first_record: int
     created_unix_ms: int
     prev: str | None
     records: int
-    body_end: int
-    frames_start: int
+    record_list: tuple[tuple[int, bytes], ...] = ()
+
+
+def read_segment(data: Buffer, *, records: bool = False) -> SealedSegment:
+    """Checks ``data`` as a sealed segment (BLAKE3 id, structure, every record
+    checksum, in the core: the store's format has one reader); raises
+    SegmentFormatError when it is not one."""
+    try:
+        found = read_sealed_segment(data, records=records)
+    except StoreError as err:
+        raise SegmentFormatError(str(err)) from None
+    return SealedSegment(
+        id=found["id"],
+        origin=found["origin"],
+        seq=found["seq"],
+        first_record=found["first_record"],
+        created_unix_ms=found["created_unix_ms"],
+        prev=found["prev"],
+        records=found["record_count"],
+        record_list=tuple(found.get("records", ())),
+    )
 
 
 def node_token(node: str) -> str:
@@ -85,62 +105,3 @@ def chunk_size(max_payload: int) -> int:
 
 def id_hex(segment_id: str) -> str:
     return segment_id.removeprefix("blake3:")
-
-
-def parse_segment(data: bytes | memoryview) -> SegmentHeader:
-    """The header and footer of a sealed segment, with its frame layout walked
-    (lengths only: every byte is covered by the id, checked separately)."""
-    view = memoryview(data)
-    if len(view) < 72 + FOOTER_BYTES or bytes(view[:8]) != MAGIC:
-        raise SegmentFormatError("not a segment (bad magic or too short)")
-    version, seq, first, created, has_prev = struct.unpack_from("<HQQQB", view, 8)
-    if version != 1:
-        raise SegmentFormatError(f"unknown segment format version {version}")
-    prev_raw = bytes(view[35:67])
-    n = view[67]
-    if n == 0 or 68 + n + 4 > len(view):
-        raise SegmentFormatError("bad origin length")
-    try:
-        origin = bytes(view[68 : 68 + n]).decode("ascii")
-    except UnicodeDecodeError:
-        raise SegmentFormatError("origin is not ASCII") from None
-    if has_prev not in (0, 1) or (has_prev == 0) != (seq == 0):
-        raise SegmentFormatError("has_prev does not match seq")
-    mark, count, body_end, _crc = struct.unpack_from("<IQQI", view, len(view) - FOOTER_BYTES)
-    if mark != FOOTER_MARK or body_end != len(view) - FOOTER_BYTES:
-        raise SegmentFormatError("no footer (not a sealed segment)")
-    frames_start = 68 + n + 4
-    walked = sum(1 for _ in _frames(view, frames_start, body_end))
-    if walked != count:
-        raise SegmentFormatError(f"footer counts {count} records, the body holds {walked}")
-    return SegmentHeader(
-        origin=origin,
-        seq=seq,
-        first_record=first,
-        created_unix_ms=created,
-        prev=f"blake3:{prev_raw.hex()}" if has_prev else None,
-        records=count,
-        body_end=body_end,
-        frames_start=frames_start,
-    )
-
-
-def _frames(view: memoryview, start: int, end: int) -> Iterator[memoryview]:
-    at = start
-    while at < end:
-        if at + 8 > end:
-            raise SegmentFormatError(f"torn frame at byte {at}")
-        (masked,) = struct.unpack_from("<I", view, at)
-        length = masked ^ FRAME_MASK
-        if length > MAX_FRAME or at + 8 + length > end:
-            raise SegmentFormatError(f"bad frame length at byte {at}")
-        yield view[at + 8 : at + 8 + length]
-        at += 8 + length
-
-
-def records(data: bytes, header: SegmentHeader | None = None) -> Iterator[tuple[int, bytes]]:
-    """``(position, record)`` for every record of a sealed segment."""
-    header = header or parse_segment(data)
-    view = memoryview(data)
-    for i, payload in enumerate(_frames(view, header.frames_start, header.body_end)):
-        yield header.first_record + i, bytes(payload)
