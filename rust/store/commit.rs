@@ -510,19 +510,7 @@ impl Shared {
             .and_then(|()| writer.file.sync_data())
         {
             let err = StoreError::io("write footer", &path, err);
-            match writer
-                .file
-                .truncate(open.written_len)
-                .and_then(|()| writer.file.sync_data())
-            {
-                Ok(()) => {
-                    writer.allocated = open.written_len;
-                    open.allocated = open.written_len;
-                    open.writer = Some(writer);
-                    st.open = Some(open);
-                }
-                Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
-            }
+            keep_open_after_failed_seal(st, open, writer, &err);
             return Err(self.out_of_space(st, err, FOOTER_LEN));
         }
         writer.hasher.update(&footer);
@@ -531,19 +519,7 @@ impl Shared {
         if let Err(err) = self.storage.rename(&path, &sealed_path) {
             // Not sealed after all: take the footer off again and keep writing.
             let err = StoreError::io("rename sealed segment", &path, err);
-            match writer
-                .file
-                .truncate(open.written_len)
-                .and_then(|()| writer.file.sync_data())
-            {
-                Ok(()) => {
-                    writer.allocated = open.written_len;
-                    open.allocated = open.written_len;
-                    open.writer = Some(writer);
-                    st.open = Some(open);
-                }
-                Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
-            }
+            keep_open_after_failed_seal(st, open, writer, &err);
             return Err(err);
         }
         if self.sync_dir(&self.dir).is_err() {
@@ -745,5 +721,29 @@ impl Shared {
             open.allocated = target.max(open.allocated);
         }
         Ok(())
+    }
+}
+
+/// A seal failed part-way: take the footer off again so the segment stays
+/// open and writable; if even that fails, the store stops (it cannot say
+/// what is on disk).
+fn keep_open_after_failed_seal(
+    st: &mut State,
+    mut open: OpenSegment,
+    mut writer: Writer,
+    err: &StoreError,
+) {
+    match writer
+        .file
+        .truncate(open.written_len)
+        .and_then(|()| writer.file.sync_data())
+    {
+        Ok(()) => {
+            writer.allocated = open.written_len;
+            open.allocated = open.written_len;
+            open.writer = Some(writer);
+            st.open = Some(open);
+        }
+        Err(undo) => st.failed = Some(format!("{err}; undoing it failed: {undo}")),
     }
 }

@@ -53,21 +53,27 @@ class RefusalLedger:
         self.recorded_total = 0
         self.counted_total = 0
 
+    def _entry(self, outcome: str, source: str, decision_id: str) -> tuple[tuple[str, str], _Count]:
+        """The counter of (outcome, source), made if new; past ``max_sources``
+        sources, new ones share one overflow counter. Call holding the lock."""
+        now = _now_ms()
+        key = (outcome, source)
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= self._max_sources:
+                key = (outcome, OVERFLOW)
+                count = self._counts.get(key)
+            if count is None:
+                count = self._counts[key] = _Count(first_ms=now, first_id=decision_id)
+        count.last_ms, count.last_id = now, decision_id
+        return key, count
+
     def admit(self, outcome: str, source: str, decision_id: str) -> bool:
         """True when this refusal is to be recorded in full; otherwise it is counted."""
         if outcome not in AGGREGATED:
             return True
-        now = _now_ms()
         with self._lock:
-            key = (outcome, source)
-            count = self._counts.get(key)
-            if count is None:
-                if len(self._counts) >= self._max_sources:
-                    key = (outcome, OVERFLOW)
-                    count = self._counts.get(key)
-                if count is None:
-                    count = self._counts[key] = _Count(first_ms=now, first_id=decision_id)
-            count.last_ms, count.last_id = now, decision_id
+            key, count = self._entry(outcome, source, decision_id)
             if count.full == 0 and key[1] != OVERFLOW and self._full_this_interval < self._max_full:
                 count.full = 1
                 self._full_this_interval += 1
@@ -80,17 +86,8 @@ class RefusalLedger:
     def count(self, outcome: str, source: str, decision_id: str) -> None:
         """Counts a refusal that is never recorded in full (the per-address limit
         on unauthenticated requests); it appears in the interval's summary."""
-        now = _now_ms()
         with self._lock:
-            key = (outcome, source)
-            count = self._counts.get(key)
-            if count is None:
-                if len(self._counts) >= self._max_sources:
-                    key = (outcome, OVERFLOW)
-                    count = self._counts.get(key)
-                if count is None:
-                    count = self._counts[key] = _Count(first_ms=now, first_id=decision_id)
-            count.last_ms, count.last_id = now, decision_id
+            _key, count = self._entry(outcome, source, decision_id)
             count.counted += 1
             self.counted_total += 1
 
