@@ -1,13 +1,16 @@
-"""Serve an ASGI app with uvicorn on a loopback port, in a thread, for the tests."""
+"""Serve an ASGI app with uvicorn on a loopback port, in a thread, for the tests;
+and wait for a `vedette serve` process to answer."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -28,3 +31,19 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
+    """Until ``url``'s /v1/health answers 200; kills the process and raises with
+    its output if it exits or does not answer in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the node did not start: {process.communicate()[0]}")
+        time.sleep(0.1)

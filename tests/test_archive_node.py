@@ -48,12 +48,34 @@ TEXT = "e" * 4000
 # get this long; nothing here asserts how fast anything is.
 DEADLINE_S = 60.0
 EVIDENCE_DENIAL = "evidence could not be recorded"
+# Calls per second where a test paces its adapter: about half a ceiling of
+# evidence a second. Unpaced, one adapter connection fills the 512 KiB store
+# in about half a second, less than the uplink's scan interval, and the node
+# rightly denies (fail-closed) before the first segment has left.
+PACE_PER_S = 50.0
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class Pace:
+    """Spaces calls ``1/per_s`` apart on a fixed schedule (a slow call is not
+    followed by a longer pause)."""
+
+    def __init__(self, per_s: float = PACE_PER_S) -> None:
+        self.step = 1.0 / per_s
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        self.next += self.step
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self.next = time.monotonic()
 
 
 def wait_for(check, what: str, timeout_s: float = DEADLINE_S, every_s: float = 0.1) -> Any:
@@ -298,11 +320,13 @@ def test_node_serves_ten_ceilings_of_calls_with_zero_denials_while_the_archive_i
     refused: list[tuple[int, str]] = []
     target = 10 * CEILING
     calls = 0
-    # Calls back to back, as fast as one adapter connection goes: the store
-    # stays under its ceiling only if the uplink keeps shipping and the stream
-    # keeps acknowledging, so any denial here is the store filling up.
+    pace = Pace()
+    # Half a ceiling of evidence a second: the store stays under its ceiling
+    # only if the uplink keeps shipping and the stream keeps acknowledging,
+    # so any denial here is the store filling up while the archive is up.
     while n.status()["archive"]["published_bytes"] < target:
         for _ in range(50):
+            pace.wait()
             answer = n.call()
             calls += 1
             body = answer.json()
@@ -335,8 +359,11 @@ def test_one_nats_server_killed_mid_upload_loses_nothing(node, cluster):
     allowed: list[str] = []
     denied: list[str] = []
 
+    pace = Pace()
+
     def burst(count: int) -> None:
         for _ in range(count):
+            pace.wait()
             answer = n.call()
             body = answer.json()
             if answer.status_code == 200:
@@ -380,9 +407,7 @@ def test_one_nats_server_killed_mid_upload_loses_nothing(node, cluster):
     assert n.process is not None and n.process.poll() is None
 
 
-def test_whole_cluster_down_degrades_then_fails_closed_then_recovers_without_restart(
-    node, cluster
-):
+def test_whole_cluster_down_degrades_then_fails_closed_then_recovers_without_restart(node, cluster):
     n = node()
     assert n.process is not None
     pid = n.process.pid

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import wait_until_healthy
 
 from vedette.drain import DrainError, drain, import_drained
 from vedette.serve import example_dir
@@ -78,16 +79,7 @@ def node(tmp_path):
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "the node did not start"
-        time.sleep(0.1)
+    wait_until_healthy(url, process)
     yield url, config, process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

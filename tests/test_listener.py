@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import wait_until_healthy
 
 from vedette.store import SegmentStore
 
@@ -105,17 +106,7 @@ def serve(tmp_path: Path, nofile: int | None = None, **listen: object) -> Iterat
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start: {process.communicate()[0]}")
-        time.sleep(0.1)
+    wait_until_healthy(url, process)
     node = Node(url, port, process, home)
     try:
         yield node

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import wait_until_healthy
 
 VEDETTE = str(Path(sys.executable).with_name("vedette"))
 TOKEN = "example-token-for-tests"
@@ -40,17 +41,7 @@ def example_server(tmp_path):
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start: {process.communicate()[0]}")
-        time.sleep(0.1)
+    wait_until_healthy(url, process)
     yield url, process
     if process.poll() is None:
         process.kill()

@@ -281,6 +281,18 @@ mod tests {
     use crate::hashing::blake3;
     use proptest::prelude::*;
 
+    /// From a minute ago to a day from now.
+    fn valid_today() -> crate::crypto::pki::Validity {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        crate::crypto::pki::Validity {
+            not_before: now - 60,
+            not_after: now + 86_400,
+        }
+    }
+
     fn key_signed() -> (PrivateKey, OriginSignature) {
         let key = PrivateKey::generate().unwrap();
         let signer = Signer::Key(key.public_key().spki_der().to_vec());
@@ -313,15 +325,8 @@ mod tests {
 
     #[test]
     fn a_certificate_signer_yields_its_subject_key() {
-        use crate::crypto::pki::{new_ca, Ca, Validity};
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let validity = Validity {
-            not_before: now - 60,
-            not_after: now + 86_400,
-        };
+        use crate::crypto::pki::{new_ca, Ca};
+        let validity = valid_today();
         let ca = new_ca("fleet.test", validity).unwrap();
         let ca = Ca::load(&ca.cert_pem, &ca.key_pem).unwrap();
         let node = ca.issue("edge-1", validity).unwrap();
@@ -341,15 +346,8 @@ mod tests {
 
     #[test]
     fn a_certificate_must_come_from_the_fleet_ca_and_name_the_origin() {
-        use crate::crypto::pki::{new_ca, Ca, Validity};
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let validity = Validity {
-            not_before: now - 60,
-            not_after: now + 86_400,
-        };
+        use crate::crypto::pki::{new_ca, Ca};
+        let validity = valid_today();
         let fleet = new_ca("fleet.test", validity).unwrap();
         let other = new_ca("fleet.test", validity).unwrap();
         let sign_as = |ca_files: &crate::crypto::pki::Issued, node: &str, origin: &str| {
