@@ -222,6 +222,12 @@ class _PeerMetrics(Collector):
         )
         quota.add_metric([], s["quota_exceeded"])
         yield quota
+        refused = CounterMetricFamily(
+            "vedette_peer_origin_refused",
+            "Segments refused for a missing or failing origin signature.",
+        )
+        refused.add_metric([], s["origin_refused"])
+        yield refused
         connections = GaugeMetricFamily("vedette_peer_connections", "Peer connections open.")
         connections.add_metric([], s["connections"])
         yield connections
