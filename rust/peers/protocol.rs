@@ -969,6 +969,18 @@ mod tests {
             frontiers: vec![],
         };
         assert_eq!(session.on_frame(hello).unwrap_err().code, ByeCode::Version);
+        // A node of version 1 (segments without origin signatures) is told why.
+        let v1 = Frame::Hello {
+            version: 1,
+            accept_rate: 0,
+            frontiers: vec![],
+        };
+        let err = session.on_frame(v1).unwrap_err();
+        assert_eq!(err.code, ByeCode::Version);
+        assert_eq!(
+            err.reason,
+            "protocol version 1 is not supported (this node speaks 2)"
+        );
         session.on_frame(session.hello(0)).unwrap();
         let bytes = s.get_segment(&s.segments()[0].id.unwrap()).unwrap();
         let unsolicited = Frame::Segment {
