@@ -30,6 +30,15 @@ pub fn check_origin(
     if signature.is_empty() {
         return Err("no origin signature".into());
     }
+    // What the store cannot keep beside the segment is refused before the
+    // import, so that no segment is taken in without its signature.
+    if signature.len() > crate::store::MAX_SIGNATURE_BYTES {
+        return Err(format!(
+            "origin signature of {} bytes is over the {} this node stores",
+            signature.len(),
+            crate::store::MAX_SIGNATURE_BYTES
+        ));
+    }
     let trust = OriginTrust {
         ca_pem: Some(&keys.ca_pem),
         pinned_key: None,
@@ -749,6 +758,10 @@ mod tests {
             // a's genuine signature, for another segment of a.
             ("another segment's", sign_as(&keys(&ca, "a"), "a", 1, id)),
             ("garbage", vec![0x5a; 200]),
+            (
+                "an oversized",
+                vec![0x5a; crate::store::MAX_SIGNATURE_BYTES + 1],
+            ),
         ];
         let mut b = keyed(&sb, &Arc::default(), "a", FrameLimits::default(), &ca);
         b.on_frame(b.hello(0)).unwrap();
