@@ -87,7 +87,7 @@ def frame(body: bytes) -> bytes:
     return struct.pack("<I", len(body)) + body
 
 
-def hello(frontiers: list[tuple[str, int]] = (), accept_rate: int = 0, version: int = 1) -> bytes:  # type: ignore[assignment]
+def hello(frontiers: list[tuple[str, int]] = (), accept_rate: int = 0, version: int = 2) -> bytes:  # type: ignore[assignment]
     body = bytes([1]) + struct.pack("<HQH", version, accept_rate, len(frontiers))
     for origin, nxt in frontiers:
         body += bytes([len(origin)]) + origin.encode() + struct.pack("<Q", nxt)

@@ -43,6 +43,9 @@ CN = test CA
 basicConstraints = critical, CA:true
 keyUsage = critical, keyCertSign, cRLSign, digitalSignature
 subjectKeyIdentifier = hash
+# The CA names its trust domain, as `vedette pki` makes it: origin signatures
+# are checked against it (docs/contracts.md, "Peer sync protocol").
+subjectAltName = $ENV::CA_SAN
 
 [ node_ext ]
 basicConstraints = critical, CA:false
@@ -55,7 +58,12 @@ authorityKeyIdentifier = keyid
 
 def openssl(*args: str, env: dict[str, str] | None = None) -> None:
     # The config names $ENV::NODE_SAN; every command loads it, so it must be set.
-    full_env = {**os.environ, "NODE_SAN": "URI:spiffe://unused/node/unused", **(env or {})}
+    full_env = {
+        **os.environ,
+        "NODE_SAN": "URI:spiffe://unused/node/unused",
+        "CA_SAN": "URI:spiffe://unused",
+        **(env or {}),
+    }
     done = subprocess.run(
         ["openssl", *args], capture_output=True, text=True, env=full_env, timeout=60
     )
@@ -82,7 +90,7 @@ class OpensslCa:
             "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
             "-nodes", "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.crt"),
             "-days", "3650", "-subj", f"/CN={trust_domain} CA", "-config", str(self.conf),
-            "-extensions", "ca_ext",
+            "-extensions", "ca_ext", env={"CA_SAN": f"URI:spiffe://{trust_domain}"},
         )  # fmt: skip
         self.gencrl()
 

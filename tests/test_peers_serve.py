@@ -19,6 +19,7 @@ import pytest
 from peer_helpers import frontiers, wait_until
 
 from vedette.config import token_digest
+from vedette.origin import OriginVerifier
 from vedette.store import SegmentStore
 
 VEDETTE = str(Path(sys.executable).with_name("vedette"))
@@ -161,8 +162,15 @@ def converged(nodes: dict[str, Node]) -> bool:
     return all(f == seen[0] for f in seen) and set(seen[0]) == set(NODES)
 
 
-def test_three_nodes_converge_after_a_sigkill_mid_transfer(mesh: dict[str, Node]) -> None:
+def test_three_nodes_converge_after_a_sigkill_mid_transfer(
+    mesh: dict[str, Node], tmp_path: Path
+) -> None:
     a, b, c = mesh["a"], mesh["b"], mesh["c"]
+    # Every segment received from a peer came with its origin's signature,
+    # checked against the fleet CA, and is kept with it.
+    verifier = OriginVerifier(
+        ca_pem=(tmp_path / "pki" / "ca.crt").read_text(), require_certificate=True
+    )
     a.evidence(40)
     wait_until("a's first segments on b", lambda: b.frontiers().get("a", 0) >= 2)
     # More evidence on a; kill b while it is still arriving.
@@ -187,6 +195,11 @@ def test_three_nodes_converge_after_a_sigkill_mid_transfer(mesh: dict[str, Node]
             assert len(keys) == len(set(keys))
             report = store.verify()
             assert report["faults"] == [], report
+            received = [s for s in sealed if s.origin != node.name]
+            assert received
+            for s in received:
+                blob = store.origin_signature(s.id)
+                assert verifier.check(blob, s.origin, s.seq, s.id) == "certificate"
         finally:
             store.close()
     # Records of a's decisions are all on c, in order, once.
@@ -233,6 +246,8 @@ def test_three_nodes_converge_after_a_sigkill_mid_transfer(mesh: dict[str, Node]
     metrics = httpx.get(f"{a.url}/metrics").text
     assert "vedette_peer_segments_total" in metrics
     assert "vedette_peer_bytes_total" in metrics
+    assert "vedette_peer_origin_refused_total 0.0" in metrics
+    assert status["origin_refused"] == 0
     shown = subprocess.run(
         [VEDETTE, "peers", "status", "--config", str(a.config)],
         capture_output=True,

@@ -21,6 +21,7 @@ from peer_helpers import (
 )
 from peer_pki import OpensslCa
 
+from vedette._core import origin_sign, private_key_from_pem
 from vedette.errors import PeerError, PkiError, StoreFullError
 from vedette.peers.service import PeerService
 
@@ -57,6 +58,30 @@ def test_two_services_replicate_both_ways(ca: OpensslCa, tmp_path: Path) -> None
         assert status["handshakes_rejected"] == {}
     sa.close()
     sb.close()
+
+
+def test_a_segment_with_a_forged_origin_signature_is_refused(ca: OpensslCa, tmp_path: Path) -> None:
+    """b relays two of a's segments: one signed by a, one signed in a's name with
+    b's own certificate. c takes the first with its signature and refuses the second."""
+    sa, sb, sc = (open_store(tmp_path / n, n) for n in ("a", "b", "c"))
+    fill(sa, 2)
+    for info, signer in zip([s for s in sa.segments() if s.sealed], ("a", "b"), strict=True):
+        sb.import_segment(sa.get_segment(info.id), info.id)
+        key = private_key_from_pem((ca.dir / f"{signer}.key").read_bytes())
+        cert = (ca.dir / f"{signer}.crt").read_bytes()
+        sb.put_origin_signature(info.id, origin_sign(key, "a", info.seq, info.id, cert))
+    with service(sb, ca, "b") as b, service(sc, ca, "c") as c:
+        c.dial(b.listen("127.0.0.1:0"))
+        wait_until("the refusal", lambda: c.status()["origin_refused"] >= 1)
+        wait_until("the genuine segment", lambda: frontiers(sc) == {"a": 1})
+        (event,) = [e for e in c.events() if e.kind == "origin_refused"]
+        assert event.detail.startswith("a #1 ")
+        assert "not the origin" in event.detail
+        (held,) = [s for s in sc.segments() if s.sealed]
+        assert sc.origin_signature(held.id) == sb.origin_signature(held.id)
+        assert c.status()["segments_in"] == 1
+    for store in (sa, sb, sc):
+        store.close()
 
 
 def test_acknowledged_segments_become_evictable_under_a_small_ceiling(

@@ -125,6 +125,8 @@ MALFORMED = {
     + frame(b"\x02" + struct.pack("<H", 65) + (b"\x01a" + bytes(8)) * 65),
     "empty_frame": struct.pack("<I", 0),
     "wrong_version": hello(version=99),
+    # A node of the protocol before origin signatures travelled.
+    "version_1": hello(version=1),
 }
 
 

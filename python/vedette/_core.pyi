@@ -577,7 +577,7 @@ class PeerService:
         max_pending_per_addr: int = 4,
         max_pending: int = 64,
         max_dial_targets: int = 64,
-        max_frame_bytes: int = 16781312,
+        max_frame_bytes: int = 16793600,
         max_want_entries: int = 64,
         retry_base_s: float = 0.5,
         retry_cap_s: float = 60.0,

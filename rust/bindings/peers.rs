@@ -51,7 +51,7 @@ impl PeerService {
                         burst_out = 1048576.0, quota_margin = 0.5, quota_window_s = 5.0,
                         handshake_timeout_s = 10.0, idle_timeout_s = 60.0, sync_interval_s = 1.0,
                         max_connections = 64, max_pending_per_addr = 4, max_pending = 64,
-                        max_dial_targets = 64, max_frame_bytes = 16781312, max_want_entries = 64,
+                        max_dial_targets = 64, max_frame_bytes = 16793600, max_want_entries = 64,
                         retry_base_s = 0.5, retry_cap_s = 60.0, retry_budget = 10,
                         retry_window_s = 60.0, max_events = 1024, workers = 2))]
     #[allow(clippy::too_many_arguments)]
@@ -224,6 +224,7 @@ impl PeerService {
         d.set_item("segments_out", s.segments_out)?;
         d.set_item("handshakes_ok", s.handshakes_ok)?;
         d.set_item("quota_exceeded", s.quota_exceeded)?;
+        d.set_item("origin_refused", s.origin_refused)?;
         d.set_item("connections", s.connections)?;
         d.set_item("in_flight", s.in_flight)?;
         d.set_item("tls_reloads", s.tls_reloads)?;

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::frames::{check_len, ByeCode, Frame, SegmentRef, LEN_BYTES};
-use super::protocol::{ProtocolError, Session, Step};
+use super::protocol::{check_origin, ProtocolError, Session, Step};
 use super::service::{now_unix_ms, stopped, Inner, PeerLink, QuotaState};
 use super::tls::PeerIdentity;
 use crate::hashing::Digest;
@@ -33,12 +33,14 @@ pub(super) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let session = Arc::new(Mutex::new(Session::new(
+    let mut session = Session::new(
         Arc::clone(&inner.store),
         Arc::clone(&inner.in_flight),
         identity.node.clone(),
         inner.config.limits,
-    )));
+    );
+    session.set_origin_keys(inner.tls.origin_keys());
+    let session = Arc::new(Mutex::new(session));
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Frame>(64);
     let serve = Arc::new(Notify::new());
@@ -246,15 +248,21 @@ const READ_AHEAD_MIN_BYTES: usize = 32 << 20;
 /// Segments imported as one batch (sharing its flushes) at most.
 const MAX_BATCH_SEGMENTS: usize = 64;
 
-/// A frame read; a SEGMENT already checked against its id (hashing and
-/// checksums happen as segments arrive, while earlier ones are flushed).
+/// A frame read; a SEGMENT already checked against its id and its origin
+/// signature (hashing, checksums and signatures are checked as segments
+/// arrive, while earlier ones are flushed).
 enum Received {
     Frame(Frame),
-    Segment {
-        at: SegmentRef,
-        id: Digest,
-        verified: Result<VerifiedSegment, StoreError>,
-    },
+    Segment(ReceivedSegment),
+}
+
+struct ReceivedSegment {
+    at: SegmentRef,
+    id: Digest,
+    signature: Vec<u8>,
+    verified: Result<VerifiedSegment, StoreError>,
+    /// `Err`: why its origin signature is refused (docs/contracts.md, "Peer sync protocol").
+    origin: Result<(), String>,
 }
 
 /// A frame read, and the share of the read-ahead budget it holds until it
@@ -296,11 +304,33 @@ async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
             loop {
                 let read = read_frame(&inner, &mut reader, &link, &mut meter, &budget).await;
                 let (read, permit) = match read {
-                    Ok((Frame::Segment { at, id, bytes }, permit)) => {
-                        let verified = tokio::task::block_in_place(|| {
-                            VerifiedSegment::check(bytes, Some(&id))
+                    Ok((
+                        Frame::Segment {
+                            at,
+                            id,
+                            signature,
+                            bytes,
+                        },
+                        permit,
+                    )) => {
+                        let keys = inner.tls.origin_keys();
+                        let (origin, verified) = tokio::task::block_in_place(|| {
+                            let origin = check_origin(keys.as_deref(), &at, &id, &signature);
+                            // A segment refused for its signature is never imported: not worth hashing.
+                            let verified = match &origin {
+                                Ok(()) => VerifiedSegment::check(bytes, Some(&id)),
+                                Err(_) => Err(StoreError::Failed("origin refused".into())),
+                            };
+                            (origin, verified)
                         });
-                        (Ok(Received::Segment { at, id, verified }), Some(permit))
+                        let segment = ReceivedSegment {
+                            at,
+                            id,
+                            signature,
+                            verified,
+                            origin,
+                        };
+                        (Ok(Received::Segment(segment)), Some(permit))
                     }
                     Ok((frame, permit)) => (Ok(Received::Frame(frame)), Some(permit)),
                     Err(err) => (Err(err), None),
@@ -324,15 +354,15 @@ async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
         let (received, permit) = incoming;
         let frame = match received? {
             Received::Frame(frame) => frame,
-            Received::Segment { at, id, verified } => {
+            Received::Segment(segment) => {
                 // Group commit: the segments that arrived while the last batch
                 // was flushed go into the store together.
-                let mut batch = vec![(at, id, verified)];
+                let mut batch = vec![segment];
                 let mut permits = vec![permit];
                 while batch.len() < MAX_BATCH_SEGMENTS {
                     match frames.try_recv() {
-                        Ok((Ok(Received::Segment { at, id, verified }), p)) => {
-                            batch.push((at, id, verified));
+                        Ok((Ok(Received::Segment(segment)), p)) => {
+                            batch.push(segment);
                             permits.push(p);
                         }
                         Ok(other) => {
@@ -342,14 +372,24 @@ async fn read_loop<R: AsyncRead + Unpin + Send + 'static>(
                         Err(_) => break,
                     }
                 }
-                let count = batch.len() as u64;
-                let (step, stats, lag) = import_batch(&inner, &session, batch).await?;
+                let (step, stats, lag, refused) = import_batch(&inner, &session, batch).await?;
                 drop(permits);
-                link.segments_in.store(stats.segments_in, Ordering::Relaxed);
+                let before = link.segments_in.swap(stats.segments_in, Ordering::Relaxed);
                 if let Some(lag) = lag {
                     link.frontier_lag.store(lag, Ordering::Relaxed);
                 }
-                inner.totals.segments_in.fetch_add(count, Ordering::Relaxed);
+                inner
+                    .totals
+                    .segments_in
+                    .fetch_add(stats.segments_in.saturating_sub(before), Ordering::Relaxed);
+                for (at, id, reason) in refused {
+                    inner.totals.origin_refused.fetch_add(1, Ordering::Relaxed);
+                    inner.event(
+                        "origin_refused",
+                        Some(&link.identity.name),
+                        &format!("{} #{} ({id}): {reason}", at.origin, at.seq),
+                    );
+                }
                 link.last_sync_ms.store(now_unix_ms(), Ordering::Relaxed);
                 if !send_step(&inner, &link, &tx, &serve, step?).await {
                     return Ok(());
@@ -409,62 +449,88 @@ async fn send_step(
     }
 }
 
-/// What importing a batch led to: the step, the session's counters and,
-/// now and then, the frontier lag.
+/// What importing a batch led to: the step, the session's counters, now
+/// and then the frontier lag, and the segments refused for their origin
+/// signature (with why).
 type Imported = (
     Result<Step, ProtocolError>,
     super::protocol::SessionStats,
     Option<u64>,
+    Vec<(SegmentRef, Digest, String)>,
 );
 
 /// Imports a batch of verified SEGMENT frames on a blocking thread (the
 /// reader keeps receiving and verifying meanwhile): each admitted by the
-/// session, all stored by the store in one batch, and ACKed only once the
-/// store reports them durable.
+/// session, those whose origin signature is refused set aside (neither
+/// imported nor ACKed), the rest stored by the store in one batch, each
+/// followed by its origin signature, and ACKed only once the store reports
+/// them durable. A crash between a segment and its signature leaves the
+/// segment without one: this node then answers GONE for it rather than send
+/// it unsigned (docs/contracts.md, "Peer sync protocol").
 async fn import_batch(
     inner: &Arc<Inner>,
     session: &Arc<Mutex<Session>>,
-    batch: Vec<(SegmentRef, Digest, Result<VerifiedSegment, StoreError>)>,
+    batch: Vec<ReceivedSegment>,
 ) -> Result<Imported, ProtocolError> {
     let store = Arc::clone(&inner.store);
     let session = Arc::clone(session);
     let work = move || -> Imported {
         let lock = || session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refused = Vec::new();
         {
             let mut s = lock();
-            for (at, _, _) in &batch {
-                if let Err(err) = s.receive_segment(at) {
-                    return (Err(err), s.stats, None);
+            for segment in &batch {
+                if let Err(err) = s.receive_segment(&segment.at) {
+                    return (Err(err), s.stats, None, refused);
                 }
             }
         }
         let mut refs = Vec::with_capacity(batch.len());
         let mut verified = Vec::with_capacity(batch.len());
-        for (at, id, v) in batch {
+        for segment in batch {
+            let ReceivedSegment {
+                at,
+                id,
+                signature,
+                verified: v,
+                origin,
+            } = segment;
+            if let Err(reason) = origin {
+                refused.push((at, id, reason));
+                continue;
+            }
             match v {
                 Ok(v) => {
-                    refs.push((at, id, None));
+                    refs.push((at, id, signature, None));
                     verified.push(v);
                 }
-                Err(err) => refs.push((at, id, Some(Err(err)))),
+                Err(err) => refs.push((at, id, signature, Some(Err(err)))),
             }
         }
         let mut stored = store.import_verified(&verified).into_iter();
         let outcomes = refs
             .into_iter()
-            .map(|(at, id, failed)| {
+            .map(|(at, id, signature, failed)| {
                 let outcome = failed
                     .or_else(|| stored.next())
-                    .unwrap_or_else(|| Err(StoreError::Failed("import lost an outcome".into())));
+                    .unwrap_or_else(|| Err(StoreError::Failed("import lost an outcome".into())))
+                    .and_then(|stored| {
+                        store
+                            .put_origin_signature(&stored, &signature)
+                            .map(|()| stored)
+                    });
                 (at, id, outcome)
             })
             .collect();
         let mut s = lock();
+        for (at, _, _) in &refused {
+            s.origin_refused(at);
+        }
         let before = s.stats.segments_in;
         let step = s.segments_stored(outcomes);
         let lag = (s.requested() == 0 || before / 16 != s.stats.segments_in / 16)
             .then(|| s.frontier_lag());
-        (step, s.stats, lag)
+        (step, s.stats, lag, refused)
     };
     tokio::task::spawn_blocking(work)
         .await
@@ -542,6 +608,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 if inner.tls.reloads() != pki_seen {
                     pki_seen = inner.tls.reloads();
                     recheck(&inner, &link)?;
+                    let keys = inner.tls.origin_keys();
+                    session
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .set_origin_keys(keys);
                 }
                 let (hello, wants) = tokio::task::block_in_place(|| {
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());

@@ -8,11 +8,14 @@
 //! body     type u8 | payload
 //! HELLO    0x01  version u16 | accept_rate u64 | count u16 | count × (origin | next u64)
 //! WANT     0x02  count u16 | count × (origin | seq u64)
-//! SEGMENT  0x03  origin | seq u64 | id [32] | segment bytes (the rest of the body)
+//! SEGMENT  0x03  origin | seq u64 | id [32] | sig_len u16 | sig [sig_len]
+//!                | segment bytes (the rest of the body)
 //! ACK      0x04  id [32]
 //! GONE     0x05  origin | seq u64
 //! BYE      0x06  code u8 | reason_len u16 | reason [reason_len] (UTF-8)
 //! origin   len u8 (1..=255) | bytes (a node id, see store::format::validate_origin)
+//! sig      the segment's origin-signature blob (crypto::origin), 0..=MAX_BLOB_LEN
+//!          bytes; 0 means none, and the receiver refuses such a segment
 //! ```
 //!
 //! Decoding is strict: an unknown type, a count over its bound, a truncated
@@ -20,11 +23,14 @@
 //! buffer is ever sized from a length before the length is checked against
 //! its bound (INV-07).
 
+use crate::crypto::origin::MAX_BLOB_LEN;
 use crate::hashing::{Algorithm, Digest};
 use crate::store::format::validate_origin;
 
-/// The protocol version this build speaks; HELLO carries it.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks; HELLO carries it. Version 2: the
+/// SEGMENT frame carries the origin signature (docs/contracts.md, "Peer sync
+/// protocol"); a version 1 peer is told so in a BYE and disconnected.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
 /// The longest BYE reason sent or accepted.
@@ -44,8 +50,9 @@ pub struct FrameLimits {
 impl Default for FrameLimits {
     fn default() -> Self {
         FrameLimits {
-            // A segment may be up to 16 MiB (StoreConfig's default clamp) plus headers.
-            max_frame_bytes: (16 << 20) + 4096,
+            // A segment may be up to 16 MiB (StoreConfig's default clamp), plus
+            // its origin signature (up to MAX_BLOB_LEN) and the headers.
+            max_frame_bytes: (16 << 20) + (16 << 10),
             max_want_entries: 64,
             max_origins: 4096,
         }
@@ -140,11 +147,14 @@ pub enum Frame {
     Segment {
         at: SegmentRef,
         id: Digest,
+        /// The origin-signature blob (empty: none was sent).
+        signature: Vec<u8>,
         bytes: Vec<u8>,
     },
     /// The sender has stored segment `id`.
     Ack(Digest),
-    /// The sender no longer holds this segment (evicted under its ceiling).
+    /// The sender cannot serve this segment: it no longer holds it (evicted
+    /// under its ceiling), or holds it without an origin signature.
     Gone(SegmentRef),
     Bye {
         code: ByeCode,
@@ -217,9 +227,17 @@ impl Frame {
                     put_ref(&mut out, name, r)?;
                 }
             }
-            Frame::Segment { at, id, bytes } => {
+            Frame::Segment {
+                at,
+                id,
+                signature,
+                bytes,
+            } => {
+                check_signature_len(name, signature.len())?;
                 put_ref(&mut out, name, at)?;
                 out.extend_from_slice(id.as_bytes());
+                out.extend_from_slice(&(signature.len() as u16).to_le_bytes());
+                out.extend_from_slice(signature);
                 out.extend_from_slice(bytes);
             }
             Frame::Ack(id) => out.extend_from_slice(id.as_bytes()),
@@ -256,10 +274,16 @@ impl Frame {
         };
         let at = r.segment_ref()?;
         let id = r.digest()?;
+        let signature = r.signature()?.to_vec();
         let head = 1 + r.at;
         let mut bytes = body;
         bytes.drain(..head);
-        Ok(Frame::Segment { at, id, bytes })
+        Ok(Frame::Segment {
+            at,
+            id,
+            signature,
+            bytes,
+        })
     }
 
     /// Decodes one frame body (the bytes after the length prefix).
@@ -304,8 +328,14 @@ impl Frame {
             FrameType::Segment => {
                 let at = r.segment_ref()?;
                 let id = r.digest()?;
+                let signature = r.signature()?.to_vec();
                 let bytes = r.rest().to_vec();
-                Frame::Segment { at, id, bytes }
+                Frame::Segment {
+                    at,
+                    id,
+                    signature,
+                    bytes,
+                }
             }
             FrameType::Ack => Frame::Ack(r.digest()?),
             FrameType::Gone => Frame::Gone(r.segment_ref()?),
@@ -369,6 +399,16 @@ pub fn split_frame(buf: &[u8], limits: &FrameLimits) -> Result<Option<(Frame, us
 fn check_count(frame: &'static str, count: usize, max: usize) -> Result<(), FrameError> {
     if count > max {
         return Err(FrameError::TooMany { frame, count, max });
+    }
+    Ok(())
+}
+
+fn check_signature_len(frame: &'static str, len: usize) -> Result<(), FrameError> {
+    if len > MAX_BLOB_LEN {
+        return Err(FrameError::Invalid {
+            frame,
+            reason: format!("origin signature of {len} bytes is over {MAX_BLOB_LEN}"),
+        });
     }
     Ok(())
 }
@@ -465,6 +505,14 @@ impl<'a> Reader<'a> {
         Ok(origin.to_string())
     }
 
+    /// `sig_len u16 | sig`: the length checked against its bound before the
+    /// bytes are taken (INV-07).
+    fn signature(&mut self) -> Result<&'a [u8], FrameError> {
+        let len = usize::from(self.u16()?);
+        check_signature_len(self.frame, len)?;
+        self.take(len)
+    }
+
     fn segment_ref(&mut self) -> Result<SegmentRef, FrameError> {
         let origin = self.origin()?;
         let seq = self.u64()?;
@@ -507,13 +555,17 @@ mod tests {
                     frontiers
                 }),
             prop::collection::vec(seg_ref(), 0..8).prop_map(Frame::Want),
-            (seg_ref(), prop::collection::vec(any::<u8>(), 0..1000)).prop_map(|(at, bytes)| {
-                Frame::Segment {
+            (
+                seg_ref(),
+                prop::collection::vec(any::<u8>(), 0..300),
+                prop::collection::vec(any::<u8>(), 0..1000)
+            )
+                .prop_map(|(at, signature, bytes)| Frame::Segment {
                     at,
                     id: blake3(&bytes),
+                    signature,
                     bytes,
-                }
-            }),
+                }),
             any::<[u8; 32]>().prop_map(|b| Frame::Ack(Digest::new(Algorithm::Blake3, b))),
             seg_ref().prop_map(Frame::Gone),
             (0u8..5, "[ -~]{0,100}").prop_map(|(c, reason)| Frame::Bye {
@@ -614,6 +666,100 @@ mod tests {
             Frame::decode(&body, &small()),
             Err(FrameError::Truncated { .. })
         ));
+    }
+
+    fn segment_body(sig_len: u16, sig: &[u8], bytes: &[u8]) -> Vec<u8> {
+        let mut body = vec![FrameType::Segment as u8, 1, b'a'];
+        body.extend_from_slice(&7u64.to_le_bytes());
+        body.extend_from_slice(blake3(bytes).as_bytes());
+        body.extend_from_slice(&sig_len.to_le_bytes());
+        body.extend_from_slice(sig);
+        body.extend_from_slice(bytes);
+        body
+    }
+
+    #[test]
+    fn a_segment_carries_its_signature_or_none() {
+        let wide = FrameLimits {
+            max_frame_bytes: 1 << 16,
+            ..small()
+        };
+        for signature in [Vec::new(), vec![0x5a; 600], vec![1; MAX_BLOB_LEN]] {
+            let f = Frame::Segment {
+                at: SegmentRef {
+                    origin: "node-a".into(),
+                    seq: 3,
+                },
+                id: blake3(b"segment"),
+                signature: signature.clone(),
+                bytes: b"segment".to_vec(),
+            };
+            let wire = f.encode(&wide).unwrap();
+            let (back, _) = split_frame(&wire, &wide).unwrap().unwrap();
+            assert_eq!(back, f);
+            let owned = Frame::decode_owned(wire[LEN_BYTES..].to_vec(), &wide).unwrap();
+            let Frame::Segment {
+                signature: sig,
+                bytes,
+                ..
+            } = owned
+            else {
+                panic!("not a segment: {owned:?}")
+            };
+            assert_eq!((sig, bytes), (signature, b"segment".to_vec()));
+        }
+        // The layout, byte for byte: the signature sits between the id and the segment.
+        let body = segment_body(2, b"sg", b"rest");
+        assert_eq!(
+            Frame::decode(&body, &small()).unwrap(),
+            Frame::Segment {
+                at: SegmentRef {
+                    origin: "a".into(),
+                    seq: 7
+                },
+                id: blake3(b"rest"),
+                signature: b"sg".to_vec(),
+                bytes: b"rest".to_vec(),
+            }
+        );
+    }
+
+    #[test]
+    fn an_oversized_signature_is_refused_both_ways() {
+        let over = u16::try_from(MAX_BLOB_LEN + 1).unwrap();
+        let wide = FrameLimits {
+            max_frame_bytes: 1 << 16,
+            ..small()
+        };
+        // Claimed over the bound: refused before the bytes are taken, even
+        // when the body holds them.
+        let body = segment_body(over, &vec![0; MAX_BLOB_LEN + 1], b"x");
+        for decoded in [
+            Frame::decode(&body, &wide),
+            Frame::decode_owned(body.clone(), &wide),
+        ] {
+            let err = decoded.unwrap_err();
+            assert!(
+                matches!(&err, FrameError::Invalid { reason, .. } if reason.contains("origin signature")),
+                "{err}"
+            );
+        }
+        // Claimed longer than the body: truncated.
+        let body = segment_body(100, b"short", b"");
+        assert!(matches!(
+            Frame::decode(&body, &wide),
+            Err(FrameError::Truncated { .. })
+        ));
+        let f = Frame::Segment {
+            at: SegmentRef {
+                origin: "a".into(),
+                seq: 0,
+            },
+            id: blake3(b""),
+            signature: vec![0; MAX_BLOB_LEN + 1],
+            bytes: Vec::new(),
+        };
+        assert!(matches!(f.encode(&wide), Err(FrameError::Invalid { .. })));
     }
 
     #[test]

@@ -10,8 +10,44 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::frames::{ByeCode, Frame, FrameLimits, SegmentRef, PROTOCOL_VERSION};
+use super::tls::OriginKeys;
+use crate::crypto::origin::{verify_blob, OriginSignature, OriginTrust, Signer};
 use crate::hashing::Digest;
 use crate::store::{SegmentStatus, Store, StoreError};
+
+/// Checks a received segment's origin signature before it may be imported
+/// (docs/contracts.md, "Peer sync protocol"): the blob must verify for this
+/// origin, sequence and id, and its signer must be a certificate issued by
+/// the fleet CA to the origin node. Peers always have a fleet PKI, so a bare
+/// key is never accepted here. `Err` says why the segment is refused.
+pub fn check_origin(
+    keys: Option<&OriginKeys>,
+    at: &SegmentRef,
+    id: &Digest,
+    signature: &[u8],
+) -> Result<(), String> {
+    let keys = keys.ok_or("no usable fleet CA to check the origin signature against")?;
+    if signature.is_empty() {
+        return Err("no origin signature".into());
+    }
+    // What the store cannot keep beside the segment is refused before the
+    // import, so that no segment is taken in without its signature.
+    if signature.len() > crate::store::MAX_SIGNATURE_BYTES {
+        return Err(format!(
+            "origin signature of {} bytes is over the {} this node stores",
+            signature.len(),
+            crate::store::MAX_SIGNATURE_BYTES
+        ));
+    }
+    let trust = OriginTrust {
+        ca_pem: Some(&keys.ca_pem),
+        pinned_key: None,
+        require_certificate: true,
+    };
+    verify_blob(signature, &at.origin, at.seq, id, &trust)
+        .map(|_| ())
+        .map_err(|e| e.0)
+}
 
 /// Segments being fetched right now, over all connections of a service: a
 /// segment is never asked of two peers at once.
@@ -83,6 +119,8 @@ pub struct SessionStats {
     pub segments_out: u64,
     pub gone_in: u64,
     pub acks_in: u64,
+    /// Segments refused for a missing or failing origin signature.
+    pub origin_refused: u64,
 }
 
 /// Enforces INV-07 for one connection: the WANT entries asked of the peer and
@@ -93,6 +131,8 @@ pub struct Session {
     in_flight: Arc<InFlight>,
     /// The peer's node id, recorded as the acknowledger of what it ACKs.
     peer_node: String,
+    /// Checks what arrives and signs this node's own segments as they leave.
+    origin_keys: Option<Arc<OriginKeys>>,
     limits: FrameLimits,
     window: usize,
     hello_seen: bool,
@@ -129,6 +169,7 @@ impl Session {
             store,
             in_flight,
             peer_node,
+            origin_keys: None,
             window: usize::from(limits.max_want_entries).max(1),
             limits,
             hello_seen: false,
@@ -142,6 +183,17 @@ impl Session {
             acked_through: HashMap::new(),
             stats: SessionStats::default(),
         }
+    }
+
+    /// The fleet CA and node key the session works with; without them every
+    /// segment received is refused (fail closed) and own unsigned segments
+    /// are not served. Replaced when the PKI files change.
+    pub fn set_origin_keys(&mut self, keys: Option<Arc<OriginKeys>>) {
+        self.origin_keys = keys;
+    }
+
+    pub fn origin_keys(&self) -> Option<Arc<OriginKeys>> {
+        self.origin_keys.clone()
     }
 
     /// The bytes/s the peer said it accepts (0: it gave none).
@@ -222,9 +274,22 @@ impl Session {
                 self.to_serve.extend(refs);
                 Ok(Step::Send(Vec::new()))
             }
-            Frame::Segment { at, id, bytes } => {
+            Frame::Segment {
+                at,
+                id,
+                signature,
+                bytes,
+            } => {
                 self.receive_segment(&at)?;
-                let imported = self.store.import_segment(&bytes, Some(&id));
+                if check_origin(self.origin_keys.as_deref(), &at, &id, &signature).is_err() {
+                    self.origin_refused(&at);
+                    return Ok(Step::Send(self.wants()));
+                }
+                let imported = self.store.import_segment(&bytes, Some(&id)).and_then(|id| {
+                    self.store
+                        .put_origin_signature(&id, &signature)
+                        .map(|()| id)
+                });
                 self.segments_stored(vec![(at, id, imported)])
             }
             Frame::Ack(id) => {
@@ -249,10 +314,7 @@ impl Session {
                 }
                 self.in_flight.release(&at);
                 self.stats.gone_in += 1;
-                if self.gone.len() >= MAX_GONE {
-                    self.gone.clear();
-                }
-                self.gone.insert(at);
+                self.remember_gone(at);
                 Ok(Step::Send(self.wants()))
             }
             Frame::Bye { code, reason } => Ok(Step::Closed { code, reason }),
@@ -270,6 +332,25 @@ impl Session {
             )));
         }
         Ok(())
+    }
+
+    /// A segment admitted by `receive_segment` whose origin signature is
+    /// missing or fails: it is not imported and not acknowledged, the fetch
+    /// is released, and it is not asked of this peer again on this
+    /// connection (another peer, or a later connection, may serve it signed).
+    pub fn origin_refused(&mut self, at: &SegmentRef) {
+        self.receiving.remove(at);
+        self.requested.remove(at);
+        self.in_flight.release(at);
+        self.stats.origin_refused += 1;
+        self.remember_gone(at.clone());
+    }
+
+    fn remember_gone(&mut self, at: SegmentRef) {
+        if self.gone.len() >= MAX_GONE {
+            self.gone.clear();
+        }
+        self.gone.insert(at);
     }
 
     /// The store's outcomes for segments admitted by `receive_segment`, in
@@ -352,6 +433,9 @@ impl Session {
     }
 
     /// The next answer to the peer's WANTs (SEGMENT or GONE), if any is pending.
+    /// A segment goes out with its origin signature; one this node cannot
+    /// send signed is answered GONE, as the peer would refuse it unsigned
+    /// (docs/contracts.md, "Peer sync protocol").
     pub fn next_to_serve(&mut self) -> Result<Option<Frame>, ProtocolError> {
         let Some(at) = self.to_serve.pop_front() else {
             return Ok(None);
@@ -359,12 +443,20 @@ impl Session {
         if let SegmentStatus::Held(id) = self.store.segment_status(&at.origin, at.seq) {
             match self.store.get_segment(&id) {
                 Ok(bytes) => {
+                    let Some(signature) = self.signature_to_send(&at, &id)? else {
+                        return Ok(Some(Frame::Gone(at)));
+                    };
                     if self.sent_unacked.len() >= 4 * self.window {
                         self.sent_unacked.pop_front();
                     }
                     self.sent_unacked.push_back(id);
                     self.stats.segments_out += 1;
-                    return Ok(Some(Frame::Segment { at, id, bytes }));
+                    return Ok(Some(Frame::Segment {
+                        at,
+                        id,
+                        signature,
+                        bytes,
+                    }));
                 }
                 // Evicted meanwhile, or damaged on disk: never served.
                 Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => {}
@@ -372,6 +464,41 @@ impl Session {
             }
         }
         Ok(Some(Frame::Gone(at)))
+    }
+
+    /// The origin signature stored beside segment `id`; for this node's own
+    /// segment not signed yet (sealed since the runtime last signed), one made
+    /// now with the node's key and certificate, the same signer the runtime
+    /// uses (`[peers] key`/`cert`, docs/contracts.md "Origin signatures"), and
+    /// stored. `None`: it cannot be sent signed.
+    fn signature_to_send(
+        &self,
+        at: &SegmentRef,
+        id: &Digest,
+    ) -> Result<Option<Vec<u8>>, ProtocolError> {
+        if let Some(blob) = self
+            .store
+            .origin_signature(id)
+            .map_err(ProtocolError::store)?
+        {
+            return Ok(Some(blob));
+        }
+        if at.origin != self.store.config().node_id {
+            return Ok(None);
+        }
+        let Some(Ok(node)) = self.origin_keys.as_deref().map(|k| &k.signer) else {
+            return Ok(None);
+        };
+        let signer = Signer::Certificate(node.cert_der.clone());
+        let Ok(signature) = OriginSignature::sign(&node.key, signer, &at.origin, at.seq, *id)
+        else {
+            return Ok(None);
+        };
+        let blob = signature.encode();
+        // Kept for the next peer; the blob is valid whether or not it was
+        // stored (a full store, say), so it goes out either way.
+        let _ = self.store.put_origin_signature(id, &blob);
+        Ok(Some(blob))
     }
 
     /// A WANT for what the peer holds and this store lacks, within the window;
@@ -429,7 +556,75 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::ecdsa::PrivateKey;
+    use crate::crypto::pki::{new_ca, Ca, Issued, Validity};
+    use crate::peers::tls::NodeKey;
     use crate::store::StoreConfig;
+
+    fn validity() -> Validity {
+        Validity {
+            not_before: 1_600_000_000,
+            not_after: 4_000_000_000,
+        }
+    }
+
+    /// A fleet CA made by the PKI the operators use (`vedette pki`).
+    fn fleet() -> Issued {
+        new_ca("fleet.test", validity()).unwrap()
+    }
+
+    /// Node `node`'s origin keys under `ca`: the fleet CA and its certificate and key.
+    fn keys(ca: &Issued, node: &str) -> Arc<OriginKeys> {
+        let issued = Ca::load(&ca.cert_pem, &ca.key_pem)
+            .unwrap()
+            .issue(node, validity())
+            .unwrap();
+        let cert_der = pem::parse(issued.cert_pem.as_bytes())
+            .unwrap()
+            .into_contents();
+        let key_der = pem::parse(issued.key_pem.as_bytes())
+            .unwrap()
+            .into_contents();
+        Arc::new(OriginKeys {
+            ca_pem: ca.cert_pem.clone(),
+            signer: Ok(NodeKey {
+                key: PrivateKey::from_pkcs8_der(&key_der).unwrap(),
+                cert_der,
+            }),
+        })
+    }
+
+    /// A session with its node's keys under `ca`.
+    fn keyed(
+        store: &Arc<Store>,
+        in_flight: &Arc<InFlight>,
+        peer: &str,
+        limits: FrameLimits,
+        ca: &Issued,
+    ) -> Session {
+        let mut s = Session::new(
+            Arc::clone(store),
+            Arc::clone(in_flight),
+            peer.into(),
+            limits,
+        );
+        s.set_origin_keys(Some(keys(ca, &store.config().node_id)));
+        s
+    }
+
+    /// The signature blob `signer` makes for segment `seq` of `origin`.
+    fn sign_as(signer: &OriginKeys, origin: &str, seq: u64, id: Digest) -> Vec<u8> {
+        let node = signer.signer.as_ref().unwrap();
+        OriginSignature::sign(
+            &node.key,
+            Signer::Certificate(node.cert_der.clone()),
+            origin,
+            seq,
+            id,
+        )
+        .unwrap()
+        .encode()
+    }
 
     fn store(dir: &std::path::Path, node: &str) -> Arc<Store> {
         let mut config = StoreConfig::new(1 << 20, node);
@@ -503,8 +698,9 @@ mod tests {
             ..FrameLimits::default()
         };
         let (fa, fb) = (Arc::new(InFlight::default()), Arc::new(InFlight::default()));
-        let mut a = Session::new(Arc::clone(&sa), Arc::clone(&fa), "b".into(), limits);
-        let mut b = Session::new(Arc::clone(&sb), Arc::clone(&fb), "a".into(), limits);
+        let ca = fleet();
+        let mut a = keyed(&sa, &fa, "b", limits, &ca);
+        let mut b = keyed(&sb, &fb, "a", limits, &ca);
         converse(&mut a, &mut b);
         assert_eq!(sa.frontiers(), vec![("a".into(), 5), ("b".into(), 3)]);
         assert_eq!(sb.frontiers(), sa.frontiers());
@@ -515,6 +711,169 @@ mod tests {
         }
         assert_eq!(a.stats.segments_out, 5);
         assert_eq!(b.stats.segments_in, 5);
+        // Each node signed its own segments as they left, and each stored
+        // the signatures of what it received beside the segments.
+        let trust = OriginTrust {
+            ca_pem: Some(&ca.cert_pem),
+            pinned_key: None,
+            require_certificate: true,
+        };
+        for s in [&sa, &sb] {
+            for info in s.segments().iter().filter(|i| i.sealed) {
+                let id = info.id.unwrap();
+                let blob = s.origin_signature(&id).unwrap().expect("a sidecar");
+                verify_blob(&blob, &info.origin, info.seq, &id, &trust).unwrap();
+            }
+        }
+        assert_eq!(a.stats.origin_refused + b.stats.origin_refused, 0);
+    }
+
+    #[test]
+    fn a_segment_is_imported_only_with_its_origins_signature() {
+        let (da, db) = (tmp(), tmp());
+        let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
+        fill(&sa, 1);
+        let ca = fleet();
+        let id = sa.segments()[0].id.unwrap();
+        let bytes = sa.get_segment(&id).unwrap();
+        let at = SegmentRef {
+            origin: "a".into(),
+            seq: 0,
+        };
+        let other = fleet();
+        let bare = {
+            let key = PrivateKey::generate().unwrap();
+            let spki = key.public_key().spki_der().to_vec();
+            OriginSignature::sign(&key, Signer::Key(spki), "a", 0, id)
+                .unwrap()
+                .encode()
+        };
+        let forged = [
+            ("none", Vec::new()),
+            // c's own valid certificate, signing in a's name.
+            ("another node's", sign_as(&keys(&ca, "c"), "a", 0, id)),
+            // A certificate naming a, from a CA that is not the fleet's.
+            ("a foreign CA's", sign_as(&keys(&other, "a"), "a", 0, id)),
+            ("a bare key's", bare),
+            // a's genuine signature, for another segment of a.
+            ("another segment's", sign_as(&keys(&ca, "a"), "a", 1, id)),
+            ("garbage", vec![0x5a; 200]),
+            (
+                "an oversized",
+                vec![0x5a; crate::store::MAX_SIGNATURE_BYTES + 1],
+            ),
+        ];
+        let mut b = keyed(&sb, &Arc::default(), "a", FrameLimits::default(), &ca);
+        b.on_frame(b.hello(0)).unwrap();
+        for (n, (what, signature)) in forged.into_iter().enumerate() {
+            b.requested.insert(at.clone());
+            b.gone.clear();
+            let step = b
+                .on_frame(Frame::Segment {
+                    at: at.clone(),
+                    id,
+                    signature: signature.clone(),
+                    bytes: bytes.clone(),
+                })
+                .unwrap_or_else(|e| panic!("{what}: the connection ended: {e}"));
+            let Step::Send(out) = step else { panic!() };
+            assert!(
+                !out.iter().any(|f| matches!(f, Frame::Ack(_))),
+                "{what}: acknowledged"
+            );
+            assert!(sb.frontiers().is_empty(), "{what}: imported");
+            assert!(check_origin(b.origin_keys().as_deref(), &at, &id, &signature).is_err());
+            assert_eq!(b.stats.origin_refused, n as u64 + 1, "{what}");
+            assert!(b.requested.is_empty() && b.receiving.is_empty(), "{what}");
+            // Not asked of this peer again on this connection.
+            assert!(b.gone.contains(&at), "{what}");
+        }
+        // Without the fleet CA nothing is accepted, however well signed.
+        let genuine = sign_as(&keys(&ca, "a"), "a", 0, id);
+        assert!(check_origin(None, &at, &id, &genuine).is_err());
+        // The genuine signature: imported, acknowledged, and kept beside it.
+        b.requested.insert(at.clone());
+        let Step::Send(out) = b
+            .on_frame(Frame::Segment {
+                at: at.clone(),
+                id,
+                signature: genuine.clone(),
+                bytes,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(out.first(), Some(&Frame::Ack(id)));
+        assert_eq!(sb.frontiers(), vec![("a".to_string(), 1)]);
+        assert_eq!(sb.origin_signature(&id).unwrap(), Some(genuine));
+    }
+
+    #[test]
+    fn only_signed_segments_are_served() {
+        let (da, db, dc) = (tmp(), tmp(), tmp());
+        let (sa, sb, sc) = (
+            store(da.path(), "a"),
+            store(db.path(), "b"),
+            store(dc.path(), "c"),
+        );
+        fill(&sa, 1);
+        fill(&sc, 1);
+        let ca = fleet();
+        // b relays c's segment, imported without its signature (before
+        // signatures travelled): b cannot vouch for it and answers GONE.
+        let c_id = sc.segments()[0].id.unwrap();
+        sb.import_segment(&sc.get_segment(&c_id).unwrap(), None)
+            .unwrap();
+        let mut serve = keyed(&sb, &Arc::default(), "a", FrameLimits::default(), &ca);
+        let c0 = SegmentRef {
+            origin: "c".into(),
+            seq: 0,
+        };
+        serve.on_frame(serve.hello(0)).unwrap();
+        serve.on_frame(Frame::Want(vec![c0.clone()])).unwrap();
+        assert_eq!(
+            serve.next_to_serve().unwrap(),
+            Some(Frame::Gone(c0.clone()))
+        );
+        // With c's signature beside it, b serves it as it is.
+        let blob = sign_as(&keys(&ca, "c"), "c", 0, c_id);
+        sb.put_origin_signature(&c_id, &blob).unwrap();
+        serve.on_frame(Frame::Want(vec![c0])).unwrap();
+        let Some(Frame::Segment { signature, .. }) = serve.next_to_serve().unwrap() else {
+            panic!("not served")
+        };
+        assert_eq!(signature, blob);
+        // a's own segment, not signed yet: signed as it leaves, and kept.
+        let a_id = sa.segments()[0].id.unwrap();
+        assert_eq!(sa.origin_signature(&a_id).unwrap(), None);
+        let mut own = keyed(&sa, &Arc::default(), "b", FrameLimits::default(), &ca);
+        own.on_frame(own.hello(0)).unwrap();
+        let a0 = SegmentRef {
+            origin: "a".into(),
+            seq: 0,
+        };
+        own.on_frame(Frame::Want(vec![a0.clone()])).unwrap();
+        let Some(Frame::Segment { signature, .. }) = own.next_to_serve().unwrap() else {
+            panic!("not served")
+        };
+        assert!(check_origin(own.origin_keys().as_deref(), &a0, &a_id, &signature).is_ok());
+        assert_eq!(sa.origin_signature(&a_id).unwrap(), Some(signature));
+        // A node without a usable key serves none of its own unsigned segments.
+        fill(&sa, 1);
+        let mut keyless = Session::new(
+            Arc::clone(&sa),
+            Arc::default(),
+            "b".into(),
+            FrameLimits::default(),
+        );
+        keyless.on_frame(keyless.hello(0)).unwrap();
+        let a1 = SegmentRef {
+            origin: "a".into(),
+            seq: 1,
+        };
+        keyless.on_frame(Frame::Want(vec![a1.clone()])).unwrap();
+        assert_eq!(keyless.next_to_serve().unwrap(), Some(Frame::Gone(a1)));
     }
 
     #[test]
@@ -623,6 +982,18 @@ mod tests {
             frontiers: vec![],
         };
         assert_eq!(session.on_frame(hello).unwrap_err().code, ByeCode::Version);
+        // A node of version 1 (segments without origin signatures) is told why.
+        let v1 = Frame::Hello {
+            version: 1,
+            accept_rate: 0,
+            frontiers: vec![],
+        };
+        let err = session.on_frame(v1).unwrap_err();
+        assert_eq!(err.code, ByeCode::Version);
+        assert_eq!(
+            err.reason,
+            "protocol version 1 is not supported (this node speaks 2)"
+        );
         session.on_frame(session.hello(0)).unwrap();
         let bytes = s.get_segment(&s.segments()[0].id.unwrap()).unwrap();
         let unsolicited = Frame::Segment {
@@ -631,6 +1002,7 @@ mod tests {
                 seq: 0,
             },
             id: crate::hashing::blake3(&bytes),
+            signature: Vec::new(),
             bytes,
         };
         assert!(session.on_frame(unsolicited).is_err());
@@ -703,12 +1075,16 @@ mod tests {
         let (sa, sb) = (store(da.path(), "a"), store(db.path(), "b"));
         fill(&sa, 1);
         let (mut session, step) = after_hello(&sa, &sb);
+        let ca = fleet();
+        session.set_origin_keys(Some(keys(&ca, "b")));
         let Step::Send(wants) = step else { panic!() };
         assert_eq!(wants.len(), 1);
         let id = sa.segments()[0].id.unwrap();
         let mut bytes = sa.get_segment(&id).unwrap();
         let last = bytes.len() - 30;
         bytes[last] ^= 1;
+        // Signed by its origin: what is refused is the bytes, not the signature.
+        let signature = sign_as(&keys(&ca, "a"), "a", 0, id);
         let err = session
             .on_frame(Frame::Segment {
                 at: SegmentRef {
@@ -716,6 +1092,7 @@ mod tests {
                     seq: 0,
                 },
                 id,
+                signature,
                 bytes,
             })
             .unwrap_err();

@@ -133,7 +133,8 @@ pub struct PeerEvent {
     /// Numbers run on from 1 for the service's life; gaps mean events dropped.
     pub seq: u64,
     pub unix_ms: u64,
-    /// `connected`, `handshake_rejected`, `quota_exceeded`, `protocol_error`, …
+    /// `connected`, `handshake_rejected`, `quota_exceeded`, `protocol_error`,
+    /// `origin_refused` (a segment whose origin signature is missing or fails), …
     pub kind: String,
     /// The peer's identity, or its address before the handshake.
     pub peer: Option<String>,
@@ -200,6 +201,8 @@ pub struct Totals {
     pub segments_out: AtomicU64,
     pub handshakes_ok: AtomicU64,
     pub quota_exceeded: AtomicU64,
+    /// Segments refused for a missing or failing origin signature.
+    pub origin_refused: AtomicU64,
 }
 
 /// A dial target's state, for status.
@@ -565,6 +568,7 @@ impl PeerService {
             segments_out: t.segments_out.load(Ordering::Relaxed),
             handshakes_ok: t.handshakes_ok.load(Ordering::Relaxed),
             quota_exceeded: t.quota_exceeded.load(Ordering::Relaxed),
+            origin_refused: t.origin_refused.load(Ordering::Relaxed),
             connections: self.inner.connections.load(Ordering::Relaxed),
             in_flight: self.inner.in_flight.len(),
             tls_reloads: self.inner.tls.reloads(),
@@ -608,6 +612,7 @@ pub struct ServiceStatus {
     pub segments_out: u64,
     pub handshakes_ok: u64,
     pub quota_exceeded: u64,
+    pub origin_refused: u64,
     pub connections: usize,
     pub in_flight: usize,
     pub tls_reloads: u64,

@@ -68,6 +68,17 @@ fn two_services_replicate_and_ack_over_mutual_tls() {
             .filter(|i| i.sealed && i.origin == "a")
             .all(|i| i.acked_by == vec!["b".to_string()])
     });
+    // Each segment arrived with its origin's signature and is kept with it.
+    for (s, other) in [(&sa, "b"), (&sb, "a")] {
+        for info in s
+            .segments()
+            .iter()
+            .filter(|i| i.sealed && i.origin == other)
+        {
+            assert!(s.origin_signature(&info.id.unwrap()).unwrap().is_some());
+        }
+    }
+    assert_eq!(a.status().origin_refused + b.status().origin_refused, 0);
     let st = a.status();
     assert_eq!(st.peers.len(), 1);
     assert_eq!(st.peers[0].identity, "spiffe://test.example/node/b");
@@ -199,4 +210,79 @@ fn a_peer_revoked_while_connected_is_disconnected() {
             || sb.frontiers().iter().all(|(o, _)| o != "a")
             || sb.frontiers()[0].1 == 0
     );
+}
+
+/// The origin-signature blob node `signer` (its files under `ca`) makes for
+/// segment `seq` of `origin`.
+fn signed_by(
+    ca: &TestCa,
+    signer: &str,
+    origin: &str,
+    seq: u64,
+    id: crate::hashing::Digest,
+) -> Vec<u8> {
+    use crate::crypto::ecdsa::PrivateKey;
+    use crate::crypto::origin::{OriginSignature, Signer};
+    let cert = std::fs::read(ca.dir.join(format!("{signer}.crt"))).unwrap();
+    let key = std::fs::read(ca.dir.join(format!("{signer}.key"))).unwrap();
+    let cert_der = pem::parse(cert).unwrap().into_contents();
+    let key = PrivateKey::from_pkcs8_der(pem::parse(key).unwrap().contents()).unwrap();
+    OriginSignature::sign(&key, Signer::Certificate(cert_der), origin, seq, id)
+        .unwrap()
+        .encode()
+}
+
+#[test]
+fn a_segment_relayed_with_a_forged_origin_signature_is_refused_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(&tmp.path().join("pki"), "test.example");
+    for node in ["a", "b", "c"] {
+        ca.issue(node, false);
+    }
+    // a sealed two segments; b holds both, the first with a's own signature,
+    // the second with one b made in a's name (b's genuine certificate).
+    let sa = store(&tmp.path().join("a"), "a");
+    fill(&sa, 2);
+    let sb = store(&tmp.path().join("b"), "b");
+    for (info, signer) in sa.segments().iter().filter(|i| i.sealed).zip(["a", "b"]) {
+        let id = info.id.unwrap();
+        sb.import_segment(&sa.get_segment(&id).unwrap(), Some(&id))
+            .unwrap();
+        sb.put_origin_signature(&id, &signed_by(&ca, signer, "a", info.seq, id))
+            .unwrap();
+    }
+    let sc = store(&tmp.path().join("c"), "c");
+    let b = PeerService::new(Arc::clone(&sb), config(&ca, "b")).unwrap();
+    let c = PeerService::new(Arc::clone(&sc), config(&ca, "c")).unwrap();
+    let addr = b.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    c.dial(addr).unwrap();
+    wait_until("the refusal", || c.status().origin_refused >= 1);
+    let refused: Vec<PeerEvent> = c
+        .events(0)
+        .into_iter()
+        .filter(|e| e.kind == "origin_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].detail.starts_with("a #1 "),
+        "{}",
+        refused[0].detail
+    );
+    assert!(
+        refused[0].detail.contains("not the origin"),
+        "{}",
+        refused[0].detail
+    );
+    // The genuine one is imported with its signature; the forged one is not.
+    wait_until("the genuine segment", || {
+        sc.frontiers() == vec![("a".to_string(), 1)]
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sc.frontiers(), vec![("a".to_string(), 1)]);
+    let held: Vec<_> = sc.segments().into_iter().filter(|i| i.sealed).collect();
+    assert_eq!(held.len(), 1);
+    assert!(sc.origin_signature(&held[0].id.unwrap()).unwrap().is_some());
+    // Nothing acknowledged the forged segment, and the connection stays up.
+    assert!(c.status().peers.iter().any(|p| p.connected));
+    assert_eq!(c.status().segments_in, 1);
 }

@@ -193,6 +193,64 @@ pub struct TlsConfigs {
     pub client: Arc<ClientConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<dyn ServerCertVerifier>,
+    /// The same reading of the files, for origin signatures.
+    pub origin: Arc<OriginKeys>,
+}
+
+/// What the sync protocol checks origin signatures against, and signs this
+/// node's own segments with (docs/contracts.md, "Peer sync protocol"):
+/// the fleet CA and this node's key and certificate, read with the TLS files
+/// so that a new CA or certificate applies to both at once.
+pub struct OriginKeys {
+    /// PEM: the fleet CA(s) a segment's signer certificate must be issued by.
+    pub ca_pem: String,
+    /// This node's key and certificate, or why they cannot sign (a key that
+    /// is not P-256 in PKCS#8: such a node serves only segments signed already).
+    pub signer: Result<NodeKey, String>,
+}
+
+/// This node's signing key and its certificate (DER, the leaf of `cert`).
+pub struct NodeKey {
+    pub key: crate::crypto::ecdsa::PrivateKey,
+    pub cert_der: Vec<u8>,
+}
+
+impl fmt::Debug for OriginKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key: only whether there is one.
+        f.debug_struct("OriginKeys")
+            .field(
+                "signer",
+                &self.signer.as_ref().map(|k| k.key.public_key().key_id()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl OriginKeys {
+    fn build(
+        settings: &TlsSettings,
+        leaf: &[u8],
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<OriginKeys, String> {
+        let ca_pem = std::fs::read_to_string(&settings.ca)
+            .map_err(|e| format!("{}: {e}", settings.ca.display()))?;
+        let signer = match key {
+            PrivateKeyDer::Pkcs8(der) => {
+                crate::crypto::ecdsa::PrivateKey::from_pkcs8_der(der.secret_pkcs8_der())
+                    .map_err(|e| format!("{}: cannot sign segments: {e}", settings.key.display()))
+            }
+            _ => Err(format!(
+                "{}: cannot sign segments: not a PKCS#8 key",
+                settings.key.display()
+            )),
+        }
+        .map(|key| NodeKey {
+            key,
+            cert_der: leaf.to_vec(),
+        });
+        Ok(OriginKeys { ca_pem, signer })
+    }
 }
 
 impl TlsConfigs {
@@ -224,6 +282,7 @@ impl TlsConfigs {
         }
         let key = PrivateKeyDer::from_pem_file(&settings.key)
             .map_err(|e| format!("{}: no usable private key: {e}", settings.key.display()))?;
+        let origin = Arc::new(OriginKeys::build(settings, &chain[0], &key)?);
 
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
@@ -270,6 +329,7 @@ impl TlsConfigs {
             client: Arc::new(client),
             client_verifier,
             server_verifier,
+            origin,
         })
     }
 
@@ -357,6 +417,14 @@ impl TlsFiles {
         st.stamps = now;
         st.reloads += 1;
         st.configs.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The origin keys of the configurations last built, without looking at
+    /// the files (cheap enough for every segment); `None` while the files are
+    /// unusable, and then every segment received is refused.
+    pub fn origin_keys(&self) -> Option<Arc<OriginKeys>> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.configs.as_ref().ok().map(|c| Arc::clone(&c.origin))
     }
 
     pub fn reloads(&self) -> u64 {

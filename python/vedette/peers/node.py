@@ -13,6 +13,15 @@ second:
 - writes the status (``status()``) to ``status_file`` (0600, replaced
   atomically), which ``vedette peers status`` reads: the status is read-only
   and never served on the adapter listener's admin surface (INV-10).
+
+Segments travel with their origin signatures (docs/contracts.md, "Peer sync
+protocol"). The node keeps one signer: the ``[peers]`` key and certificate,
+which :class:`vedette.origin.NodeSigner` also picks for the runtime's
+``OriginSeals``. The runtime signs what it seals about once a second; the
+service signs, with the same key, an own segment a peer asks for before that
+round reached it, so nothing waits on the round and nothing leaves unsigned.
+A segment refused for its signature is counted (``origin_refused``) and
+recorded as a ``peer_event``.
 """
 
 from __future__ import annotations
@@ -222,6 +231,12 @@ class _PeerMetrics(Collector):
         )
         quota.add_metric([], s["quota_exceeded"])
         yield quota
+        refused = CounterMetricFamily(
+            "vedette_peer_origin_refused",
+            "Segments refused for a missing or failing origin signature.",
+        )
+        refused.add_metric([], s["origin_refused"])
+        yield refused
         connections = GaugeMetricFamily("vedette_peer_connections", "Peer connections open.")
         connections.add_metric([], s["connections"])
         yield connections

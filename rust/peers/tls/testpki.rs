@@ -26,6 +26,11 @@ impl TestCa {
             .distinguished_name
             .push(rcgen::DnType::CommonName, format!("{trust_domain} CA"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // The CA names its trust domain, as `vedette pki` makes it: origin
+        // signatures are checked against it (crypto::pki::issued_node).
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{trust_domain}").try_into().unwrap(),
+        )];
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
