@@ -259,3 +259,44 @@ def test_the_scratch_folder_refuses_paths_leading_out(tmp_path: Path) -> None:
             scratch.check(tmp_path)
         root = scratch.root
     assert not root.exists()
+
+
+def answer_status(raw: bytes) -> tuple[int, bytes]:
+    """The status ``read_answer`` gives for ``raw``, and what it left unread."""
+    import asyncio
+
+    from vedette.benchmark.http_load import read_answer
+
+    async def read() -> tuple[int, bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        status = await read_answer(reader)
+        return status, await reader.read()
+
+    return asyncio.run(read())
+
+
+def test_the_load_generator_reads_whole_answers() -> None:
+    sized = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+    assert answer_status(sized + b"next") == (200, b"next")
+    chunked = b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    assert answer_status(chunked + b"next") == (429, b"next")
+    with pytest.raises(BenchError):
+        answer_status(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello")
+
+
+def test_compare_names_metrics_only_one_file_has() -> None:
+    from vedette.benchmark.compare import compare
+
+    def result(**values: float) -> dict[str, object]:
+        metrics = {key: {"label": key, "value": value, "unit": "u", "better": "lower"}
+                   for key, value in values.items()}  # fmt: skip
+        return {"schema": "vedette.bench/v1", "metrics": metrics}
+
+    text = compare(result(x=2.0, y=1.0), result(x=1.0, z=3.0), "a.json", "b.json")
+    rows = {line.split()[0]: line for line in text.splitlines() if line and line[0] in "xyz"}
+    assert "0.50×" in rows["x"]
+    assert "B better" in rows["x"]
+    assert "not in B" in rows["y"]
+    assert "not in A" in rows["z"]
