@@ -300,3 +300,23 @@ def test_compare_names_metrics_only_one_file_has() -> None:
     assert "B better" in rows["x"]
     assert "not in B" in rows["y"]
     assert "not in A" in rows["z"]
+
+
+def test_a_measurement_that_cannot_run_exits_2_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from vedette.benchmark import decisions
+    from vedette.benchmark.cli import bench_group
+
+    def broken(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(decisions, "measure", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = CliRunner().invoke(bench_group, ["--quick", "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 2
+    assert "vedette bench: in-process decisions" in result.output
+    assert "No space left on device" in result.output
+    assert list(tmp_path.iterdir()) == []

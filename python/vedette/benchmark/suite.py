@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from vedette.benchmark import decisions, hashing, http_load, releases, store
-from vedette.benchmark.common import Metric, Progress, Scratch, Settings
+from vedette.benchmark.common import BenchError, Metric, Progress, Scratch, Settings
 from vedette.benchmark.process import HOST, SETTLE_S, ExampleServer, rss_kib, startup_metrics
 from vedette.benchmark.report import format_value
 
@@ -23,7 +23,12 @@ def run(settings: Settings, progress: Progress) -> list[Metric]:
     def step(number: int, title: str, measure: Callable[[], list[Metric]]) -> None:
         progress(f"[{number}/{STEPS}] {title} ...")
         began = time.perf_counter()
-        found = measure()
+        try:
+            found = measure()
+        except BenchError:
+            raise
+        except Exception as err:  # whatever stopped it, said in one line
+            raise BenchError(f"{title}: {type(err).__name__}: {err}") from err
         metrics.extend(found)
         summary = "; ".join(f"{metric.label} {format_value(metric)}" for metric in found)
         progress(f"[{number}/{STEPS}] {summary} ({time.perf_counter() - began:.1f} s)")
