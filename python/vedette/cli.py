@@ -9,6 +9,7 @@ import click
 
 from vedette import __version__
 from vedette.archive.cli import archive_group
+from vedette.benchmark.cli import bench_group
 from vedette.drain_cli import drain_command, import_command
 from vedette.hashing import ALGORITHMS, hash_file
 from vedette.peers.cli import peers_group
@@ -76,6 +77,7 @@ main.add_command(keygen_command)
 main.add_command(pki_group)
 main.add_command(peers_group)
 main.add_command(archive_group)
+main.add_command(bench_group)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""In-process decisions: ``Runtime.decide`` on the embedded example.
+
+The example agent and policy, the ``echo`` tool, durable evidence (every allowed
+call returns once its record is on stable storage), with the caller's rate
+quota lifted so the allow path is what is measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import time
+
+from vedette.benchmark.common import BenchError, Metric, Scratch, percentile
+from vedette.config import QuotaConfig
+
+BODY = {"tool": "echo", "args": {"text": "hello"}}
+# Far above what a run can write; the store's ceiling must not turn allows into denials.
+CEILING_BYTES = 4 << 30
+
+
+def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
+    from vedette.runtime.identity import Caller
+    from vedette.runtime.interceptor import Runtime
+    from vedette.serve import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
+
+    base = example_config(
+        "127.0.0.1", 0, secrets.token_urlsafe(16), scratch.folder(f"decisions-{threads}")
+    )
+    # The store in the scratch folder whatever VEDETTE_* variables say; no peers, no archive.
+    config = dataclasses.replace(
+        base,
+        quota=QuotaConfig(rate_per_s=1e9, burst=1e9),
+        store=dataclasses.replace(
+            base.store, dir=None, ceiling_bytes=CEILING_BYTES, durability="durable"
+        ),
+        peers=None,
+        archive=None,
+    )
+    scratch.check(config.store_dir)
+    runtime = Runtime(config)
+    caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    start_line = threading.Barrier(threads + 1)
+    deadline = [0.0]
+
+    def work() -> None:
+        mine: list[float] = []
+        try:
+            start_line.wait()
+            while not stop.is_set() and (not mine or time.perf_counter() < deadline[0]):
+                started = time.perf_counter()
+                decision = runtime.decide(BODY, caller)
+                mine.append(time.perf_counter() - started)
+                if not decision.allowed:
+                    raise BenchError(f"the example denied echo: {decision.reason}")
+        except BaseException as err:
+            with lock:
+                failures.append(str(err) or type(err).__name__)
+        with lock:
+            latencies.extend(mine)
+
+    try:
+        runtime.decide(BODY, caller)  # warm: the loop thread, the policy, the store
+        workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        deadline[0] = time.perf_counter() + seconds
+        began = time.perf_counter()
+        start_line.wait()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - began
+    finally:
+        stop.set()
+        start_line.abort()
+        runtime.close()
+    if failures:
+        raise BenchError(f"in-process decisions: {failures[0]}")
+    per_s = len(latencies) / elapsed
+    p99_us = percentile(latencies, 0.99) * 1e6
+    plural = "thread" if threads == 1 else "threads"
+    detail = f"{len(latencies)} decisions, {threads} {plural}"
+    return [
+        Metric(f"decisions.t{threads}.per_s", f"in-process decisions, {threads} {plural}",
+               per_s, "decisions/s", "higher", detail),
+        Metric(f"decisions.t{threads}.p99_us", f"in-process decision p99, {threads} {plural}",
+               p99_us, "µs", "lower", detail),
+    ]  # fmt: skip
