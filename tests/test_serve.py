@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,3 +202,26 @@ def test_example_on_granian(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+def test_a_deleted_store_folder_turns_health_failing_and_every_call_denied(
+    example_server, tmp_path
+):
+    url, _ = example_server
+    assert httpx.get(f"{url}/v1/health", timeout=10).json()["status"] == "ok"
+    assert call(url, {"tool": "echo", "args": {"text": "before"}}).status_code == 200
+    shutil.rmtree(tmp_path / "vedette" / "example" / "store")
+    # The runtime's periodic check finds it within about a second.
+    deadline = time.monotonic() + 15
+    while (health := httpx.get(f"{url}/v1/health", timeout=10)).status_code != 503:
+        assert time.monotonic() < deadline, health.text
+        time.sleep(0.2)
+    body = health.json()
+    assert body["status"] == "failing"
+    assert body["checks"]["store"] == "failing"
+    assert any("evidence store stopped" in reason for reason in body["reasons"]), body
+    denied = call(url, {"tool": "echo", "args": {"text": "after"}})
+    assert denied.status_code == 403
+    assert denied.json()["decision"] == "deny"
+    # Nothing is written into the unlinked files, and nothing reappears.
+    assert not (tmp_path / "vedette" / "example" / "store").exists()
