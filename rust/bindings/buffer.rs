@@ -40,7 +40,7 @@ extern "C" {
 
 /// The bytes of a Python object, borrowed for as long as this value lives.
 /// The exporter (a `bytearray`, say) cannot resize while a view is held.
-pub enum Bytes<'py> {
+pub(super) enum Bytes<'py> {
     /// `bytes` is immutable: its storage can be read directly.
     Immutable(&'py [u8]),
     /// Anything else with the buffer protocol; released on drop.
@@ -48,7 +48,7 @@ pub enum Bytes<'py> {
 }
 
 impl Bytes<'_> {
-    pub fn as_slice(&self) -> &[u8] {
+    pub(super) fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Immutable(bytes) => bytes,
             Bytes::View(view) => view.as_slice(),
@@ -58,7 +58,7 @@ impl Bytes<'_> {
 
 /// An acquired `Py_buffer`. Not `Send`: it must be released with the GIL held,
 /// so only its slice may travel into a GIL-free section.
-pub struct BufferView<'py> {
+pub(super) struct BufferView<'py> {
     raw: Box<RawBuffer>,
     _gil: PhantomData<Python<'py>>,
     _not_send: PhantomData<*const ()>,
@@ -90,7 +90,7 @@ impl Drop for BufferView<'_> {
 
 /// Borrows the bytes of `object`: `bytes` directly, anything else through the
 /// buffer protocol (`bytearray`, `memoryview`, `mmap`, numpy arrays, …).
-pub fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<Bytes<'a>> {
+pub(super) fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<Bytes<'a>> {
     if let Ok(bytes) = object.cast_exact::<PyBytes>() {
         return Ok(Bytes::Immutable(bytes.as_bytes()));
     }
@@ -132,7 +132,7 @@ pub fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<Bytes<'a
     }))
 }
 
-pub fn type_name(object: &Bound<'_, PyAny>) -> String {
+pub(super) fn type_name(object: &Bound<'_, PyAny>) -> String {
     object
         .get_type()
         .name()

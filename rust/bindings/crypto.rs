@@ -16,7 +16,7 @@ use crate::crypto::pki::{self, Ca, Validity};
 use crate::crypto::{ecdsa, keyfile, ScryptParams};
 use crate::hashing::Digest;
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PublicKey>()?;
     module.add_class::<PrivateKey>()?;
     module.add_function(wrap_pyfunction!(decrypt_private_key, module)?)?;

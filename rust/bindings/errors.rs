@@ -36,11 +36,11 @@ mod py {
     pyo3::import_exception!(vedette.errors, InvalidIntent);
 }
 
-pub fn digest_format(err: DigestParseError) -> PyErr {
+pub(super) fn digest_format(err: DigestParseError) -> PyErr {
     py::DigestFormatError::new_err(err.to_string())
 }
 
-pub fn hash_role(err: HashRoleError) -> PyErr {
+pub(super) fn hash_role(err: HashRoleError) -> PyErr {
     py::HashRoleError::new_err((
         err.to_string(),
         err.role.name(),
@@ -49,20 +49,20 @@ pub fn hash_role(err: HashRoleError) -> PyErr {
     ))
 }
 
-pub fn canonical_json(err: CanonicalJsonError) -> PyErr {
+pub(super) fn canonical_json(err: CanonicalJsonError) -> PyErr {
     py::CanonicalJsonError::new_err(err.to_string())
 }
 
-pub fn canonical_json_message(message: String) -> PyErr {
+pub(super) fn canonical_json_message(message: String) -> PyErr {
     py::CanonicalJsonError::new_err(message)
 }
 
-pub fn quota(err: QuotaError) -> PyErr {
+pub(super) fn quota(err: QuotaError) -> PyErr {
     py::QuotaError::new_err(err.to_string())
 }
 
 /// An `OSError` of the right subclass (`FileNotFoundError`, …) with the filename set.
-pub fn file_hash(err: FileHashError) -> PyErr {
+pub(super) fn file_hash(err: FileHashError) -> PyErr {
     let message = err.source.to_string();
     // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
     let message = match message.rfind(" (os error ") {
@@ -77,7 +77,7 @@ pub fn file_hash(err: FileHashError) -> PyErr {
 }
 
 /// Segment store errors; `StoreFullError` carries the numbers as attributes.
-pub fn store(err: StoreError) -> PyErr {
+pub(super) fn store(err: StoreError) -> PyErr {
     let message = err.to_string();
     match err {
         StoreError::Full {
@@ -97,41 +97,41 @@ pub fn store(err: StoreError) -> PyErr {
 }
 
 /// `BundleError(message, file, rule)`: the file inside the bundle and the rule broken.
-pub fn bundle(err: BundleError) -> PyErr {
+pub(super) fn bundle(err: BundleError) -> PyErr {
     py::BundleError::new_err((err.to_string(), err.file.clone(), err.rule.name()))
 }
 
 /// `ManifestError(message, at)`: `at` is the JSON path of the offending value.
-pub fn manifest(err: ManifestError) -> PyErr {
+pub(super) fn manifest(err: ManifestError) -> PyErr {
     py::ManifestError::new_err((err.to_string(), err.at.clone()))
 }
 
-pub fn signature(err: SignatureError) -> PyErr {
+pub(super) fn signature(err: SignatureError) -> PyErr {
     py::SignatureError::new_err(err.to_string())
 }
 
-pub fn origin_signature(err: OriginSignatureError) -> PyErr {
+pub(super) fn origin_signature(err: OriginSignatureError) -> PyErr {
     py::OriginSignatureError::new_err(err.to_string())
 }
 
-pub fn key_file(err: KeyFileError) -> PyErr {
+pub(super) fn key_file(err: KeyFileError) -> PyErr {
     py::KeyFileError::new_err(err.to_string())
 }
 
-pub fn pki(err: PkiError) -> PyErr {
+pub(super) fn pki(err: PkiError) -> PyErr {
     py::PkiError::new_err(err.to_string())
 }
 
 /// A certificate, key or CRL file that cannot be read or used.
-pub fn pki_message(message: String) -> PyErr {
+pub(super) fn pki_message(message: String) -> PyErr {
     py::PkiError::new_err(message)
 }
 
 /// The peer transport refused or failed an operation.
-pub fn peer(message: String) -> PyErr {
+pub(super) fn peer(message: String) -> PyErr {
     py::PeerError::new_err(message)
 }
 
-pub fn invalid_intent(err: InvalidIntent) -> PyErr {
+pub(super) fn invalid_intent(err: InvalidIntent) -> PyErr {
     py::InvalidIntent::new_err(err.0)
 }

@@ -13,7 +13,7 @@ use super::policy::{json_to_python, ArgsValidator, PolicyEngine};
 use super::quota::QuotaTable;
 use crate::gate::{self as core, DecisionFacts, IntentLimits, OutcomeFacts};
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Gate>()?;
     module.add_class::<ReleasePlan>()?;
     module.add_class::<Verdict>()?;

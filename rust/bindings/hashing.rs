@@ -17,7 +17,7 @@ use crate::hashing::{self as core, Algorithm, CanonicalJsonError, HashRole};
 /// hash takes about a microsecond, less than giving up and retaking the GIL.
 const GIL_RELEASE_MIN_BYTES: usize = 4096;
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Digest>()?;
     module.add_class::<Hasher>()?;
     module.add_function(wrap_pyfunction!(self::blake3, module)?)?;

@@ -16,7 +16,7 @@ use crate::peers::retry::RetryPolicy;
 use crate::peers::service::{self as core, PeerConfig};
 use crate::peers::tls::TlsSettings;
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PeerService>()?;
     Ok(())
 }

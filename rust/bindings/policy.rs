@@ -17,7 +17,7 @@ use crate::policy::{self as core, EngineReuse, Fault, Value};
 /// Inputs nested deeper than this are refused (denied), as in canonical JSON.
 const MAX_INPUT_DEPTH: usize = 128;
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<BundleLimits>()?;
     module.add_class::<Bundle>()?;
     module.add_class::<PolicyEngine>()?;

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use super::errors;
 use crate::quota::{self as core, Clock};
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<ManualClock>()?;
     module.add_class::<TokenBucket>()?;
     module.add_class::<QuotaTable>()?;

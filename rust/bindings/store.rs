@@ -13,7 +13,7 @@ use super::errors;
 use crate::hashing::Digest;
 use crate::store::{self as core, queue, Durability, StoreConfig};
 
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Store>()?;
     module.add_class::<DurableQueue>()?;
     module.add_function(wrap_pyfunction!(store_recorded_config, module)?)?;

@@ -13,7 +13,7 @@ use crate::hashing::{parse_strict, StrictJsonError};
 use crate::policy::{is_name, NAME_RULE};
 
 /// Longest `request_id`, in characters.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
+pub(super) const MAX_REQUEST_ID_CHARS: usize = 128;
 const FIELDS: [&str; 4] = ["args", "claims", "request_id", "tool"];
 
 /// Bounds on an intent (the `[intent]` table of the config).

@@ -251,7 +251,7 @@ pub fn now_unix_ms() -> u64 {
 }
 
 impl Inner {
-    pub fn event(&self, kind: &str, peer: Option<&str>, detail: &str) {
+    pub(super) fn event(&self, kind: &str, peer: Option<&str>, detail: &str) {
         let mut ev = self.events.lock().unwrap_or_else(|p| p.into_inner());
         ev.1 += 1;
         let seq = ev.1;

@@ -18,12 +18,12 @@ use super::limits::BundleLimits;
 pub type BundleFiles = BTreeMap<String, Vec<u8>>;
 
 /// The file names that make up a bundle; everything else is ignored, as OPA does.
-pub const MANIFEST_FILE: &str = ".manifest";
-pub const DATA_FILES: [&str; 3] = ["data.json", "data.yaml", "data.yml"];
-pub const REGO_SUFFIX: &str = ".rego";
+pub(super) const MANIFEST_FILE: &str = ".manifest";
+pub(super) const DATA_FILES: [&str; 3] = ["data.json", "data.yaml", "data.yml"];
+pub(super) const REGO_SUFFIX: &str = ".rego";
 
 /// Whether a normalized path names a file that is part of the bundle.
-pub fn is_bundle_file(path: &str) -> bool {
+pub(super) fn is_bundle_file(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     path == MANIFEST_FILE || DATA_FILES.contains(&name) || name.ends_with(REGO_SUFFIX)
 }
@@ -178,7 +178,7 @@ impl<R: Read> Read for Capped<R> {
 }
 
 /// Reads a gzip-compressed tar bundle held in memory.
-pub fn read_tar_gz(bytes: &[u8], limits: &BundleLimits) -> Result<BundleFiles, BundleError> {
+pub(super) fn read_tar_gz(bytes: &[u8], limits: &BundleLimits) -> Result<BundleFiles, BundleError> {
     if bytes.len() as u64 > limits.max_compressed_bytes {
         return Err(BundleError::new(
             BundleRule::SizeLimit,
@@ -307,7 +307,7 @@ fn entry_type_name(entry_type: EntryType) -> &'static str {
 }
 
 /// Reads a bundle laid out as a directory tree.
-pub fn read_dir(root: &Path, limits: &BundleLimits) -> Result<BundleFiles, BundleError> {
+pub(super) fn read_dir(root: &Path, limits: &BundleLimits) -> Result<BundleFiles, BundleError> {
     let mut budget = Budget::new(limits);
     let mut files = BundleFiles::new();
     walk(root, "", 0, limits, &mut budget, &mut files)?;
@@ -390,7 +390,7 @@ fn walk(
 
 /// Writes files as a reproducible `.tar.gz`: sorted paths, fixed modes,
 /// owners and times, a fixed gzip header. The same files give the same bytes.
-pub fn write_tar_gz(files: &BundleFiles) -> io::Result<Vec<u8>> {
+pub(super) fn write_tar_gz(files: &BundleFiles) -> io::Result<Vec<u8>> {
     let gzip = GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), Compression::best());

@@ -21,10 +21,10 @@ use super::format::{validate_origin, MAX_NUMBER};
 use super::io::{AppendFile, Storage};
 use crate::hashing::{Algorithm, Digest};
 
-pub const CATALOG_FILE: &str = "catalog";
+pub(super) const CATALOG_FILE: &str = "catalog";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(super) enum Entry {
     Ack {
         id: Digest,
         by: String,
@@ -53,7 +53,7 @@ pub enum Entry {
 
 /// What an evicted segment was; kept so chains and record numbers stay known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Evicted {
+pub(super) struct Evicted {
     pub id: Digest,
     pub next_record: u64,
 }
@@ -157,7 +157,7 @@ impl Entry {
 }
 
 /// The catalog's state in memory and its open file.
-pub struct Catalog {
+pub(super) struct Catalog {
     path: PathBuf,
     file: Option<Box<dyn AppendFile>>,
     pub len: u64,
@@ -170,14 +170,14 @@ pub struct Catalog {
 }
 
 /// What loading the catalog found.
-pub struct Loaded {
+pub(super) struct Loaded {
     pub catalog: Catalog,
     /// A torn or corrupt tail, not yet cut off (`Catalog::cut_tail`).
     pub tail: Vec<u8>,
 }
 
 impl Catalog {
-    pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Loaded> {
+    pub(super) fn load(storage: &dyn Storage, dir: &Path) -> Result<Loaded> {
         let path = dir.join(CATALOG_FILE);
         let bytes = match storage.read(&path) {
             Ok(bytes) => bytes,
@@ -219,7 +219,7 @@ impl Catalog {
     }
 
     /// Cuts a damaged tail found by `load` (after it was quarantined).
-    pub fn cut_tail(&self, storage: &dyn Storage) -> Result<()> {
+    pub(super) fn cut_tail(&self, storage: &dyn Storage) -> Result<()> {
         storage
             .truncate(&self.path, self.len)
             .map_err(|err| StoreError::io("truncate catalog", &self.path, err))
@@ -266,12 +266,12 @@ impl Catalog {
     }
 
     /// The size of `entry` once written, for the admission check.
-    pub fn entry_len(entry: &Entry) -> u64 {
+    pub(super) fn entry_len(entry: &Entry) -> u64 {
         entry.encode().len() as u64
     }
 
     /// Appends `entry` and makes it durable before returning.
-    pub fn append(&mut self, storage: &dyn Storage, entry: Entry) -> Result<()> {
+    pub(super) fn append(&mut self, storage: &dyn Storage, entry: Entry) -> Result<()> {
         let bytes = entry.encode();
         if self.file.is_none() {
             let exists = self.len > 0 || storage.read(&self.path).is_ok();
@@ -306,14 +306,14 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn is_evicted(&self, id: &Digest) -> bool {
+    pub(super) fn is_evicted(&self, id: &Digest) -> bool {
         self.evicted.values().any(|e| &e.id == id)
     }
 
     /// The entries that still matter: acknowledgements of segments still
     /// held, and per origin the newest eviction (which carries the chain head
     /// and the record numbering once all of an origin's segments are gone).
-    pub fn live_entries(&self, held: &HashSet<Digest>) -> Vec<Entry> {
+    pub(super) fn live_entries(&self, held: &HashSet<Digest>) -> Vec<Entry> {
         let mut newest: HashMap<&str, (u64, &Evicted)> = HashMap::new();
         for ((origin, seq), evicted) in &self.evicted {
             let slot = newest.entry(origin.as_str()).or_insert((*seq, evicted));
@@ -358,14 +358,14 @@ impl Catalog {
         entries
     }
 
-    pub fn encoded_len(entries: &[Entry]) -> u64 {
+    pub(super) fn encoded_len(entries: &[Entry]) -> u64 {
         entries.iter().map(Catalog::entry_len).sum()
     }
 
     /// Replaces the catalog with `entries` (from `live_entries`): written to a
     /// temp file, synced, renamed over the catalog, directory synced. A crash
     /// at any point leaves either the old or the new catalog, both complete.
-    pub fn rewrite(&mut self, storage: &dyn Storage, entries: Vec<Entry>) -> Result<()> {
+    pub(super) fn rewrite(&mut self, storage: &dyn Storage, entries: Vec<Entry>) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let tmp = dir.join(format!("{CATALOG_FILE}.tmp"));
         let bytes: Vec<u8> = entries.iter().flat_map(Entry::encode).collect();

@@ -18,7 +18,7 @@ const RESERVED_BLOCKS: u64 = 2;
 
 impl Shared {
     /// Bytes the store occupies on disk, everything in its directory counted.
-    pub fn used(&self, st: &State) -> u64 {
+    pub(super) fn used(&self, st: &State) -> u64 {
         let open = st.open.as_ref().map_or(0, |open| {
             let assigned = open.written_len + st.pending.len() as u64 + FOOTER_LEN;
             on_disk(assigned.max(open.allocated), self.block)
@@ -31,7 +31,7 @@ impl Shared {
     }
 
     /// Bytes held by sealed segments that a peer or upstream has acknowledged.
-    pub fn evictable(&self, st: &State) -> u64 {
+    pub(super) fn evictable(&self, st: &State) -> u64 {
         st.segments
             .values()
             .filter(|meta| {
@@ -71,7 +71,7 @@ impl Shared {
     /// evicting acknowledged sealed segments oldest-first if it would cross the
     /// ceiling. Evicts nothing and fails with `Full` if eviction cannot make room.
     /// `catalog_write` admits against the full ceiling (the reserve is for it).
-    pub fn ensure_room(
+    pub(super) fn ensure_room(
         &self,
         st: &mut MutexGuard<'_, State>,
         growth: u64,
@@ -140,7 +140,7 @@ impl Shared {
     }
 
     /// Removes a sealed segment's file and forgets it (its eviction already recorded).
-    pub fn unlink_segment(&self, st: &mut State, id: &Digest) -> Result<()> {
+    pub(super) fn unlink_segment(&self, st: &mut State, id: &Digest) -> Result<()> {
         let path = self.path(&format!("{}.seg", id.hex()));
         match self.storage.remove(&path) {
             Ok(()) => {}
@@ -167,7 +167,7 @@ impl Shared {
     /// once it is mostly entries about segments long gone, it is rewritten
     /// with only the live ones. Skipped (the catalog stays valid) if there is
     /// no room for the rewrite or it fails.
-    pub fn compact_catalog(&self, st: &mut State) {
+    pub(super) fn compact_catalog(&self, st: &mut State) {
         if st.catalog.len < CATALOG_COMPACT_MIN_BYTES {
             return;
         }

@@ -16,11 +16,11 @@ use super::recovery::RecoveryReport;
 use super::{Durability, StoreConfig};
 use crate::hashing::{Algorithm, Digest};
 
-pub const OPEN_FILE: &str = "open.seg";
+pub(super) const OPEN_FILE: &str = "open.seg";
 
 /// A sealed segment held by the store.
 #[derive(Clone, Debug)]
-pub struct SegmentMeta {
+pub(super) struct SegmentMeta {
     pub id: Digest,
     pub header: Header,
     pub record_count: u64,
@@ -143,13 +143,13 @@ impl StoreEvent {
 
 /// The identity of the store directory at open (see `Shared::check_home`).
 #[derive(Clone, Debug)]
-pub struct Home {
+pub(super) struct Home {
     pub dev: u64,
     pub ino: u64,
 }
 
 /// Events kept for `take_events` at most; older ones are dropped (and counted).
-pub const MAX_EVENTS: usize = 1024;
+pub(super) const MAX_EVENTS: usize = 1024;
 
 pub(super) struct Shared {
     pub config: StoreConfig,
@@ -202,14 +202,14 @@ pub struct Usage {
     pub segments: u64,
 }
 
-pub fn now_unix_ms() -> u64 {
+pub(super) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Every update of State is completed before its guard drops, so a
         // panic elsewhere cannot leave it half-changed.
         self.state
@@ -217,18 +217,18 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
-    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+    pub(super) fn sync_dir(&self, dir: &Path) -> Result<()> {
         self.storage
             .sync_dir(dir)
             .map_err(|err| StoreError::io("sync directory", dir, err))
     }
 
     /// Refuses changes to a store opened read-only.
-    pub fn writable(&self, st: &State) -> Result<()> {
+    pub(super) fn writable(&self, st: &State) -> Result<()> {
         if self.read_only {
             return Err(StoreError::Invalid(format!(
                 "store {} is open read-only",
@@ -238,7 +238,7 @@ impl Shared {
         self.usable(st)
     }
 
-    pub fn usable(&self, st: &State) -> Result<()> {
+    pub(super) fn usable(&self, st: &State) -> Result<()> {
         if st.closed {
             return Err(StoreError::Closed);
         }
@@ -248,7 +248,7 @@ impl Shared {
         Ok(())
     }
 
-    pub fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    pub(super) fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         self.wake
             .wait(st)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -256,7 +256,7 @@ impl Shared {
 
     /// Writes the pending batch (and syncs it if `sync`), with the state lock
     /// released during the I/O so more appends can queue for the next batch.
-    pub fn commit<'a>(
+    pub(super) fn commit<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         sync: bool,
@@ -367,7 +367,7 @@ impl Shared {
     }
 
     /// ENOSPC/EDQUOT become `Full` with the store's numbers; other errors pass through.
-    pub fn out_of_space(&self, st: &State, err: StoreError, needed: u64) -> StoreError {
+    pub(super) fn out_of_space(&self, st: &State, err: StoreError, needed: u64) -> StoreError {
         if !err.is_out_of_space() {
             return err;
         }
@@ -381,7 +381,10 @@ impl Shared {
     }
 
     /// Waits until no commit is in flight, then commits whatever is queued.
-    pub fn drain<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
+    pub(super) fn drain<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+    ) -> Result<MutexGuard<'a, State>> {
         loop {
             self.usable(&st)?;
             if st.flushing {
@@ -458,7 +461,7 @@ impl Shared {
 
     /// Seals the open segment if it has records: footer, sync, rename to its id,
     /// sync the directory. Returns the new segment's id.
-    pub fn seal_locked<'a>(
+    pub(super) fn seal_locked<'a>(
         &'a self,
         st: MutexGuard<'a, State>,
     ) -> Result<(MutexGuard<'a, State>, Option<Digest>)> {
@@ -559,7 +562,7 @@ impl Shared {
     /// Writes a bookkeeping entry to the catalog, best effort: without it the
     /// store works on, only a later deletion of the segment it names would be
     /// found by the chain check alone.
-    pub fn record(&self, st: &mut State, entry: Entry) {
+    pub(super) fn record(&self, st: &mut State, entry: Entry) {
         let growth = on_disk(st.catalog.len + Catalog::entry_len(&entry), self.block)
             - on_disk(st.catalog.len, self.block);
         if self.used(st) + growth > self.config.ceiling_bytes {
@@ -570,7 +573,7 @@ impl Shared {
     }
 
     /// Why the store directory is no longer the one opened, if it is not.
-    pub fn home_problem(&self) -> Option<String> {
+    pub(super) fn home_problem(&self) -> Option<String> {
         use std::os::unix::fs::MetadataExt;
         let home = self.home.as_ref()?;
         match std::fs::metadata(&self.dir) {
@@ -582,7 +585,7 @@ impl Shared {
 
     /// Stops appends: the directory is gone, so nothing more may be written
     /// into files no one can find.
-    pub fn mark_gone(&self, st: &mut State, reason: &str) {
+    pub(super) fn mark_gone(&self, st: &mut State, reason: &str) {
         if st.gone.is_none() {
             self.event(st, StoreEvent::new("directory_gone", reason));
         }
@@ -592,7 +595,7 @@ impl Shared {
     }
 
     /// Adds an event for `take_events` (bounded).
-    pub fn event(&self, st: &mut State, event: StoreEvent) {
+    pub(super) fn event(&self, st: &mut State, event: StoreEvent) {
         if st.events.len() >= MAX_EVENTS {
             st.events.remove(0);
         }
@@ -620,7 +623,7 @@ impl Shared {
     /// as bounds are reached) and returns the first record number and the
     /// outcome of the commit that will carry the last of them. The batch gets
     /// consecutive positions: the lock is not given up while it is queued.
-    pub fn enqueue<'a>(
+    pub(super) fn enqueue<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         records: &[&[u8]],

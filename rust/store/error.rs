@@ -64,4 +64,4 @@ impl StoreError {
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(super) type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -54,7 +54,7 @@ fn refuse(check: &str, path: &Path, detail: String) -> StoreError {
 /// Enforces INV-01 (no shared state) at open: the directory exists (created
 /// 0700 if absent), is a local file system, is owned by the effective user and
 /// is not writable by group or others.
-pub fn check_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn check_dir(dir: &Path) -> Result<(), StoreError> {
     match std::fs::symlink_metadata(dir) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -105,7 +105,7 @@ pub fn check_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// The block size of the file system holding `dir` (its allocation unit).
-pub fn block_size(dir: &Path) -> Result<u64, StoreError> {
+pub(super) fn block_size(dir: &Path) -> Result<u64, StoreError> {
     let stats =
         statfs(dir).map_err(|err| StoreError::io("statfs store directory", dir, err.into()))?;
     #[allow(clippy::unnecessary_cast)]
@@ -123,7 +123,7 @@ pub fn block_size(dir: &Path) -> Result<u64, StoreError> {
 /// directory's canonical path. If the directory is deleted while the store is
 /// open, a second opener that recreates it at the same path finds the name
 /// taken and is refused (docs/contracts.md, "Directory").
-pub struct DirLock {
+pub(super) struct DirLock {
     _file: File,
     #[cfg(target_os = "linux")]
     _name: Option<std::os::unix::net::UnixListener>,
@@ -149,10 +149,10 @@ fn bind_name(dir: &Path) -> Result<Option<std::os::unix::net::UnixListener>, Sto
     }
 }
 
-pub const LOCK_FILE: &str = "LOCK";
+pub(super) const LOCK_FILE: &str = "LOCK";
 
 impl DirLock {
-    pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+    pub(super) fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)

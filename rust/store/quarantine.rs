@@ -16,7 +16,7 @@ use super::commit::now_unix_ms;
 use super::error::{Result, StoreError};
 use super::io::Storage;
 
-pub const QUARANTINE_DIR: &str = "quarantine";
+pub(super) const QUARANTINE_DIR: &str = "quarantine";
 
 /// An operator's acknowledgement of a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl QuarantineReport {
 }
 
 /// A report id is safe as a file name stem: `[A-Za-z0-9._-]`, 1 to 128 characters.
-pub fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
@@ -113,12 +113,12 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |err| StoreError::io(op, path, err)
 }
 
-pub fn qdir(dir: &Path) -> PathBuf {
+pub(super) fn qdir(dir: &Path) -> PathBuf {
     dir.join(QUARANTINE_DIR)
 }
 
 /// Creates `quarantine/` (durably) if it is not there.
-pub fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+pub(super) fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let q = qdir(dir);
     if storage.list(&q).is_err() {
         storage
@@ -132,7 +132,7 @@ pub fn ensure_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
 }
 
 /// Writes `data` to `quarantine/<name>` durably (temp file, sync, rename, sync).
-pub fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+pub(super) fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     ensure_dir(storage, dir)?;
     let q = qdir(dir);
     let tmp = q.join(format!("{name}.tmp"));
@@ -152,7 +152,11 @@ pub fn write_file(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) ->
 }
 
 /// Writes the report file for `report` (durably).
-pub fn write_report(storage: &dyn Storage, dir: &Path, report: &QuarantineReport) -> Result<()> {
+pub(super) fn write_report(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &QuarantineReport,
+) -> Result<()> {
     write_file(
         storage,
         dir,
@@ -164,7 +168,7 @@ pub fn write_report(storage: &dyn Storage, dir: &Path, report: &QuarantineReport
 /// Every report in `quarantine/`, with acknowledgements, oldest first. Files
 /// there that no report names (moved aside by an older version) are listed
 /// as `unreported-file` reports of their own, so nothing goes unlisted.
-pub fn load(storage: &dyn Storage, dir: &Path) -> Vec<QuarantineReport> {
+pub(super) fn load(storage: &dyn Storage, dir: &Path) -> Vec<QuarantineReport> {
     let q = qdir(dir);
     let Ok(entries) = storage.list(&q) else {
         return Vec::new();
@@ -235,7 +239,7 @@ fn read_ack(storage: &dyn Storage, dir: &Path, id: &str) -> Option<QuarantineAck
 
 /// Refreshes the acknowledgement of each report from disk (an operator may
 /// acknowledge while the store is open).
-pub fn refresh_acks(storage: &dyn Storage, dir: &Path, reports: &mut [QuarantineReport]) {
+pub(super) fn refresh_acks(storage: &dyn Storage, dir: &Path, reports: &mut [QuarantineReport]) {
     for report in reports.iter_mut().filter(|r| r.acknowledged.is_none()) {
         report.acknowledged = read_ack(storage, dir, &report.id);
     }
@@ -244,7 +248,7 @@ pub fn refresh_acks(storage: &dyn Storage, dir: &Path, reports: &mut [Quarantine
 /// Records durably that `by` acknowledged report `id`. The evidence stays in
 /// `quarantine/`; only an `<id>.ack` file is added. Safe beside a running
 /// store: the store never writes `.ack` files.
-pub fn acknowledge(storage: &dyn Storage, dir: &Path, id: &str, by: &str) -> Result<()> {
+pub(super) fn acknowledge(storage: &dyn Storage, dir: &Path, id: &str, by: &str) -> Result<()> {
     if !valid_id(id) {
         return Err(StoreError::Invalid(format!(
             "not a quarantine report id: {id:?}"

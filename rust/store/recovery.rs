@@ -23,8 +23,8 @@ use super::quarantine::{self, QuarantineReport};
 use super::StoreConfig;
 use crate::hashing::{blake3, Digest, DIGEST_LEN};
 
-pub use super::quarantine::QUARANTINE_DIR;
-pub const META_FILE: &str = "meta";
+pub(super) use super::quarantine::QUARANTINE_DIR;
+pub(super) const META_FILE: &str = "meta";
 
 /// What recovery found and did at open.
 #[derive(Clone, Debug, Default)]
@@ -728,7 +728,7 @@ pub(super) fn write_meta(shared: &Shared) -> Result<()> {
 }
 
 /// Reads the node id and ceiling a store was last opened with.
-pub fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<(String, u64)> {
+pub(super) fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<(String, u64)> {
     let path = dir.join(META_FILE);
     let bytes = storage
         .read(&path)

@@ -10,7 +10,7 @@ use rcgen::{
 
 use super::TlsSettings;
 
-pub struct TestCa {
+pub(crate) struct TestCa {
     pub dir: PathBuf,
     params: CertificateParams,
     key: KeyPair,
@@ -19,7 +19,7 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    pub fn new(dir: &Path, trust_domain: &str) -> TestCa {
+    pub(crate) fn new(dir: &Path, trust_domain: &str) -> TestCa {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
@@ -51,7 +51,7 @@ impl TestCa {
     }
 
     /// Issues `node`'s certificate; returns its serial.
-    pub fn issue(&mut self, node: &str, expired: bool) -> u64 {
+    pub(crate) fn issue(&mut self, node: &str, expired: bool) -> u64 {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![SanType::URI(
@@ -79,7 +79,7 @@ impl TestCa {
         self.next_serial
     }
 
-    pub fn write_crl(&mut self, revoked: &[u64], expired: bool) {
+    pub(crate) fn write_crl(&mut self, revoked: &[u64], expired: bool) {
         let params = CertificateRevocationListParams {
             this_update: date_time_ymd(2020, 1, 1),
             next_update: if expired {
@@ -109,7 +109,7 @@ impl TestCa {
         std::fs::rename(&tmp, self.dir.join("crl.pem")).unwrap();
     }
 
-    pub fn settings(&self, node: &str) -> TlsSettings {
+    pub(crate) fn settings(&self, node: &str) -> TlsSettings {
         TlsSettings {
             ca: self.dir.join("ca.crt"),
             cert: self.dir.join(format!("{node}.crt")),
