@@ -44,7 +44,7 @@ impl PublicKey {
         let pem = borrow_bytes(pem)?;
         ecdsa::PublicKey::from_pem(pem.as_slice())
             .map(PublicKey)
-            .map_err(errors::key_file)
+            .map_err(PyErr::from)
     }
 
     fn pem<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -66,7 +66,7 @@ impl PublicKey {
         let signature = borrow_bytes(signature_der)?;
         self.0
             .verify(payload.as_slice(), signature.as_slice())
-            .map_err(errors::signature)
+            .map_err(PyErr::from)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
@@ -103,7 +103,7 @@ impl PrivateKey {
         payload: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let payload = borrow_bytes(payload)?;
-        let signature = self.0.sign(payload.as_slice()).map_err(errors::signature)?;
+        let signature = self.0.sign(payload.as_slice())?;
         Ok(PyBytes::new(py, &signature))
     }
 
@@ -127,7 +127,7 @@ fn decrypt_private_key(
     let password = zeroize::Zeroizing::new(borrow_bytes(password)?.as_slice().to_vec());
     py.detach(|| keyfile::decrypt(&pem, &password))
         .map(PrivateKey)
-        .map_err(errors::key_file)
+        .map_err(PyErr::from)
 }
 
 /// A new key pair: (encrypted private key PEM, public key PEM).
@@ -147,13 +147,11 @@ fn generate_key_pair<'py>(
         r: scrypt_r,
         p: scrypt_p,
     };
-    let (private_pem, public_pem) = py
-        .detach(|| {
-            let key = ecdsa::PrivateKey::generate()?;
-            let sealed = keyfile::encrypt(&key, &password, params)?;
-            Ok((zeroize::Zeroizing::new(sealed), key.public_key().pem()))
-        })
-        .map_err(errors::key_file)?;
+    let (private_pem, public_pem) = py.detach(|| {
+        let key = ecdsa::PrivateKey::generate()?;
+        let sealed = keyfile::encrypt(&key, &password, params)?;
+        Ok::<_, PyErr>((zeroize::Zeroizing::new(sealed), key.public_key().pem()))
+    })?;
     Ok((
         PyBytes::new(py, private_pem.as_bytes()),
         PyBytes::new(py, public_pem.as_bytes()),
@@ -174,7 +172,7 @@ fn pki_new_ca(
     };
     py.detach(|| pki::new_ca(&trust_domain, validity))
         .map(|issued| (issued.cert_pem, issued.key_pem.to_string()))
-        .map_err(errors::pki)
+        .map_err(PyErr::from)
 }
 
 /// A node certificate from the CA: (certificate PEM, private key PEM).
@@ -194,7 +192,7 @@ fn pki_issue(
     };
     py.detach(|| Ca::load(&ca_cert_pem, &ca_key_pem)?.issue(&node, validity))
         .map(|issued| (issued.cert_pem, issued.key_pem.to_string()))
-        .map_err(errors::pki)
+        .map_err(PyErr::from)
 }
 
 /// A newly signed CRL: the previous one's entries plus the given certificates.
@@ -223,7 +221,7 @@ fn pki_sign_crl(
             next_update,
         )
     })
-    .map_err(errors::pki)
+    .map_err(PyErr::from)
 }
 
 /// The revoked serials and the CRL number of a CRL the CA signed.
@@ -234,13 +232,13 @@ fn pki_crl_entries(
     crl_pem: String,
 ) -> PyResult<(Vec<Vec<u8>>, u64)> {
     py.detach(|| pki::crl_entries(&ca_cert_pem, &crl_pem))
-        .map_err(errors::pki)
+        .map_err(PyErr::from)
 }
 
 /// Raises PkiError unless `node` is a valid node name.
 #[pyfunction]
 fn pki_check_node_name(node: &str) -> PyResult<()> {
-    pki::check_node_name(node).map_err(errors::pki)
+    pki::check_node_name(node).map_err(PyErr::from)
 }
 
 /// An unencrypted PKCS#8 P-256 key (a node key, or the key `vedette pki issue` wrote).
@@ -248,22 +246,22 @@ fn pki_check_node_name(node: &str) -> PyResult<()> {
 fn private_key_from_pem(pem: &Bound<'_, PyAny>) -> PyResult<PrivateKey> {
     let text = borrow_bytes(pem)?;
     let block = ::pem::parse(text.as_slice())
-        .map_err(|e| errors::signature(ecdsa::SignatureError(format!("key is not PEM: {e}"))))?;
+        .map_err(|e| PyErr::from(ecdsa::SignatureError(format!("key is not PEM: {e}"))))?;
     if block.tag() != "PRIVATE KEY" {
-        return Err(errors::signature(ecdsa::SignatureError(format!(
+        return Err(PyErr::from(ecdsa::SignatureError(format!(
             "expected a PEM 'PRIVATE KEY' (PKCS#8) block, found '{}'",
             block.tag()
         ))));
     }
     ecdsa::PrivateKey::from_pkcs8_der(block.contents())
         .map(PrivateKey)
-        .map_err(errors::key_file)
+        .map_err(PyErr::from)
 }
 
 /// A new P-256 key: (the key, its unencrypted PKCS#8 PEM for a 0600 file).
 #[pyfunction]
 fn new_private_key(py: Python<'_>) -> PyResult<(PrivateKey, Bound<'_, PyBytes>)> {
-    let key = ecdsa::PrivateKey::generate().map_err(errors::key_file)?;
+    let key = ecdsa::PrivateKey::generate()?;
     let pem = zeroize::Zeroizing::new(::pem::encode(&::pem::Pem::new(
         "PRIVATE KEY",
         key.pkcs8_der().to_vec(),
@@ -272,7 +270,7 @@ fn new_private_key(py: Python<'_>) -> PyResult<(PrivateKey, Bound<'_, PyBytes>)>
 }
 
 fn segment_id(text: &str) -> PyResult<Digest> {
-    Digest::parse(text).map_err(errors::digest_format)
+    Digest::parse(text).map_err(PyErr::from)
 }
 
 /// The detached origin-signature blob for segment `seq` of `origin` with id
@@ -300,8 +298,7 @@ fn origin_sign<'py>(
         }
         None => Signer::Key(key.0.public_key().spki_der().to_vec()),
     };
-    let signature =
-        OriginSignature::sign(&key.0, signer, origin, seq, id).map_err(errors::signature)?;
+    let signature = OriginSignature::sign(&key.0, signer, origin, seq, id)?;
     Ok(PyBytes::new(py, &signature.encode()))
 }
 
@@ -328,12 +325,11 @@ fn origin_verify<'py>(
         pinned_key: pinned.as_ref().map(|p| p.as_slice()),
         require_certificate,
     };
-    let signature = origin::verify_blob(blob.as_slice(), origin, seq, &id, &trust)
-        .map_err(errors::origin_signature)?;
+    let signature = origin::verify_blob(blob.as_slice(), origin, seq, &id, &trust)?;
     let kind = match signature.signer {
         Signer::Certificate(_) => "certificate",
         Signer::Key(_) => "key",
     };
-    let key = signature.public_key().map_err(errors::origin_signature)?;
+    let key = signature.public_key()?;
     Ok((kind, PyBytes::new(py, key.spki_der())))
 }

@@ -2,6 +2,8 @@
 //!
 //! The exception classes are defined in Python (so they can also subclass
 //! `ValueError` and friends) and imported here the first time one is raised.
+//! Every core error type converts with `From`, so `?` works in the bindings;
+//! the few errors that are only a message have a function here.
 
 use pyo3::exceptions::PyOSError;
 use pyo3::PyErr;
@@ -36,90 +38,114 @@ mod py {
     pyo3::import_exception!(vedette.errors, InvalidIntent);
 }
 
-pub(super) fn digest_format(err: DigestParseError) -> PyErr {
-    py::DigestFormatError::new_err(err.to_string())
+impl From<DigestParseError> for PyErr {
+    fn from(err: DigestParseError) -> PyErr {
+        py::DigestFormatError::new_err(err.to_string())
+    }
 }
 
-pub(super) fn hash_role(err: HashRoleError) -> PyErr {
-    py::HashRoleError::new_err((
-        err.to_string(),
-        err.role.name(),
-        err.expected(),
-        err.given.name(),
-    ))
+impl From<HashRoleError> for PyErr {
+    fn from(err: HashRoleError) -> PyErr {
+        py::HashRoleError::new_err((
+            err.to_string(),
+            err.role.name(),
+            err.expected(),
+            err.given.name(),
+        ))
+    }
 }
 
-pub(super) fn canonical_json(err: CanonicalJsonError) -> PyErr {
-    py::CanonicalJsonError::new_err(err.to_string())
+impl From<CanonicalJsonError> for PyErr {
+    fn from(err: CanonicalJsonError) -> PyErr {
+        py::CanonicalJsonError::new_err(err.to_string())
+    }
 }
 
 pub(super) fn canonical_json_message(message: String) -> PyErr {
     py::CanonicalJsonError::new_err(message)
 }
 
-pub(super) fn quota(err: QuotaError) -> PyErr {
-    py::QuotaError::new_err(err.to_string())
+impl From<QuotaError> for PyErr {
+    fn from(err: QuotaError) -> PyErr {
+        py::QuotaError::new_err(err.to_string())
+    }
 }
 
 /// An `OSError` of the right subclass (`FileNotFoundError`, …) with the filename set.
-pub(super) fn file_hash(err: FileHashError) -> PyErr {
-    let message = err.source.to_string();
-    // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
-    let message = match message.rfind(" (os error ") {
-        Some(at) => message[..at].to_string(),
-        None => message,
-    };
-    let path = err.path.to_string_lossy().into_owned();
-    match err.source.raw_os_error() {
-        Some(errno) => PyOSError::new_err((errno, message, path)),
-        None => PyOSError::new_err(format!("{path}: {message}")),
+impl From<FileHashError> for PyErr {
+    fn from(err: FileHashError) -> PyErr {
+        let message = err.source.to_string();
+        // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
+        let message = match message.rfind(" (os error ") {
+            Some(at) => message[..at].to_string(),
+            None => message,
+        };
+        let path = err.path.to_string_lossy().into_owned();
+        match err.source.raw_os_error() {
+            Some(errno) => PyOSError::new_err((errno, message, path)),
+            None => PyOSError::new_err(format!("{path}: {message}")),
+        }
     }
 }
 
 /// Segment store errors; `StoreFullError` carries the numbers as attributes.
-pub(super) fn store(err: StoreError) -> PyErr {
-    let message = err.to_string();
-    match err {
-        StoreError::Full {
-            needed,
-            used,
-            ceiling,
-            evictable,
-            ..
-        } => py::StoreFullError::new_err((message, needed, used, ceiling, evictable)),
-        StoreError::Locked { .. } => py::StoreLockedError::new_err(message),
-        StoreError::Refused { check, .. } => py::StoreRefusedError::new_err((message, check)),
-        StoreError::Corrupt(_) => py::StoreCorruptError::new_err(message),
-        StoreError::NotFound(_) => py::SegmentNotFoundError::new_err(message),
-        StoreError::Invalid(_) => pyo3::exceptions::PyValueError::new_err(message),
-        _ => py::StoreError::new_err(message),
+impl From<StoreError> for PyErr {
+    fn from(err: StoreError) -> PyErr {
+        let message = err.to_string();
+        match err {
+            StoreError::Full {
+                needed,
+                used,
+                ceiling,
+                evictable,
+                ..
+            } => py::StoreFullError::new_err((message, needed, used, ceiling, evictable)),
+            StoreError::Locked { .. } => py::StoreLockedError::new_err(message),
+            StoreError::Refused { check, .. } => py::StoreRefusedError::new_err((message, check)),
+            StoreError::Corrupt(_) => py::StoreCorruptError::new_err(message),
+            StoreError::NotFound(_) => py::SegmentNotFoundError::new_err(message),
+            StoreError::Invalid(_) => pyo3::exceptions::PyValueError::new_err(message),
+            _ => py::StoreError::new_err(message),
+        }
     }
 }
 
 /// `BundleError(message, file, rule)`: the file inside the bundle and the rule broken.
-pub(super) fn bundle(err: BundleError) -> PyErr {
-    py::BundleError::new_err((err.to_string(), err.file.clone(), err.rule.name()))
+impl From<BundleError> for PyErr {
+    fn from(err: BundleError) -> PyErr {
+        py::BundleError::new_err((err.to_string(), err.file.clone(), err.rule.name()))
+    }
 }
 
 /// `ManifestError(message, at)`: `at` is the JSON path of the offending value.
-pub(super) fn manifest(err: ManifestError) -> PyErr {
-    py::ManifestError::new_err((err.to_string(), err.at.clone()))
+impl From<ManifestError> for PyErr {
+    fn from(err: ManifestError) -> PyErr {
+        py::ManifestError::new_err((err.to_string(), err.at.clone()))
+    }
 }
 
-pub(super) fn signature(err: SignatureError) -> PyErr {
-    py::SignatureError::new_err(err.to_string())
+impl From<SignatureError> for PyErr {
+    fn from(err: SignatureError) -> PyErr {
+        py::SignatureError::new_err(err.to_string())
+    }
 }
 
-pub(super) fn origin_signature(err: OriginSignatureError) -> PyErr {
-    py::OriginSignatureError::new_err(err.to_string())
+impl From<OriginSignatureError> for PyErr {
+    fn from(err: OriginSignatureError) -> PyErr {
+        py::OriginSignatureError::new_err(err.to_string())
+    }
 }
 
-pub(super) fn key_file(err: KeyFileError) -> PyErr {
-    py::KeyFileError::new_err(err.to_string())
+impl From<KeyFileError> for PyErr {
+    fn from(err: KeyFileError) -> PyErr {
+        py::KeyFileError::new_err(err.to_string())
+    }
 }
 
-pub(super) fn pki(err: PkiError) -> PyErr {
-    py::PkiError::new_err(err.to_string())
+impl From<PkiError> for PyErr {
+    fn from(err: PkiError) -> PyErr {
+        py::PkiError::new_err(err.to_string())
+    }
 }
 
 /// A certificate, key or CRL file that cannot be read or used.
@@ -132,6 +158,8 @@ pub(super) fn peer(message: String) -> PyErr {
     py::PeerError::new_err(message)
 }
 
-pub(super) fn invalid_intent(err: InvalidIntent) -> PyErr {
-    py::InvalidIntent::new_err(err.0)
+impl From<InvalidIntent> for PyErr {
+    fn from(err: InvalidIntent) -> PyErr {
+        py::InvalidIntent::new_err(err.0)
+    }
 }

@@ -8,7 +8,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::buffer::borrow_bytes;
-use super::errors;
 use super::policy::{json_to_python, ArgsValidator, PolicyEngine};
 use super::quota::QuotaTable;
 use crate::gate::{self as core, DecisionFacts, IntentLimits, OutcomeFacts};
@@ -61,7 +60,7 @@ fn parse_intent<'py>(
     } else {
         core::parse_intent(slice, &limits)
     };
-    let intent = parsed.map_err(errors::invalid_intent)?;
+    let intent = parsed?;
     Ok((
         intent.tool,
         object_to_python(py, &intent.args)?,

@@ -51,7 +51,7 @@ impl Digest {
         let bytes = borrow_bytes(value)?;
         core::Digest::from_slice(algorithm, bytes.as_slice())
             .map(Digest)
-            .map_err(errors::digest_format)
+            .map_err(PyErr::from)
     }
 
     #[staticmethod]
@@ -64,7 +64,7 @@ impl Digest {
         })?;
         core::Digest::parse(text.to_str()?)
             .map(Digest)
-            .map_err(errors::digest_format)
+            .map_err(PyErr::from)
     }
 
     #[getter]
@@ -221,7 +221,7 @@ fn hash_file(
     }
     py.detach(|| core::hash_file(&path, algorithm, threads))
         .map(Digest)
-        .map_err(errors::file_hash)
+        .map_err(PyErr::from)
 }
 
 /// Returns the digest if its algorithm fits the role; raises `HashRoleError` if not.
@@ -239,7 +239,7 @@ fn require_role<'py>(digest: &Bound<'py, PyAny>, role: &str) -> PyResult<Bound<'
         Ok(digest) => digest.clone(),
         Err(_) => Bound::new(digest.py(), Digest::parse(digest)?)?,
     };
-    core::require_role(&digest.get().0, role).map_err(errors::hash_role)?;
+    core::require_role(&digest.get().0, role)?;
     Ok(digest)
 }
 
@@ -268,7 +268,7 @@ fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> Py
         compare_member_names, write_exact_integer, write_f64, write_string, MAX_DEPTH,
     };
     if depth > MAX_DEPTH {
-        return Err(errors::canonical_json(CanonicalJsonError::TooDeep));
+        return Err(PyErr::from(CanonicalJsonError::TooDeep));
     }
     if value.is_none() {
         out.extend_from_slice(b"null");
@@ -279,9 +279,9 @@ fn write_python(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> Py
             Ok(small) if small.unsigned_abs() <= 1 << 53 => write_f64(small as f64, out),
             _ => write_exact_integer(&integer.to_string(), out),
         };
-        written.map_err(errors::canonical_json)?;
+        written?;
     } else if let Ok(float) = value.cast::<PyFloat>() {
-        write_f64(float.value(), out).map_err(errors::canonical_json)?;
+        write_f64(float.value(), out)?;
     } else if let Ok(text) = value.cast::<PyString>() {
         write_string(&python_str(text)?, out);
     } else if let Ok(members) = value.cast::<PyDict>() {

@@ -10,7 +10,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::buffer::{borrow_bytes, type_name};
-use super::errors;
 use super::hashing::Digest;
 use crate::policy::{self as core, EngineReuse, Fault, Value};
 
@@ -130,7 +129,7 @@ impl Bundle {
         }
         py.detach(|| core::Bundle::from_path(&path, &limits))
             .map(|bundle| Bundle(Arc::new(bundle)))
-            .map_err(errors::bundle)
+            .map_err(PyErr::from)
     }
 
     /// Reads a bundle from the bytes of a `.tar.gz`.
@@ -143,7 +142,7 @@ impl Bundle {
         data.py()
             .detach(|| core::Bundle::from_tar_gz(slice, &limits))
             .map(|bundle| Bundle(Arc::new(bundle)))
-            .map_err(errors::bundle)
+            .map_err(PyErr::from)
     }
 
     #[getter]
@@ -182,7 +181,7 @@ impl Bundle {
 
     /// The listing the policy hash is computed over.
     fn canonical_listing(&self) -> PyResult<String> {
-        core::canonical_listing(self.0.files()).map_err(errors::bundle)
+        core::canonical_listing(self.0.files()).map_err(PyErr::from)
     }
 
     /// The reproducible `.tar.gz` bytes of this bundle.
@@ -234,7 +233,7 @@ impl PolicyEngine {
         let bundle = Arc::clone(&bundle.0);
         py.detach(move || core::PolicyEngine::new(&bundle, limits))
             .map(|engine| PolicyEngine(Arc::new(engine.with_reuse(reuse))))
-            .map_err(errors::bundle)
+            .map_err(PyErr::from)
     }
 
     /// Evaluates `data.vedette.decision` for `input`. Never raises: an input
@@ -363,7 +362,7 @@ impl AgentManifest {
         let bytes = borrow_bytes(data)?;
         core::AgentManifest::parse(bytes.as_slice())
             .map(AgentManifest)
-            .map_err(errors::manifest)
+            .map_err(PyErr::from)
     }
 
     #[getter]

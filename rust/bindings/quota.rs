@@ -5,7 +5,6 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors;
 use crate::quota::{self as core, Clock};
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -67,17 +66,17 @@ impl TokenBucket {
     fn new(rate_per_s: f64, burst: f64, clock: Option<PyRef<'_, ManualClock>>) -> PyResult<Self> {
         core::TokenBucket::new(rate_per_s, burst, clock_of(clock.as_deref()))
             .map(TokenBucket)
-            .map_err(errors::quota)
+            .map_err(PyErr::from)
     }
 
     #[pyo3(signature = (n = 1.0))]
     fn try_take(&self, n: f64) -> PyResult<bool> {
-        self.0.try_take(n).map_err(errors::quota)
+        self.0.try_take(n).map_err(PyErr::from)
     }
 
     #[pyo3(signature = (n = 1.0))]
     fn wait_time(&self, n: f64) -> PyResult<f64> {
-        self.0.wait_time(n).map_err(errors::quota)
+        self.0.wait_time(n).map_err(PyErr::from)
     }
 
     #[getter]
@@ -120,21 +119,21 @@ impl QuotaTable {
     ) -> PyResult<Self> {
         core::QuotaTable::new(rate_per_s, burst, max_keys, clock_of(clock.as_deref()))
             .map(|table| QuotaTable(Arc::new(table)))
-            .map_err(errors::quota)
+            .map_err(PyErr::from)
     }
 
     #[pyo3(signature = (key, n = 1.0))]
     fn try_take(&self, key: &str, n: f64) -> PyResult<bool> {
-        self.0.try_take(key, n).map_err(errors::quota)
+        self.0.try_take(key, n).map_err(PyErr::from)
     }
 
     #[pyo3(signature = (key, n = 1.0))]
     fn wait_time(&self, key: &str, n: f64) -> PyResult<f64> {
-        self.0.wait_time(key, n).map_err(errors::quota)
+        self.0.wait_time(key, n).map_err(PyErr::from)
     }
 
     fn available(&self, key: &str) -> PyResult<f64> {
-        self.0.available(key).map_err(errors::quota)
+        self.0.available(key).map_err(PyErr::from)
     }
 
     fn __len__(&self) -> usize {

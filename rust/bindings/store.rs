@@ -9,7 +9,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::buffer::borrow_bytes;
-use super::errors;
 use crate::hashing::Digest;
 use crate::store::{self as core, queue, Durability, StoreConfig};
 
@@ -24,7 +23,7 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 fn parse_id(text: &str) -> PyResult<Digest> {
-    Digest::parse(text).map_err(errors::digest_format)
+    Digest::parse(text).map_err(PyErr::from)
 }
 
 /// A sealed segment's bytes checked outside any store, with the checks of an
@@ -39,9 +38,7 @@ fn read_sealed_segment<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let bytes = borrow_bytes(data)?;
     let slice = bytes.as_slice();
-    let segment = py
-        .detach(|| core::SealedSegment::read(slice))
-        .map_err(errors::store)?;
+    let segment = py.detach(|| core::SealedSegment::read(slice))?;
     let out = PyDict::new(py);
     out.set_item("id", segment.id.to_string())?;
     out.set_item("origin", &segment.header.origin)?;
@@ -63,7 +60,7 @@ fn read_sealed_segment<'py>(
 /// The node id and ceiling a store directory was last opened with.
 #[pyfunction]
 fn store_recorded_config(path: PathBuf) -> PyResult<(String, u64)> {
-    core::Store::recorded_config(&path).map_err(errors::store)
+    core::Store::recorded_config(&path).map_err(PyErr::from)
 }
 
 /// The name of the shared (network) file system with statfs magic `f_type`, or None.
@@ -101,7 +98,7 @@ fn store_acknowledge_quarantine(
     by: String,
 ) -> PyResult<()> {
     py.detach(|| core::Store::acknowledge_quarantine_at(&path, &report_id, &by))
-        .map_err(errors::store)
+        .map_err(PyErr::from)
 }
 
 fn info_dict<'py>(py: Python<'py>, info: &core::SegmentInfo) -> PyResult<Bound<'py, PyDict>> {
@@ -158,21 +155,21 @@ impl Store {
         config.high_water = high_water;
         py.detach(|| core::Store::open(&path, config))
             .map(|store| Store(Arc::new(store)))
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     #[staticmethod]
     fn open_read_only(py: Python<'_>, path: PathBuf) -> PyResult<Store> {
         py.detach(|| core::Store::open_read_only(&path))
             .map(|store| Store(Arc::new(store)))
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     fn append(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<u64> {
         let bytes = borrow_bytes(record)?;
         let slice = bytes.as_slice();
         let store = &self.0;
-        py.detach(|| store.append(slice)).map_err(errors::store)
+        py.detach(|| store.append(slice)).map_err(PyErr::from)
     }
 
     /// Returns the first position; the batch's positions are consecutive.
@@ -185,22 +182,22 @@ impl Store {
         let slices: Vec<&[u8]> = held.iter().map(|b| b.as_slice()).collect();
         let store = &self.0;
         py.detach(|| store.append_many(&slices))
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.0.flush()).map_err(errors::store)
+        py.detach(|| self.0.flush()).map_err(PyErr::from)
     }
 
     fn seal(&self, py: Python<'_>) -> PyResult<Option<String>> {
         py.detach(|| self.0.seal())
             .map(|id| id.map(|id| id.to_string()))
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     fn ack(&self, py: Python<'_>, segment_id: &str, by: &str) -> PyResult<()> {
         let id = parse_id(segment_id)?;
-        py.detach(|| self.0.ack(&id, by)).map_err(errors::store)
+        py.detach(|| self.0.ack(&id, by)).map_err(PyErr::from)
     }
 
     fn segments<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -234,9 +231,7 @@ impl Store {
 
     fn get_segment<'py>(&self, py: Python<'py>, segment_id: &str) -> PyResult<Bound<'py, PyBytes>> {
         let id = parse_id(segment_id)?;
-        let bytes = py
-            .detach(|| self.0.get_segment(&id))
-            .map_err(errors::store)?;
+        let bytes = py.detach(|| self.0.get_segment(&id))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -252,7 +247,7 @@ impl Store {
         let slice = bytes.as_slice();
         py.detach(|| self.0.import_segment(slice, expected.as_ref()))
             .map(|id| id.to_string())
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     #[pyo3(signature = (since = None, origin = None))]
@@ -262,9 +257,7 @@ impl Store {
         since: Option<u64>,
         origin: Option<&str>,
     ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
-        let records = py
-            .detach(|| self.0.read_records(origin, since))
-            .map_err(errors::store)?;
+        let records = py.detach(|| self.0.read_records(origin, since))?;
         Ok(records
             .into_iter()
             .map(|(pos, bytes)| (pos, PyBytes::new(py, &bytes)))
@@ -321,7 +314,7 @@ impl Store {
         let bytes = borrow_bytes(blob)?;
         let slice = bytes.as_slice();
         py.detach(|| self.0.put_origin_signature(&id, slice))
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     fn origin_signature<'py>(
@@ -330,14 +323,12 @@ impl Store {
         segment_id: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let id = parse_id(segment_id)?;
-        let blob = py
-            .detach(|| self.0.origin_signature(&id))
-            .map_err(errors::store)?;
+        let blob = py.detach(|| self.0.origin_signature(&id))?;
         Ok(blob.map(|b| PyBytes::new(py, &b)))
     }
 
     fn reopen(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.0.reopen()).map_err(errors::store)
+        py.detach(|| self.0.reopen()).map_err(PyErr::from)
     }
 
     fn check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -398,7 +389,7 @@ impl Store {
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.0.close()).map_err(errors::store)
+        py.detach(|| self.0.close()).map_err(PyErr::from)
     }
 }
 
@@ -414,7 +405,7 @@ impl DurableQueue {
         let sink: Arc<dyn queue::RecordSink> = store.0.clone();
         queue::DurableQueue::new(sink)
             .map(DurableQueue)
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     /// Queues a copy of `record`; returns its ticket. Never waits for the disk.
@@ -422,7 +413,7 @@ impl DurableQueue {
         let bytes = borrow_bytes(record)?;
         self.0
             .submit(bytes.as_slice().to_vec())
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     /// Queues a copy of `record` to be written with the next batch (or
@@ -431,7 +422,7 @@ impl DurableQueue {
         let bytes = borrow_bytes(record)?;
         self.0
             .submit_lazy(bytes.as_slice().to_vec())
-            .map_err(errors::store)
+            .map_err(PyErr::from)
     }
 
     /// Has what is queued written now, lazy records included.
@@ -453,7 +444,7 @@ impl DurableQueue {
                 let error = done
                     .result
                     .err()
-                    .map(|err| errors::store(err).into_value(py).into_any());
+                    .map(|err| PyErr::from(err).into_value(py).into_any());
                 (done.first, done.last, error)
             })
             .collect()
