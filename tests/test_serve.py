@@ -113,7 +113,7 @@ def test_a_second_serve_on_a_held_store_is_a_one_line_error(example_server, tmp_
         env=env,
         timeout=60,
     )
-    assert second.returncode == 1
+    assert second.returncode == 2  # cannot run (docs/operations.md, "Exit codes")
     assert second.stdout == ""
     assert second.stderr.startswith("Error: evidence store: store ")
     assert "is locked by another open store" in second.stderr
