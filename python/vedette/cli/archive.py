@@ -102,9 +102,11 @@ def archive_group() -> None:
 def verify_command(
     config_path: Path | None, node: str | None, fleet_ca: Path | None, as_json: bool
 ) -> None:
-    """Read the whole stream back and check every origin's segments: ids, hash
-    chains, sequence numbers and origin signatures. Exit 0 clean, 1 findings, 2
-    cannot run."""
+    """Check every origin's segments in the archive; exit 1 on findings.
+
+    Reads the whole stream back and checks ids, hash chains, sequence numbers
+    and origin signatures. Exit 0 clean, 1 findings, 2 cannot run.
+    """
     from vedette.archive.verify import verify_stream
 
     archive = _archive_config(config_path)

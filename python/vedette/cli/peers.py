@@ -37,8 +37,11 @@ def peers_group() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 def status_command(config_path: Path | None, status_file: Path | None, as_json: bool) -> None:
-    """Connected peers, bytes in/out, quota state, last sync, frontier lag and
-    handshakes rejected by reason."""
+    """What the running node's peer transport reports.
+
+    Connected peers, bytes in/out, quota state, last sync, frontier lag and
+    handshakes rejected by reason.
+    """
     if status_file is None:
         from vedette.config import ConfigError, load_config
         from vedette.peers.node import status_path

@@ -106,8 +106,10 @@ def push_command(
     agent_path: Path, bundle_path: Path, target: str, key_path: Path, version: str | None,
     expires_at: str | None, insecure: bool, ca: Path | None, username: str | None,
 ) -> None:  # fmt: skip
-    """Push the agent, policy and release artifacts to TARGET and sign the release
-    (cosign's classic layout: the sha256-<hex>.sig tag)."""
+    """Push the agent, policy and release artifacts to TARGET and sign the release.
+
+    The signature is stored in cosign's classic layout: the sha256-<hex>.sig tag.
+    """
     from vedette.errors import PolicyError
     from vedette.policy import Bundle
     from vedette.releases.artifacts import build_release, parse_time, push_release
@@ -210,8 +212,10 @@ def pull_command(
     reference: str, folder: Path, keys: tuple[Path, ...], insecure: bool, ca: Path | None,
     username: str | None,
 ) -> None:  # fmt: skip
-    """Copy a release and its signatures into an OCI image layout (for air-gapped
-    nodes: serve it with release = "oci-layout://FOLDER:TAG")."""
+    """Copy a release and its signatures into an OCI image layout folder.
+
+    For air-gapped nodes: serve it with release = "oci-layout://FOLDER:TAG".
+    """
     from vedette.releases.layout import LayoutRepository
     from vedette.releases.lifecycle import trusted_keys
     from vedette.releases.verify import fetch_release, verify_release
@@ -239,8 +243,11 @@ def pull_command(
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="vedette.toml")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_command(config_path: Path | None, as_json: bool) -> None:
-    """What each agent's persisted release state is (active, last-known-good, last
-    contact with the control plane), read from the state folder."""
+    """Each agent's persisted release state, read from the state folder.
+
+    The active release, the last-known-good one and the last contact with the
+    control plane.
+    """
     from vedette.config import ConfigError, load_config
 
     try:
