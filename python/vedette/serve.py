@@ -37,6 +37,7 @@ EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
 # Where the example's data folder appears to the agent and its policy.
 EXAMPLE_MOUNT = "/data"
+UVICORN_STARTUP_FAILURE = 3
 
 
 def example_dir() -> Path:
@@ -149,6 +150,13 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
         signal.signal(stop, _exit_cleanly)
     try:
         _run_loop(_serve(create_app(runtime), config, runtime))
+    except SystemExit as stop:
+        # uvicorn exits 3 (its STARTUP_FAILURE) when a listener cannot start (an
+        # address in use, a socket it cannot bind), having logged why: the node
+        # cannot run.
+        if stop.code == UVICORN_STARTUP_FAILURE:
+            raise ServeError("a listener could not start (the reason is above)") from None
+        raise
     finally:
         runtime.close()
 
