@@ -37,6 +37,8 @@ EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
 # Where the example's data folder appears to the agent and its policy.
 EXAMPLE_MOUNT = "/data"
+# uvicorn.server.STARTUP_FAILURE, the code uvicorn exits with when a listener
+# cannot start (uvicorn does not export the name).
 UVICORN_STARTUP_FAILURE = 3
 
 
@@ -151,9 +153,8 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     try:
         _run_loop(_serve(create_app(runtime), config, runtime))
     except SystemExit as stop:
-        # uvicorn exits 3 (its STARTUP_FAILURE) when a listener cannot start (an
-        # address in use, a socket it cannot bind), having logged why: the node
-        # cannot run.
+        # An address in use, a socket it cannot bind: uvicorn has logged why,
+        # and the node cannot run.
         if stop.code == UVICORN_STARTUP_FAILURE:
             raise ServeError("a listener could not start (the reason is above)") from None
         raise
