@@ -308,7 +308,7 @@ def test_a_measurement_that_cannot_run_exits_2_and_cleans_up(
     from click.testing import CliRunner
 
     from vedette.benchmark import decisions
-    from vedette.benchmark.cli import bench_group
+    from vedette.cli.bench import bench_group
 
     def broken(*args: object) -> None:
         raise OSError(28, "No space left on device")

@@ -90,4 +90,5 @@ def test_token_new_and_hash_agree():
     assert f'token_sha256 = "{expected}"' in lines
     hashed = run("token", "hash", stdin=f"{token}\n".encode())
     assert hashed.stdout.decode().strip() == expected
-    assert run("token", "hash", stdin=b"").returncode == 1
+    # No token is a usage error (docs/operations.md, "Exit codes").
+    assert run("token", "hash", stdin=b"").returncode == 2

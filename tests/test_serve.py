@@ -105,7 +105,7 @@ def test_a_second_serve_on_a_held_store_is_a_one_line_error(example_server, tmp_
         env=env,
         timeout=60,
     )
-    assert second.returncode == 1
+    assert second.returncode == 2  # cannot run (docs/operations.md, "Exit codes")
     assert second.stdout == ""
     assert second.stderr.startswith("Error: evidence store: store ")
     assert "is locked by another open store" in second.stderr
@@ -113,6 +113,24 @@ def test_a_second_serve_on_a_held_store_is_a_one_line_error(example_server, tmp_
     assert len(second.stderr.strip().splitlines()) == 1
     # The first one is untouched.
     assert call(url, {"tool": "echo", "args": {"text": "still here"}}).status_code == 200
+
+
+def test_an_address_in_use_is_cannot_run(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+        done = subprocess.run(
+            [VEDETTE, "serve", "--example", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr  # docs/operations.md, "Exit codes"
+    assert "address already in use" in done.stderr
+    assert done.stderr.rstrip().endswith("Error: a listener could not start (the reason is above)")
 
 
 def test_config_file_with_a_unix_socket_listener(tmp_path):

@@ -181,5 +181,10 @@ class PeerError(VedetteError):
     """The peer transport failed or refused an operation."""
 
 
+class ServeError(VedetteError):
+    """The node cannot start serving (its example, listen address, runtime or
+    server); the message is one line for ``vedette serve`` to print."""
+
+
 class InvalidIntent(VedetteError, ValueError):
     """The intent is malformed; the message says how."""

@@ -1,4 +1,9 @@
-"""``vedette serve``: the adapter listener on uvicorn."""
+"""The node as ``vedette serve`` runs it: its configuration (from a file or the
+embedded example), its runtime, and its listeners on uvicorn or granian.
+
+The command itself is python/vedette/cli/serve.py; what cannot start here raises
+:class:`ServeError` with a one-line message, which the command prints.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,11 @@ import dataclasses
 import json
 import os
 import secrets
-import shlex
 import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import click
 
 from vedette.config import (
     AgentConfig,
@@ -26,6 +28,7 @@ from vedette.config import (
     load_config,
     token_digest,
 )
+from vedette.errors import ServeError
 
 if TYPE_CHECKING:
     from vedette.runtime.interceptor import Runtime
@@ -34,13 +37,16 @@ EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
 # Where the example's data folder appears to the agent and its policy.
 EXAMPLE_MOUNT = "/data"
+# uvicorn.server.STARTUP_FAILURE, the code uvicorn exits with when a listener
+# cannot start (uvicorn does not export the name).
+UVICORN_STARTUP_FAILURE = 3
 
 
 def example_dir() -> Path:
     """The example shipped inside the package (in the wheel and in a checkout)."""
     examples = Path(__file__).resolve().parent / "examples"
     if not (examples / "agent.json").is_file():
-        raise click.ClickException(f"the embedded example is missing from {examples}")
+        raise ServeError(f"the embedded example is missing from {examples}")
     return examples
 
 
@@ -68,9 +74,11 @@ def example_config(host: str, port: int, token: str, state_dir: Path | None = No
 
 
 def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a host and a port; a ``ServeError``
+    for anything else."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint="--listen")
+        raise ServeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
 
 
@@ -100,40 +108,6 @@ class ServeSpec:
         return load_config(config_path, overrides=overrides), None
 
 
-@click.command("serve")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="vedette.toml")
-@click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8797).")
-@click.option("--example", is_flag=True, help="Run the embedded example agent and policy.")
-@click.option(
-    "--server",
-    type=click.Choice(["uvicorn", "granian"]),
-    default="uvicorn",
-    show_default=True,
-    help="HTTP server; granian needs `pip install vedette[granian]`.",
-)
-def serve(config_path: Path | None, listen: str | None, example: bool, server: str) -> None:
-    """Serve the adapter API: POST /v1/tool decides, runs and records tool calls."""
-    from vedette.config import ConfigError
-
-    spec = ServeSpec(str(config_path) if config_path else None, listen, example)
-    try:
-        config, token = spec.resolve()
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from err
-    url = f"http://{config.listen.host}:{config.listen.port}"
-
-    def announce() -> None:
-        click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
-        if token is not None:
-            _print_example_help(url, token)
-
-    if server == "granian":
-        pinned = dataclasses.replace(spec, token=token, state_dir=str(config.state_dir))
-        _serve_granian(config, pinned, announce)
-        return
-    _serve_uvicorn(config, announce)
-
-
 def build_runtime(config: Config) -> Runtime:
     """The runtime for ``config``; agents with a signed ``release`` get the release
     lifecycle (verification, last-known-good, a poller each)."""
@@ -152,7 +126,7 @@ def build_runtime(config: Config) -> Runtime:
     return Runtime(config, releases=releases, store=store)
 
 
-def _start_runtime(config: Config) -> Runtime:
+def start_runtime(config: Config) -> Runtime:
     """The runtime, or a one-line error (a store another process holds, a bad
     ``[peers]`` table) before anything says the node is serving."""
     from vedette.errors import PeerError, PkiError, StoreError
@@ -160,15 +134,17 @@ def _start_runtime(config: Config) -> Runtime:
     try:
         return build_runtime(config)
     except (PeerError, PkiError) as err:
-        raise click.ClickException(f"peers: {err}") from err
+        raise ServeError(f"peers: {err}") from err
     except StoreError as err:
-        raise click.ClickException(f"evidence store: {err}") from err
+        raise ServeError(f"evidence store: {err}") from err
 
 
-def _serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
+def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
+    """Run the node on uvicorn until a signal stops it; ``announce`` is called
+    once the runtime is up, before the listeners open."""
     from vedette.api import create_app
 
-    runtime = _start_runtime(config)
+    runtime = start_runtime(config)
     announce()
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
     # signal; these handlers turn that into a normal exit so the store closes.
@@ -176,6 +152,12 @@ def _serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
         signal.signal(stop, _exit_cleanly)
     try:
         _run_loop(_serve(create_app(runtime), config, runtime))
+    except SystemExit as stop:
+        # An address in use, a socket it cannot bind: uvicorn has logged why,
+        # and the node cannot run.
+        if stop.code == UVICORN_STARTUP_FAILURE:
+            raise ServeError("a listener could not start (the reason is above)") from None
+        raise
     finally:
         runtime.close()
 
@@ -191,19 +173,21 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
-def _serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None]) -> None:
+def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None]) -> None:
+    """Run the node on granian, in one worker process that rebuilds the
+    configuration from ``spec``; ``announce`` as for :func:`serve_uvicorn`."""
     try:
         from granian import Granian
         from granian.constants import Interfaces
     except ImportError as err:
-        raise click.ClickException("--server granian needs `pip install vedette[granian]`") from err
+        raise ServeError("--server granian needs `pip install vedette[granian]`") from err
     if config.listen.unix_socket is not None:
-        raise click.ClickException(
+        raise ServeError(
             "listen.unix_socket needs --server uvicorn (peer credentials are read there)"
         )
     # The worker opens the store; check here first that it can, so a store
     # another process holds is a one-line error, not a worker's traceback.
-    _start_runtime(config).close()
+    start_runtime(config).close()
     announce()
     from vedette.api.asgi import SPEC_VARIABLE
 
@@ -266,7 +250,7 @@ def _listeners(config: Config, runtime: Runtime) -> tuple[Any, Any]:
             config.listen.max_connections, raise_descriptor_limit(), open_descriptors()
         )
     except DescriptorBudgetError as err:
-        raise click.ClickException(str(err)) from err
+        raise ServeError(str(err)) from err
     adapters = Listener("adapter", Limits.of(config.listen, cap))
     operator = Listener("operator", Limits.of(config.listen, OPERATOR_MAX_CONNECTIONS))
     runtime.add_health_source("listener", adapters.health)
@@ -331,17 +315,3 @@ async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
 
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
-
-
-def _print_example_help(url: str, token: str) -> None:
-    allowed = '{"tool": "echo", "args": {"text": "hello"}}'
-    denied = '{"tool": "fs.read", "args": {"path": "/etc/passwd"}}'
-    click.echo(f"example agent, policy and data: {example_dir()}")
-    click.echo(f"caller token: {token}")
-    click.echo(f"fs.read is allowed under {EXAMPLE_MOUNT} (the example's data folder)")
-    for label, body in (("allowed", allowed), ("denied", denied)):
-        command = (
-            f"curl -s {url}/v1/tool -H {shlex.quote('Authorization: Bearer ' + token)} "
-            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
-        )
-        click.echo(f"{label}: {command}")

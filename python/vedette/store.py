@@ -13,6 +13,7 @@ threads share one write and one ``fdatasync`` (group commit).
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -115,6 +116,15 @@ class QuarantineReport:
     unix_ms: int
     acknowledged_by: str | None
     acknowledged_unix_ms: int | None
+
+
+def record_fields(record: bytes) -> dict[str, object]:
+    """A record as ``{"text": …}`` (UTF-8) or ``{"base64": …}`` (anything else), the
+    way ``vedette store export`` and ``vedette archive export`` print records."""
+    try:
+        return {"text": record.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(record).decode("ascii")}
 
 
 def acknowledge_quarantine(path: str | os.PathLike[str], report_id: str, by: str) -> None:
@@ -337,4 +347,5 @@ __all__ = [
     "StoreRefusedError",
     "Usage",
     "acknowledge_quarantine",
+    "record_fields",
 ]

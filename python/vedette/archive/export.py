@@ -2,8 +2,8 @@
 
 Segments are read one at a time (python/vedette/archive/reader.py) and only
 segments whose bytes hash to their id are opened; their records are decoded as
-``vedette store export`` decodes them (python/vedette/store_cli.py) and only
-``decision`` records matching every filter are written. Memory is one segment
+``vedette store export`` decodes them (``record_fields``, python/vedette/store.py)
+and only ``decision`` records matching every filter are written. Memory is one segment
 and the reader's bounded chunk buffer, whatever the stream's size.
 
 ``jsonl`` writes each decision record as it is stored (one JSON object a line).
@@ -33,7 +33,7 @@ from typing import Any
 
 from vedette.archive import wire
 from vedette.archive.reader import ArchivedSegment, Incomplete
-from vedette.store_cli import record_fields
+from vedette.store import record_fields
 
 DECISION_PATH = "vedette/decision"
 

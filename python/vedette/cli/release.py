@@ -5,6 +5,11 @@ Every command that talks to a registry speaks HTTPS unless given
 ``--username`` (or ``VEDETTE_REGISTRY_USERNAME``) with the password in
 ``VEDETTE_REGISTRY_PASSWORD``. References are ``[oci://]HOST[:PORT]/REPO:TAG``
 (or ``@sha256:…``) and ``oci-layout://DIR:TAG``.
+
+Exit codes (docs/operations.md, "Exit codes"): ``verify`` (and ``pull --key``)
+exit 1 when the release fails a verification step, 2 when it cannot be read (an
+unreachable registry, a missing tag) or a key, a password or the configuration
+cannot be used.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import click
 
+from vedette.cli.errors import EXIT_CANNOT_RUN, EXIT_FAILED, CannotRun, CheckFailed
 from vedette.errors import KeyFileError, OciError, ReleaseError, VerificationError
 
 PASSWORD_ENV = "VEDETTE_PASSWORD"
@@ -74,9 +80,7 @@ def _password() -> str:
     if from_env is not None:
         return from_env
     if not sys.stdin.isatty():
-        raise click.ClickException(
-            f"no password: set {PASSWORD_ENV} or run on a terminal to be prompted"
-        )
+        raise CannotRun(f"no password: set {PASSWORD_ENV} or run on a terminal to be prompted")
     entered: str = click.prompt("Password for the private key", hide_input=True, default="")
     return entered
 
@@ -102,8 +106,10 @@ def push_command(
     agent_path: Path, bundle_path: Path, target: str, key_path: Path, version: str | None,
     expires_at: str | None, insecure: bool, ca: Path | None, username: str | None,
 ) -> None:  # fmt: skip
-    """Push the agent, policy and release artifacts to TARGET and sign the release
-    (cosign's classic layout: the sha256-<hex>.sig tag)."""
+    """Push the agent, policy and release artifacts to TARGET and sign the release.
+
+    The signature is stored in cosign's classic layout: the sha256-<hex>.sig tag.
+    """
     from vedette.errors import PolicyError
     from vedette.policy import Bundle
     from vedette.releases.artifacts import build_release, parse_time, push_release
@@ -122,11 +128,11 @@ def push_command(
             agent_path.read_bytes(), bundle, version=version, expires_at=expires_at
         )
     except (KeyFileError, PolicyError, VerificationError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     try:
         reference, repo = _open(target, insecure, ca, username, create=True)
         if reference.tag is None:
-            raise click.ClickException("push needs a tag: REGISTRY/REPO:TAG")
+            raise CannotRun("push needs a tag: REGISTRY/REPO:TAG")
         try:
             click.echo(
                 f"pushing {built.document.agent_name} {built.document.version} to {reference}"
@@ -140,7 +146,7 @@ def push_command(
         finally:
             _close(repo)
     except OciError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     click.echo(f"{reference.docker_reference()}@{digest}")
 
 
@@ -162,7 +168,7 @@ def verify_command(
     try:
         trusted = trusted_keys(keys)
     except (KeyFileError, OSError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
 
     def report(step: int | str, detail: str) -> None:
         click.echo(f"ok    {_step_label(step, STEP_NAMES)}: {detail}")
@@ -179,10 +185,12 @@ def verify_command(
         click.echo(f"FAIL  {_step_label(err.step, STEP_NAMES)}: {err}")
         click.echo(f"      expected: {err.expected}")
         click.echo(f"      actual:   {err.actual}")
-        sys.exit(1)
-    except (OciError, ReleaseError) as err:
+        sys.exit(EXIT_FAILED)
+    except ReleaseError as err:
+        # OciError: the release could not be read, so nothing was verified
+        # (python/vedette/releases/verify.py).
         click.echo(f"FAIL  fetch: {err}")
-        sys.exit(1)
+        sys.exit(EXIT_CANNOT_RUN)
     document = verified.document
     click.echo(f"verified {document.agent_name} {document.version} {verified.digest}")
 
@@ -204,8 +212,10 @@ def pull_command(
     reference: str, folder: Path, keys: tuple[Path, ...], insecure: bool, ca: Path | None,
     username: str | None,
 ) -> None:  # fmt: skip
-    """Copy a release and its signatures into an OCI image layout (for air-gapped
-    nodes: serve it with release = "oci-layout://FOLDER:TAG")."""
+    """Copy a release and its signatures into an OCI image layout folder.
+
+    For air-gapped nodes: serve it with release = "oci-layout://FOLDER:TAG".
+    """
     from vedette.releases.layout import LayoutRepository
     from vedette.releases.lifecycle import trusted_keys
     from vedette.releases.verify import fetch_release, verify_release
@@ -224,25 +234,26 @@ def pull_command(
             verified = verify_release(LayoutRepository(folder), digest, trusted_keys(keys))
             click.echo(f"verified {verified.document.agent_name} {verified.document.version}")
     except VerificationError as err:
-        raise click.ClickException(
-            f"{err} (expected {err.expected}, actual {err.actual})"
-        ) from None
-    except (OciError, ReleaseError, KeyFileError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+        raise CheckFailed(f"{err} (expected {err.expected}, actual {err.actual})") from None
+    except (ReleaseError, KeyFileError, OSError, ValueError) as err:
+        raise CannotRun(str(err)) from None
 
 
 @release_group.command("status")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="vedette.toml")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_command(config_path: Path | None, as_json: bool) -> None:
-    """What each agent's persisted release state is (active, last-known-good, last
-    contact with the control plane), read from the state folder."""
+    """Each agent's persisted release state, read from the state folder.
+
+    The active release, the last-known-good one and the last contact with the
+    control plane.
+    """
     from vedette.config import ConfigError, load_config
 
     try:
         config = load_config(config_path)
     except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     report: dict[str, Any] = {}
     for agent in config.agents:
         if agent.release is None:

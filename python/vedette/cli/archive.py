@@ -2,7 +2,8 @@
 
 Both read the ``[archive]`` table of ``--config`` (servers, stream, TLS or
 credentials) and only read the stream: they create, delete and acknowledge
-nothing. Exit codes: 0 clean, 1 findings (``verify``), 2 cannot run.
+nothing. Exit codes (docs/operations.md, "Exit codes"): 0 clean, 1 findings
+(``verify``), 2 cannot run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from vedette.cli.errors import EXIT_FAILED, cannot_run
 from vedette.config import ArchiveConfig, ConfigError, load_config
 
 _CONFIG = click.option(
@@ -28,18 +30,13 @@ def _archive_config(config_path: Path | None) -> ArchiveConfig:
     try:
         config = load_config(config_path)
     except ConfigError as err:
-        click.echo(f"vedette archive: {err}", err=True)
-        sys.exit(2)
+        cannot_run("vedette archive", str(err))
     if config.archive is None:
-        click.echo("vedette archive: no [archive] table in the configuration", err=True)
-        sys.exit(2)
+        cannot_run("vedette archive", "no [archive] table in the configuration")
     try:
         import nats  # noqa: F401
     except ImportError:
-        click.echo(
-            "vedette archive: needs the NATS client: pip install 'vedette[archive]'", err=True
-        )
-        sys.exit(2)
+        cannot_run("vedette archive", "needs the NATS client: pip install 'vedette[archive]'")
     return config.archive
 
 
@@ -49,7 +46,12 @@ def _fleet_ca(config_path: Path | None, given: Path | None) -> bytes | None:
         config = load_config(config_path)
         peers_ca = config.peers.ca if config.peers is not None else None
         given = peers_ca or (config.archive.ca if config.archive is not None else None)
-    return None if given is None else given.read_bytes()
+    if given is None:
+        return None
+    try:
+        return given.read_bytes()
+    except OSError as err:
+        cannot_run("vedette archive", f"{given}: {err.strerror or err}")
 
 
 class _Progress:
@@ -78,8 +80,7 @@ def _run(work: Callable[[], Any]) -> Any:
     try:
         return asyncio.run(work())
     except ArchiveReadError as err:
-        click.echo(f"vedette archive: {err}", err=True)
-        sys.exit(2)
+        cannot_run("vedette archive", str(err))
 
 
 @click.group("archive")
@@ -101,9 +102,11 @@ def archive_group() -> None:
 def verify_command(
     config_path: Path | None, node: str | None, fleet_ca: Path | None, as_json: bool
 ) -> None:
-    """Read the whole stream back and check every origin's segments: ids, hash
-    chains, sequence numbers and origin signatures. Exit 0 clean, 1 findings, 2
-    cannot run."""
+    """Check every origin's segments in the archive; exit 1 on findings.
+
+    Reads the whole stream back and checks ids, hash chains, sequence numbers
+    and origin signatures. Exit 0 clean, 1 findings, 2 cannot run.
+    """
     from vedette.archive.verify import verify_stream
 
     archive = _archive_config(config_path)
@@ -130,7 +133,7 @@ def verify_command(
             f"checked; {len(report.findings)} findings"
         )
     if report.findings:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def _time(_ctx: object, _param: object, value: str | None) -> datetime | None:

@@ -10,14 +10,14 @@ from typing import NoReturn
 import click
 
 from vedette.benchmark.common import BenchError, Settings
+from vedette.cli.errors import cannot_run
 
 DEFAULT_SECONDS = 5.0
 QUICK_SECONDS = 1.0
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"vedette bench: {message}", err=True)
-    sys.exit(2)
+    cannot_run("vedette bench", message)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -54,9 +54,11 @@ def bench_group(
     connections: int,
     json_path: Path | None,
 ) -> None:
-    """Measure vedette on this device: in-process decisions, POST /v1/tool over
-    loopback, durable appends, BLAKE3 and SHA-256, release verification, and the
-    start-to-ready time and idle memory of `vedette serve --example`.
+    """Measure vedette on this device.
+
+    In-process decisions, POST /v1/tool over loopback, durable appends, BLAKE3
+    and SHA-256, release verification, and the start-to-ready time and idle
+    memory of `vedette serve --example`.
 
     Runs under a minute (about 10 s with --quick). Scratch data lives in a new
     temporary directory, removed at the end. Exits 2 if a measurement cannot run.

@@ -1,4 +1,8 @@
-"""``vedette token``: make caller tokens and the hashes the config keeps of them."""
+"""``vedette token``: make caller tokens and the hashes the config keeps of them.
+
+No token on standard input is a usage error: exit 2 (docs/operations.md, "Exit
+codes").
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 
 import click
 
+from vedette.cli.errors import CannotRun
 from vedette.config import token_digest
 
 
@@ -34,5 +39,5 @@ def hash_command() -> None:
     """Read a token from standard input and print its sha256: hash for the config."""
     token = sys.stdin.readline().strip()
     if not token:
-        raise click.ClickException("no token on standard input")
+        raise CannotRun("no token on standard input")
     click.echo(str(token_digest(token)))

@@ -3,7 +3,8 @@
 It reads the status file the node rewrites every second (``[peers]
 status_file``, default ``<state_dir>/peers-status.json``): read-only, local,
 protected by the state folder's permissions, and never an operation on the
-adapter listener (INV-10).
+adapter listener (INV-10). No configuration, no ``[peers]`` table or no status
+file: exit 2 (docs/operations.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from vedette.cli.errors import CannotRun
 
 # A status older than this is reported as stale: the node may have stopped.
 STALE_AFTER_S = 10.0
@@ -34,8 +37,11 @@ def peers_group() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 def status_command(config_path: Path | None, status_file: Path | None, as_json: bool) -> None:
-    """Connected peers, bytes in/out, quota state, last sync, frontier lag and
-    handshakes rejected by reason."""
+    """What the running node's peer transport reports.
+
+    Connected peers, bytes in/out, quota state, last sync, frontier lag and
+    handshakes rejected by reason.
+    """
     if status_file is None:
         from vedette.config import ConfigError, load_config
         from vedette.peers.node import status_path
@@ -43,18 +49,18 @@ def status_command(config_path: Path | None, status_file: Path | None, as_json: 
         try:
             config = load_config(config_path)
         except ConfigError as err:
-            raise click.ClickException(str(err)) from err
+            raise CannotRun(str(err)) from err
         if config.peers is None:
-            raise click.ClickException("no [peers] table in the configuration")
+            raise CannotRun("no [peers] table in the configuration")
         status_file = status_path(config)
     try:
         status: dict[str, Any] = json.loads(status_file.read_text())
     except FileNotFoundError:
-        raise click.ClickException(
+        raise CannotRun(
             f"{status_file}: no status yet (is `vedette serve` running with [peers]?)"
         ) from None
     except (OSError, ValueError) as err:
-        raise click.ClickException(f"{status_file}: {err}") from err
+        raise CannotRun(f"{status_file}: {err}") from err
     if as_json:
         click.echo(json.dumps(status, indent=1, sort_keys=True))
         return

@@ -1,4 +1,9 @@
-"""``vedette pki``: the CA, node certificates and CRL of a small fleet."""
+"""``vedette pki``: the CA, node certificates and CRL of a small fleet.
+
+A refusal (a CA already there, a node certificate without ``--force``, a
+certificate this CA did not issue) exits 2: nothing was made (docs/operations.md,
+"Exit codes").
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from vedette.cli.errors import CannotRun
 from vedette.errors import PkiError
 from vedette.peers import pki
 
@@ -40,7 +46,7 @@ def init_command(trust_domain: str, directory: Path, days: int, crl_days: int) -
     try:
         paths = pki.init_ca(directory, trust_domain, days, crl_days=crl_days)
     except PkiError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -57,7 +63,7 @@ def issue_command(node: str, directory: Path, days: int, force: bool) -> None:
     try:
         paths = pki.issue(directory, node, days, replace=force)
     except PkiError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -72,7 +78,7 @@ def revoke_command(cert: Path, directory: Path, crl_days: int) -> None:
         crl = pki.revoke(directory, cert, crl_days=crl_days)
         info = pki.crl_info(directory)
     except PkiError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     click.echo(f"wrote {crl} (CRL number {info.number}, {len(info.revoked)} revoked)")
 
 
@@ -85,5 +91,5 @@ def crl_command(directory: Path, crl_days: int) -> None:
         crl = pki.resign_crl(directory, crl_days=crl_days)
         info = pki.crl_info(directory)
     except PkiError as err:
-        raise click.ClickException(str(err)) from None
+        raise CannotRun(str(err)) from None
     click.echo(f"wrote {crl} (CRL number {info.number}, {len(info.revoked)} revoked)")

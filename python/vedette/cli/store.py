@@ -1,36 +1,53 @@
-"""``vedette store inspect|verify|export``: read a segment store from the shell.
+"""``vedette store``: read a segment store from the shell, and move evidence to
+and from removable media.
 
-The commands open the store read-only: they take no lock, so they work beside
-a running node, and they change nothing on disk. Damage that the next real
-open would repair (cut a torn tail, quarantine a segment) is reported instead.
+``inspect``, ``verify``, ``quarantine`` and ``export`` open the store read-only:
+they take no lock, so they work beside a running node, and they change nothing
+on disk. Damage that the next real open would repair (cut a torn tail,
+quarantine a segment) is reported instead.
+
+``drain`` and ``import`` ask the running node over its operator socket when it
+is up (the node holds its store: only it may acknowledge or import), and open
+the store themselves when it is not.
+
+Exit codes (docs/operations.md, "Exit codes"): 1 when a check finds faults or
+an import refuses a segment, 2 when the store, the configuration or the node
+cannot be used.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
-from vedette.store import SegmentStore, StoreError, acknowledge_quarantine
+from vedette.cli.errors import EXIT_FAILED, CannotRun, cannot_run
+from vedette.config import Config, ConfigError, load_config
+from vedette.drain import DrainError, drain, import_drained
+from vedette.store import SegmentStore, StoreError, acknowledge_quarantine, record_fields
 
 _DIR = click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+_CONFIG = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="vedette.toml of the node"
+)
+# A drain of a full store to a slow stick can take minutes.
+OPERATOR_TIMEOUT_S = 3600.0
 
 
 def _open(directory: Path) -> SegmentStore:
     try:
         return SegmentStore.open_read_only(directory)
     except StoreError as err:
-        click.echo(f"vedette store: {err}", err=True)
-        sys.exit(2)
+        cannot_run("vedette store", str(err))
 
 
 @click.group("store")
 def store_group() -> None:
-    """Inspect, verify and export a segment store."""
+    """Inspect, verify and export a segment store; drain it to media and import."""
 
 
 @store_group.command("inspect")
@@ -99,7 +116,7 @@ def verify_command(directory: Path) -> None:
         f"{report['bytes_checked']} bytes checked; {len(report['faults'])} faults"
     )
     if report["faults"] or damaged or recovery["truncated_records"] or unacked:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @store_group.group("quarantine")
@@ -119,7 +136,7 @@ def quarantine_list(directory: Path) -> None:
         click.echo(f"{r.id}  {r.kind}  {r.source}  {r.bytes} bytes{lost}  {ack}")
         click.echo(f"    {r.reason}")
     if any(r.acknowledged_by is None for r in reports):
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @quarantine_group.command("ack")
@@ -131,13 +148,11 @@ def quarantine_ack(directory: Path, report_id: str, by: str) -> None:
     with _open(directory) as store:
         known = {r.id for r in store.quarantine()}
     if report_id not in known:
-        click.echo(f"vedette store: no quarantine report {report_id!r}", err=True)
-        sys.exit(2)
+        cannot_run("vedette store", f"no quarantine report {report_id!r}")
     try:
         acknowledge_quarantine(directory, report_id, by)
     except StoreError as err:
-        click.echo(f"vedette store: {err}", err=True)
-        sys.exit(2)
+        cannot_run("vedette store", str(err))
     click.echo(f"acknowledged {report_id}")
 
 
@@ -154,9 +169,83 @@ def export_command(directory: Path, since: int | None, origin: str | None) -> No
             click.echo(json.dumps(line, ensure_ascii=False))
 
 
-def record_fields(record: bytes) -> dict[str, object]:
-    """A record as ``{"text": …}`` (UTF-8) or ``{"base64": …}`` (anything else)."""
+def _config(config_path: Path | None) -> Config:
     try:
-        return {"text": record.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(record).decode("ascii")}
+        return load_config(config_path)
+    except ConfigError as err:
+        raise CannotRun(str(err)) from err
+
+
+def _ask_node(config: Config, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The running node's answer, or None when no node is listening."""
+    socket_path = config.operator_socket
+    if not socket_path.is_socket():
+        return None
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    try:
+        with httpx.Client(transport=transport, timeout=OPERATOR_TIMEOUT_S) as client:
+            answer = client.post(f"http://node{path}", json=body)
+    except httpx.TransportError:
+        return None  # a socket left behind by a node that is gone
+    if answer.status_code != 200:
+        raise CannotRun(f"the node refused: {answer.json().get('error', answer.text)}")
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def _open_store_of(config: Config) -> Any:
+    from vedette.runtime.interceptor import open_store
+
+    try:
+        return open_store(config)
+    except StoreError as err:
+        raise CannotRun(f"evidence store: {err}") from err
+
+
+@store_group.command("drain")
+@_CONFIG
+@click.option(
+    "--to", "folder", required=True, type=click.Path(path_type=Path, file_okay=False),
+    help="Folder on the removable media.",
+)  # fmt: skip
+@click.option("--label", required=True, help="Name of the media; segments become media:LABEL.")
+@click.option("--all", "include_all", is_flag=True, help="Also segments acknowledged elsewhere.")
+def drain_command(config_path: Path | None, folder: Path, label: str, include_all: bool) -> None:
+    """Copy sealed evidence to FOLDER, check the copy, then let the node evict it."""
+    config = _config(config_path)
+    folder = folder.resolve()
+    body = {"to": str(folder), "label": label, "all": include_all}
+    report = _ask_node(config, "/v1/store/drain", body)
+    if report is None:
+        with _open_store_of(config) as store:
+            try:
+                report = drain(store, folder, label, include_acknowledged=include_all).as_dict()
+            except DrainError as err:
+                raise CannotRun(str(err)) from err
+    click.echo(
+        f"{report['copied']} segments copied ({report['bytes']} bytes), "
+        f"{report['already_there']} already there, {report['verified']} read back and checked, "
+        f"{report['acknowledged']} acknowledged as media:{label}"
+    )
+    if report["manifest"]:
+        click.echo(f"manifest: {folder / str(report['manifest'])}")
+
+
+@store_group.command("import")
+@_CONFIG
+@click.option(
+    "--from", "folder", required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A folder a drain wrote.",
+)  # fmt: skip
+def import_command(config_path: Path | None, folder: Path) -> None:
+    """Import drained segments into this node's store (each checked); exit 1 if any is refused."""
+    config = _config(config_path)
+    folder = folder.resolve()
+    result = _ask_node(config, "/v1/store/import", {"from": str(folder)})
+    if result is None:
+        with _open_store_of(config) as store:
+            result = import_drained(store, folder)
+    click.echo(json.dumps(result, indent=1, sort_keys=True))
+    if result["refused"]:
+        sys.exit(EXIT_FAILED)
