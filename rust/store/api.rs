@@ -210,7 +210,12 @@ impl Store {
         let storage = Arc::clone(&shared.storage);
         st.catalog
             .append(storage.as_ref(), entry)
-            .map_err(|err| shared.out_of_space(&st, err, growth))
+            .map_err(|err| shared.out_of_space(&st, err, growth))?;
+        // The acknowledged segment can be evicted for the next write, so the
+        // store no longer refuses appends: health must not keep saying so
+        // until some call happens to succeed (docs/operations.md).
+        st.full = false;
+        Ok(())
     }
 
     /// Every segment held: sealed ones by origin and sequence, then the open one.

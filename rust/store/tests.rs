@@ -797,3 +797,27 @@ fn a_sealed_segment_is_read_outside_the_store_with_the_same_checks() {
     assert!(SealedSegment::read(&bytes[..bytes.len() - 1]).is_err());
     assert!(SealedSegment::read(b"").is_err());
 }
+
+#[test]
+fn an_acknowledgement_ends_the_full_state_before_the_next_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s"), StoreConfig::new(128 << 10, "node-a")).unwrap();
+    let mut sealed = Vec::new();
+    loop {
+        match store.append(&[b'x'; 900]) {
+            Ok(_) => {}
+            Err(StoreError::Full { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+        if let Some(id) = store.seal().unwrap() {
+            sealed.push(id);
+        }
+    }
+    assert_eq!(store.health().state, "full");
+    assert_eq!(store.health().verdict, "failing");
+    store.ack(&sealed[0], "archive:EVIDENCE").unwrap();
+    let health = store.health();
+    assert_ne!(health.state, "full", "{}", health.reason);
+    assert_ne!(health.verdict, "failing", "{}", health.reason);
+    store.append(&[b'y'; 900]).unwrap();
+}

@@ -24,6 +24,8 @@ from vedette.config import ArchiveConfig
 
 MAX_PARTIAL_BYTES = 256 << 20
 IDLE_TIMEOUT_S = 10.0
+# Tries at creating the reading consumer (0.5 s, 1 s, 2 s apart).
+SUBSCRIBE_ATTEMPTS = 4
 
 
 class ArchiveReadError(RuntimeError):
@@ -108,28 +110,31 @@ async def read_stream(
             if node is None
             else wire.subject(config.subject_prefix, node)
         )
-        sub = await js.subscribe(
-            subject,
-            stream=config.stream,
-            ordered_consumer=True,
-            pending_msgs_limit=256,
-            pending_bytes_limit=64 << 20,
-        )
+        sub = await _subscribe(js, subject, config.stream)
         partial: dict[str, _Partial] = {}
         seen = 0
+        pending = total  # what the consumer says is still to come
         try:
             while True:
                 try:
                     msg = await sub.next_msg(timeout=IDLE_TIMEOUT_S)
                 except asyncio.TimeoutError:
-                    break  # nothing more for this subject (a filter can end early)
+                    if pending > 0 and (node is None or seen > 0):
+                        # The stream stopped answering part-way: a short read
+                        # would look like missing evidence, so it is an error.
+                        raise ArchiveReadError(
+                            f"stream {config.stream} stopped answering after {seen} of "
+                            f"{total} messages; try again"
+                        ) from None
+                    break  # nothing (more) for this subject: a filter can end early
                 seq = int(msg.metadata.sequence.stream)
+                pending = int(msg.metadata.num_pending)
                 seen += 1
                 if progress is not None:
                     progress(seen, total)
                 for item in _take(partial, msg, seq, max_partial_bytes):
                     yield item
-                if seq >= last or int(msg.metadata.num_pending) == 0:
+                if seq >= last or pending == 0:
                     break
         finally:
             await sub.unsubscribe()
@@ -175,3 +180,27 @@ def _take(
         q = partial.pop(oldest)
         out.append(Incomplete(oldest, q.headers, len(q.chunks), q.count, q.seqs))
     return out
+
+
+async def _subscribe(js: Any, subject: str, stream: str) -> Any:
+    """An ordered consumer over ``subject``; its creation is retried a few times,
+    since a cluster that just lost a server may time out while it moves the
+    stream's leader."""
+    delay = 0.5
+    for attempt in range(SUBSCRIBE_ATTEMPTS):
+        try:
+            return await js.subscribe(
+                subject,
+                stream=stream,
+                ordered_consumer=True,
+                pending_msgs_limit=256,
+                pending_bytes_limit=64 << 20,
+            )
+        except Exception as err:
+            if attempt + 1 == SUBSCRIBE_ATTEMPTS:
+                raise ArchiveReadError(
+                    f"stream {stream}: cannot read it: {type(err).__name__}: {err}"
+                ) from err
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")

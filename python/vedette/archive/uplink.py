@@ -52,6 +52,10 @@ log = logging.getLogger("vedette.archive")
 
 # How often the store is looked at for newly sealed segments when nothing wakes the uplink.
 SCAN_S = 0.5
+# How often the chain heads are compared, so that a segment sealed by size (in
+# the core, on the write path) is on its way within this long: a small ceiling
+# fills in well under a second at a high call rate.
+SEAL_WATCH_S = 0.05
 # The stream keeps message ids this long to drop duplicates (a restart, a retry).
 DUPLICATE_WINDOW_S = 24 * 3600.0
 
@@ -190,6 +194,32 @@ class ArchiveUplink:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._ready.set()
+        watcher = asyncio.create_task(self._watch_seals())
+        try:
+            await self._connect_and_serve()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch_seals(self) -> None:
+        """Wakes the uplink when any origin's newest sealed segment changes."""
+        assert self._stop is not None
+        heads: dict[str, tuple[int, str]] | None = None
+        while not self._stop.is_set():
+            try:
+                now: dict[str, tuple[int, str]] | None = await asyncio.to_thread(
+                    self.store.chain_heads
+                )
+            except StoreError:
+                now = heads  # a stopped store: the scan reports it
+            if now != heads:
+                heads = now
+                self.wake()
+            await asyncio.sleep(SEAL_WATCH_S)
+
+    async def _connect_and_serve(self) -> None:
+        assert self._stop is not None
         failures = 0
         while not self._stop.is_set():
             await self._within_budget()
