@@ -99,9 +99,18 @@ class Poller:
         )
         self._thread.start()
 
+    def run_once(self) -> str:
+        """One turn of the loop: the track's periodic check (expiry, the time
+        floor), then one attempt."""
+        try:
+            self.track.tick()
+        except Exception:  # the check failed: the attempt still runs
+            log.exception("the periodic check of %s failed", self.track.name)
+        return self.poll_once()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.poll_once()
+            self.run_once()
             if self._stop.wait(self.next_delay()):
                 break
 
