@@ -143,7 +143,7 @@ def publish_document(
     agent_name: str = AGENT,
     expires_at: str | None = None,
     docker_reference: str = "test/recon",
-    created: str | None = None,
+    created: str | None = "now",
 ) -> str:
     """Push agent and bundle as given, with a release document whose fingerprint
     and policy hash may come from *other* files (to build tampered releases that
@@ -170,7 +170,7 @@ def publish_document(
         policy_digest=policy_a.digest,
         policy_hash=Bundle.from_bytes(policy_hash_of or bundle).policy_hash,
         expires_at=expires_at,
-        created=created or now_rfc3339(),
+        created=now_rfc3339() if created == "now" else created,
     )
     digest = release_artifact(document).push(repo, tag)
     if key is not None:
