@@ -54,7 +54,8 @@ class ReleaseEvents:
         )
         self.health = Gauge(
             "vedette_release_health",
-            "1 for each agent's current release health state (ok, stale, lkg, deny_all).",
+            "1 for each agent's current release health state "
+            "(ok, stale, lkg, deny_all, clock_behind).",
             ["agent", "state"],
             registry=None,
         )
