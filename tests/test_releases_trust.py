@@ -152,6 +152,19 @@ def test_a_release_without_created_is_older_than_one_with_it(node):
     assert node.events_named("release.rollback_refused")[-1]["digest"] == legacy
 
 
+def test_an_unreadable_newest_mark_refuses_every_release_under_the_tag(node):
+    older_then_newer(node)
+    state = node.state()
+    state["newest"] = {"digest": 7}
+    (node.root / "state.json").write_text(json.dumps(state))
+    node.restart()
+    assert node.reason() == "v2 allows echo"  # what serves keeps serving
+    node.publish(POLICY_V3, version="1.5", created=T0 - 10)
+    assert node.track.update_from(node.repo, "stable") == "rejected"
+    assert node.events_named("release.rollback_refused")[-1]["step"] == "rollback"
+    assert any("unreadable newest" in r for r in node.track.describe()["time"]["reasons"])
+
+
 def test_a_digest_pin_to_the_older_release_is_accepted(node):
     old, _, new = older_then_newer(node)
     node.restart(release=f"{node.ref}@{old}")
