@@ -82,9 +82,17 @@ def publish(
     agent: bytes | None = None,
     version: str | None = None,
     docker_reference: str = "test/recon",
+    created: str | None = None,
+    expires_at: str | None = None,
 ) -> tuple[str, BuiltRelease]:
     """Build, push and (when ``key`` is given) sign a release; its digest."""
-    built = build_release(agent or agent_bytes(), bundle_bytes(policy), version=version)
+    built = build_release(
+        agent or agent_bytes(),
+        bundle_bytes(policy),
+        version=version,
+        created=created,
+        expires_at=expires_at,
+    )
 
     def sign(digest: str) -> None:
         if key is not None:
@@ -135,6 +143,7 @@ def publish_document(
     agent_name: str = AGENT,
     expires_at: str | None = None,
     docker_reference: str = "test/recon",
+    created: str | None = "now",
 ) -> str:
     """Push agent and bundle as given, with a release document whose fingerprint
     and policy hash may come from *other* files (to build tampered releases that
@@ -143,6 +152,7 @@ def publish_document(
     from vedette.releases.artifacts import (
         ReleaseDocument,
         agent_artifact,
+        now_rfc3339,
         policy_artifact,
         release_artifact,
     )
@@ -160,6 +170,7 @@ def publish_document(
         policy_digest=policy_a.digest,
         policy_hash=Bundle.from_bytes(policy_hash_of or bundle).policy_hash,
         expires_at=expires_at,
+        created=now_rfc3339() if created == "now" else created,
     )
     digest = release_artifact(document).push(repo, tag)
     if key is not None:

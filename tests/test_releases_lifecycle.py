@@ -31,7 +31,9 @@ ECHO = {"tool": "echo", "args": {"text": "hi"}, "caller": {"id": "t"}, "claims":
 
 class Clock:
     def __init__(self):
-        self.now = 1_000_000.0
+        # Ahead of the creation time releases built here carry (now): a clock
+        # behind them would refuse them (step created) or sit behind the floor.
+        self.now = 4_000_000_000.0
 
     def __call__(self):
         return self.now

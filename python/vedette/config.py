@@ -206,6 +206,18 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class ReleasesConfig:
+    """The ``[releases]`` table: time and rollback (docs/configuration.md,
+    "Signed releases"; docs/operations.md, "Time and rollback")."""
+
+    # How far a release's signed creation time may be ahead of this node's
+    # clock; signed creation times raise the time floor less this much.
+    clock_skew_s: float = 300.0
+    # How often the time floor follows the clock to disk.
+    time_floor_interval_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class PeersConfig:
     """The ``[peers]`` table: the peer transport (docs/configuration.md, docs/contracts.md)."""
 
@@ -348,6 +360,7 @@ class Config:
     tools: ToolsConfig = ToolsConfig()
     callers: tuple[CallerConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
+    releases: ReleasesConfig = ReleasesConfig()
     peers: PeersConfig | None = None
     archive: ArchiveConfig | None = None
     operator: OperatorConfig = OperatorConfig()
@@ -406,18 +419,19 @@ def _check_agents(config: Config) -> None:
             raise ConfigError(f"{key}.keys: required with release (trusted public key files)")
         if not agent.release.startswith(("oci://", "oci-layout://")):
             raise ConfigError(
-                f"{key}.release: expected oci://HOST:PORT/REPO:TAG or oci-layout://DIR:TAG, "
+                f"{key}.release: expected oci://HOST:PORT/REPO:TAG (or @sha256:…) or "
+                f"oci-layout://DIR:TAG, "
                 f"got {agent.release!r}"
             )
         from vedette.errors import OciError
         from vedette.releases.oci import parse_reference
 
+        # A tag is watched; a digest pins one release (docs/operations.md,
+        # "Time and rollback": the one way to go back to an older release).
         try:
-            ref = parse_reference(agent.release)
+            parse_reference(agent.release)
         except OciError as err:
             raise ConfigError(f"{key}.release: {err}") from None
-        if ref.tag is None:
-            raise ConfigError(f"{key}.release: a release is watched by tag, not by digest")
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:

@@ -86,6 +86,10 @@ class ReleaseDocument:
     policy_digest: str
     policy_hash: Digest
     expires_at: str | None = None
+    # When the release was made (RFC 3339): what rollback protection orders
+    # releases by, and a time the node can trust (docs/contracts.md). Optional:
+    # documents made before it existed stay readable.
+    created: str | None = None
     schema: str = RELEASE_SCHEMA
 
     def to_json(self) -> bytes:
@@ -101,6 +105,8 @@ class ReleaseDocument:
         }
         if self.expires_at is not None:
             document["expires_at"] = self.expires_at
+        if self.created is not None:
+            document["created"] = self.created
         return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -133,9 +139,10 @@ class ReleaseDocument:
             }
         except (KeyError, TypeError) as err:
             raise bad(f"missing field {err}") from None
-        expires_at = doc.get("expires_at")
-        for name, value in [*fields.items(), ("expires_at", expires_at)]:
-            if name == "expires_at" and value is None:
+        expires_at, created = doc.get("expires_at"), doc.get("created")
+        optional = {"expires_at": expires_at, "created": created}
+        for name, value in [*fields.items(), *optional.items()]:
+            if name in optional and value is None:
                 continue
             if not isinstance(value, str) or not value:
                 raise bad(f"{name} is not a non-empty string")
@@ -146,8 +153,9 @@ class ReleaseDocument:
                 require_role(fields[key], HashRole.OCI_DIGEST)
         except ValueError as err:
             raise bad(str(err)) from None
-        if expires_at is not None:
-            parse_time(expires_at)
+        for name, value in optional.items():
+            if value is not None:
+                parse_time(value, name)
         return cls(
             agent_name=fields["agent_name"],
             version=fields["version"],
@@ -156,27 +164,33 @@ class ReleaseDocument:
             policy_digest=fields["policy_digest"],
             policy_hash=policy_hash,
             expires_at=expires_at,
+            created=created,
         )
 
 
-def parse_time(text: str) -> datetime.datetime:
+def parse_time(text: str, name: str = "expires_at") -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise VerificationError(
-            f"release document: expires_at {text!r} is not an RFC 3339 time",
+            f"release document: {name} {text!r} is not an RFC 3339 time",
             "schema",
             "RFC 3339 time",
             text,
         ) from None
     if moment.tzinfo is None:
         raise VerificationError(
-            f"release document: expires_at {text!r} has no time zone",
+            f"release document: {name} {text!r} has no time zone",
             "schema",
             "RFC 3339 time",
             text,
         )
     return moment
+
+
+def now_rfc3339() -> str:
+    moment = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -236,11 +250,13 @@ def build_release(
     *,
     version: str | None = None,
     expires_at: str | None = None,
+    created: str | None = None,
 ) -> BuiltRelease:
     """The three artifacts for an agent manifest and a bundle (``.tar.gz`` bytes).
 
     The agent manifest and bundle are checked (and the bundle compiled) first,
-    so a release that could never activate is never built.
+    so a release that could never activate is never built. ``created`` is
+    now (UTC, to the second) unless given.
     """
     from vedette.policy import PolicyEngine
 
@@ -257,6 +273,7 @@ def build_release(
         policy_digest=policy.digest,
         policy_hash=bundle.policy_hash,
         expires_at=expires_at,
+        created=created or now_rfc3339(),
     )
     return BuiltRelease(agent, policy, release_artifact(document), document)
 

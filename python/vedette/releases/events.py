@@ -29,10 +29,14 @@ EVENTS = (
     "release.activated",
     "release.fallback_lkg",
     "release.deny_all",
+    "release.rollback_refused",
+    "release.expired",
     "controlplane.unreachable",
     "controlplane.restored",
+    "clock.behind_floor",
+    "clock.caught_up",
 )
-HEALTH_STATES = ("ok", "stale", "lkg", "deny_all")
+HEALTH_STATES = ("ok", "stale", "lkg", "deny_all", "clock_behind")
 RECENT_EVENTS = 20
 
 
@@ -50,7 +54,8 @@ class ReleaseEvents:
         )
         self.health = Gauge(
             "vedette_release_health",
-            "1 for each agent's current release health state (ok, stale, lkg, deny_all).",
+            "1 for each agent's current release health state "
+            "(ok, stale, lkg, deny_all, clock_behind).",
             ["agent", "state"],
             registry=None,
         )
@@ -78,7 +83,9 @@ class ReleaseEvents:
         with self._lock:
             self.recent.setdefault(agent, collections.deque(maxlen=RECENT_EVENTS)).append(record)
         level = logging.WARNING if event in ("release.rejected", "release.fallback_lkg",
-                                             "release.deny_all", "controlplane.unreachable") \
+                                             "release.deny_all", "controlplane.unreachable",
+                                             "release.rollback_refused", "release.expired",
+                                             "clock.behind_floor") \
             else logging.INFO  # fmt: skip
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         log.log(level, "%s agent=%s %s", event, agent, detail)

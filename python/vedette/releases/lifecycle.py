@@ -11,8 +11,17 @@ The previous active release becomes the last-known-good (LKG); ``state.json``
 At start: re-verify the persisted active release (signatures included); if it
 fails, fall back to the LKG; if that fails too, the agent is deny-all.
 
+Time and rollback (docs/operations.md, "Time and rollback"): the track
+remembers the newest release it activated (``newest`` in ``state.json``) and
+refuses an older one under its tag (step ``rollback``) unless the agent pins a
+digest; every time it reads is the node's :class:`~vedette.releases.trust.TimeFloor`
+(the wall clock, never behind the floor); and :meth:`AgentTrack.tick`, run by
+the poller's loop, replaces an active release whose ``expires_at`` has passed
+with the LKG if that still verifies, else deny-all.
+
 Every lifecycle event (``release.fetched|verified|rejected|activated|
-fallback_lkg|deny_all``, ``controlplane.unreachable|restored``) is appended to
+fallback_lkg|deny_all|rollback_refused|expired``, ``controlplane.unreachable|
+restored``, ``clock.behind_floor|caught_up``) is appended to
 the segment store as a ``release_event`` record, logged, counted in the
 metrics and kept (the last few) for ``/v1/status``.
 """
@@ -34,7 +43,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from vedette.config import AgentConfig, Config
+from vedette.durable import write_durably
 from vedette.errors import OciError, VerificationError
+from vedette.releases.artifacts import parse_time
 from vedette.releases.cosign import Verifier
 from vedette.releases.events import EVENTS, HEALTH_STATES, ReleaseEvents
 from vedette.releases.layout import LayoutRepository
@@ -44,6 +55,16 @@ from vedette.releases.oci import (
     Repository,
     open_repository,
     parse_reference,
+)
+from vedette.releases.trust import (
+    DEFAULT_SKEW_S,
+    FLOOR_FILE,
+    Reading,
+    ReleaseMark,
+    TimeFloor,
+    is_older,
+    iso,
+    to_datetime,
 )
 from vedette.releases.verify import VerifiedRelease, fetch_release, verify_release
 from vedette.runtime.evidence import timestamp
@@ -73,16 +94,29 @@ class AgentTrack:
         *,
         eval_time_limit_s: float,
         clock: Callable[[], float] = time.time,
+        floor: TimeFloor | None = None,
+        skew_s: float = DEFAULT_SKEW_S,
     ) -> None:
         assert agent.release is not None
         self.config = agent
         self.name = agent.name
         self.reference: Reference = parse_reference(agent.release)
+        # A digest pin is the one way back to an older release: no rollback check.
+        self.pinned = self.reference.digest is not None
         self.root = root
         self.trusted = trusted
         self.events = events
         self.eval_time_limit_s = eval_time_limit_s
         self.clock = clock
+        self.skew_s = skew_s
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The node's time floor (one per node, shared by its tracks).
+        self.floor = floor or TimeFloor(root.parent / FLOOR_FILE, clock=clock, skew_s=skew_s)
+        self.newest: ReleaseMark | None = None
+        self.newest_error: str | None = None
+        self.clock_behind = False
+        self._expires: float | None = None  # expires_at of the installed release
+        self._expires_at: str | None = None
         self._lock = threading.Lock()  # one change of state at a time
         self._active: ActiveRelease | None = None
         self.active_digest: str | None = None
@@ -95,17 +129,27 @@ class AgentTrack:
         self.rejected_digest: str | None = None
         self.rejected_at = 0.0
         self.stale_denied = False
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- the Releases seam -------------------------------------------------------
 
     def active(self) -> ActiveRelease | None:
         release = self._active
-        if release is not None and self.past_max_staleness():
+        if release is not None and (self.past_max_staleness() or self.past_expiry()):
             return None
         return release
 
+    def past_expiry(self) -> bool:
+        """The installed release's ``expires_at`` has passed (on the floored clock):
+        denied at once; :meth:`tick` then falls back to the LKG or deny-all."""
+        expires = self._expires
+        return expires is not None and self.floor.now() >= expires
+
     def unavailable_reason(self) -> str:
+        if self._active is not None and self.past_expiry():
+            return (
+                f"no active release for agent {self.name!r}: the release expired at "
+                f"{self._expires_at}"
+            )
         if self._active is not None and self.past_max_staleness():
             return (
                 f"no active release for agent {self.name!r}: the control plane has been "
@@ -127,10 +171,34 @@ class AgentTrack:
             return "lkg"
         if self.unreachable_since is not None:
             return "stale"
+        if self.clock_behind:
+            return "clock_behind"
         return "ok"
+
+    def time_reasons(self) -> list[str]:
+        """Why this node's time or rollback state needs an operator, if it does."""
+        reasons = []
+        if self.clock_behind:
+            reasons.append(
+                f"the wall clock ({iso(self.clock())}) is behind the time floor "
+                f"({iso(self.floor.floor)}); the floor is used as the time"
+            )
+        if self.floor.error:
+            reasons.append(self.floor.error)
+        if self.newest_error:
+            reasons.append(self.newest_error)
+        return reasons
 
     def describe(self) -> dict[str, Any]:
         return {
+            "pinned": self.pinned,
+            "newest": None if self.newest is None else self.newest.to_json(),
+            "expires_at": self._expires_at,
+            "time": {
+                "floor": iso(self.floor.floor),
+                "behind_floor": self.clock_behind,
+                "reasons": self.time_reasons(),
+            },
             "release": str(self.reference),
             "serving": self.serving if self.active() is not None else "deny_all",
             "health": self.health(),
@@ -154,16 +222,24 @@ class AgentTrack:
         state = self._read_state()
         contact = state.get("last_contact")
         self.last_contact = contact if isinstance(contact, int | float) else None
+        try:
+            self.newest = ReleaseMark.from_json(state.get("newest"))
+        except (ValueError, VerificationError) as err:
+            # Fail closed: with the mark unreadable no release can be ordered, so
+            # every update under a tag is refused (docs/operations.md).
+            self.newest_error = f"{self.root}/state.json: unreadable newest release ({err})"
+            log.warning("%s", self.newest_error)
         active, lkg = (_digest_or_none(state.get(k)) for k in ("active", "lkg"))
+        reading = self._read_clock()
         with self._lock:
-            if active and self._load_persisted(active, "active"):
+            if active and self._load_persisted(active, "active", reading):
                 self.lkg_digest = lkg if lkg and self._slot(lkg).is_dir() else None
                 self.serving = "active"
                 self._update_health()
                 return
             if active:
                 self.events.emit("release.fallback_lkg", self.name, digest=lkg, failed=active)
-            if lkg and self._load_persisted(lkg, "lkg"):
+            if lkg and self._load_persisted(lkg, "lkg", reading):
                 self.serving = "lkg"
                 self.lkg_digest = lkg
                 self._update_health()
@@ -171,16 +247,20 @@ class AgentTrack:
             self._deny_all("no persisted release verifies" if (active or lkg)
                            else "no release has been activated yet")  # fmt: skip
 
-    def _load_persisted(self, digest: str, role: str) -> bool:
+    def _load_persisted(self, digest: str, role: str, reading: Reading) -> bool:
         try:
             verified = verify_release(
                 LayoutRepository(self._slot(digest)),
                 digest,
                 self.trusted,
                 agent_name=self.name,
+                now=to_datetime(reading.now),
                 eval_time_limit_s=self.eval_time_limit_s,
             )
             self._install(verified, f"persisted {role}")
+            if self.newest is None and self.newest_error is None:
+                # State written before the mark existed: the release it activated.
+                self.newest = ReleaseMark.of(digest, verified.document)
             return True
         except VerificationError as err:
             self.events.emit(
@@ -197,11 +277,59 @@ class AgentTrack:
 
     def _deny_all(self, why: str) -> None:
         self._active = None
+        self._expires = self._expires_at = None
         self.active_digest = None
         self.serving = "deny_all"
         self.reason = f"no active release for agent {self.name!r}: {why}"
         self.events.emit("release.deny_all", self.name, reason=why)
         self._update_health()
+
+    # -- time ------------------------------------------------------------------------
+
+    def _read_clock(self) -> Reading:
+        """The floored clock; a wall clock behind the floor is reported once."""
+        reading = self.floor.read()
+        if reading.behind and not self.clock_behind:
+            self.clock_behind = True
+            self.events.emit(
+                "clock.behind_floor", self.name, wall=iso(reading.wall),
+                floor=iso(reading.floor), reason="the wall clock is behind the time floor; "
+                "the floor is used as the time",
+            )  # fmt: skip
+            self._update_health()
+        elif not reading.behind and self.clock_behind:
+            self.clock_behind = False
+            self.events.emit("clock.caught_up", self.name, wall=iso(reading.wall))
+            self._update_health()
+        return reading
+
+    def tick(self) -> None:
+        """The lifecycle's periodic check (run by the poller's loop): read the
+        clock (the floor follows it to disk) and enforce ``expires_at`` on the
+        release being served — the LKG if it still verifies, else deny-all."""
+        reading = self._read_clock()
+        with self._lock:
+            expires = self._expires
+            if self._active is None or expires is None or reading.now < expires:
+                return
+            expired, expired_at = self.active_digest, self._expires_at
+            self.events.emit(
+                "release.expired", self.name, digest=expired, expires_at=expired_at,
+                time=iso(reading.now), serving=self.serving,
+            )  # fmt: skip
+            lkg = self.lkg_digest
+            usable = self.serving == "active" and lkg is not None and lkg != expired
+            if usable and lkg is not None and self._load_persisted(lkg, "lkg", reading):
+                self.serving = "lkg"
+                self.events.emit(
+                    "release.fallback_lkg", self.name, digest=lkg, failed=expired,
+                    reason=f"the active release expired at {expired_at}",
+                )  # fmt: skip
+                self._update_health()
+                return
+            self._deny_all(
+                f"the release {expired} expired at {expired_at} and no last-known-good is valid"
+            )
 
     # -- updates -------------------------------------------------------------------
 
@@ -236,10 +364,7 @@ class AgentTrack:
                 self.events.emit("release.fetched", self.name, digest=digest,
                                  source=source.describe())  # fmt: skip
                 try:
-                    verified = verify_release(
-                        LayoutRepository(staging), digest, self.trusted,
-                        agent_name=self.name, eval_time_limit_s=self.eval_time_limit_s,
-                    )  # fmt: skip
+                    verified = self._verify_new(staging, digest)
                 except OciError as err:  # what was fetched is unusable (over a limit, ...)
                     raise VerificationError(
                         str(err), "fetch", "a readable release", str(err)
@@ -248,7 +373,8 @@ class AgentTrack:
                 self.rejected_digest = digest
                 self.rejected_at = self.clock()
                 self.events.emit(
-                    "release.rejected", self.name, digest=digest, step=err.step,
+                    "release.rollback_refused" if err.step == "rollback" else "release.rejected",
+                    self.name, digest=digest, step=err.step,
                     expected=err.expected, actual=err.actual, reason=str(err),
                     source=source.describe(),
                 )  # fmt: skip
@@ -269,6 +395,24 @@ class AgentTrack:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _verify_new(self, staging: Path, digest: str) -> VerifiedRelease:
+        """All four steps, expiry on the floored clock, ``created`` within the skew
+        allowance, and (unless pinned) not older than the newest release."""
+        reading = self._read_clock()
+        if self.newest_error is not None and not self.pinned:
+            raise VerificationError(
+                f"rollback: {self.newest_error}", "rollback", "a readable newest release",
+                self.newest_error,
+            )  # fmt: skip
+        return verify_release(
+            LayoutRepository(staging), digest, self.trusted,
+            agent_name=self.name, eval_time_limit_s=self.eval_time_limit_s,
+            now=to_datetime(reading.now),
+            # Behind the floor the node cannot judge a creation time ahead of it.
+            max_created=None if reading.behind else to_datetime(reading.now + self.skew_s),
+            newest=None if self.pinned else self.newest,
+        )  # fmt: skip
+
     def _activate(self, verified: VerifiedRelease, staging: Path) -> None:
         slot = self._slot(verified.digest)
         if slot.exists():
@@ -278,7 +422,15 @@ class AgentTrack:
         os.replace(staging, slot)
         previous = self.active_digest if self.serving == "active" else self.lkg_digest
         lkg = previous if previous and previous != verified.digest else self.lkg_digest
-        self._write_state({"active": verified.digest, "lkg": lkg})
+        mark = ReleaseMark.of(verified.digest, verified.document)
+        newest = self.newest
+        if newest is None or not is_older(mark, newest):
+            newest = mark  # a pinned older release leaves the newest mark where it is
+        self._write_state(
+            {"active": verified.digest, "lkg": lkg, "newest": newest.to_json()}
+        )  # fmt: skip
+        self.newest = newest
+        self.floor.advance(verified.document.created)
         self._install(verified, "registry")
         self.lkg_digest = lkg
         self.serving = "active"
@@ -297,6 +449,9 @@ class AgentTrack:
             verified.agent,
             verified.engine,
         )
+        expires_at = verified.document.expires_at
+        self._expires = None if expires_at is None else parse_time(expires_at).timestamp()
+        self._expires_at = expires_at
         # One assignment: callers that already hold the old object keep it.
         self._active = release
         self.active_digest = verified.digest
@@ -313,7 +468,7 @@ class AgentTrack:
             self.stale_denied = False
             self.events.emit("controlplane.restored", self.name, since=_iso(since))
         with contextlib.suppress(OSError):
-            self._write_state({}, contact_only=True)
+            self._write_state({})
         self._update_health()
 
     def contact_failed(self, error: str, attempt: int) -> None:
@@ -345,24 +500,11 @@ class AgentTrack:
             return {}
         return state if isinstance(state, dict) else {}
 
-    def _write_state(self, changes: dict[str, Any], *, contact_only: bool = False) -> None:
-        state = self._read_state() if contact_only else {}
-        if contact_only:
-            state["last_contact"] = self.last_contact
-        else:
-            state = {**changes, "last_contact": self.last_contact}
-        path = self.root / "state.json"
-        tmp = self.root / f".state-{secrets.token_hex(4)}"
-        with open(tmp, "wb") as file:
-            file.write(json.dumps(state, indent=2).encode())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _write_state(self, changes: dict[str, Any]) -> None:
+        # Read, change, replace whole (durable.write_durably): a crash leaves the
+        # old state or the new one, and keys not changed here (``newest``) stay.
+        state = {**self._read_state(), **changes, "last_contact": self.last_contact}
+        write_durably(self.root / "state.json", json.dumps(state, indent=2).encode())
 
     def _prune(self, keep: set[str | None]) -> None:
         names = {digest.replace(":", "-") for digest in keep if digest}
@@ -396,6 +538,13 @@ class NodeReleases:
         self._local: dict[str, ActiveRelease] = {}
         self._failures: dict[str, str] = {}
         self.pollers: list[Any] = []
+        skew = config.releases.clock_skew_s
+        # One time floor for the node, shared by its tracks.
+        self.floor = TimeFloor(
+            config.state_dir / "releases" / FLOOR_FILE,
+            skew_s=skew,
+            persist_interval_s=config.releases.time_floor_interval_s,
+        )
         for agent in config.agents:
             if agent.release is None:
                 try:
@@ -407,7 +556,7 @@ class NodeReleases:
                 trusted = trusted_keys(agent.keys)
                 track = AgentTrack(
                     agent, config.state_dir / "releases" / agent.name, trusted, self.events,
-                    eval_time_limit_s=eval_limit,
+                    eval_time_limit_s=eval_limit, floor=self.floor, skew_s=skew,
                 )  # fmt: skip
             except Exception as err:  # unreadable keys or folder: deny-all, said why
                 self._failures[agent.name] = f"{type(err).__name__}: {err}"

@@ -6,7 +6,9 @@ the agent's :class:`~vedette.releases.lifecycle.AgentTrack`. When the source
 cannot be reached the active release keeps serving, the track reports since
 when, and the next try waits a full-jitter exponential backoff
 (``uniform(0, min(cap, base · 2^failures))``), never longer than the interval
-would, so a restored control plane is noticed promptly. Enforces INV-12:
+would, so a restored control plane is noticed promptly. Each turn of the loop
+first runs the track's periodic check (:meth:`AgentTrack.tick`: expiry while
+serving, the time floor). Enforces INV-12:
 bounded retry — the attempt counter is monotonic and never reset, the wait
 between attempts is capped, and at most one attempt per agent is in flight.
 """
@@ -99,9 +101,18 @@ class Poller:
         )
         self._thread.start()
 
+    def run_once(self) -> str:
+        """One turn of the loop: the track's periodic check (expiry, the time
+        floor), then one attempt."""
+        try:
+            self.track.tick()
+        except Exception:  # the check failed: the attempt still runs
+            log.exception("the periodic check of %s failed", self.track.name)
+        return self.poll_once()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.poll_once()
+            self.run_once()
             if self._stop.wait(self.next_delay()):
                 break
 

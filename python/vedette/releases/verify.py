@@ -8,7 +8,10 @@ returns a :class:`VerifiedRelease` only if all of these hold, in order:
 2. OCI digests: the signed payload names the digest pulled, and every pulled
    manifest and blob hashes to the digest that names it;
    then ``schema`` (a known release schema), ``agent_name`` (the document is
-   for the agent this track serves) and ``expiry`` (not past ``expires_at``);
+   for the agent this track serves), ``expiry`` (not past ``expires_at``),
+   ``created`` (not made further ahead of the node's clock than the skew
+   allowance, when asked) and ``rollback`` (not older than the newest release
+   the track activated, when given one: docs/contracts.md, "Verification");
 3. behavioral fingerprint: BLAKE3 of the agent manifest's behaviour section
    equals the document's ``behavioral_fingerprint``;
 4. policy hash: SHA-256 of the bundle's canonical file listing equals the
@@ -50,6 +53,7 @@ from vedette.releases.oci import (
     Repository,
     copy_artifact,
 )
+from vedette.releases.trust import ReleaseMark, check_rollback
 
 STEP_NAMES: dict[int | str, str] = {
     1: "signature",
@@ -57,6 +61,8 @@ STEP_NAMES: dict[int | str, str] = {
     "schema": "schema",
     "agent_name": "agent name",
     "expiry": "expiry",
+    "created": "created",
+    "rollback": "rollback",
     3: "behavioral fingerprint",
     4: "policy hash",
 }
@@ -89,10 +95,14 @@ def verify_release(
     eval_time_limit_s: float = 0.1,
     max_blob_bytes: int = MAX_BLOB_BYTES,
     report: StepReport = lambda step, detail: None,
+    max_created: datetime.datetime | None = None,
+    newest: ReleaseMark | None = None,
 ) -> VerifiedRelease:
     """Verify the release at ``reference`` (a tag or a digest) in ``repo``.
 
-    ``report(step, detail)`` is called after each step that passed.
+    ``report(step, detail)`` is called after each step that passed. With
+    ``max_created``, a release created after it is refused (step ``created``);
+    with ``newest``, a release older than it is refused (step ``rollback``).
     """
     digest = reference if reference.startswith("sha256:") else repo.resolve(reference)
     if digest is None:
@@ -135,6 +145,20 @@ def verify_release(
         report("expiry", f"valid until {document.expires_at}")
     else:
         report("expiry", "no expiry")
+    if max_created is not None and document.created is not None:
+        if parse_time(document.created, "created") > max_created:
+            limit = max_created.isoformat()
+            raise VerificationError(
+                f"created: release {document.version} was created at {document.created}, "
+                f"after {limit} (this node's time plus the clock skew allowance)",
+                "created",
+                f"created no later than {limit}",
+                document.created,
+            )
+        report("created", document.created)
+    if newest is not None:
+        check_rollback(ReleaseMark.of(digest, document), newest)
+        report("rollback", f"not older than {newest.describe()}")
 
     try:
         agent = AgentManifest.from_bytes(agent_json)
