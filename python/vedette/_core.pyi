@@ -27,6 +27,7 @@ __all__ = [
     "canonical_json",
     "hash_file",
     "hash_roles",
+    "read_sealed_segment",
     "require_role",
     "sha256",
     "shared_fs_name",

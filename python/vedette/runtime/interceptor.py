@@ -503,6 +503,7 @@ class Runtime:
             "deny_all": "denies every call (no usable release)",
             "stale": "serves a release the control plane has not confirmed lately",
             "lkg": "serves its last-known-good release",
+            "clock_behind": "reads a clock behind the newest time it has trusted (time floor)",
         }
         reasons = tuple(
             f"agent {agent} {described.get(state, state)}"
