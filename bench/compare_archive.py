@@ -262,7 +262,7 @@ acknowledgement | MiB/s |
 | POST /v1/tool, wrk 64 connections, `vedette serve --example` with `[archive]` | requests/s | p99 |
 |---|---|---|
 | uplink idle | {serve["idle"]["rps"]:.0f} | {serve["idle"]["p99_ms"]:.1f} ms |
-| uplink sending a backlog flat out | {serve["busy"]["rps"]:.0f} | \
+| uplink sending a backlog flat out (at its default 8 MiB/s limit) | {serve["busy"]["rps"]:.0f} | \
 {serve["busy"]["p99_ms"]:.1f} ms |
 | ratio (goal ≥ 0.9×) | {serve_ratio:.2f}× — {verdict(serve_ratio >= 0.9)} | |
 
