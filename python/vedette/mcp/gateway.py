@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -286,25 +288,40 @@ class Gateway:
 
     async def serve(self, command: list[str]) -> None:
         """Start the upstream, pin its tools, then serve the client on stdio until
-        it closes its side."""
-        params = StdioServerParameters(command=command[0], args=command[1:])
-        async with (
-            stdio_client(params, errlog=sys.stderr) as (read, write),
-            ClientSession(read, write, message_handler=self.on_upstream_message) as session,
-        ):
-            try:
-                await session.initialize()
-            except Exception as err:
-                raise GatewayError(f"the upstream server did not initialize: {err}") from err
-            self._upstream = session
-            await self.refresh()
-            server = self.server()
-            options = server.create_initialization_options(NotificationOptions(tools_changed=True))
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self.watch_changes)
-                async with stdio_server() as (client_read, client_write):
-                    await server.run(client_read, client_write, options)
-                tasks.cancel_scope.cancel()
+        it closes its side (or SIGTERM / SIGINT: then the upstream is stopped and
+        the store closed as on any exit)."""
+        # The upstream gets the environment the client gave vedette (its keys, its
+        # settings), as it would have had without vedette in front of it.
+        params = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(_stop_on_signal, outer.cancel_scope)
+            async with (
+                stdio_client(params, errlog=sys.stderr) as (read, write),
+                ClientSession(read, write, message_handler=self.on_upstream_message) as session,
+            ):
+                try:
+                    await session.initialize()
+                except Exception as err:
+                    raise GatewayError(f"the upstream server did not initialize: {err}") from err
+                self._upstream = session
+                await self.refresh()
+                server = self.server()
+                options = server.create_initialization_options(
+                    NotificationOptions(tools_changed=True)
+                )
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(self.watch_changes)
+                    async with stdio_server() as (client_read, client_write):
+                        await server.run(client_read, client_write, options)
+                    inner.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 def run_gateway(config: Config, caller_id: str, command: list[str]) -> None:
