@@ -27,7 +27,7 @@ from runtime_fixtures import write_release
 
 from vedette.cli import main as cli
 from vedette.config import load_config, token_digest
-from vedette.mcp.errors import DENIED
+from vedette.mcp.errors import DENIED, TOOL_FAILED
 from vedette.mcp.pinning import MISMATCH_EVENT, digest
 from vedette.store import SegmentStore
 
@@ -46,7 +46,7 @@ import rego.v1
 default decision := {"allow": false, "reason": "no rule allows this call"}
 
 decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
-    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull"}
+    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken"}
 }
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
@@ -99,6 +99,10 @@ state_dir = "{tmp_path / "state"}"
 
 [tools]
 timeout_s = 5
+
+[[tools.limits]]
+name = "slow"
+timeout_s = 0.5
 
 [[callers]]
 id = "{CALLER}"
@@ -165,7 +169,7 @@ def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setu
 
     async def body(session: ClientSession) -> None:
         tools = await listed(session)
-        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull"}
+        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull", "slow", "broken"}
         assert tools["echo"].description == TOOLS["echo"][0]
         assert tools["echo"].input_schema == TEXT_SCHEMA
         answers.append(await session.call_tool("echo", {"text": "hello"}))
@@ -285,6 +289,29 @@ def test_an_upstream_error_result_is_passed_on_and_recorded(setup):
     assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
     assert (found[1]["status"], found[1]["error"]["type"]) == ("error", "is_error")
     assert "sha256:" in found[1]["error"]["message"]
+
+
+def test_an_upstream_error_or_timeout_answers_the_tool_failed_error_and_is_recorded(setup):
+    errors: dict[str, MCPError] = {}
+
+    async def body(session: ClientSession) -> None:
+        for tool in ("broken", "slow"):
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool(tool, {})
+            errors[tool] = caught.value
+
+    run(setup, body)
+    assert setup.calls() == ["broken", "slow"]
+    expected = {"broken": ("upstream_error", "-32050"), "slow": ("timeout", "did not finish")}
+    for tool, (kind, words) in expected.items():
+        error = errors[tool]
+        assert error.code == TOOL_FAILED
+        assert (error.data["decision"], error.data["error"]["type"]) == ("allow", kind)
+        assert words in error.data["error"]["message"]
+        found = setup.of_decision(error.data["decision_id"])
+        assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+        assert (found[0]["outcome"], found[1]["status"]) == ("allow", "error")
+        assert found[1]["error"]["type"] == kind
 
 
 def test_an_unknown_caller_cannot_run(setup):
