@@ -54,15 +54,20 @@ decision := {"allow": "yes", "reason": "a non-boolean allow"} if input.tool == "
 """
 
 
-def manifest(name: str, tools: list[tuple[str, dict]]) -> dict:
+def manifest(name: str, tools: list[tuple]) -> dict:
+    """``tools``: ``(name, args schema)``, or ``(name, args schema, description)``."""
     return {
         "schema": "vedette.agent/v1",
         "name": name,
         "version": "1.0.0",
         "model": {"provider": "test", "name": "test-model"},
         "tools": [
-            {"name": tool, "description": f"the {tool} tool", "args_schema": schema}
-            for tool, schema in tools
+            {
+                "name": tool[0],
+                "description": tool[2] if len(tool) > 2 else f"the {tool[0]} tool",
+                "args_schema": tool[1],
+            }
+            for tool in tools
         ],
     }
 
@@ -81,7 +86,7 @@ PATH_SCHEMA = {
 }
 
 
-def write_release(root: Path, name: str, tools: list[tuple[str, dict]], policy: str) -> AgentConfig:
+def write_release(root: Path, name: str, tools: list[tuple], policy: str) -> AgentConfig:
     folder = root / name
     bundle = folder / "bundle"
     bundle.mkdir(parents=True)

@@ -32,6 +32,7 @@ from vedette.errors import ServeError
 
 if TYPE_CHECKING:
     from vedette.runtime.interceptor import Runtime
+    from vedette.runtime.tools import ToolRegistry
 
 EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
@@ -108,13 +109,14 @@ class ServeSpec:
         return load_config(config_path, overrides=overrides), None
 
 
-def build_runtime(config: Config) -> Runtime:
+def build_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
     """The runtime for ``config``; agents with a signed ``release`` get the release
-    lifecycle (verification, last-known-good, a poller each)."""
+    lifecycle (verification, last-known-good, a poller each). ``tools`` replaces
+    the registry the config describes (the MCP gateway's upstream tools)."""
     from vedette.runtime.interceptor import Runtime, open_store
 
     if not any(agent.release is not None for agent in config.agents):
-        return Runtime(config)
+        return Runtime(config, tools=tools)
     from vedette.releases.lifecycle import NodeReleases
 
     store = open_store(config)
@@ -123,16 +125,16 @@ def build_runtime(config: Config) -> Runtime:
     except BaseException:
         store.close()
         raise
-    return Runtime(config, releases=releases, store=store)
+    return Runtime(config, releases=releases, store=store, tools=tools)
 
 
-def start_runtime(config: Config) -> Runtime:
+def start_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
     """The runtime, or a one-line error (a store another process holds, a bad
     ``[peers]`` table) before anything says the node is serving."""
     from vedette.errors import PeerError, PkiError, StoreError
 
     try:
-        return build_runtime(config)
+        return build_runtime(config, tools)
     except (PeerError, PkiError) as err:
         raise ServeError(f"peers: {err}") from err
     except StoreError as err:

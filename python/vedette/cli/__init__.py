@@ -15,6 +15,7 @@ from vedette.cli.bench import bench_group
 from vedette.cli.bundle import bundle_group
 from vedette.cli.hash import hash_command
 from vedette.cli.keygen import keygen_command
+from vedette.cli.mcp import mcp_command
 from vedette.cli.peers import peers_group
 from vedette.cli.pki import pki_group
 from vedette.cli.policy import policy_group
@@ -49,3 +50,4 @@ main.add_command(peers_group)
 main.add_command(archive_group)
 main.add_command(hash_command)
 main.add_command(bench_group)
+main.add_command(mcp_command)

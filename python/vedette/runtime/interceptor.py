@@ -272,6 +272,19 @@ class Runtime:
         future = asyncio.run_coroutine_threadsafe(self.decide_async(intent, caller), self._loop_())
         return future.result()
 
+    async def refuse(self, caller: Caller, tool: str | None, reason: str) -> Decision:
+        """Deny, and record, a call an adapter refuses before the gate: a call to an
+        MCP tool whose definition differs from its agent's manifest (vedette/mcp)."""
+        started = time.perf_counter()
+        decision = Decision("deny", self._gate.next_id(), reason=reason)
+        await self._record_denial(decision, caller, tool)
+        return self._finish(decision, caller, tool, started)
+
+    async def record_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """Make an evidence record of ``kind`` with ``fields`` durable (a failure is
+        counted and logged: the event happened either way)."""
+        await self._append_quietly(self._gate.event_record(kind, dumps(fields)))
+
     # -- the pipeline -------------------------------------------------------
 
     async def _decide(self, caller: Caller, body: bytes) -> tuple[Verdict, ActiveRelease | None]:

@@ -59,16 +59,21 @@ class ToolOutcome:
 
 
 class ToolRegistry:
-    def __init__(self, config: ToolsConfig, *, load_plugins: bool = True) -> None:
+    def __init__(
+        self, config: ToolsConfig, *, load_plugins: bool = True, local: bool = True
+    ) -> None:
+        """``local=False`` leaves out the built-ins and the config's HTTP tools: the
+        MCP gateway's tools are exactly its upstream server's (vedette/mcp)."""
         from vedette.runtime.tools import builtin, http
 
         self._config = config
         self._tools: dict[str, Tool] = {}
         self._watchers: list[Callable[[list[str]], None]] = []
-        for tool in builtin.builtin_tools(config):
-            self.register(tool)
-        for declared in config.http:
-            self.register(http.HttpTool(declared))
+        if local:
+            for tool in builtin.builtin_tools(config):
+                self.register(tool)
+            for declared in config.http:
+                self.register(http.HttpTool(declared))
         if load_plugins:
             for entry in entry_points(group=ENTRY_POINT_GROUP):
                 self.register(_instantiate(entry.load(), config, entry.name))

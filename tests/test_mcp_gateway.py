@@ -1,0 +1,331 @@
+"""The stdio MCP gateway with real MCP peers: the SDK's stdio client launches
+``vedette mcp … -- python tests/mcp_upstream.py LOG``, an SDK server that logs
+every tools/call it receives (docs/mcp.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mcp")
+
+import anyio
+from click.testing import CliRunner
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
+from mcp_upstream import EMPTY_SCHEMA, RUG_PULLED_ECHO, TEXT_SCHEMA, TOOLS
+from runtime_fixtures import write_release
+
+from vedette.cli import main as cli
+from vedette.config import load_config, token_digest
+from vedette.mcp.errors import DENIED, TOOL_FAILED
+from vedette.mcp.pinning import MISMATCH_EVENT, digest
+from vedette.store import SegmentStore
+
+pytestmark = pytest.mark.timeout(120)
+
+UPSTREAM = Path(__file__).parent / "mcp_upstream.py"
+AGENT = "mcp-agent"
+CALLER = "desktop"
+REVIEWED_DRIFTED = "What this tool did when it was reviewed."
+
+POLICY = """
+package vedette
+
+import rego.v1
+
+default decision := {"allow": false, "reason": "no rule allows this call"}
+
+decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
+    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken"}
+}
+
+decision := {"allow": false, "reason": "secrets stay where they are"} if {
+    input.tool == "secret.read"
+}
+"""
+
+
+@dataclass(frozen=True)
+class Setup:
+    config: Path
+    log: Path
+
+    def calls(self) -> list[str]:
+        """The tools/call requests the upstream received, by tool name."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line)["tool"] for line in self.log.read_text().splitlines()]
+
+    def records(self) -> list[dict]:
+        store = SegmentStore.open_read_only(load_config(self.config).store_dir)
+        try:
+            return [json.loads(record) for _, record in store.iter_records()]
+        finally:
+            store.close()
+
+    def of_decision(self, decision_id: str) -> list[dict]:
+        return [r for r in self.records() if r.get("decision_id") == decision_id]
+
+    def mismatches(self) -> list[dict]:
+        return [r for r in self.records() if r.get("kind") == MISMATCH_EVENT]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    declared = [
+        (name, schema, description)
+        for name, (description, schema) in TOOLS.items()
+        if name not in ("hidden", "drifted")
+    ]
+    # The manifest fixed drifted's description when it was reviewed; the
+    # upstream says something else now. hidden is not declared at all.
+    declared.append(("drifted", EMPTY_SCHEMA, REVIEWED_DRIFTED))
+    agent = write_release(tmp_path / "releases", AGENT, declared, POLICY)
+    config = tmp_path / "vedette.toml"
+    config.write_text(
+        f"""
+node_id = "mcp-test-node"
+state_dir = "{tmp_path / "state"}"
+
+[tools]
+timeout_s = 5
+
+[[tools.limits]]
+name = "slow"
+timeout_s = 0.5
+
+[[callers]]
+id = "{CALLER}"
+agent = "{AGENT}"
+token_sha256 = "{token_digest("unused")}"
+
+[[agents]]
+name = "{AGENT}"
+manifest = "{agent.manifest}"
+bundle = "{agent.bundle}"
+"""
+    )
+    return Setup(config, tmp_path / "upstream-calls.jsonl")
+
+
+@asynccontextmanager
+async def connected(setup: Setup) -> AsyncIterator[ClientSession]:
+    """An MCP client session with ``vedette mcp`` in front of the test upstream."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=[
+            "-m",
+            "vedette",
+            "mcp",
+            "--config",
+            str(setup.config),
+            "--caller",
+            CALLER,
+            "--",
+            sys.executable,
+            str(UPSTREAM),
+            str(setup.log),
+        ],
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def run(setup: Setup, body: Callable[[ClientSession], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with connected(setup) as session:
+            await body(session)
+
+    anyio.run(main)
+
+
+async def listed(session: ClientSession) -> dict[str, types.Tool]:
+    return {tool.name: tool for tool in (await session.list_tools()).tools}
+
+
+async def denied(session: ClientSession, tool: str, args: dict | None = None) -> dict:
+    with pytest.raises(MCPError) as caught:
+        await session.call_tool(tool, args or {})
+    assert caught.value.code == DENIED, caught.value
+    data = caught.value.data
+    assert data["decision"] == "deny"
+    return data
+
+
+def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setup):
+    answers: list[types.CallToolResult] = []
+
+    async def body(session: ClientSession) -> None:
+        tools = await listed(session)
+        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull", "slow", "broken"}
+        assert tools["echo"].description == TOOLS["echo"][0]
+        assert tools["echo"].input_schema == TEXT_SCHEMA
+        answers.append(await session.call_tool("echo", {"text": "hello"}))
+
+    run(setup, body)
+    (answer,) = answers
+    assert not answer.is_error
+    assert [c.text for c in answer.content if isinstance(c, types.TextContent)] == ["hello"]
+    assert setup.calls() == ["echo"]
+    decisions = [r for r in setup.records() if r.get("kind") == "decision"]
+    (decision,) = decisions
+    assert (decision["outcome"], decision["tool"]) == ("allow", "echo")
+    found = setup.of_decision(decision["decision_id"])
+    assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+    assert found[1]["status"] == "ok"
+    assert found[1]["output_digest"].startswith("sha256:")
+
+
+def test_a_policy_denial_answers_the_deny_error_and_never_reaches_the_upstream(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        answers.append(await denied(session, "secret.read"))
+
+    run(setup, body)
+    (data,) = answers
+    assert data["reason"] == "secrets stay where they are"
+    assert setup.calls() == []
+    (record,) = setup.of_decision(data["decision_id"])
+    assert (record["kind"], record["outcome"], record["tool"]) == (
+        "decision",
+        "deny",
+        "secret.read",
+    )
+
+
+def test_arguments_outside_the_manifest_schema_are_denied_before_the_upstream(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        answers.append(await denied(session, "echo", {"nottext": 1}))
+
+    run(setup, body)
+    assert "schema" in answers[0]["reason"]
+    assert setup.calls() == []
+
+
+def test_an_undeclared_upstream_tool_is_hidden_and_denied(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        assert "hidden" not in await listed(session)
+        answers.append(await denied(session, "hidden"))
+
+    run(setup, body)
+    (data,) = answers
+    assert "not declared" in data["reason"]
+    assert setup.calls() == []
+    (record,) = setup.of_decision(data["decision_id"])
+    assert record["outcome"] == "deny"
+    events = [r for r in setup.mismatches() if r["tool"] == "hidden"]
+    assert [e["field"] for e in events] == ["undeclared"]
+
+
+def test_a_tool_whose_description_differs_is_hidden_denied_and_recorded_once(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        for _ in range(3):  # listing again does not report the same change again
+            assert "drifted" not in await listed(session)
+        answers.append(await denied(session, "drifted"))
+
+    run(setup, body)
+    (data,) = answers
+    assert "description" in data["reason"]
+    assert setup.calls() == []
+    (event,) = [r for r in setup.mismatches() if r["tool"] == "drifted"]
+    assert event["field"] == "description"
+    assert event["old_digest"] == digest(REVIEWED_DRIFTED)
+    assert event["new_digest"] == digest(TOOLS["drifted"][0])
+
+
+def test_a_tool_changed_at_run_time_disappears_and_its_calls_are_denied(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        assert "echo" in await listed(session)
+        await session.call_tool("rug_pull", {})
+        with anyio.fail_after(20):
+            while "echo" in await listed(session):
+                await anyio.sleep(0.05)
+        answers.append(await denied(session, "echo", {"text": "hello"}))
+
+    run(setup, body)
+    (data,) = answers
+    assert "description" in data["reason"]
+    assert setup.calls() == ["rug_pull"]  # echo never reached the upstream
+    (event,) = [r for r in setup.mismatches() if r["tool"] == "echo"]
+    assert event["field"] == "description"
+    assert event["old_digest"] == digest(TOOLS["echo"][0])
+    assert event["new_digest"] == digest(RUG_PULLED_ECHO)
+
+
+def test_an_upstream_error_result_is_passed_on_and_recorded(setup):
+    answers: list[types.CallToolResult] = []
+
+    async def body(session: ClientSession) -> None:
+        answers.append(await session.call_tool("fail", {}))
+
+    run(setup, body)
+    (answer,) = answers
+    assert answer.is_error
+    assert [c.text for c in answer.content if isinstance(c, types.TextContent)] == ["it failed"]
+    assert setup.calls() == ["fail"]
+    (decision,) = [r for r in setup.records() if r.get("kind") == "decision"]
+    found = setup.of_decision(decision["decision_id"])
+    assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+    assert (found[1]["status"], found[1]["error"]["type"]) == ("error", "is_error")
+    assert "sha256:" in found[1]["error"]["message"]
+
+
+def test_an_upstream_error_or_timeout_answers_the_tool_failed_error_and_is_recorded(setup):
+    errors: dict[str, MCPError] = {}
+
+    async def body(session: ClientSession) -> None:
+        for tool in ("broken", "slow"):
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool(tool, {})
+            errors[tool] = caught.value
+
+    run(setup, body)
+    assert setup.calls() == ["broken", "slow"]
+    expected = {"broken": ("upstream_error", "-32050"), "slow": ("timeout", "did not finish")}
+    for tool, (kind, words) in expected.items():
+        error = errors[tool]
+        assert error.code == TOOL_FAILED
+        assert (error.data["decision"], error.data["error"]["type"]) == ("allow", kind)
+        assert words in error.data["error"]["message"]
+        found = setup.of_decision(error.data["decision_id"])
+        assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+        assert (found[0]["outcome"], found[1]["status"]) == ("allow", "error")
+        assert found[1]["error"]["type"] == kind
+
+
+def test_an_unknown_caller_cannot_run(setup):
+    result = CliRunner().invoke(
+        cli, ["mcp", "--config", str(setup.config), "--caller", "nobody", "--", "true"]
+    )
+    assert result.exit_code == 2
+    assert "caller 'nobody' is not in [[callers]]" in result.output
+
+
+def test_without_the_mcp_sdk_the_command_says_what_to_install(setup, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mcp", None)
+    result = CliRunner().invoke(
+        cli, ["mcp", "--config", str(setup.config), "--caller", CALLER, "--", "true"]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'vedette[mcp]'" in result.output
