@@ -337,7 +337,8 @@ def test_per_source_and_total_caps_refuse_while_a_caller_is_still_answered(tmp_p
 
 
 def test_an_unauthenticated_flood_adds_no_records_beyond_the_summary(tmp_path):
-    with serve(tmp_path) as node:
+    # Answered at once, so that 2,000 refusals take seconds (the hold has its own test).
+    with serve(tmp_path, unauthenticated_hold_s=0.0001) as node:
         statuses: dict[int, int] = {}
         with httpx.Client(base_url=node.url) as flood:
             for i in range(2000):
@@ -431,3 +432,27 @@ def test_the_listener_module_documents_its_reserve(count):
 
     assert adapter_connection_cap(4096, 1 << 20, 50) == 4096
     assert adapter_connection_cap(4096, 400, 40) == (400 - 40 - DESCRIPTOR_RESERVE) // 2
+
+
+def test_beyond_the_limit_an_unauthenticated_answer_waits_for_its_retry_after(tmp_path):
+    # 2 per second, burst 2: the third request in a row is over the limit and
+    # its 429 comes when a retry would be admitted (~0.5 s), not at once.
+    listen = {"unauthenticated_rate_per_s": 2, "unauthenticated_burst": 2}
+    with serve(tmp_path, **listen) as node, httpx.Client(base_url=node.url) as flood:
+        wrong = {"Authorization": "Bearer wrong"}
+        assert [flood.post("/v1/tool", json=ECHO, headers=wrong).status_code for _ in range(2)] == [
+            401,
+            401,
+        ]
+        started = time.monotonic()
+        statuses = [flood.post("/v1/tool", json=ECHO, headers=wrong).status_code for _ in range(8)]
+        elapsed = time.monotonic() - started
+        # Each 429 came only once a retry would be admitted (the bucket refills at
+        # 2/s, so ~0.5 s each), and that retry is then answered 401: one
+        # connection gets the per-address rate and no more, however fast the node.
+        assert set(statuses) == {401, 429}, statuses
+        held = statuses.count(429)
+        assert held >= 3, statuses
+        assert elapsed >= 0.45 * held, (elapsed, statuses)
+        # A caller with a valid token is never held.
+        assert httpx.post(f"{node.url}/v1/tool", json=ECHO, headers=AUTH).status_code == 200

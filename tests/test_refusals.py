@@ -11,7 +11,7 @@ from live_server import live_server
 from runtime_fixtures import TOKENS, runtime_config
 
 from vedette.api import create_app
-from vedette.config import QuotaConfig
+from vedette.config import ListenConfig, QuotaConfig
 from vedette.runtime.interceptor import Runtime
 from vedette.runtime.refusals import OVERFLOW, RefusalLedger
 
@@ -31,7 +31,11 @@ def written(runtime: Runtime) -> int:
 
 @pytest.fixture
 def runtime(tmp_path):
-    runtime = Runtime(runtime_config(tmp_path, quota=QuotaConfig(rate_per_s=1, burst=20)))
+    # Refusals beyond the per-address limit are answered at once here: these
+    # tests count records, the hold has its own test (tests/test_listener.py).
+    listen = ListenConfig(unauthenticated_hold_s=0.0001)
+    config = runtime_config(tmp_path, quota=QuotaConfig(rate_per_s=1, burst=20), listen=listen)
+    runtime = Runtime(config)
     yield runtime
     runtime.close()
 

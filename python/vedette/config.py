@@ -63,6 +63,10 @@ class ListenConfig:
     unauthenticated_rate_per_s: float = 10.0
     unauthenticated_burst: float = 20.0
     unauthenticated_max_sources: int = 10_000
+    # Beyond that rate the 429 is sent when a retry would be admitted (its
+    # Retry-After), held at most this long: a flooding connection then gets a
+    # few answers a second instead of thousands (docs/threat-model.md).
+    unauthenticated_hold_s: float = 1.0
 
     def __post_init__(self) -> None:
         # Counts and times are checked to be positive on load; these need more.

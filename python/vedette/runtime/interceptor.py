@@ -155,6 +155,9 @@ class Runtime:
         address = f"address {source}"
         if not self._unauthenticated_quota.try_take(address):
             wait = self._unauthenticated_quota.wait_time(address)
+            # Held until a retry would be admitted (at most hold_s): the
+            # flood's own connections slow it down, not the node's CPU.
+            await asyncio.sleep(min(wait, self.config.listen.unauthenticated_hold_s))
             decision = Decision(
                 "over_quota",
                 self._gate.next_id(),
