@@ -390,6 +390,9 @@ class ArchiveUplink:
         with self._lock:
             self._last_ack_mono = time.monotonic()
             self.archived_segments += 1
+            # The status must not show it waiting until the next scan does.
+            self._backlog_segments = max(0, self._backlog_segments - 1)
+            self._backlog_bytes = max(0, self._backlog_bytes - info.size)
 
     async def _publish(
         self,
