@@ -149,8 +149,12 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
     env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir)}
     vedette_port, bare_port, granian_port = free_port(), free_port(), free_port()
     command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen"]
-    vedette = start([*command, f"127.0.0.1:{vedette_port}"], env)
-    granian = start([*command, f"127.0.0.1:{granian_port}", "--server", "granian"], env)
+    # Each example server keeps its own state (its store is locked by its process).
+    vedette = start(
+        [*command, f"127.0.0.1:{vedette_port}"], {**env, "XDG_STATE_HOME": str(workdir / "uvicorn")}
+    )
+    granian = start([*command, f"127.0.0.1:{granian_port}", "--server", "granian"],
+                    {**env, "XDG_STATE_HOME": str(workdir / "granian")})  # fmt: skip
     bare = start(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
          "--port", str(bare_port), "--log-level", "warning"], env,
