@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,3 +106,53 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+class StopWorker(Exception):
+    """Raised by a step to end its thread's loop early without failing the run."""
+
+
+def timed_threads(
+    threads: int, seconds: float, step: Callable[[], object]
+) -> tuple[list[float], float]:
+    """Runs ``step`` in ``threads`` threads started together, each at least once and
+    until ``seconds`` have passed; returns every call's duration and the elapsed
+    time. A step raising :class:`StopWorker` ends its thread; any other error
+    fails the run (the first one is raised as :class:`BenchError`)."""
+    durations: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start_line = threading.Barrier(threads + 1)
+    deadline = [0.0]
+
+    def work() -> None:
+        mine: list[float] = []
+        try:
+            start_line.wait()
+            while not mine or time.perf_counter() < deadline[0]:
+                started = time.perf_counter()
+                step()
+                mine.append(time.perf_counter() - started)
+        except StopWorker:
+            pass
+        except BaseException as err:
+            with lock:
+                failures.append(str(err) or type(err).__name__)
+        with lock:
+            durations.extend(mine)
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    try:
+        for worker in workers:
+            worker.start()
+        deadline[0] = time.perf_counter() + seconds
+        began = time.perf_counter()
+        start_line.wait()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - began
+    finally:
+        start_line.abort()
+    if failures:
+        raise BenchError(failures[0])
+    return durations, elapsed

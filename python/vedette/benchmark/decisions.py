@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import threading
-import time
 
-from vedette.benchmark.common import BenchError, Metric, Scratch, percentile
+from vedette.benchmark.common import BenchError, Metric, Scratch, percentile, timed_threads
 from vedette.config import QuotaConfig
 
 BODY = {"tool": "echo", "args": {"text": "hello"}}
@@ -41,46 +39,19 @@ def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
     scratch.check(config.store_dir)
     runtime = Runtime(config)
     caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-    start_line = threading.Barrier(threads + 1)
-    deadline = [0.0]
 
-    def work() -> None:
-        mine: list[float] = []
-        try:
-            start_line.wait()
-            while not stop.is_set() and (not mine or time.perf_counter() < deadline[0]):
-                started = time.perf_counter()
-                decision = runtime.decide(BODY, caller)
-                mine.append(time.perf_counter() - started)
-                if not decision.allowed:
-                    raise BenchError(f"the example denied echo: {decision.reason}")
-        except BaseException as err:
-            with lock:
-                failures.append(str(err) or type(err).__name__)
-        with lock:
-            latencies.extend(mine)
+    def decide() -> None:
+        decision = runtime.decide(BODY, caller)
+        if not decision.allowed:
+            raise BenchError(f"the example denied echo: {decision.reason}")
 
     try:
         runtime.decide(BODY, caller)  # warm: the loop thread, the policy, the store
-        workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        deadline[0] = time.perf_counter() + seconds
-        began = time.perf_counter()
-        start_line.wait()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - began
+        latencies, elapsed = timed_threads(threads, seconds, decide)
+    except BenchError as err:
+        raise BenchError(f"in-process decisions: {err}") from None
     finally:
-        stop.set()
-        start_line.abort()
         runtime.close()
-    if failures:
-        raise BenchError(f"in-process decisions: {failures[0]}")
     per_s = len(latencies) / elapsed
     p99_us = percentile(latencies, 0.99) * 1e6
     plural = "thread" if threads == 1 else "threads"
