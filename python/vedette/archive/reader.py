@@ -63,9 +63,11 @@ class _Partial:
         return sum(len(c) for c in self.chunks.values())
 
 
-async def connect(config: ArchiveConfig) -> Any:
-    import nats
-
+def connect_options(config: ArchiveConfig) -> dict[str, Any]:
+    """``nats.connect`` arguments for the ``[archive]`` table: its servers, TLS
+    (the CA, and the node's certificate when given) and credentials. The client
+    moves to another server of the cluster on its own a few times; beyond that
+    the caller's own retry takes over."""
     options: dict[str, Any] = {
         "servers": list(config.servers),
         "connect_timeout": 5,
@@ -80,7 +82,13 @@ async def connect(config: ArchiveConfig) -> Any:
         options["tls"] = context
     if config.credentials is not None:
         options["user_credentials"] = str(config.credentials)
-    return await nats.connect(**options)
+    return options
+
+
+async def connect(config: ArchiveConfig) -> Any:
+    import nats
+
+    return await nats.connect(**connect_options(config))
 
 
 async def read_stream(

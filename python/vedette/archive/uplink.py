@@ -31,7 +31,6 @@ import base64
 import contextlib
 import logging
 import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vedette.archive import wire
+from vedette.archive.reader import connect_options
 from vedette.config import ArchiveConfig
 from vedette.errors import SegmentNotFoundError, StoreError
 from vedette.quota import TokenBucket
@@ -249,27 +249,14 @@ class ArchiveUplink:
     async def _connect(self) -> Any:
         import nats
 
-        c = self.config
-        options: dict[str, Any] = {
-            "servers": list(c.servers),
-            "connect_timeout": 5,
-            "allow_reconnect": True,
-            # The client moves to another server of the cluster on its own a few
-            # times; beyond that the uplink's own backoff takes over.
-            "max_reconnect_attempts": 3,
-            "reconnect_time_wait": 0.5,
-            "name": f"vedette-archive {self.store.node_id}",
-            "error_cb": self._on_error,
-            "disconnected_cb": self._on_disconnect,
-            "reconnected_cb": self._on_reconnect,
-        }
-        if c.ca is not None or c.cert is not None or any(u.startswith("tls://") for u in c.servers):
-            context = ssl.create_default_context(cafile=str(c.ca) if c.ca else None)
-            if c.cert is not None and c.key is not None:
-                context.load_cert_chain(str(c.cert), str(c.key))
-            options["tls"] = context
-        if c.credentials is not None:
-            options["user_credentials"] = str(c.credentials)
+        options = connect_options(self.config)
+        options.update(
+            reconnect_time_wait=0.5,
+            name=f"vedette-archive {self.store.node_id}",
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnect,
+        )
         nc = await nats.connect(**options)
         self.max_payload = int(nc.max_payload)
         self._set_connected(True)
