@@ -138,8 +138,30 @@ async def raw_publish(cluster: NatsCluster, workdir: Path, segments: int) -> dic
     return {"bytes": total, "seconds": seconds, "mib_s": total / seconds / (1 << 20)}
 
 
+async def raw_read(cluster: NatsCluster, stream: str) -> float:
+    """Seconds for a plain nats-py ordered consumer to read the whole stream
+    (no reassembly, no hashing): what reading alone costs here."""
+    import nats
+
+    nc = await nats.connect(servers=cluster.urls, **cluster.connect_options())
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(stream)).state.messages
+        started = time.perf_counter()
+        sub = await js.subscribe(">", stream=stream, ordered_consumer=True,
+                                 pending_bytes_limit=64 << 20)  # fmt: skip
+        for _ in range(total):
+            await sub.next_msg(timeout=30)
+        seconds = time.perf_counter() - started
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return seconds
+
+
 async def verify_run(cluster: NatsCluster) -> dict[str, float]:
     config = archive_config(cluster, "UPLINK")
+    raw_read_s = await raw_read(cluster, "UPLINK")
     items = []
     started = time.perf_counter()
     async for item in read_stream(config):
@@ -167,6 +189,7 @@ async def verify_run(cluster: NatsCluster) -> dict[str, float]:
         "segments": report.segments,
         "signed": sum(chain.signed for chain in report.nodes.values()),
         "end_to_end_mib_s": mib / (read_s + check_s),
+        "raw_read_mib_s": mib / raw_read_s,
         "check_mib_s": mib / check_s,
         "blake3_mib_s": mib / hash_s,
     }
@@ -273,6 +296,8 @@ Segments still waiting in the busy run's backlog when wrk stopped:
 {verify["signed"]} origin-signed) | MiB/s |
 |---|---|
 | anchor: BLAKE3 of the same bytes in memory | {verify["blake3_mib_s"]:.0f} |
+| a plain `nats-py` read of the same stream (no checks): the reading limit here | \\
+{verify["raw_read_mib_s"]:.0f} |
 | `archive verify`: read the stream back over TLS, then check | \\
 {verify["end_to_end_mib_s"]:.0f} ({e2e_ratio:.2f}×) |
 | the checks alone (ids, chains, signatures) over segments already read | \\
