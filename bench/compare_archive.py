@@ -72,12 +72,15 @@ def fill(store: SegmentStore, segments: int) -> int:
     return sum(s.size for s in store.segments() if s.sealed)
 
 
-def uplink_run(cluster: NatsCluster, workdir: Path, segments: int) -> dict[str, float]:
+def uplink_run(
+    cluster: NatsCluster, workdir: Path, segments: int, round_: int = 0
+) -> dict[str, float]:
     """From a cold start (connect, find the stream) to every segment acknowledged
     in the store; the stream exists already, as it does for the anchor."""
     config = archive_config(cluster, "UPLINK")
-    signer = NodeSigner("bench-node", load_or_make_node_key(workdir))
-    store = SegmentStore.open(workdir / "uplink-store", 4 << 30, "bench-node")
+    origin = f"bench-node-{round_}"  # each round its own origin: nothing deduplicated
+    signer = NodeSigner(origin, load_or_make_node_key(workdir))
+    store = SegmentStore.open(workdir / f"uplink-store-{round_}", 4 << 30, origin)
     total = fill(store, segments)
     seals = OriginSeals(store, signer)
     by = acknowledger(config)
@@ -112,11 +115,13 @@ async def make_streams(cluster: NatsCluster) -> None:
         await nc.close()
 
 
-async def raw_publish(cluster: NatsCluster, workdir: Path, segments: int) -> dict[str, float]:
+async def raw_publish(
+    cluster: NatsCluster, workdir: Path, segments: int, round_: int = 0
+) -> dict[str, float]:
     """From a cold start (connect) to every publish acknowledged."""
     import nats
 
-    store = SegmentStore.open(workdir / "raw-store", 4 << 30, "raw-node")
+    store = SegmentStore.open(workdir / f"raw-store-{round_}", 4 << 30, f"raw-node-{round_}")
     fill(store, segments)
     payloads = [store.get_segment(s.id) for s in store.segments() if s.sealed and s.id]
     store.close()
@@ -128,7 +133,9 @@ async def raw_publish(cluster: NatsCluster, workdir: Path, segments: int) -> dic
 
         async def one(i: int, data: bytes) -> None:
             async with window:
-                await js.publish("raw.node", data, timeout=30, headers={"Nats-Msg-Id": str(i)})
+                await js.publish(
+                    "raw.node", data, timeout=30, headers={"Nats-Msg-Id": f"{round_}-{i}"}
+                )
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(payloads)))
         seconds = time.perf_counter() - started
@@ -195,49 +202,75 @@ async def verify_run(cluster: NatsCluster) -> dict[str, float]:
     }
 
 
-def tool_throughput(cluster: NatsCluster, workdir: Path, backlog: int, seconds: int) -> dict:
-    """wrk against ``vedette serve --example`` with an [archive] table, idle and busy."""
+def tool_throughput(
+    cluster: NatsCluster, workdir: Path, backlog: int, seconds: int, rounds: int
+) -> dict:
+    """wrk against ``vedette serve --example`` with an [archive] table, idle and
+    busy alternating for ``rounds``; the median run of each."""
     cluster.ca.issue("example-node")  # type: ignore[union-attr]
     files = cluster.client_tls("example-node")
-    results = {}
-    for label, segments in (("idle", 0), ("busy", backlog)):
-        state = workdir / f"serve-{label}"
-        if segments:  # a backlog the uplink sends flat out while wrk runs
-            store_dir = state / "vedette" / "example" / "store"
-            store_dir.parent.mkdir(parents=True, exist_ok=True)
-            with SegmentStore.open(store_dir, 16 << 30, "example-node") as store:
-                fill(store, segments)
-        env = {
-            **os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "XDG_STATE_HOME": str(state),
-            "VEDETTE_ARCHIVE_SERVERS": ",".join(cluster.urls), "VEDETTE_ARCHIVE_STREAM": "SERVE",
-            "VEDETTE_ARCHIVE_SUBJECT_PREFIX": f"bench.serve.{label}",
-            "VEDETTE_ARCHIVE_CA": str(files["ca"]), "VEDETTE_ARCHIVE_CERT": str(files["cert"]),
-            "VEDETTE_ARCHIVE_KEY": str(files["key"]), "VEDETTE_ARCHIVE_REPLICAS": "3",
-        }  # fmt: skip
-        if label == "busy":  # the idle run made the stream for subjects bench.serve.idle.>
-            env["VEDETTE_ARCHIVE_STREAM"] = "SERVEBUSY"
-        port = free_port()
-        command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example"]
-        node = subprocess.Popen(
-            [*command, "--listen", f"127.0.0.1:{port}"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, node)
-            time.sleep(2 if segments else 0)  # the uplink connects and starts sending
-            run = wrk(url, seconds)
-            if run["non_2xx"]:
-                raise RuntimeError(f"{label}: {run['non_2xx']} answers were not 2xx")
-            import httpx
+    runs: dict[str, list[dict]] = {"idle": [], "busy": []}
+    for round_ in range(rounds):
+        for label in ("idle", "busy"):
+            runs[label].append(
+                serve_once(cluster, files, workdir, label, backlog if label == "busy" else 0,
+                           seconds, round_)
+            )  # fmt: skip
+    return {label: median_run(each) for label, each in runs.items()} | {
+        "idle_all": [round(r["rps"]) for r in runs["idle"]],
+        "busy_all": [round(r["rps"]) for r in runs["busy"]],
+    }
 
-            archive = httpx.get(f"{url}/v1/status", timeout=10).json().get("archive", {})
-            run["backlog_left"] = archive.get("backlog_segments", -1)
-            results[label] = run
-        finally:
-            node.terminate()
-            node.wait(30)
-    return results
+
+def median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+
+
+def serve_once(
+    cluster: NatsCluster,
+    files: dict,
+    workdir: Path,
+    label: str,
+    segments: int,
+    seconds: int,
+    round_: int,
+) -> dict:
+    state = workdir / f"serve-{label}-{round_}"
+    if segments:  # a backlog the uplink sends flat out while wrk runs
+        store_dir = state / "vedette" / "example" / "store"
+        store_dir.parent.mkdir(parents=True, exist_ok=True)
+        with SegmentStore.open(store_dir, 16 << 30, "example-node") as store:
+            fill(store, segments)
+    env = {
+        **os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "XDG_STATE_HOME": str(state),
+        "VEDETTE_ARCHIVE_SERVERS": ",".join(cluster.urls), "VEDETTE_ARCHIVE_STREAM": "SERVE",
+        "VEDETTE_ARCHIVE_SUBJECT_PREFIX": f"bench.serve.{label}{round_}",
+        "VEDETTE_ARCHIVE_CA": str(files["ca"]), "VEDETTE_ARCHIVE_CERT": str(files["cert"]),
+        "VEDETTE_ARCHIVE_KEY": str(files["key"]), "VEDETTE_ARCHIVE_REPLICAS": "3",
+    }  # fmt: skip
+    # A stream per run: each one's subjects are its own.
+    env["VEDETTE_ARCHIVE_STREAM"] = f"SERVE{label.upper()}{round_}"
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example"]
+    node = subprocess.Popen(
+        [*command, "--listen", f"127.0.0.1:{port}"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, node)
+        time.sleep(2 if segments else 0)  # the uplink connects and starts sending
+        run = wrk(url, seconds)
+        if run["non_2xx"]:
+            raise RuntimeError(f"{label}: {run['non_2xx']} answers were not 2xx")
+        import httpx
+
+        archive = httpx.get(f"{url}/v1/status", timeout=10).json().get("archive", {})
+        run["backlog_left"] = archive.get("backlog_segments", -1)
+        return run
+    finally:
+        node.terminate()
+        node.wait(30)
 
 
 def main() -> None:
@@ -252,12 +285,19 @@ def main() -> None:
     try:
         cluster.start_all()
         asyncio.run(make_streams(cluster))
-        raw = asyncio.run(raw_publish(cluster, workdir, segments))
-        up = uplink_run(cluster, workdir, segments)
-        print("raw", raw, "uplink", up)
+        rounds = 1 if args.quick else 3
+        raws, ups = [], []
+        for round_ in range(rounds):  # alternating; medians are reported
+            raws.append(asyncio.run(raw_publish(cluster, workdir, segments, round_)))
+            ups.append(uplink_run(cluster, workdir, segments, round_))
+        raw = sorted(raws, key=lambda r: r["mib_s"])[rounds // 2]
+        up = sorted(ups, key=lambda r: r["mib_s"])[rounds // 2]
+        print("raw", raws, "uplink", ups)
         verify = asyncio.run(verify_run(cluster))
         print("verify", verify)
-        serve = tool_throughput(cluster, workdir, 64 if args.quick else 512, 3 if args.quick else 8)
+        serve = tool_throughput(
+            cluster, workdir, 64 if args.quick else 512, 3 if args.quick else 8, rounds
+        )
         print("serve", serve)
     finally:
         cluster.close()
@@ -289,6 +329,9 @@ acknowledgement | MiB/s |
 {serve["busy"]["p99_ms"]:.1f} ms |
 | ratio (goal ≥ 0.9×) | {serve_ratio:.2f}× — {verdict(serve_ratio >= 0.9)} | |
 
+Each pair ran {rounds} times, alternating; medians above (uplink MiB/s
+{[round(u["mib_s"], 1) for u in ups]} against raw {[round(r["mib_s"], 1) for r in raws]};
+requests/s idle {serve["idle_all"]}, busy {serve["busy_all"]}).
 Segments still waiting in the busy run's backlog when wrk stopped:
 {serve["busy"]["backlog_left"]} (the uplink was still sending throughout).
 
