@@ -93,7 +93,9 @@ class Node:
     """One `vedette serve` process with an [archive] table pointing at the cluster
     and no [peers]; ``start()`` again after ``kill9()`` reuses its state folder."""
 
-    def __init__(self, folder: Path, cluster: NatsCluster, stream: str) -> None:
+    def __init__(
+        self, folder: Path, cluster: NatsCluster, stream: str, bytes_per_second: int = 8 << 20
+    ) -> None:
         self.folder = folder
         self.stream = stream
         self.port = free_port()
@@ -136,6 +138,7 @@ publish_timeout_s = 3.0
 retry_base_s = 0.05
 retry_cap_s = 0.5
 retry_budget = 1000
+bytes_per_second = {bytes_per_second}
 """
         )
         self.client = httpx.Client(
@@ -224,10 +227,10 @@ def cluster(tmp_path):
 def node(tmp_path, cluster):
     made: list[Node] = []
 
-    def make(stream: str = "EVIDENCE") -> Node:
+    def make(stream: str = "EVIDENCE", bytes_per_second: int = 8 << 20) -> Node:
         folder = tmp_path / "node"
         folder.mkdir()
-        n = Node(folder, cluster, stream)
+        n = Node(folder, cluster, stream, bytes_per_second)
         made.append(n)
         n.start()
         return n
@@ -507,7 +510,9 @@ def test_whole_cluster_down_degrades_then_fails_closed_then_recovers_without_res
 
 
 def test_node_sigkilled_mid_upload_leaves_every_segment_in_the_archive_exactly_once(node):
-    n = node()
+    # The uplink paced below the rate evidence is made, so that a backlog is
+    # certainly waiting when the node is killed.
+    n = node(bytes_per_second=96 << 10)
     wait_for(lambda: n.status()["archive"]["connected"], "the uplink connects")
     allowed: list[str] = []
     stop = threading.Event()
