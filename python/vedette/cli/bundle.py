@@ -7,13 +7,12 @@ helpers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from vedette.cli.errors import cannot_run
+from vedette.durable import write_durably
 from vedette.errors import BundleError
 from vedette.policy import Bundle, PolicyEngine
 
@@ -34,20 +33,6 @@ def compile_bundle(command: str, path: Path, bundle: Bundle, time_limit: float) 
         return PolicyEngine(bundle, time_limit=time_limit)
     except BundleError as err:
         cannot_run(f"vedette {command}", f"{path}: {err}")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @click.group("bundle")
@@ -74,7 +59,7 @@ def bundle_build(source: Path, output: Path) -> None:
     bundle = load_bundle("bundle build", source)
     compile_bundle("bundle build", source, bundle, time_limit=0.1)
     try:
-        _write_atomically(output, bundle.to_tar_gz())
+        write_durably(output, bundle.to_tar_gz())
     except OSError as err:
         cannot_run("vedette bundle build", f"{output}: {err.strerror or err}")
     click.echo(f"{bundle.policy_hash}  {output}")
