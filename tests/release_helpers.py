@@ -7,6 +7,7 @@ import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime_fixtures import ANY_OBJECT, ECHO_SCHEMA, manifest
 
@@ -176,3 +177,66 @@ def publish_document(
     if key is not None:
         sign_classic(repo, digest, docker_reference, key.private)
     return digest
+
+
+# A policy input the example policies allow.
+ECHO_INPUT = {"tool": "echo", "args": {"text": "hi"}, "caller": {"id": "t"}, "claims": {}}
+
+
+class ManualClock:
+    """A wall clock the test sets (``clock.now = …``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TrackNode:
+    """One agent's track on a node, watching ``<ref>:stable`` in a real
+    registry; ``restart()`` makes a new track over the same state folder."""
+
+    def __init__(self, tmp_path: Path, host: str, name: str, now: float, **agent: object) -> None:
+        from vedette.releases.lifecycle import ReleaseEvents
+        from vedette.releases.oci import RegistryClient
+        from vedette.store import SegmentStore
+
+        self.tmp_path = tmp_path
+        self.host = host
+        self.client = RegistryClient(host, insecure=True)
+        self.repo = self.client.repository(f"vedette/{name}")
+        self.key = make_key(tmp_path / "keys")
+        self.repository_ref = f"oci://{host}/vedette/{name}"
+        self.ref = f"{self.repository_ref}:stable"
+        self.config = release_config(tmp_path, self.ref, [self.key.public_path], **agent)
+        self.store = SegmentStore.open(tmp_path / "store", ceiling_bytes=64 << 20, node_id="n")
+        self.events = ReleaseEvents(self.store, "n")
+        self.clock = ManualClock(now)
+        self.root = self.config.state_dir / "releases" / AGENT
+        self.track = self.restart()
+
+    def restart(self, release: str | None = None) -> Any:
+        """A new track (and time floor) over the same state, as after a reboot;
+        ``release`` replaces the agent's release reference."""
+        import dataclasses
+
+        from vedette.releases.lifecycle import AgentTrack
+
+        agent = self.config.agents[0]
+        if release is not None:
+            agent = dataclasses.replace(agent, release=release)
+        trusted = signing.TrustedKeys.from_files(list(agent.keys))
+        self.track = AgentTrack(
+            agent, self.root, trusted, self.events, eval_time_limit_s=5.0, clock=self.clock
+        )
+        self.track.start()
+        return self.track
+
+    def reason(self) -> str | None:
+        release = self.track.active()
+        return None if release is None else release.engine.evaluate(ECHO_INPUT).reason
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()

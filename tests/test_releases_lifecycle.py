@@ -11,73 +11,28 @@ import time
 import pytest
 from registry_server import free_port, start_registry
 from release_helpers import (
-    AGENT,
     POLICY_V1,
     POLICY_V2,
-    make_key,
+    TrackNode,
     publish,
-    release_config,
     release_events,
 )
 
-from vedette.releases import signing
-from vedette.releases.lifecycle import AgentTrack, ReleaseEvents
 from vedette.releases.oci import RegistryClient
 from vedette.releases.poller import Backoff, Poller
-from vedette.store import SegmentStore
-
-ECHO = {"tool": "echo", "args": {"text": "hi"}, "caller": {"id": "t"}, "claims": {}}
 
 
-class Clock:
-    def __init__(self):
-        # Ahead of the creation time releases built here carry (now): a clock
-        # behind them would refuse them (step created) or sit behind the floor.
-        self.now = 4_000_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
-class Node:
-    """One agent's track on a node, restartable over the same state folder."""
-
+class Node(TrackNode):
+    # Ahead of the creation time releases built here carry (now): a clock
+    # behind them would refuse them (step created) or sit behind the floor.
     def __init__(self, tmp_path, host, name, **agent):
-        self.tmp_path = tmp_path
-        self.host = host
-        self.client = RegistryClient(host, insecure=True)
-        self.repo = self.client.repository(f"vedette/{name}")
-        self.key = make_key(tmp_path / "keys")
-        self.ref = f"oci://{host}/vedette/{name}:stable"
-        self.config = release_config(tmp_path, self.ref, [self.key.public_path], **agent)
-        self.store = SegmentStore.open(tmp_path / "store", ceiling_bytes=64 << 20, node_id="n")
-        self.events = ReleaseEvents(self.store, "n")
-        self.clock = Clock()
-        self.track = self.restart()
-
-    def restart(self) -> AgentTrack:
-        agent = self.config.agents[0]
-        trusted = signing.TrustedKeys.from_files(list(agent.keys))
-        root = self.config.state_dir / "releases" / AGENT
-        self.track = AgentTrack(
-            agent, root, trusted, self.events, eval_time_limit_s=5.0, clock=self.clock
-        )
-        self.track.start()
-        return self.track
-
-    def reason(self) -> str | None:
-        release = self.track.active()
-        return None if release is None else release.engine.evaluate(ECHO).reason
+        super().__init__(tmp_path, host, name, 4_000_000_000.0, **agent)
 
     def event_names(self) -> list[str]:
         return [e["event"] for e in release_events(self.store)]
 
     def slot(self, digest):
         return self.track.root / digest.replace(":", "-")
-
-    def close(self):
-        self.client.close()
-        self.store.close()
 
 
 @pytest.fixture

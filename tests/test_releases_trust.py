@@ -6,69 +6,31 @@ behind it (docs/operations.md, "Time and rollback"; docs/threat-model.md,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 from release_helpers import (
-    AGENT,
     POLICY_V1,
     POLICY_V2,
+    TrackNode,
     agent_bytes,
     bundle_bytes,
-    make_key,
     publish,
     publish_document,
-    release_config,
     release_events,
 )
 
-from vedette.releases import signing
-from vedette.releases.lifecycle import AgentTrack, ReleaseEvents
-from vedette.releases.oci import OCI_MANIFEST, RegistryClient
+from vedette.releases.oci import OCI_MANIFEST
 from vedette.releases.poller import Poller
 from vedette.releases.trust import FLOOR_FILE, iso
-from vedette.store import SegmentStore
 
-ECHO = {"tool": "echo", "args": {"text": "hi"}, "caller": {"id": "t"}, "claims": {}}
 POLICY_V3 = POLICY_V1.replace("v1 allows echo", "v3 allows echo")
 T0 = 4_000_000_000.0  # 2096-10-02: a fake "now"
 
 
-class Clock:
-    def __init__(self, now: float = T0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Node:
-    """One agent's track on a node, restartable over the same state folder."""
-
+class Node(TrackNode):
     def __init__(self, tmp_path, host, name):
-        self.client = RegistryClient(host, insecure=True)
-        self.repo = self.client.repository(f"vedette/{name}")
-        self.key = make_key(tmp_path / "keys")
-        self.ref = f"oci://{host}/vedette/{name}"
-        self.config = release_config(tmp_path, f"{self.ref}:stable", [self.key.public_path])
-        self.store = SegmentStore.open(tmp_path / "store", ceiling_bytes=64 << 20, node_id="n")
-        self.events = ReleaseEvents(self.store, "n")
-        self.clock = Clock()
-        self.root = self.config.state_dir / "releases" / AGENT
-        self.track = self.restart()
-
-    def restart(self, release: str | None = None) -> AgentTrack:
-        """A new track (and time floor) over the same state, as after a reboot."""
-        agent = self.config.agents[0]
-        if release is not None:
-            agent = dataclasses.replace(agent, release=release)
-        trusted = signing.TrustedKeys.from_files(list(agent.keys))
-        self.track = AgentTrack(
-            agent, self.root, trusted, self.events, eval_time_limit_s=5.0, clock=self.clock
-        )
-        self.track.start()
-        return self.track
+        super().__init__(tmp_path, host, name, T0)
 
     def publish(self, policy, *, version, created, expires_at=None):
         digest, built = publish(
@@ -81,19 +43,11 @@ class Node:
         """Whoever controls the registry moves the tag to an earlier, signed release."""
         self.repo.put_manifest(built.release.manifest, OCI_MANIFEST, "stable")
 
-    def reason(self) -> str | None:
-        release = self.track.active()
-        return None if release is None else release.engine.evaluate(ECHO).reason
-
     def events_named(self, name: str) -> list[dict]:
         return [e for e in release_events(self.store) if e["event"] == name]
 
     def state(self) -> dict:
         return json.loads((self.root / "state.json").read_text())
-
-    def close(self):
-        self.client.close()
-        self.store.close()
 
 
 @pytest.fixture
@@ -167,7 +121,7 @@ def test_an_unreadable_newest_mark_refuses_every_release_under_the_tag(node):
 
 def test_a_digest_pin_to_the_older_release_is_accepted(node):
     old, _, new = older_then_newer(node)
-    node.restart(release=f"{node.ref}@{old}")
+    node.restart(release=f"{node.repository_ref}@{old}")
     assert node.track.pinned
     assert node.track.update_from(node.repo, old) == "activated"
     assert node.reason() == "v1 allows echo"
