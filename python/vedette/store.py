@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -269,6 +269,11 @@ class SegmentStore:
     def ack(self, segment_id: str | Digest, by: str) -> None:
         """Durably record that ``by`` holds the sealed segment; it may then be evicted."""
         self._core.ack(_id_text(segment_id), by)
+
+    def ack_all(self, segment_ids: Sequence[str | Digest], by: str) -> None:
+        """:meth:`ack` for several segments with one durable catalog write; every
+        id must be held, or nothing is recorded."""
+        self._core.ack_all([_id_text(s) for s in segment_ids], by)
 
     def usage(self) -> Usage:
         return Usage(**self._core.usage())

@@ -200,6 +200,14 @@ impl Store {
         py.detach(|| self.0.ack(&id, by)).map_err(PyErr::from)
     }
 
+    fn ack_all(&self, py: Python<'_>, segment_ids: Vec<String>, by: &str) -> PyResult<()> {
+        let ids = segment_ids
+            .iter()
+            .map(|id| parse_id(id))
+            .collect::<PyResult<Vec<_>>>()?;
+        py.detach(|| self.0.ack_all(&ids, by)).map_err(PyErr::from)
+    }
+
     fn segments<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let infos = py.detach(|| self.0.segments());
         let items = infos

@@ -183,35 +183,49 @@ impl Store {
     /// Records, durably, that `by` (a peer or upstream) holds sealed segment `id`;
     /// acknowledged segments may be evicted under the ceiling.
     pub fn ack(&self, id: &Digest, by: &str) -> Result<()> {
-        require_role(id, HashRole::SegmentId)
-            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        self.ack_all(std::slice::from_ref(id), by)
+    }
+
+    /// [`Store::ack`] for several segments with one catalog write and one sync
+    /// (an uplink acknowledging a window of segments at once). Every id must
+    /// be a segment the store holds, or nothing is recorded.
+    pub fn ack_all(&self, ids: &[Digest], by: &str) -> Result<()> {
+        for id in ids {
+            require_role(id, HashRole::SegmentId)
+                .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        }
         validate_origin(by).map_err(|e| StoreError::Invalid(format!("acknowledger: {e}")))?;
         let shared = &*self.shared;
         let mut st = shared.lock();
         shared.writable(&st)?;
-        if !st.segments.contains_key(id) {
-            return Err(StoreError::NotFound(id.to_string()));
+        if let Some(missing) = ids.iter().find(|id| !st.segments.contains_key(*id)) {
+            return Err(StoreError::NotFound(missing.to_string()));
         }
-        if st
-            .catalog
-            .acks
-            .get(id)
-            .is_some_and(|peers| peers.contains(by))
-        {
+        let mut entries: Vec<Entry> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let known = st.catalog.acks.get(id).is_some_and(|by_| by_.contains(by));
+            let repeated = entries
+                .iter()
+                .any(|e| matches!(e, Entry::Ack { id: queued, .. } if queued == id));
+            if !known && !repeated {
+                entries.push(Entry::Ack {
+                    id: *id,
+                    by: by.to_string(),
+                });
+            }
+        }
+        if entries.is_empty() {
             return Ok(());
         }
-        let entry = Entry::Ack {
-            id: *id,
-            by: by.to_string(),
-        };
-        let growth = on_disk(st.catalog.len + Catalog::entry_len(&entry), shared.block)
-            - on_disk(st.catalog.len, shared.block);
+        let added: u64 = entries.iter().map(Catalog::entry_len).sum();
+        let growth =
+            on_disk(st.catalog.len + added, shared.block) - on_disk(st.catalog.len, shared.block);
         shared.ensure_room(&mut st, growth, true)?;
         let storage = Arc::clone(&shared.storage);
         st.catalog
-            .append(storage.as_ref(), entry)
+            .append_all(storage.as_ref(), entries)
             .map_err(|err| shared.out_of_space(&st, err, growth))?;
-        // The acknowledged segment can be evicted for the next write, so the
+        // The acknowledged segments can be evicted for the next write, so the
         // store no longer refuses appends: health must not keep saying so
         // until some call happens to succeed (docs/operations.md).
         st.full = false;

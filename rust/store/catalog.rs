@@ -272,7 +272,13 @@ impl Catalog {
 
     /// Appends `entry` and makes it durable before returning.
     pub(super) fn append(&mut self, storage: &dyn Storage, entry: Entry) -> Result<()> {
-        let bytes = entry.encode();
+        self.append_all(storage, vec![entry])
+    }
+
+    /// Appends `entries` with one write and one sync: all of them are durable
+    /// when it returns, or none is recorded.
+    pub(super) fn append_all(&mut self, storage: &dyn Storage, entries: Vec<Entry>) -> Result<()> {
+        let bytes: Vec<u8> = entries.iter().flat_map(Entry::encode).collect();
         if self.file.is_none() {
             let exists = self.len > 0 || storage.read(&self.path).is_ok();
             let file = storage
@@ -302,7 +308,9 @@ impl Catalog {
             };
         }
         self.len += bytes.len() as u64;
-        self.apply(entry);
+        for entry in entries {
+            self.apply(entry);
+        }
         Ok(())
     }
 

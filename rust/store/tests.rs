@@ -821,3 +821,45 @@ fn an_acknowledgement_ends_the_full_state_before_the_next_append() {
     assert_ne!(health.verdict, "failing", "{}", health.reason);
     store.append(&[b'y'; 900]).unwrap();
 }
+
+#[test]
+fn acknowledgements_in_one_batch_are_all_durable_or_none_recorded() {
+    let sim = CrashSim::new(BLOCK);
+    let store = sim_store(&sim, 1 << 20);
+    let mut sealed = Vec::new();
+    for i in 0..4u64 {
+        store.append(&record(i)).unwrap();
+        sealed.push(store.seal().unwrap().unwrap());
+    }
+    let acked_by = |store: &Store, id: &crate::hashing::Digest| {
+        store
+            .segments()
+            .into_iter()
+            .find(|s| s.id == Some(*id))
+            .is_some_and(|s| s.acked_by.iter().any(|by| by == "archive:EVIDENCE"))
+    };
+    // One id the store does not hold: nothing at all is recorded.
+    let unknown = blake3(b"not a segment here");
+    let err = store
+        .ack_all(&[sealed[0], unknown], "archive:EVIDENCE")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(!acked_by(&store, &sealed[0]));
+
+    // A repeated id and an already acknowledged one are recorded once.
+    store.ack(&sealed[0], "archive:EVIDENCE").unwrap();
+    store
+        .ack_all(
+            &[sealed[0], sealed[1], sealed[2], sealed[2]],
+            "archive:EVIDENCE",
+        )
+        .unwrap();
+    drop(store);
+    // A power cut right after: the batch was synced before ack_all returned.
+    sim.crash(&mut |_| 0);
+    let store = sim_store(&sim, 1 << 20);
+    for id in &sealed[..3] {
+        assert!(acked_by(&store, id), "{id} acknowledged before the crash");
+    }
+    assert!(!acked_by(&store, &sealed[3]));
+}

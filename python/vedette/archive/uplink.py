@@ -11,7 +11,8 @@ the GIL), and, while the node runs:
 - only once the stream has acknowledged every message of a segment (the
   publish acknowledgement: stored, and replicated when the stream has
   replicas) is the segment acknowledged in the store as ``archive:<stream>``,
-  which makes it evictable under the ceiling like a peer's acknowledgement;
+  which makes it evictable under the ceiling like a peer's acknowledgement
+  (acknowledgements that come together share one catalog sync: acks.py);
 - publishing is paced to ``bytes_per_second`` by a token bucket, at most
   ``in_flight`` messages wait for their acknowledgement, and an unreachable
   archive is retried with full-jitter exponential backoff, at most
@@ -41,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vedette.archive import wire
+from vedette.archive.acks import AckBatcher
 from vedette.archive.reader import connect_options
 from vedette.config import ArchiveConfig
 from vedette.errors import SegmentNotFoundError, StoreError
@@ -107,7 +109,11 @@ class ArchiveUplink:
         self.errors = 0
         self.max_payload: int | None = None
         self._attempts: deque[float] = deque()
-        self._bucket = TokenBucket(config.bytes_per_second, max(config.bytes_per_second, 8 << 20))
+        self._acks = AckBatcher(lambda ids: self.store.ack_all(ids, self.by))
+        # One second of pace as the burst: a link paced to 64 KiB/s must never
+        # see megabytes at once. A message larger than that waits for a full
+        # bucket (``_pace``).
+        self._bucket = TokenBucket(config.bytes_per_second, config.bytes_per_second)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -373,7 +379,7 @@ class ArchiveUplink:
             if isinstance(result, BaseException):
                 raise result
         # Every piece is in the stream: only now may the store let the segment go.
-        await asyncio.to_thread(self.store.ack, seg_id, self.by)
+        await self._acks.acknowledge(seg_id)
         with self._lock:
             self._last_ack_mono = time.monotonic()
             self.archived_segments += 1
