@@ -104,7 +104,7 @@ def publish(
 
 
 def open_repo(ref: str) -> Repository:
-    from vedette.releases.oci import open_repository
+    from vedette.releases.repositories import open_repository
 
     return open_repository(parse_reference(ref), insecure=True)
 

@@ -336,6 +336,8 @@ __all__ += [
     "Gate",
     "ReleasePlan",
     "Verdict",
+    "event_record",
+    "evidence_timestamp",
     "is_name",
     "parse_intent",
 ]
@@ -359,6 +361,12 @@ def parse_intent(
     """`(tool, args, claims, request_id)` of a request body; InvalidIntent says what is wrong."""
 
 NAME_RULE: str
+
+def event_record(node_id: str, kind: str, fields_json: Buffer) -> bytes:
+    """An evidence record made outside a gate (release events)."""
+
+def evidence_timestamp(unix_ns: int) -> str:
+    """A moment as evidence records write it (RFC 3339 UTC, nanoseconds)."""
 
 def is_name(name: str) -> bool:
     """The one rule for agent and tool names (see NAME_RULE)."""

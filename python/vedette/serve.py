@@ -14,7 +14,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,9 @@ from vedette.errors import ServeError
 
 if TYPE_CHECKING:
     from vedette.runtime.interceptor import Runtime
+    from vedette.runtime.releases import Releases
     from vedette.runtime.tools import ToolRegistry
+    from vedette.store import SegmentStore
 
 EXAMPLE_AGENT = "example-assistant"
 EXAMPLE_CALLER = "example-adapter"
@@ -41,6 +43,8 @@ EXAMPLE_MOUNT = "/data"
 # uvicorn.server.STARTUP_FAILURE, the code uvicorn exits with when a listener
 # cannot start (uvicorn does not export the name).
 UVICORN_STARTUP_FAILURE = 3
+# Where `vedette serve --server granian` leaves its ServeSpec for the worker.
+SPEC_VARIABLE = "VEDETTE_SERVE_SPEC"
 
 
 def example_dir() -> Path:
@@ -110,22 +114,67 @@ class ServeSpec:
 
 
 def build_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
-    """The runtime for ``config``; agents with a signed ``release`` get the release
-    lifecycle (verification, last-known-good, a poller each). ``tools`` replaces
-    the registry the config describes (the MCP gateway's upstream tools)."""
+    """The composition root: the node's parts for ``config``, built and wired
+    here and nowhere else (docs/architecture.md, "Arrows"). The store; the
+    releases (agents with a signed ``release`` get the lifecycle: verification,
+    last-known-good, a poller each); the runtime; and, when configured, the
+    peer transport and the archive uplink, joined to the runtime's health,
+    status, metrics and shutdown. ``tools`` replaces the registry the config
+    describes (the MCP gateway's upstream tools)."""
     from vedette.runtime.interceptor import Runtime, open_store
-
-    if not any(agent.release is not None for agent in config.agents):
-        return Runtime(config, tools=tools)
-    from vedette.releases.lifecycle import NodeReleases
 
     store = open_store(config)
     try:
-        releases = NodeReleases(config, store)
+        releases = _signed_releases(config, store)
     except BaseException:
         store.close()
         raise
-    return Runtime(config, releases=releases, store=store, tools=tools)
+    runtime = Runtime(config, releases=releases, store=store, tools=tools)
+    try:
+        _attach_peers(config, runtime)
+        _attach_archive(config, runtime)
+    except BaseException:
+        runtime.close()  # a bad [peers] table must not leave the store locked
+        raise
+    return runtime
+
+
+def _signed_releases(config: Config, store: SegmentStore) -> Releases | None:
+    """The release lifecycle, when an agent names a signed ``release``; None
+    lets the runtime load the agents' local files."""
+    if not any(agent.release is not None for agent in config.agents):
+        return None
+    from vedette.releases.lifecycle import NodeReleases
+
+    return NodeReleases(config, store)
+
+
+def _attach_peers(config: Config, runtime: Runtime) -> None:
+    """The peer transport, when the configuration has a ``[peers]`` table."""
+    if config.peers is None:
+        return
+    from vedette.peers.node import PeerNode
+
+    node = PeerNode(config, runtime.store)
+    runtime.on_close(node.stop)
+    node.register_metrics(runtime.metrics.registry)
+    runtime.add_status_source("peers", node.status)
+
+
+def _attach_archive(config: Config, runtime: Runtime) -> None:
+    """The archive uplink, when the configuration has an ``[archive]`` table: it
+    signs with the runtime's origin seals, wakes when a segment is sealed, and
+    its state joins /v1/health, /v1/status and /metrics."""
+    if config.archive is None:
+        return
+    from vedette.archive.uplink import ArchiveUplink
+
+    uplink = ArchiveUplink(config.archive, runtime.store, signatures=runtime.seals.signature)
+    runtime.on_close(uplink.stop)
+    runtime.on_sealed(uplink.wake)
+    runtime.add_health_source("archive", uplink.health)
+    runtime.add_status_source("archive", uplink.status)
+    runtime.metrics.registry.register(uplink.collector())
 
 
 def start_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
@@ -191,13 +240,11 @@ def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None])
     # another process holds is a one-line error, not a worker's traceback.
     start_runtime(config).close()
     announce()
-    from vedette.api.asgi import SPEC_VARIABLE
-
     # One worker: the store admits one process (INV-01). It rebuilds this
     # configuration from the spec, so both sides agree on token and state folder.
     os.environ[SPEC_VARIABLE] = json.dumps(dataclasses.asdict(spec))
     Granian(
-        "vedette.api.asgi:app_from_environment",
+        "vedette.serve:app_from_environment",
         address=config.listen.host,
         port=config.listen.port,
         interface=Interfaces.ASGI,
@@ -205,6 +252,26 @@ def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None])
         factory=True,
         log_level="warning",  # type: ignore[arg-type]
     ).serve()
+
+
+def app_from_environment() -> Any:
+    """The ASGI app for a server that imports it in a worker process (granian):
+    the worker rebuilds the configuration `vedette serve` resolved, from the
+    spec :func:`serve_granian` left in the environment."""
+    import contextlib
+
+    from vedette.api import create_app
+
+    spec = ServeSpec(**json.loads(os.environ[SPEC_VARIABLE]))
+    config, _ = spec.resolve()
+    runtime = build_runtime(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    return create_app(runtime, lifespan=lifespan)
 
 
 class _LinkedServer:

@@ -20,6 +20,8 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("LATENCY_BUCKETS", core::LATENCY_BUCKETS.to_vec())?;
     module.add_function(wrap_pyfunction!(parse_intent, module)?)?;
     module.add_function(wrap_pyfunction!(is_name, module)?)?;
+    module.add_function(wrap_pyfunction!(event_record, module)?)?;
+    module.add_function(wrap_pyfunction!(evidence_timestamp, module)?)?;
     module.add("NAME_RULE", crate::policy::NAME_RULE)?;
     Ok(())
 }
@@ -28,6 +30,29 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn is_name(name: &str) -> bool {
     crate::policy::is_name(name)
+}
+
+/// An evidence record made outside a gate (release lifecycle events): the
+/// same header and encoding as [`Gate::event_record`] (`rust/gate/record.rs`).
+#[pyfunction]
+fn event_record<'py>(
+    py: Python<'py>,
+    node_id: &str,
+    kind: &str,
+    fields_json: &Bound<'_, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let serde_json::Value::Object(fields) = json_arg(fields_json)? else {
+        return Err(PyValueError::new_err("event fields must be a JSON object"));
+    };
+    let writer = core::RecordWriter::new(node_id, Vec::new());
+    let record = writer.event(kind, &fields, core::now_unix_ns());
+    Ok(PyBytes::new(py, &record))
+}
+
+/// A moment (nanoseconds since the epoch) as evidence records write it.
+#[pyfunction]
+fn evidence_timestamp(unix_ns: i128) -> String {
+    core::timestamp(unix_ns)
 }
 
 /// Bodies longer than this are parsed with the GIL released.

@@ -19,6 +19,8 @@ segment stored twice: harmless, the bytes are identical), ``unsigned``
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,11 @@ from vedette.config import ArchiveConfig
 from vedette.errors import OriginSignatureError
 from vedette.hashing import blake3
 from vedette.origin import OriginVerifier
+
+# Segments hashed and parsed on worker threads while the next are read.
+CHECKS_AHEAD = 4
+# A segment's header and id, or why its bytes are not a sealed segment.
+_Parsed = tuple["wire.SealedSegment | None", str]
 
 FINDINGS = ("altered", "malformed", "forged", "fork", "gap", "broken-chain", "incomplete")
 
@@ -108,12 +115,24 @@ async def verify_segments(
     verifier: OriginVerifier | None = None,
 ) -> VerifyReport:
     """Checks what ``source`` yields. Certificates chain to ``verifier``'s fleet
-    CA; a bare key is pinned for its origin at the origin's first segment."""
+    CA; a bare key is pinned for its origin at the origin's first segment.
+
+    Each segment is hashed and parsed on a worker thread (the core releases
+    the interpreter lock) while the next ones are read, at most
+    ``CHECKS_AHEAD`` at once; the findings are made in stream order."""
     verifier = verifier or OriginVerifier()
     report = VerifyReport()
     seen: set[str] = set()
+    parsing: collections.deque[tuple[ArchivedSegment, asyncio.Task[_Parsed]]] = collections.deque()
+
+    async def settle(limit: int) -> None:
+        while len(parsing) > limit:
+            item, task = parsing.popleft()
+            _check(report, item, await task, seen, verifier)
+
     async for item in source:
         if isinstance(item, Incomplete):
+            await settle(0)  # findings stay in stream order
             report.findings.append(
                 Finding(
                     "incomplete",
@@ -125,21 +144,31 @@ async def verify_segments(
             continue
         report.messages += len(item.stream_seqs)
         report.bytes += len(item.data)
-        _check(report, item, seen, verifier)
+        parsing.append((item, asyncio.create_task(asyncio.to_thread(_parse, item.data))))
+        await settle(CHECKS_AHEAD)
+    await settle(0)
     for origin, chain in report.nodes.items():
         _check_chain(report, origin, chain)
     return report
 
 
+def _parse(data: bytes) -> _Parsed:
+    try:
+        return wire.read_segment(data), ""  # hashes and parses in one pass
+    except wire.SegmentFormatError as err:
+        return None, str(err)
+
+
 def _check(
-    report: VerifyReport, item: ArchivedSegment, seen: set[str], verifier: OriginVerifier
+    report: VerifyReport,
+    item: ArchivedSegment,
+    parsed: _Parsed,
+    seen: set[str],
+    verifier: OriginVerifier,
 ) -> None:
     claimed = item.segment_id
     origin_hdr = item.headers.get(wire.H_ORIGIN)
-    try:
-        header = wire.read_segment(item.data)  # hashes and parses in one pass
-    except wire.SegmentFormatError as err:
-        header, problem = None, str(err)
+    header, problem = parsed
     actual = header.id if header is not None else str(blake3(item.data))
     if actual != claimed:
         report.findings.append(

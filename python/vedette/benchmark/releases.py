@@ -25,7 +25,8 @@ def measure(scratch: Scratch, seconds: float) -> Metric:
     from vedette.releases.artifacts import build_release, push_release
     from vedette.releases.cosign import sign_classic
     from vedette.releases.layout import LayoutRepository
-    from vedette.releases.oci import open_repository, parse_reference
+    from vedette.releases.oci import parse_reference
+    from vedette.releases.repositories import open_repository
     from vedette.releases.signing import PublicKey, TrustedKeys
     from vedette.releases.verify import verify_release
     from vedette.serve import EXAMPLE_AGENT, example_dir

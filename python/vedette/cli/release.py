@@ -53,11 +53,8 @@ def _open(
     text: str, insecure: bool, ca: Path | None, username: str | None, *, create: bool = False
 ) -> Any:
     from vedette.releases.layout import LayoutRepository
-    from vedette.releases.oci import (
-        RegistryAuth,
-        open_repository,
-        parse_reference,
-    )
+    from vedette.releases.oci import RegistryAuth, parse_reference
+    from vedette.releases.repositories import open_repository
 
     reference = parse_reference(text)
     if reference.kind == "layout" and create:

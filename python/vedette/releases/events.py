@@ -1,9 +1,10 @@
 """Release lifecycle events: to the segment store, the log, the metrics and
 ``/v1/status`` (the last few per agent).
 
-Each event is a ``release_event`` record (``"schema": "vedette.evidence/v1"``)
-appended durably to the node's store beside the decision evidence; a record
-that cannot be stored is still logged and counted.
+Each event is a ``release_event`` record, encoded by the core like every other
+evidence record (``rust/gate/record.rs``), appended durably to the node's
+store beside the decision evidence; a record that cannot be stored is still
+logged and counted.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vedette.runtime.evidence import SCHEMA, timestamp
+from vedette._core import event_record
 
 log = logging.getLogger("vedette.releases")
 
@@ -69,15 +69,13 @@ class ReleaseEvents:
 
     def emit(self, event: str, agent: str, **fields: Any) -> dict[str, Any]:
         assert event in EVENTS, event
-        record = {
-            "schema": SCHEMA,
-            "kind": "release_event",
-            "event": event,
-            "timestamp": timestamp(time.time_ns()),
-            "node": self._node_id,
-            "agent": agent,
-            **{k: v for k, v in fields.items() if v is not None},
-        }
+        present = {k: v for k, v in fields.items() if v is not None}
+        encoded = event_record(
+            self._node_id,
+            "release_event",
+            json.dumps({"event": event, "agent": agent, **present}).encode(),
+        )
+        record: dict[str, Any] = json.loads(encoded)
         step = str(fields.get("step", ""))
         self.counter.labels(event, agent, step).inc()
         with self._lock:
@@ -90,7 +88,7 @@ class ReleaseEvents:
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         log.log(level, "%s agent=%s %s", event, agent, detail)
         try:
-            self._store.append(json.dumps(record, separators=(",", ":")).encode())
+            self._store.append(encoded)
         except Exception:  # an event that cannot be stored is still logged and counted
             log.exception("release event %s could not be recorded", event)
         return record

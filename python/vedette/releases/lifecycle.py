@@ -42,6 +42,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from vedette._core import evidence_timestamp
 from vedette.config import AgentConfig, Config
 from vedette.durable import write_durably
 from vedette.errors import OciError, VerificationError
@@ -53,9 +54,10 @@ from vedette.releases.oci import (
     Reference,
     RegistryAuth,
     Repository,
-    open_repository,
     parse_reference,
 )
+from vedette.releases.poller import Poller
+from vedette.releases.repositories import open_repository
 from vedette.releases.trust import (
     DEFAULT_SKEW_S,
     FLOOR_FILE,
@@ -67,7 +69,6 @@ from vedette.releases.trust import (
     to_datetime,
 )
 from vedette.releases.verify import VerifiedRelease, fetch_release, verify_release
-from vedette.runtime.evidence import timestamp
 from vedette.runtime.releases import ActiveRelease, load_local_release, make_active_release
 
 log = logging.getLogger("vedette.releases")
@@ -523,7 +524,7 @@ def _digest_or_none(value: Any) -> str | None:
 
 
 def _iso(moment: float | None) -> str | None:
-    return None if moment is None else timestamp(int(moment * 1_000_000_000))
+    return None if moment is None else evidence_timestamp(int(moment * 1_000_000_000))
 
 
 class NodeReleases:
@@ -568,8 +569,6 @@ class NodeReleases:
             self.start_pollers()
 
     def start_pollers(self) -> None:
-        from vedette.releases.poller import Poller
-
         for track in self.tracks.values():
             try:
                 source = source_for(track)

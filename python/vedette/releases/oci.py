@@ -489,26 +489,6 @@ def _manifest(data: bytes, media_type: str, digest: str | None, what: str) -> Ma
     return Manifest(data, media_type, digest_of(data))
 
 
-def open_repository(
-    reference: Reference,
-    *,
-    insecure: bool = False,
-    ca: str | os.PathLike[str] | None = None,
-    auth: RegistryAuth | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Repository:
-    """The repository a reference names (a registry's, or an image-layout folder)."""
-    if reference.kind == "layout":
-        from vedette.releases.layout import LayoutRepository
-
-        assert reference.layout_dir is not None
-        return LayoutRepository(reference.layout_dir)
-    client = RegistryClient(
-        reference.registry, insecure=insecure, ca=ca, auth=auth, timeout_s=timeout_s
-    )
-    return client.repository(reference.repository)
-
-
 def copy_artifact(
     source: Repository, target: Repository, digest: str, max_blob_bytes: int = MAX_BLOB_BYTES
 ) -> None:

@@ -19,16 +19,30 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
+from vedette.config import AgentConfig
 from vedette.errors import OciError
-from vedette.releases.lifecycle import AgentTrack
-from vedette.releases.oci import Repository
+from vedette.releases.oci import Reference, Repository
 
 log = logging.getLogger("vedette.releases.poller")
 
 JITTER = 0.2
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
+
+
+class PolledTrack(Protocol):
+    """What the poller needs of an agent's track
+    (:class:`~vedette.releases.lifecycle.AgentTrack`, which starts the poller)."""
+
+    name: str
+    config: AgentConfig
+    reference: Reference
+
+    def update_from(self, source: Repository, reference: str) -> str: ...
+    def contact_failed(self, error: str, attempt: int) -> None: ...
+    def tick(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class Poller:
 
     def __init__(
         self,
-        track: AgentTrack,
+        track: PolledTrack,
         source: Repository,
         *,
         interval_s: float | None = None,

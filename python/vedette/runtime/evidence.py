@@ -2,37 +2,18 @@
 
 The records themselves (one JSON document per decision, one per tool outcome,
 field names after OPA's decision logs, masked argument values) are encoded in
-the Rust core (``rust/gate/record.rs``) by :class:`vedette._core.Gate`. Release
-events are not: ``releases/events.py`` encodes them with ``SCHEMA`` and
-``timestamp`` from here (docs/architecture.md, "Known exceptions").
+the Rust core (``rust/gate/record.rs``): by :class:`vedette._core.Gate`, and
+for release events by ``vedette._core.event_record``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import threading
 
 from vedette._core import DurableQueue
 from vedette.store import SegmentStore
-
-SCHEMA = "vedette.evidence/v1"
-
-
-_second_cache: tuple[int, str] = (-1, "")
-
-
-def timestamp(unix_ns: int) -> str:
-    """RFC 3339 UTC with nanoseconds; the date-time part is formatted once a second."""
-    global _second_cache
-    seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    cached_second, prefix = _second_cache
-    if cached_second != seconds:
-        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
-        prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (seconds, prefix)
-    return f"{prefix}.{nanos:09d}Z"
 
 
 class EvidenceQueue:

@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vedette._core import Gate, Verdict
 from vedette.config import Config
@@ -47,10 +47,6 @@ from vedette.runtime.releases import ActiveRelease, LocalReleases, Releases
 from vedette.runtime.retries import Claim, RetryAbandoned, RetryTable
 from vedette.runtime.tools import ToolFailed, ToolRegistry
 from vedette.store import SegmentStore, StoreError
-
-if TYPE_CHECKING:
-    from vedette.archive.uplink import ArchiveUplink
-    from vedette.peers.node import PeerNode
 
 log = logging.getLogger("vedette.runtime")
 
@@ -117,14 +113,15 @@ class Runtime:
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
         # The parts whose state /v1/health reports (runtime/health.py); the
-        # composition root adds the listener, the archive and others it builds.
+        # composition root (serve.py) adds the listener, the peers, the archive
+        # and the others it builds, through the add_* and on_* methods below.
         self._health_sources: dict[str, HealthSource] = {
             "releases": self._releases_health,
             "store": self._store_health,
         }
         self._status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
-        self.peers: PeerNode | None = None
-        self.archive: ArchiveUplink | None = None
+        self._sealed_listeners: list[Callable[[], None]] = []
+        self._closers: list[Callable[[], None]] = []
         self._housekeeping_stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
         try:
@@ -132,10 +129,8 @@ class Runtime:
             # "Origin signatures"); the key is recorded in its evidence.
             self.seals = OriginSeals(self.store, NodeSigner.for_config(config))
             self._record_node_key()
-            self.peers = _start_peers(config, self.store, self.metrics)
-            self.archive = _start_archive(config, self)
         except BaseException:
-            self.close()  # a bad [peers] table must not leave the store locked
+            self.close()  # an unreadable node key must not leave the store locked
             raise
         self._housekeeping = threading.Thread(
             target=self._housekeep_forever, name="vedette-runtime-housekeeping", daemon=True
@@ -434,8 +429,9 @@ class Runtime:
             except StoreError as err:
                 log.warning("sealing by age failed: %s", err)
             else:
-                if sealed is not None and self.archive is not None:
-                    self.archive.wake()
+                if sealed is not None:
+                    for listener in self._sealed_listeners:
+                        listener()
         try:
             self.seals.sign_pending()
         except Exception as err:  # unsigned segments wait; the next round retries
@@ -493,6 +489,16 @@ class Runtime:
     def add_health_source(self, name: str, source: HealthSource) -> None:
         """Have ``/v1/health`` include the part ``name`` (the listener, the archive, …)."""
         self._health_sources[name] = source
+
+    def on_sealed(self, listener: Callable[[], None]) -> None:
+        """``listener`` is called after housekeeping seals a segment by age (an
+        uplink wakes up to send it)."""
+        self._sealed_listeners.append(listener)
+
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """``stop`` runs at :meth:`close`, after serving ends and before the store
+        closes (last added, first stopped)."""
+        self._closers.append(stop)
 
     def add_status_source(self, name: str, source: Callable[[], dict[str, Any]]) -> None:
         """Have ``/v1/status`` include ``source()`` under ``name``."""
@@ -555,7 +561,6 @@ class Runtime:
             "agents": agents,
             "store": dataclasses.asdict(self.store.health()),
             "tools": self.tools.names(),
-            **({"peers": self.peers.status()} if self.peers is not None else {}),
             **{name: source() for name, source in self._status_sources.items()},
         }
 
@@ -571,10 +576,11 @@ class Runtime:
             self._loop_thread.join()
             self._loop.close()
             self._loop = None
-        if self.peers is not None:
-            self.peers.stop()
-        if self.archive is not None:
-            self.archive.stop()
+        while self._closers:
+            try:
+                self._closers.pop()()
+            except Exception:  # the store must still close
+                log.exception("stopping a part of the node failed")
         self._evaluators.shutdown(wait=True)
         self.tools.close()
         self._records.close()
@@ -592,31 +598,6 @@ def open_store(config: Config) -> SegmentStore:
         durability=config.store.durability,
         high_water=config.store.high_water,
     )
-
-
-def _start_peers(config: Config, store: SegmentStore, metrics: RuntimeMetrics) -> PeerNode | None:
-    """The peer transport, when the configuration has a ``[peers]`` table."""
-    if config.peers is None:
-        return None
-    from vedette.peers.node import PeerNode
-
-    node = PeerNode(config, store)
-    node.register_metrics(metrics.registry)
-    return node
-
-
-def _start_archive(config: Config, runtime: Runtime) -> ArchiveUplink | None:
-    """The archive uplink, when the configuration has an ``[archive]`` table; its
-    state joins /v1/health, /v1/status and /metrics."""
-    if config.archive is None:
-        return None
-    from vedette.archive.uplink import ArchiveUplink
-
-    uplink = ArchiveUplink(config.archive, runtime.store, signatures=runtime.seals.signature)
-    runtime.add_health_source("archive", uplink.health)
-    runtime.add_status_source("archive", uplink.status)
-    runtime.metrics.registry.register(uplink.collector())
-    return uplink
 
 
 def retry_after_header(seconds: float | None) -> str:

@@ -7,12 +7,7 @@ the plugins installed under the entry-point group ``vedette.tools``, and runs
 any of them under the configured timeout and output-size limit.
 """
 
-from vedette.runtime.tools.registry import (
-    Tool,
-    ToolFailed,
-    ToolOutcome,
-    ToolRegistry,
-    UnknownTool,
-)
+from vedette.runtime.tools.base import Tool, ToolFailed
+from vedette.runtime.tools.registry import ToolOutcome, ToolRegistry, UnknownTool
 
 __all__ = ["Tool", "ToolFailed", "ToolOutcome", "ToolRegistry", "UnknownTool"]

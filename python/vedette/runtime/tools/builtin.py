@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vedette.config import FsMount, ToolsConfig
-from vedette.runtime.tools.registry import Tool, ToolFailed
+from vedette.runtime.tools.base import Tool, ToolFailed
 
 MAX_LIST_ENTRIES = 10_000
 

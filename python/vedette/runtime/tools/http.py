@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from vedette.config import HttpToolConfig
-from vedette.runtime.tools.registry import ToolFailed
+from vedette.runtime.tools.base import ToolFailed
 
 
 class HttpTool:

@@ -8,13 +8,16 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from vedette._core import NAME_RULE, is_name
 from vedette.config import ToolsConfig
 from vedette.errors import VedetteError
 from vedette.hashing import Digest, sha256
 from vedette.runtime.encoding import strict_dumps
+from vedette.runtime.tools.base import Tool, ToolFailed
+from vedette.runtime.tools.builtin import builtin_tools
+from vedette.runtime.tools.http import HttpTool
 
 ENTRY_POINT_GROUP = "vedette.tools"
 
@@ -23,30 +26,8 @@ ENTRY_POINT_GROUP = "vedette.tools"
 MAX_TOOL_THREADS = 32
 
 
-@runtime_checkable
-class Tool(Protocol):
-    """``name`` and ``run(args)``. A tool may set ``blocking = False`` to declare
-    that ``run`` returns at once without I/O; it then runs on the event loop."""
-
-    name: str
-
-    def run(self, args: dict[str, Any]) -> Any: ...
-
-
 class UnknownTool(VedetteError, LookupError):
     """No tool of that name is registered."""
-
-
-class ToolFailed(VedetteError):
-    """The tool ran and failed: raised, timed out, or returned something unusable.
-
-    ``kind`` is a short machine-readable cause (``error``, ``timeout``,
-    ``output_too_large``, ``bad_output``).
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -64,16 +45,14 @@ class ToolRegistry:
     ) -> None:
         """``local=False`` leaves out the built-ins and the config's HTTP tools: the
         MCP gateway's tools are exactly its upstream server's (vedette/mcp)."""
-        from vedette.runtime.tools import builtin, http
-
         self._config = config
         self._tools: dict[str, Tool] = {}
         self._watchers: list[Callable[[list[str]], None]] = []
         if local:
-            for tool in builtin.builtin_tools(config):
+            for tool in builtin_tools(config):
                 self.register(tool)
             for declared in config.http:
-                self.register(http.HttpTool(declared))
+                self.register(HttpTool(declared))
         if load_plugins:
             for entry in entry_points(group=ENTRY_POINT_GROUP):
                 self.register(_instantiate(entry.load(), config, entry.name))
