@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -36,7 +38,7 @@ from report import machine, write_section  # noqa: E402
 from tests.nats_cluster import NatsCluster  # noqa: E402
 from vedette.archive.reader import read_stream  # noqa: E402
 from vedette.archive.uplink import ArchiveUplink, acknowledger  # noqa: E402
-from vedette.archive.verify import verify_segments  # noqa: E402
+from vedette.archive.verify import verify_segments, verify_stream  # noqa: E402
 from vedette.config import ArchiveConfig  # noqa: E402
 from vedette.hashing import blake3  # noqa: E402
 from vedette.origin import NodeSigner, OriginSeals, load_or_make_node_key  # noqa: E402
@@ -92,11 +94,16 @@ def uplink_run(
     try:
         uplink.wake()
         deadline = time.monotonic() + 600
-        while not all(by in s.acked_by for s in store.segments() if s.sealed):
+        # The uplink counts a segment once its acknowledgement is durable in the
+        # store; reading the count costs the uplink nothing (listing the store
+        # every few milliseconds would take its lock and the interpreter's).
+        while uplink.archived_segments < segments:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uplink stuck: {uplink.status()}")
-            time.sleep(0.005)
+            time.sleep(0.002)
         seconds = time.perf_counter() - started
+        if not all(by in s.acked_by for s in store.segments() if s.sealed):
+            raise RuntimeError("the uplink counted a segment the store does not hold acknowledged")
     finally:
         uplink.stop()
         store.close()
@@ -172,11 +179,12 @@ async def raw_read(cluster: NatsCluster, stream: str) -> float:
 async def verify_run(cluster: NatsCluster) -> dict[str, float]:
     config = archive_config(cluster, "UPLINK")
     raw_read_s = await raw_read(cluster, "UPLINK")
-    items = []
     started = time.perf_counter()
-    async for item in read_stream(config):
-        items.append(item)
-    read_s = time.perf_counter() - started
+    end_to_end = await verify_stream(config)  # what `vedette archive verify` does
+    end_to_end_s = time.perf_counter() - started
+    if end_to_end.findings:
+        raise RuntimeError(f"archive verify found {end_to_end.findings[:3]}")
+    items = [item async for item in read_stream(config)]
 
     async def replay():  # the segments already read, for the verification step alone
         for item in items:
@@ -198,7 +206,7 @@ async def verify_run(cluster: NatsCluster) -> dict[str, float]:
         "bytes": total,
         "segments": report.segments,
         "signed": sum(chain.signed for chain in report.nodes.values()),
-        "end_to_end_mib_s": mib / (read_s + check_s),
+        "end_to_end_mib_s": mib / end_to_end_s,
         "raw_read_mib_s": mib / raw_read_s,
         "check_mib_s": mib / check_s,
         "blake3_mib_s": mib / hash_s,
@@ -213,16 +221,46 @@ def tool_throughput(
     cluster.ca.issue("example-node")  # type: ignore[union-attr]
     files = cluster.client_tls("example-node")
     runs: dict[str, list[dict]] = {"idle": [], "busy": []}
-    for round_ in range(rounds):
-        for label in ("idle", "busy"):
-            runs[label].append(
-                serve_once(cluster, files, workdir, label, backlog if label == "busy" else 0,
-                           seconds, round_)
-            )  # fmt: skip
+    with archive_apart(cluster):
+        for round_ in range(rounds):
+            for label in ("idle", "busy"):
+                runs[label].append(
+                    serve_once(cluster, files, workdir, label, backlog if label == "busy" else 0,
+                               seconds, round_)
+                )  # fmt: skip
     return {label: median_run(each) for label, each in runs.items()} | {
         "idle_all": [round(r["rps"]) for r in runs["idle"]],
         "busy_all": [round(r["rps"]) for r in runs["busy"]],
     }
+
+
+@contextlib.contextmanager
+def archive_apart(cluster: NatsCluster) -> Iterator[None]:
+    """The cluster on every core but the first, the node and wrk (children of
+    this process) on the first: in a fleet the archive runs elsewhere, so the
+    servers' own work (TLS, replication, disk) must not be counted against the
+    node. Nothing changes on a single core."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        yield
+        return
+    node_cpu = min(cpus)
+    archive_cpus = ",".join(str(c) for c in sorted(cpus - {node_cpu}))
+    everywhere = ",".join(str(c) for c in sorted(cpus))
+
+    def pin_cluster(to: str) -> None:
+        for proc in cluster.procs:
+            if proc is not None and proc.poll() is None:
+                subprocess.run(["taskset", "-a", "-p", "-c", to, str(proc.pid)],
+                               stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+
+    pin_cluster(archive_cpus)
+    os.sched_setaffinity(0, {node_cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
+        pin_cluster(everywhere)
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -288,7 +326,7 @@ def main() -> None:
     try:
         cluster.start_all()
         asyncio.run(make_streams(cluster))
-        rounds = 1 if args.quick else 3
+        rounds = 1 if args.quick else 5
         raws, ups = [], []
         for round_ in range(rounds):  # alternating; medians are reported
             raws.append(asyncio.run(raw_publish(cluster, workdir, segments, round_)))
@@ -310,6 +348,7 @@ def main() -> None:
     serve_ratio = serve["busy"]["rps"] / serve["idle"]["rps"]
     e2e_ratio = verify["end_to_end_mib_s"] / verify["blake3_mib_s"]
     check_ratio = verify["check_mib_s"] / verify["blake3_mib_s"]
+    e2e_read_ratio = verify["end_to_end_mib_s"] / verify["raw_read_mib_s"]
     body = f"""## Archive: uplink, serving while it runs, verify
 
 Machine: {facts}.
@@ -325,7 +364,8 @@ acknowledgement | MiB/s |
 {up["mib_s"]:.1f} |
 | ratio (goal ≥ 0.8×) | {uplink_ratio:.2f}× — {verdict(uplink_ratio >= 0.8)} |
 
-| POST /v1/tool, wrk 64 connections, `vedette serve --example` with `[archive]` | requests/s | p99 |
+| POST /v1/tool, wrk 64 connections, `vedette serve --example` with `[archive]`; \
+the node and wrk on one core, the cluster on the other | requests/s | p99 |
 |---|---|---|
 | uplink idle | {serve["idle"]["rps"]:.0f} | {serve["idle"]["p99_ms"]:.1f} ms |
 | uplink sending a backlog flat out (at its default 8 MiB/s limit) | {serve["busy"]["rps"]:.0f} | \
@@ -344,19 +384,21 @@ Segments still waiting in the busy run's backlog when wrk stopped:
 | anchor: BLAKE3 of the same bytes in memory | {verify["blake3_mib_s"]:.0f} |
 | a plain `nats-py` read of the same stream (no checks): the reading limit here | \\
 {verify["raw_read_mib_s"]:.0f} |
-| `archive verify`: read the stream back over TLS, then check | \\
+| `archive verify`: read the stream back over TLS, checking as it reads | \\
 {verify["end_to_end_mib_s"]:.0f} ({e2e_ratio:.2f}×) |
 | the checks alone (ids, chains, signatures) over segments already read | \\
 {verify["check_mib_s"]:.0f} ({check_ratio:.2f}×) |
 | goal ≥ 0.5× | end to end {verdict(e2e_ratio >= 0.5)}; checks {verdict(check_ratio >= 0.5)} | |
-Where the uplink's time goes beyond the anchor's: each segment is read back
-from the store and checked against its id before it is sent, and each
-acknowledgement is made durable in the store's catalog (a write and an
-`fdatasync` per segment) before the segment may be evicted; the anchor does
-neither. Batching acknowledgements into one catalog sync is the next step.
-Reading the stream back is bound by the `nats-py` client and the three
-servers on the same two cores (the plain-read row); the checks themselves
-run at about half of BLAKE3 alone.
+
+Beyond the anchor's work, the uplink reads each segment back from the store
+and checks it against its id before sending it, signs it, and makes the
+stream's acknowledgement durable in the store's catalog before the segment
+may be evicted (acknowledgements that arrive together share one sync).
+`archive verify` hashes and parses segments on worker threads while it reads
+the next ones, so end to end it runs at {e2e_read_ratio:.2f}× the plain read
+of the same stream: reading is bound by the `nats-py` client and the three
+servers on the same two cores, which here reach \
+{verify["raw_read_mib_s"] / verify["blake3_mib_s"]:.2f}× BLAKE3 with no checks at all.
 """
     print(body)
     if not args.quick:

@@ -5,13 +5,14 @@
 //! Every core error type converts with `From`, so `?` works in the bindings;
 //! the few errors that are only a message have a function here.
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::PyErr;
 
 use crate::crypto::origin::OriginSignatureError;
 use crate::crypto::{KeyFileError, PkiError, SignatureError};
 use crate::gate::InvalidIntent;
 use crate::hashing::{CanonicalJsonError, DigestParseError, FileHashError, HashRoleError};
+use crate::peers::PeerError;
 use crate::policy::{BundleError, ManifestError};
 use crate::quota::QuotaError;
 use crate::store::StoreError;
@@ -153,9 +154,17 @@ pub(super) fn pki_message(message: String) -> PyErr {
     py::PkiError::new_err(message)
 }
 
-/// The peer transport refused or failed an operation.
-pub(super) fn peer(message: String) -> PyErr {
-    py::PeerError::new_err(message)
+impl From<PeerError> for PyErr {
+    fn from(err: PeerError) -> PyErr {
+        match err {
+            PeerError::Settings(message) => PyValueError::new_err(message),
+            // A certificate, key or CRL file that cannot be read or used.
+            PeerError::Files(message) => py::PkiError::new_err(message),
+            PeerError::Network(message)
+            | PeerError::Busy(message)
+            | PeerError::Stopped(message) => py::PeerError::new_err(message),
+        }
+    }
 }
 
 impl From<InvalidIntent> for PyErr {

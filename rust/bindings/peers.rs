@@ -9,7 +9,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use super::errors;
 use super::store::Store;
 use crate::peers::frames::FrameLimits;
 use crate::peers::retry::RetryPolicy;
@@ -120,11 +119,11 @@ impl PeerService {
         };
         config.max_events = max_events;
         config.workers = workers;
-        config.validate().map_err(PyValueError::new_err)?;
+        config.validate()?;
         let store = std::sync::Arc::clone(&store.0);
         py.detach(|| core::PeerService::new(store, config))
             .map(PeerService)
-            .map_err(errors::pki_message)
+            .map_err(PyErr::from)
     }
 
     /// Listens on `addr` ("host:port"); returns the address bound.
@@ -132,24 +131,23 @@ impl PeerService {
         let addr = parse_addr(addr)?;
         py.detach(|| self.0.listen(addr))
             .map(|a| a.to_string())
-            .map_err(errors::peer)
+            .map_err(PyErr::from)
     }
 
     fn dial(&self, py: Python<'_>, addr: &str) -> PyResult<()> {
         let addr = parse_addr(addr)?;
-        py.detach(|| self.0.dial(addr)).map_err(errors::peer)
+        py.detach(|| self.0.dial(addr)).map_err(PyErr::from)
     }
 
     /// Completes `count` full handshakes with `addr` in a row; returns how many.
     #[pyo3(signature = (addr, count = 1))]
     fn probe(&self, py: Python<'_>, addr: &str, count: u64) -> PyResult<u64> {
         let addr = parse_addr(addr)?;
-        py.detach(|| self.0.probe(addr, count))
-            .map_err(errors::peer)
+        py.detach(|| self.0.probe(addr, count)).map_err(PyErr::from)
     }
 
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.0.reload()).map_err(errors::pki_message)
+        py.detach(|| self.0.reload()).map_err(PyErr::from)
     }
 
     #[pyo3(signature = (grace_s = 2.0))]

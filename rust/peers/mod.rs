@@ -7,10 +7,14 @@
 //! - [`tls`]: rustls configuration, certificate and CRL checks, peer identity.
 //! - [`retry`]: full-jitter exponential backoff with a retry budget (INV-12).
 //! - [`service`]: the `PeerService`, its own tokio runtime, listeners and dials.
+//! - [`error`]: [`PeerError`], what the service reports, by kind.
 
 mod conn;
+pub mod error;
 pub mod frames;
 pub mod protocol;
 pub mod retry;
 pub mod service;
 pub mod tls;
+
+pub use error::PeerError;

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::error::PeerError;
 use super::frames::FrameLimits;
 use super::protocol::InFlight;
 use super::retry::{Backoff, RetryPolicy};
@@ -79,7 +80,11 @@ impl PeerConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PeerError> {
+        self.out_of_range().map_err(PeerError::Settings)
+    }
+
+    fn out_of_range(&self) -> Result<(), String> {
         let chunk = 16.0 * 1024.0;
         for (name, v) in [("rate_in", self.rate_in), ("rate_out", self.rate_out)] {
             if !v.is_finite() || v < 1024.0 {
@@ -352,19 +357,20 @@ pub struct PeerService {
 impl PeerService {
     /// Reads the PKI files (an unusable file is an error here) and starts the
     /// runtime; nothing listens or dials until told to.
-    pub fn new(store: Arc<Store>, config: PeerConfig) -> Result<PeerService, String> {
+    pub fn new(store: Arc<Store>, config: PeerConfig) -> Result<PeerService, PeerError> {
         config.validate()?;
         let tls = TlsFiles::new(config.tls.clone())?;
         let max_keys = config.max_connections + config.max_dial_targets;
         let quota = |rate: f64, burst: f64| {
-            QuotaTable::new(rate, burst, max_keys, Clock::Monotonic).map_err(|e| e.to_string())
+            QuotaTable::new(rate, burst, max_keys, Clock::Monotonic)
+                .map_err(|e| PeerError::Settings(e.to_string()))
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.workers)
             .thread_name("vedette-peers")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the peer runtime: {e}"))?;
+            .map_err(|e| PeerError::Stopped(format!("cannot start the peer runtime: {e}")))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let inner = Arc::new(Inner {
             quota_in: quota(config.rate_in, config.burst_in)?,
@@ -391,29 +397,26 @@ impl PeerService {
         })
     }
 
-    fn handle(&self) -> Result<tokio::runtime::Handle, String> {
+    fn handle(&self) -> Result<tokio::runtime::Handle, PeerError> {
         self.runtime
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|rt| rt.handle().clone())
-            .ok_or_else(|| "the peer service is stopped".to_string())
+            .ok_or_else(|| PeerError::Stopped("the peer service is stopped".into()))
     }
 
     /// Listens on `addr`; returns the address bound (port 0 picks one).
-    pub fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String> {
+    pub fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, PeerError> {
         let handle = self.handle()?;
+        let socket = |e: std::io::Error| PeerError::Network(format!("{addr}: {e}"));
         let std_listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let bound = std_listener
-            .local_addr()
-            .map_err(|e| format!("{addr}: {e}"))?;
+            .map_err(|e| PeerError::Network(format!("cannot listen on {addr}: {e}")))?;
+        std_listener.set_nonblocking(true).map_err(socket)?;
+        let bound = std_listener.local_addr().map_err(socket)?;
         let listener = {
             let _guard = handle.enter();
-            TcpListener::from_std(std_listener).map_err(|e| format!("{addr}: {e}"))?
+            TcpListener::from_std(std_listener).map_err(socket)?
         };
         self.inner
             .listening
@@ -427,7 +430,7 @@ impl PeerService {
 
     /// Dials `addr` now and again whenever the link drops, within the retry
     /// policy, until the service stops. Adding an address twice changes nothing.
-    pub fn dial(&self, addr: SocketAddr) -> Result<(), String> {
+    pub fn dial(&self, addr: SocketAddr) -> Result<(), PeerError> {
         let handle = self.handle()?;
         {
             let mut dials = self.inner.dials.lock().unwrap_or_else(|p| p.into_inner());
@@ -435,10 +438,10 @@ impl PeerService {
                 return Ok(());
             }
             if dials.len() >= self.inner.config.max_dial_targets {
-                return Err(format!(
+                return Err(PeerError::Busy(format!(
                     "already dialling {} addresses (max_dial_targets)",
                     dials.len()
-                ));
+                )));
             }
             dials.insert(
                 addr,
@@ -456,7 +459,7 @@ impl PeerService {
     /// Dials `addr` `count` times in a row, each time completing a full mutual
     /// TLS handshake and closing at once (no protocol byte is sent). Returns
     /// how many handshakes completed; for checking a peer and for benchmarks.
-    pub fn probe(&self, addr: SocketAddr, count: u64) -> Result<u64, String> {
+    pub fn probe(&self, addr: SocketAddr, count: u64) -> Result<u64, PeerError> {
         let handle = self.handle()?;
         let inner = Arc::clone(&self.inner);
         handle.block_on(async move {
@@ -467,7 +470,9 @@ impl PeerService {
                         drop(stream);
                         done += 1;
                     }
-                    Err((reason, detail)) => return Err(format!("{reason}: {detail}")),
+                    Err((reason, detail)) => {
+                        return Err(PeerError::Network(format!("{reason}: {detail}")))
+                    }
                 }
             }
             Ok(done)
@@ -476,7 +481,7 @@ impl PeerService {
 
     /// Rebuilds the TLS configurations from the files now (they are also
     /// rebuilt at each handshake when a file changed).
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), PeerError> {
         self.inner.tls.reload()
     }
 
@@ -684,7 +689,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             let configs = match inner.tls.current() {
                 Ok(c) => c,
                 Err(err) => {
-                    inner.rejected("tls_config", &addr.to_string(), &err);
+                    inner.rejected("tls_config", &addr.to_string(), &err.to_string());
                     return;
                 }
             };
@@ -871,7 +876,7 @@ async fn dial_once(
     inner: &Inner,
     addr: SocketAddr,
 ) -> Result<tokio_rustls::client::TlsStream<BufReader<TcpStream>>, (&'static str, String)> {
-    let configs = inner.tls.current().map_err(|e| ("tls_config", e))?;
+    let configs = inner.tls.current().map_err(|e| ("tls_config", e.to_string()))?;
     let timeout = inner.config.handshake_timeout;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(("timeout_connect", format!("connect to {addr} timed out"))),

@@ -286,3 +286,29 @@ fn a_segment_relayed_with_a_forged_origin_signature_is_refused_and_recorded() {
     assert!(c.status().peers.iter().any(|p| p.connected));
     assert_eq!(c.status().segments_in, 1);
 }
+
+#[test]
+fn each_failure_is_reported_by_its_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(&tmp.path().join("pki"), "test.example");
+    ca.issue("a", false);
+    let sa = store(&tmp.path().join("a"), "a");
+
+    let mut slow = config(&ca, "a");
+    slow.rate_in = 10.0;
+    let err = PeerService::new(Arc::clone(&sa), slow).err().unwrap();
+    assert!(matches!(err, PeerError::Settings(ref m) if m.contains("rate_in")), "{err}");
+
+    let mut missing = config(&ca, "a");
+    missing.tls.ca = tmp.path().join("no-such-ca.pem");
+    let err = PeerService::new(Arc::clone(&sa), missing).err().unwrap();
+    assert!(matches!(err, PeerError::Files(ref m) if m.contains("no-such-ca.pem")), "{err}");
+
+    let a = PeerService::new(Arc::clone(&sa), config(&ca, "a")).unwrap();
+    let taken = a.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let err = a.listen(taken).unwrap_err();
+    assert!(matches!(err, PeerError::Network(ref m) if m.contains("cannot listen")), "{err}");
+    a.stop(Duration::from_millis(100));
+    let err = a.dial(taken).unwrap_err();
+    assert!(matches!(err, PeerError::Stopped(_)), "{err}");
+}

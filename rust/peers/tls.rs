@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::error::PeerError;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -254,7 +256,12 @@ impl OriginKeys {
 }
 
 impl TlsConfigs {
-    pub fn build(settings: &TlsSettings) -> Result<TlsConfigs, String> {
+    /// The configurations from the files `settings` names; an error names the file.
+    pub fn build(settings: &TlsSettings) -> Result<TlsConfigs, PeerError> {
+        Self::from_files(settings).map_err(PeerError::Files)
+    }
+
+    fn from_files(settings: &TlsSettings) -> Result<TlsConfigs, String> {
         let provider = provider();
         let ca = read_certs(&settings.ca)?;
         let mut roots = RootCertStore::empty();
@@ -373,13 +380,13 @@ pub struct TlsFiles {
 
 struct Loaded {
     stamps: Vec<Option<(SystemTime, u64)>>,
-    configs: Result<TlsConfigs, String>,
+    configs: Result<TlsConfigs, PeerError>,
     reloads: u64,
 }
 
 impl TlsFiles {
     /// Reads the files now; an error here names the file.
-    pub fn new(settings: TlsSettings) -> Result<TlsFiles, String> {
+    pub fn new(settings: TlsSettings) -> Result<TlsFiles, PeerError> {
         let stamps = stamps(&settings);
         let configs = TlsConfigs::build(&settings)?;
         Ok(TlsFiles {
@@ -398,7 +405,7 @@ impl TlsFiles {
 
     /// The configurations for the next handshake, rebuilt first if any file
     /// changed since they were built. Fails closed while a file is unusable.
-    pub fn current(&self) -> Result<TlsConfigs, String> {
+    pub fn current(&self) -> Result<TlsConfigs, PeerError> {
         let now = stamps(&self.settings);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now != st.stamps {
@@ -410,7 +417,7 @@ impl TlsFiles {
     }
 
     /// Rebuilds the configurations from the files now.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), PeerError> {
         let now = stamps(&self.settings);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.configs = TlsConfigs::build(&self.settings);
