@@ -11,7 +11,7 @@ import dataclasses
 import secrets
 
 from vedette.benchmark.common import BenchError, Metric, Scratch, percentile, timed_threads
-from vedette.config import QuotaConfig
+from vedette.config import ListenConfig, QuotaConfig
 
 BODY = {"tool": "echo", "args": {"text": "hello"}}
 # Far above what a run can write; the store's ceiling must not turn allows into denials.
@@ -23,8 +23,10 @@ def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
     from vedette.runtime.interceptor import Runtime
     from vedette.serve import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
 
+    # Decided in process: nothing listens, so the listener keeps its defaults.
+    listen = ListenConfig()
     base = example_config(
-        "127.0.0.1", 0, secrets.token_urlsafe(16), scratch.folder(f"decisions-{threads}")
+        listen.host, listen.port, secrets.token_urlsafe(16), scratch.folder(f"decisions-{threads}")
     )
     # The store in the scratch folder whatever VEDETTE_* variables say; no peers, no archive.
     config = dataclasses.replace(
