@@ -54,6 +54,9 @@ log = logging.getLogger("vedette.archive")
 
 # How often the store is looked at for newly sealed segments when nothing wakes the uplink.
 SCAN_S = 0.5
+# Segments the stream holds whose acknowledgement waits for the store's sync;
+# beyond this many no new segment is published until some are durable.
+MAX_ACKING = 64
 # How often the chain heads are compared, so that a segment sealed by size (in
 # the core, on the write path) is on its way within this long: a small ceiling
 # fills in well under a second at a high call rate.
@@ -283,7 +286,13 @@ class ArchiveUplink:
         js = nc.jetstream(timeout=self.config.publish_timeout_s)
         await self._ensure_stream(js)
         window = asyncio.Semaphore(self.config.in_flight)
+        # Segments being published, and segments the stream holds whose
+        # acknowledgement is being made durable in the store: a publish slot is
+        # free as soon as the stream has acknowledged, so a slow disk sync
+        # never holds the link idle.
         running: dict[str, asyncio.Task[None]] = {}
+        acking: dict[str, asyncio.Task[None]] = {}
+        infos: dict[str, SegmentInfo] = {}
         failures = 0
         assert self._stop is not None
         assert self._wake is not None
@@ -292,31 +301,39 @@ class ArchiveUplink:
                 raise ConnectionError("connection to the archive closed")
             backlog = await asyncio.to_thread(self._refresh_backlog)
             for info in backlog:
-                if len(running) >= self.config.in_flight:
+                if len(running) >= self.config.in_flight or len(acking) >= MAX_ACKING:
                     break
                 assert info.id is not None
-                if info.id not in running:
+                if info.id not in running and info.id not in acking:
+                    infos[info.id] = info
                     running[info.id] = asyncio.create_task(self._upload(js, info, window))
             self._wake.clear()
-            waiters: set[asyncio.Future[Any]] = set(running.values())
+            tasks = {*running.values(), *acking.values()}
+            waiters: set[asyncio.Future[Any]] = set(tasks)
             waiters.add(asyncio.ensure_future(self._wake.wait()))
             waiters.add(asyncio.ensure_future(self._stop.wait()))
             _done, _ = await asyncio.wait(
                 waiters, timeout=SCAN_S, return_when=asyncio.FIRST_COMPLETED
             )
-            for extra in waiters - set(running.values()):
+            for extra in waiters - tasks:
                 extra.cancel()
             failed = False
-            for seg_id, task in list(running.items()):
+            for seg_id, task in [*running.items(), *acking.items()]:
                 if not task.done():
                     continue
-                del running[seg_id]
+                published = running.pop(seg_id, None) is task
+                if not published:
+                    del acking[seg_id]
                 err = task.exception()
                 if err is None:
                     failures = 0
+                    if published:
+                        acking[seg_id] = asyncio.create_task(self._acknowledged(infos[seg_id]))
                 elif not isinstance(err, SegmentNotFoundError):
                     self._error(err)
                     failed = True
+                if err is not None or not published:
+                    infos.pop(seg_id, None)
             if failed:
                 failures += 1
                 if nc.is_closed:
@@ -325,6 +342,9 @@ class ArchiveUplink:
         for task in running.values():
             task.cancel()
         await asyncio.gather(*running.values(), return_exceptions=True)
+        # What the stream holds is acknowledged in the store even as the link
+        # goes: only the durable write is left, and it does not need the link.
+        await asyncio.gather(*acking.values(), return_exceptions=True)
         return failures
 
     async def _ensure_stream(self, js: Any) -> None:
@@ -378,8 +398,12 @@ class ArchiveUplink:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        # Every piece is in the stream: only now may the store let the segment go.
-        await self._acks.acknowledge(seg_id)
+
+    async def _acknowledged(self, info: SegmentInfo) -> None:
+        """Every piece of the segment is in the stream: only now may the store
+        let it go, once the acknowledgement is durable."""
+        assert info.id is not None
+        await self._acks.acknowledge(info.id)
         with self._lock:
             self._last_ack_mono = time.monotonic()
             self.archived_segments += 1
