@@ -25,7 +25,10 @@ from vedette.releases.oci import (
     OciDigestError,
     RegistryAuth,
     RegistryClient,
+    check_digest,
     digest_of,
+    is_digest,
+    names_digest,
     parse_reference,
 )
 from vedette.releases.verify import fetch_release
@@ -320,3 +323,24 @@ def test_the_classic_signature_checks_out_with_an_independent_verifier(registry,
     public = serialization.load_pem_public_key(key.public_path.read_bytes())
     signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
     public.verify(signature, payload, ec.ECDSA(hashes.SHA256()))  # raises if it does not
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("sha256:" + "ab" * 32, True),
+        ("sha256:" + "AB" * 32, False),  # the text form is lowercase
+        ("sha256:" + "ab" * 31, False),
+        ("blake3:" + "ab" * 32, False),  # OCI content is addressed by SHA-256
+        ("sha256:", False),
+        ("stable", False),
+    ],
+)
+def test_digests_are_checked_by_the_core_parser(text, valid):
+    assert is_digest(text) is valid
+    assert names_digest(text) is (":" in text)
+    if valid:
+        assert check_digest(text) == text
+    else:
+        with pytest.raises(OciError, match="not a sha256 digest"):
+            check_digest(text)

@@ -330,6 +330,7 @@ class ArgsValidator:
 # gate: one intent from body bytes to a verdict and its record (vedette.runtime)
 
 __all__ += [
+    "DETACH_ABOVE_BYTES",
     "LATENCY_BUCKETS",
     "NAME_RULE",
     "DecisionMetrics",
@@ -342,6 +343,7 @@ __all__ += [
     "parse_intent",
 ]
 
+DETACH_ABOVE_BYTES: int
 LATENCY_BUCKETS: list[float]
 
 @final

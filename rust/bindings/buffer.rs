@@ -38,6 +38,17 @@ extern "C" {
     fn PyBuffer_Release(view: *mut RawBuffer);
 }
 
+/// Inputs longer than this are read with the interpreter lock released: below
+/// it, the work takes less than releasing and taking back the lock would. The
+/// one threshold of every binding (and of the runtime's choice between
+/// deciding on the event loop and on a worker thread).
+pub(super) const DETACH_ABOVE_BYTES: usize = 4096;
+
+/// Whether work on `len` input bytes is worth releasing the interpreter lock for.
+pub(super) fn worth_detaching(len: usize) -> bool {
+    len > DETACH_ABOVE_BYTES
+}
+
 /// The bytes of a Python object, borrowed for as long as this value lives.
 /// The exporter (a `bytearray`, say) cannot resize while a view is held.
 pub(super) enum Bytes<'py> {

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::buffer::borrow_bytes;
+use super::buffer::{borrow_bytes, worth_detaching, DETACH_ABOVE_BYTES};
 use super::policy::{json_to_python, ArgsValidator, PolicyEngine};
 use super::quota::QuotaTable;
 use crate::gate::{self as core, DecisionFacts, IntentLimits, OutcomeFacts};
@@ -23,6 +23,7 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(event_record, module)?)?;
     module.add_function(wrap_pyfunction!(evidence_timestamp, module)?)?;
     module.add("NAME_RULE", crate::policy::NAME_RULE)?;
+    module.add("DETACH_ABOVE_BYTES", DETACH_ABOVE_BYTES)?;
     Ok(())
 }
 
@@ -55,9 +56,6 @@ fn evidence_timestamp(unix_ns: i128) -> String {
     core::timestamp(unix_ns)
 }
 
-/// Bodies longer than this are parsed with the GIL released.
-const DETACH_ABOVE_BYTES: usize = 4096;
-
 fn limits(max_depth: usize, max_args_bytes: usize, max_claims_bytes: usize) -> IntentLimits {
     IntentLimits {
         max_depth,
@@ -80,7 +78,7 @@ fn parse_intent<'py>(
     let bytes = borrow_bytes(body)?;
     let slice = bytes.as_slice();
     let limits = limits(max_depth, max_args_bytes, max_claims_bytes);
-    let parsed = if slice.len() > DETACH_ABOVE_BYTES {
+    let parsed = if worth_detaching(slice.len()) {
         py.detach(|| core::parse_intent(slice, &limits))
     } else {
         core::parse_intent(slice, &limits)

@@ -9,13 +9,9 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use super::buffer::{borrow_bytes, type_name};
+use super::buffer::{borrow_bytes, type_name, worth_detaching};
 use super::errors;
 use crate::hashing::{self as core, Algorithm, CanonicalJsonError, HashRole};
-
-/// Inputs at least this long are hashed with the GIL released. Below it the
-/// hash takes about a microsecond, less than giving up and retaking the GIL.
-const GIL_RELEASE_MIN_BYTES: usize = 4096;
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Digest>()?;
@@ -157,7 +153,7 @@ impl Hasher {
     fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = borrow_bytes(data)?;
         let slice = bytes.as_slice();
-        if slice.len() < GIL_RELEASE_MIN_BYTES {
+        if !worth_detaching(slice.len()) {
             if let Ok(mut state) = self.state.try_lock() {
                 state.update(slice);
                 return Ok(());
@@ -189,7 +185,7 @@ fn hash_buffer(
 ) -> PyResult<Digest> {
     let bytes = borrow_bytes(data)?;
     let slice = bytes.as_slice();
-    let digest = if slice.len() < GIL_RELEASE_MIN_BYTES {
+    let digest = if !worth_detaching(slice.len()) {
         hash(slice)
     } else {
         data.py().detach(|| hash(slice))

@@ -3,18 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use super::buffer::{borrow_bytes, type_name};
+use super::buffer::{borrow_bytes, type_name, worth_detaching};
 use super::hashing::Digest;
 use crate::policy::{self as core, EngineReuse, Fault, Value};
 
-/// Inputs nested deeper than this are refused (denied), as in canonical JSON.
-const MAX_INPUT_DEPTH: usize = 128;
+/// Inputs nested deeper than this are refused (denied): the canonical-JSON limit.
+const MAX_INPUT_DEPTH: usize = crate::hashing::canonical_json::MAX_DEPTH;
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<BundleLimits>()?;
@@ -212,24 +211,8 @@ impl PolicyEngine {
     #[new]
     #[pyo3(signature = (bundle, *, time_limit = 0.1, reuse = "pool"))]
     fn new(py: Python<'_>, bundle: &Bundle, time_limit: f64, reuse: &str) -> PyResult<Self> {
-        if !time_limit.is_finite() || time_limit <= 0.0 || time_limit > 3600.0 {
-            return Err(PyValueError::new_err(format!(
-                "time_limit must be a number of seconds in (0, 3600], got {time_limit}"
-            )));
-        }
-        let reuse = match reuse {
-            "pool" => EngineReuse::Pool,
-            "clone" => EngineReuse::ClonePerCall,
-            "independent" => EngineReuse::Independent,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "reuse must be 'pool', 'clone' or 'independent', got {other:?}"
-                )))
-            }
-        };
-        let limits = core::EvalLimits {
-            time_limit: Duration::from_secs_f64(time_limit),
-        };
+        let limits = core::EvalLimits::from_seconds(time_limit).map_err(PyValueError::new_err)?;
+        let reuse: EngineReuse = reuse.parse().map_err(PyValueError::new_err)?;
         let bundle = Arc::clone(&bundle.0);
         py.detach(move || core::PolicyEngine::new(&bundle, limits))
             .map(|engine| PolicyEngine(Arc::new(engine.with_reuse(reuse))))
@@ -241,12 +224,9 @@ impl PolicyEngine {
     fn evaluate(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> Decision {
         let decision = match python_to_value(input, 0) {
             Ok(value) => py.detach(|| self.0.evaluate(value)),
-            Err(problem) => core::Decision {
-                allow: false,
-                reason: format!("input has no JSON form: {problem}"),
-                fault: Some(Fault::Error),
-                result: Value::Undefined,
-            },
+            Err(problem) => {
+                core::Decision::refused_input(format!("input has no JSON form: {problem}"))
+            }
         };
         Decision(decision)
     }
@@ -260,12 +240,9 @@ impl PolicyEngine {
             match std::str::from_utf8(bytes.as_slice()) {
                 Ok(text) => text.to_owned(),
                 Err(_) => {
-                    return Ok(Decision(core::Decision {
-                        allow: false,
-                        reason: "input is not valid UTF-8".to_string(),
-                        fault: Some(Fault::Error),
-                        result: Value::Undefined,
-                    }))
+                    return Ok(Decision(core::Decision::refused_input(
+                        "input is not valid UTF-8",
+                    )))
                 }
             }
         };
@@ -605,9 +582,6 @@ pub(super) fn json_to_python<'py>(
     })
 }
 
-/// Inputs longer than this are validated with the GIL released.
-const DETACH_ABOVE_BYTES: usize = 4096;
-
 /// A tool's argument JSON Schema, compiled once; see `rust/policy/args.rs`.
 #[pyclass(frozen, module = "vedette._core", name = "ArgsValidator")]
 pub struct ArgsValidator(pub(super) Arc<core::ArgsValidator>);
@@ -632,7 +606,7 @@ impl ArgsValidator {
     fn problem(&self, py: Python<'_>, args_json: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let bytes = borrow_bytes(args_json)?;
         let slice = bytes.as_slice();
-        Ok(if slice.len() > DETACH_ABOVE_BYTES {
+        Ok(if worth_detaching(slice.len()) {
             py.detach(|| self.0.problem_json(slice))
         } else {
             self.0.problem_json(slice)

@@ -876,7 +876,10 @@ async fn dial_once(
     inner: &Inner,
     addr: SocketAddr,
 ) -> Result<tokio_rustls::client::TlsStream<BufReader<TcpStream>>, (&'static str, String)> {
-    let configs = inner.tls.current().map_err(|e| ("tls_config", e.to_string()))?;
+    let configs = inner
+        .tls
+        .current()
+        .map_err(|e| ("tls_config", e.to_string()))?;
     let timeout = inner.config.handshake_timeout;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(("timeout_connect", format!("connect to {addr} timed out"))),

@@ -297,17 +297,26 @@ fn each_failure_is_reported_by_its_kind() {
     let mut slow = config(&ca, "a");
     slow.rate_in = 10.0;
     let err = PeerService::new(Arc::clone(&sa), slow).err().unwrap();
-    assert!(matches!(err, PeerError::Settings(ref m) if m.contains("rate_in")), "{err}");
+    assert!(
+        matches!(err, PeerError::Settings(ref m) if m.contains("rate_in")),
+        "{err}"
+    );
 
     let mut missing = config(&ca, "a");
     missing.tls.ca = tmp.path().join("no-such-ca.pem");
     let err = PeerService::new(Arc::clone(&sa), missing).err().unwrap();
-    assert!(matches!(err, PeerError::Files(ref m) if m.contains("no-such-ca.pem")), "{err}");
+    assert!(
+        matches!(err, PeerError::Files(ref m) if m.contains("no-such-ca.pem")),
+        "{err}"
+    );
 
     let a = PeerService::new(Arc::clone(&sa), config(&ca, "a")).unwrap();
     let taken = a.listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let err = a.listen(taken).unwrap_err();
-    assert!(matches!(err, PeerError::Network(ref m) if m.contains("cannot listen")), "{err}");
+    assert!(
+        matches!(err, PeerError::Network(ref m) if m.contains("cannot listen")),
+        "{err}"
+    );
     a.stop(Duration::from_millis(100));
     let err = a.dial(taken).unwrap_err();
     assert!(matches!(err, PeerError::Stopped(_)), "{err}");

@@ -68,6 +68,12 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A deny for an input that never reached the policy (no JSON form, not
+    /// UTF-8): a fault like any other.
+    pub fn refused_input(reason: impl Into<String>) -> Decision {
+        Decision::fault(Fault::Error, reason.into(), Value::Undefined)
+    }
+
     fn fault(fault: Fault, reason: String, result: Value) -> Decision {
         Decision {
             allow: false,
@@ -91,6 +97,22 @@ pub enum EngineReuse {
     /// engines share no reference-counted policy or data (no cache-line
     /// contention on shared counts between cores).
     Independent,
+}
+
+impl std::str::FromStr for EngineReuse {
+    type Err = String;
+
+    /// `pool`, `clone` or `independent`.
+    fn from_str(name: &str) -> Result<EngineReuse, String> {
+        match name {
+            "pool" => Ok(EngineReuse::Pool),
+            "clone" => Ok(EngineReuse::ClonePerCall),
+            "independent" => Ok(EngineReuse::Independent),
+            other => Err(format!(
+                "reuse must be 'pool', 'clone' or 'independent', got {other:?}"
+            )),
+        }
+    }
 }
 
 /// Enforces the decision contract of `docs/contracts.md`: the only way to

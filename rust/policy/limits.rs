@@ -43,6 +43,23 @@ pub struct EvalLimits {
     pub time_limit: Duration,
 }
 
+impl EvalLimits {
+    /// The longest time limit a caller may set.
+    pub const MAX_SECONDS: f64 = 3600.0;
+
+    /// Limits with a time limit of `seconds`, which must be in (0, 3600].
+    pub fn from_seconds(seconds: f64) -> Result<EvalLimits, String> {
+        if !seconds.is_finite() || seconds <= 0.0 || seconds > Self::MAX_SECONDS {
+            return Err(format!(
+                "time_limit must be a number of seconds in (0, 3600], got {seconds}"
+            ));
+        }
+        Ok(EvalLimits {
+            time_limit: Duration::from_secs_f64(seconds),
+        })
+    }
+}
+
 impl Default for EvalLimits {
     fn default() -> EvalLimits {
         EvalLimits {

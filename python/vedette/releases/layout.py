@@ -17,7 +17,6 @@ from typing import Any
 from vedette.durable import write_durably
 from vedette.errors import OciError
 from vedette.releases.oci import (
-    _DIGEST,
     MAX_BLOB_BYTES,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
@@ -29,6 +28,8 @@ from vedette.releases.oci import (
     check_tag,
     digest_of,
     fallback_referrers,
+    is_digest,
+    names_digest,
 )
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
@@ -79,7 +80,7 @@ class LayoutRepository:
         return None
 
     def get_manifest(self, reference: str) -> Manifest:
-        digest = reference if reference.startswith("sha256:") else self.resolve(reference)
+        digest = check_digest(reference) if names_digest(reference) else self.resolve(reference)
         if digest is None:
             raise OciError(f"{self.describe()}: no tag {reference!r}")
         data = self._read(digest, MAX_MANIFEST_BYTES, f"manifest {digest}")
@@ -133,7 +134,7 @@ class LayoutRepository:
         found = []
         for entry in self._index():
             candidate = entry.get("digest")
-            if not isinstance(candidate, str) or not _DIGEST.match(candidate):
+            if not isinstance(candidate, str) or not is_digest(candidate):
                 continue
             try:
                 document = self.get_manifest(candidate).json()

@@ -54,6 +54,9 @@ from vedette.releases.oci import (
     Reference,
     RegistryAuth,
     Repository,
+    check_digest,
+    is_digest,
+    names_digest,
     parse_reference,
 )
 from vedette.releases.poller import Poller
@@ -341,7 +344,7 @@ class AgentTrack:
         ``"activated"`` or ``"rejected"``. Raises :class:`OciError` when the source
         cannot be read (the caller counts that as the control plane unreachable).
         """
-        digest = reference if reference.startswith("sha256:") else source.resolve(reference)
+        digest = check_digest(reference) if names_digest(reference) else source.resolve(reference)
         if digest is None:
             raise OciError(f"{source.describe()}: no tag {reference!r}")
         self.contact_ok()
@@ -518,7 +521,7 @@ class AgentTrack:
 
 
 def _digest_or_none(value: Any) -> str | None:
-    if isinstance(value, str) and len(value) == 71 and value.startswith("sha256:"):
+    if isinstance(value, str) and is_digest(value):
         return value
     return None
 

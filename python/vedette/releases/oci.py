@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from vedette.errors import OciError
-from vedette.hashing import sha256
+from vedette.hashing import Digest, DigestFormatError, sha256
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -39,7 +39,6 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 30.0
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -58,10 +57,31 @@ def digest_of(data: bytes) -> str:
     return str(sha256(data))
 
 
+def names_digest(reference: str) -> bool:
+    """Whether a manifest reference names a digest (``<algorithm>:<hex>``)
+    rather than a tag: only a digest has a ':'. Whether it is a valid one is
+    :func:`check_digest`'s to say."""
+    return ":" in reference
+
+
+def is_digest(text: str) -> bool:
+    """Whether ``text`` is a valid sha256 content digest (the core's parser)."""
+    try:
+        check_digest(text)
+    except OciError:
+        return False
+    return True
+
+
 def check_digest(digest: str) -> str:
-    if not _DIGEST.match(digest):
+    """``digest`` as a typed sha256 digest's text form; OciError when it is not one."""
+    try:
+        parsed = Digest.parse(digest)
+    except (DigestFormatError, ValueError):
+        raise OciError(f"not a sha256 digest: {digest!r}") from None
+    if parsed.algorithm != "sha256":
         raise OciError(f"not a sha256 digest: {digest!r}")
-    return digest
+    return str(parsed)
 
 
 def check_tag(tag: str) -> str:
@@ -375,13 +395,13 @@ class RegistryRepository:
             if response.status_code == 404:
                 return None
             digest: str | None = response.headers.get("docker-content-digest")
-        if digest and _DIGEST.match(digest):
+        if digest and is_digest(digest):
             return digest
         # No digest header: fetch the manifest and hash what came back.
         return self.get_manifest(tag).digest
 
     def get_manifest(self, reference: str) -> Manifest:
-        by_digest = reference.startswith("sha256:")
+        by_digest = names_digest(reference)
         ref = check_digest(reference) if by_digest else check_tag(reference)
         url = f"/v2/{self.name}/manifests/{ref}"
         what = f"manifest {self.describe()}:{reference}" if not by_digest else f"manifest {ref}"

@@ -51,7 +51,10 @@ from vedette.releases.oci import (
     Manifest,
     OciDigestError,
     Repository,
+    check_digest,
     copy_artifact,
+    is_digest,
+    names_digest,
 )
 from vedette.releases.trust import ReleaseMark, check_rollback
 
@@ -104,7 +107,7 @@ def verify_release(
     ``max_created``, a release created after it is refused (step ``created``);
     with ``newest``, a release older than it is refused (step ``rollback``).
     """
-    digest = reference if reference.startswith("sha256:") else repo.resolve(reference)
+    digest = check_digest(reference) if names_digest(reference) else repo.resolve(reference)
     if digest is None:
         raise OciError(f"{repo.describe()}: no tag {reference!r}")
     signature = verify_signatures(repo, digest, trusted)
@@ -289,7 +292,7 @@ def fetch_release(
     digest on the way. Nothing is verified here: verify from ``target`` after.
     A digest mismatch raises ``VerificationError(step=2)``.
     """
-    digest = reference if reference.startswith("sha256:") else source.resolve(reference)
+    digest = check_digest(reference) if names_digest(reference) else source.resolve(reference)
     if digest is None:
         raise OciError(f"{source.describe()}: no tag {reference!r}")
     try:
@@ -308,7 +311,7 @@ def fetch_release(
         document = json.loads(target.get_blob(str(layer.get("digest")), MAX_DOCUMENT_BYTES))
         for part in ("agent", "policy"):
             named = document.get(part, {}).get("digest") if isinstance(document, dict) else None
-            if isinstance(named, str) and named.startswith("sha256:"):
+            if isinstance(named, str) and is_digest(named):
                 copy_artifact(source, target, named, max_blob_bytes)
     except OciDigestError as err:
         raise VerificationError(

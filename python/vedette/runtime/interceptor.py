@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vedette._core import Gate, Verdict
+from vedette._core import DETACH_ABOVE_BYTES, Gate, Verdict
 from vedette.config import Config
 from vedette.errors import is_rust_panic
 from vedette.hashing import blake3
@@ -51,9 +51,10 @@ from vedette.store import SegmentStore, StoreError
 log = logging.getLogger("vedette.runtime")
 
 # Bodies of at most this many bytes are decided on the event loop: that takes
-# tens of microseconds, less than a hop to a thread and back. Larger ones go
-# to worker threads.
-INLINE_EVALUATION_BYTES = 4096
+# tens of microseconds, less than a hop to a thread and back, and the core
+# would not release the interpreter lock for them anyway. Larger ones go to
+# worker threads.
+INLINE_EVALUATION_BYTES = DETACH_ABOVE_BYTES
 EVALUATOR_THREADS = 4
 # How often the runtime's housekeeping runs (refusal summaries, store checks).
 HOUSEKEEPING_S = 1.0
