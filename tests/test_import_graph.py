@@ -29,7 +29,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "serve": {"cli", "benchmark"},
     **{
         leaf: {"runtime", "api", "serve", "cli", "peers", "archive", "mcp", "benchmark"}
-        for leaf in (*CORE_FACES, "config", "origin", "durable", "drain", "client")
+        for leaf in (*CORE_FACES, "config", "origin", "durable", "drain", "client", "backoff")
     },
 }
 # Where a part may reach into one module of a part it otherwise must not use.

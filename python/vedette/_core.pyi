@@ -23,6 +23,7 @@ __all__ = [
     "Store",
     "TokenBucket",
     "__version__",
+    "backoff_ceiling",
     "blake3",
     "canonical_json",
     "hash_file",
@@ -563,6 +564,9 @@ def origin_verify(
 ) -> tuple[Literal["certificate", "key"], bytes]: ...
 
 # peers
+
+def backoff_ceiling(base_s: float, cap_s: float, failures: int) -> float:
+    """The longest wait after ``failures`` failures in a row: min(cap, base·2^failures)."""
 
 @final
 class PeerService:

@@ -17,7 +17,20 @@ use crate::peers::tls::TlsSettings;
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PeerService>()?;
+    module.add_function(wrap_pyfunction!(backoff_ceiling, module)?)?;
     Ok(())
+}
+
+/// The longest wait, in seconds, after `failures` failures in a row under a
+/// full-jitter backoff from `base_s` capped at `cap_s` (`rust/peers/retry.rs`).
+#[pyfunction]
+fn backoff_ceiling(base_s: f64, cap_s: f64, failures: u32) -> PyResult<f64> {
+    let policy = RetryPolicy {
+        base: seconds("base_s", base_s)?,
+        cap: seconds("cap_s", cap_s)?,
+        ..RetryPolicy::default()
+    };
+    Ok(policy.ceiling(failures).as_secs_f64())
 }
 
 #[pyclass(frozen, module = "vedette._core", name = "PeerService")]

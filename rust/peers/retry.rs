@@ -18,6 +18,18 @@ pub struct RetryPolicy {
     pub window: Duration,
 }
 
+impl RetryPolicy {
+    /// The longest wait after `failures` failures in a row: `min(cap, base ×
+    /// 2^failures)`. Full jitter draws the wait uniformly below it; this is
+    /// the one rule for every backoff in vedette (peers, the control-plane
+    /// poller, the archive uplink).
+    pub fn ceiling(&self, failures: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32.checked_shl(failures.min(30)).unwrap_or(u32::MAX))
+            .min(self.cap)
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -95,11 +107,7 @@ impl Backoff {
 
     /// The dial failed: the next one waits a jittered, growing delay.
     pub fn failed(&mut self, now: Instant) -> Duration {
-        let ceiling = self
-            .policy
-            .base
-            .saturating_mul(1u32.checked_shl(self.failures.min(30)).unwrap_or(u32::MAX))
-            .min(self.policy.cap);
+        let ceiling = self.policy.ceiling(self.failures);
         self.failures = self.failures.saturating_add(1);
         let delay = ceiling.mul_f64(unit_random());
         self.next_at = Some(now + delay);

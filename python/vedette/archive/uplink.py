@@ -31,7 +31,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from prometheus_client.registry import Collector
 from vedette.archive import wire
 from vedette.archive.acks import AckBatcher
 from vedette.archive.reader import connect_options
+from vedette.backoff import full_jitter
 from vedette.config import ArchiveConfig
 from vedette.errors import SegmentNotFoundError, StoreError
 from vedette.quota import TokenBucket
@@ -479,8 +479,7 @@ class ArchiveUplink:
 
     def _backoff(self, failures: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^failures))."""
-        c = self.config
-        return random.uniform(0, min(c.retry_cap_s, c.retry_base_s * 2 ** min(failures, 30)))
+        return full_jitter(self.config.retry_base_s, self.config.retry_cap_s, failures)
 
     async def _within_budget(self) -> None:
         """Waits until a connection attempt is within ``retry_budget`` per window."""

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from vedette.backoff import full_jitter
 from vedette.config import AgentConfig
 from vedette.errors import OciError
 from vedette.releases.oci import Reference, Repository
@@ -53,8 +54,7 @@ class Backoff:
     cap_s: float = BACKOFF_CAP_S
 
     def delay(self, failures: int, rng: random.Random) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(failures, 32)))
-        return rng.uniform(0, ceiling)
+        return full_jitter(self.base_s, self.cap_s, failures, rng)
 
 
 class Poller:

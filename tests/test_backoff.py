@@ -1,0 +1,34 @@
+"""Full-jitter backoff: the one ceiling rule in the core, the draw below it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from vedette.backoff import backoff_ceiling, full_jitter
+
+
+@pytest.mark.parametrize(
+    ("failures", "ceiling"), [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (40, 30.0), (2**31, 30.0)]
+)
+def test_the_ceiling_doubles_from_the_base_up_to_the_cap(failures, ceiling):
+    assert backoff_ceiling(0.5, 30.0, failures) == pytest.approx(ceiling)
+
+
+def test_full_jitter_stays_below_the_cores_ceiling():
+    rng = random.Random(3)
+    for failures in range(12):
+        ceiling = backoff_ceiling(0.5, 30.0, failures)
+        draws = [full_jitter(0.5, 30.0, failures, rng) for _ in range(200)]
+        assert all(0 <= d < ceiling or d == ceiling == 0 for d in draws)
+        # Spread over the whole range, not bunched at either end.
+        assert min(draws) < ceiling * 0.2
+        assert max(draws) > ceiling * 0.8
+
+
+def test_a_bad_base_or_cap_is_refused():
+    with pytest.raises(ValueError, match="base_s"):
+        backoff_ceiling(0.0, 30.0, 1)
+    with pytest.raises(ValueError, match="cap_s"):
+        backoff_ceiling(0.5, float("nan"), 1)
