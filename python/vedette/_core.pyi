@@ -331,6 +331,7 @@ class ArgsValidator:
 # gate: one intent from body bytes to a verdict and its record (vedette.runtime)
 
 __all__ += [
+    "DECISION_OUTCOMES",
     "DETACH_ABOVE_BYTES",
     "LATENCY_BUCKETS",
     "NAME_RULE",
@@ -345,6 +346,9 @@ __all__ += [
 ]
 
 DETACH_ABOVE_BYTES: int
+# How a call was decided, as its evidence record says (rust/gate/decide.rs).
+_DecisionOutcome = Literal["allow", "deny", "invalid", "unauthenticated", "over_quota"]
+DECISION_OUTCOMES: tuple[_DecisionOutcome, ...]
 LATENCY_BUCKETS: list[float]
 
 @final
@@ -395,7 +399,7 @@ class Verdict:
     """One call's verdict and the decision record to make durable."""
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> _DecisionOutcome:
         """ "allow", "deny", "invalid" or "over_quota"."""
     @property
     def allowed(self) -> bool: ...
@@ -453,7 +457,7 @@ class Gate:
         self,
         *,
         decision_id: str,
-        outcome: str,
+        outcome: _DecisionOutcome,
         reason: str | None,
         caller: str | None = None,
         agent: str | None = None,

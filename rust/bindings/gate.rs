@@ -24,6 +24,11 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(evidence_timestamp, module)?)?;
     module.add("NAME_RULE", crate::policy::NAME_RULE)?;
     module.add("DETACH_ABOVE_BYTES", DETACH_ABOVE_BYTES)?;
+    let outcomes: Vec<&str> = core::Outcome::ALL.iter().map(|o| o.name()).collect();
+    module.add(
+        "DECISION_OUTCOMES",
+        pyo3::types::PyTuple::new(module.py(), outcomes)?,
+    )?;
     Ok(())
 }
 
@@ -250,7 +255,8 @@ impl Gate {
         caller: Option<&str>,
         agent: Option<&str>,
         tool: Option<&str>,
-    ) -> Bound<'py, PyBytes> {
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let outcome: core::Outcome = outcome.parse().map_err(PyValueError::new_err)?;
         let facts = DecisionFacts {
             decision_id,
             outcome,
@@ -260,7 +266,10 @@ impl Gate {
             tool,
             ..DecisionFacts::default()
         };
-        PyBytes::new(py, &self.0.records().decision(&facts, core::now_unix_ns()))
+        Ok(PyBytes::new(
+            py,
+            &self.0.records().decision(&facts, core::now_unix_ns()),
+        ))
     }
 
     /// The record of a tool's run: `status` "ok" with the output's digest and
@@ -302,7 +311,7 @@ pub struct Verdict(core::Verdict);
 
 #[pymethods]
 impl Verdict {
-    /// "allow", "deny", "invalid" or "over_quota".
+    /// One of `DECISION_OUTCOMES`.
     #[getter]
     fn outcome(&self) -> &'static str {
         self.0.outcome.name()

@@ -19,24 +19,53 @@ use super::record::{now_unix_ns, timestamp, DecisionFacts, DecisionIds, RecordWr
 use crate::policy::{object, ArgsValidator, Decision, PolicyEngine, Value as RegoValue};
 use crate::quota::QuotaTable;
 
-/// How a call ended, as the runtime answers it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a call was decided, as its evidence record says: the one vocabulary
+/// (`vedette._core.DECISION_OUTCOMES`; the runtime's answers add `tool_error`,
+/// an allowed call whose tool failed, which its outcome record tells).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Outcome {
     /// The policy allowed: the record must be durable before the tool runs.
     Allow,
+    /// Refused: the policy, the declared tools, deny-all, or any fault.
+    #[default]
     Deny,
+    /// A malformed intent.
     Invalid,
+    /// No or bad credentials.
+    Unauthenticated,
+    /// The caller's rate quota is spent.
     OverQuota,
 }
 
 impl Outcome {
+    /// Every outcome, in the order the documentation lists them.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Allow,
+        Outcome::Deny,
+        Outcome::Invalid,
+        Outcome::Unauthenticated,
+        Outcome::OverQuota,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
             Outcome::Deny => "deny",
             Outcome::Invalid => "invalid",
+            Outcome::Unauthenticated => "unauthenticated",
             Outcome::OverQuota => "over_quota",
         }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Outcome, String> {
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.name() == name)
+            .ok_or_else(|| format!("not a decision outcome: {name:?}"))
     }
 }
 
@@ -387,7 +416,7 @@ impl Call<'_> {
     ) -> Vec<u8> {
         let facts = DecisionFacts {
             decision_id: &self.decision_id,
-            outcome: outcome.name(),
+            outcome,
             reason: Some(reason),
             caller: Some(self.caller),
             agent: Some(self.agent),

@@ -12,6 +12,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::decide::Outcome;
 use super::mask::{Mask, MASK};
 use crate::policy::{Decision, Value as RegoValue};
 
@@ -83,7 +84,7 @@ impl DecisionIds {
 #[derive(Default)]
 pub struct DecisionFacts<'a> {
     pub decision_id: &'a str,
-    pub outcome: &'a str,
+    pub outcome: Outcome,
     pub reason: Option<&'a str>,
     pub caller: Option<&'a str>,
     pub agent: Option<&'a str>,
@@ -150,7 +151,7 @@ impl RecordWriter {
             },
             release: facts.release,
             result: facts.result.map(ResultField),
-            outcome: facts.outcome,
+            outcome: facts.outcome.name(),
             reason: facts.reason,
         };
         encode(&record)

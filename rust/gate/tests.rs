@@ -228,7 +228,7 @@ fn records_mask_named_values_at_any_depth() {
     let claims = json!({"role": "admin"});
     let facts = DecisionFacts {
         decision_id: "id-1",
-        outcome: "deny",
+        outcome: Outcome::Deny,
         reason: Some("no"),
         caller: Some("c1"),
         args: args.as_object(),

@@ -216,7 +216,7 @@ class Runtime:
                 if self.refusals.admit(verdict.outcome, who, verdict.decision_id):
                     await self._append_quietly(verdict.record)
                 decision = Decision(
-                    verdict.outcome,  # type: ignore[arg-type]
+                    verdict.outcome,
                     verdict.decision_id,
                     reason=verdict.reason,
                     retry_after_s=verdict.retry_after_s,
@@ -350,9 +350,12 @@ class Runtime:
         self, decision: Decision, caller: Caller | None, tool: str | None = None
     ) -> None:
         """The record of a call decided here rather than by the gate."""
+        outcome = decision.outcome
+        if outcome == "tool_error":  # an allowed call: the gate and the tool record it
+            raise ValueError("a tool error is not decided here")
         record = self._gate.decision_record(
             decision_id=decision.decision_id,
-            outcome=decision.outcome,
+            outcome=outcome,
             reason=decision.reason,
             caller=caller.id if caller else None,
             agent=caller.agent if caller else None,
