@@ -296,18 +296,26 @@ class ArchiveUplink:
         failures = 0
         assert self._stop is not None
         assert self._wake is not None
+        # Segments listed at the last look at the store and not started since.
+        backlog: deque[SegmentInfo] = deque()
+        scanned = 0.0
         while not self._stop.is_set():
             if nc.is_closed:
                 raise ConnectionError("connection to the archive closed")
-            backlog = await asyncio.to_thread(self._refresh_backlog)
-            for info in backlog:
-                if len(running) >= self.config.in_flight or len(acking) >= MAX_ACKING:
-                    break
+            # The store is listed again only when something new may be there (a
+            # seal woke the uplink, a scan interval passed) or the last list is
+            # used up: listing it after every segment would cost the interpreter
+            # lock as much as publishing does.
+            if self._wake.is_set() or not backlog or time.monotonic() - scanned >= SCAN_S:
+                self._wake.clear()
+                listed = await asyncio.to_thread(self._refresh_backlog)
+                scanned = time.monotonic()
+                backlog = deque(i for i in listed if i.id not in running and i.id not in acking)
+            while backlog and len(running) < self.config.in_flight and len(acking) < MAX_ACKING:
+                info = backlog.popleft()
                 assert info.id is not None
-                if info.id not in running and info.id not in acking:
-                    infos[info.id] = info
-                    running[info.id] = asyncio.create_task(self._upload(js, info, window))
-            self._wake.clear()
+                infos[info.id] = info
+                running[info.id] = asyncio.create_task(self._upload(js, info, window))
             tasks = {*running.values(), *acking.values()}
             waiters: set[asyncio.Future[Any]] = set(tasks)
             waiters.add(asyncio.ensure_future(self._wake.wait()))
@@ -375,7 +383,8 @@ class ArchiveUplink:
         subject = wire.subject(self.config.subject_prefix, info.origin)
         acks: list[asyncio.Task[Any]] = []
         for i in range(count):
-            chunk = memoryview(data)[i * piece : (i + 1) * piece]
+            # One message: the bytes as read, not a copy of them.
+            chunk = data if count == 1 else data[i * piece : (i + 1) * piece]
             headers = {
                 wire.H_MSG_ID: seg_id if count == 1 else f"{seg_id}/{i}",
                 wire.H_SEGMENT: seg_id,
@@ -391,9 +400,7 @@ class ArchiveUplink:
                 headers[wire.H_SIGNATURE] = base64.b64encode(blob).decode("ascii")
             await self._pace(len(chunk))
             await window.acquire()
-            acks.append(
-                asyncio.create_task(self._publish(js, subject, bytes(chunk), headers, window))
-            )
+            acks.append(asyncio.create_task(self._publish(js, subject, chunk, headers, window)))
         results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
