@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +24,10 @@ from vedette.config import ArchiveConfig
 
 MAX_PARTIAL_BYTES = 256 << 20
 IDLE_TIMEOUT_S = 10.0
-# Tries at creating the reading consumer (0.5 s, 1 s, 2 s apart).
-SUBSCRIBE_ATTEMPTS = 4
+# Tries at asking for the stream and at creating the reading consumer (0.5 s,
+# 1 s, 2 s, 4 s, 8 s apart): a cluster that just lost a server elects new
+# leaders within seconds, and a reader should wait that out, not fail.
+SUBSCRIBE_ATTEMPTS = 6
 
 
 class ArchiveReadError(RuntimeError):
@@ -105,10 +107,7 @@ async def read_stream(
         raise ArchiveReadError(f"cannot reach the archive: {type(err).__name__}: {err}") from err
     try:
         js = nc.jetstream(timeout=10)
-        try:
-            info = await js.stream_info(config.stream)
-        except Exception as err:
-            raise ArchiveReadError(f"stream {config.stream}: {type(err).__name__}: {err}") from err
+        info = await _retried(f"stream {config.stream}", lambda: js.stream_info(config.stream))
         last = int(info.state.last_seq)
         total = int(info.state.messages)
         if last == 0 or total == 0:
@@ -191,24 +190,33 @@ def _take(
 
 
 async def _subscribe(js: Any, subject: str, stream: str) -> Any:
-    """An ordered consumer over ``subject``; its creation is retried a few times,
-    since a cluster that just lost a server may time out while it moves the
-    stream's leader."""
+    """An ordered consumer over ``subject``."""
+    return await _retried(
+        f"stream {stream}: cannot read it",
+        lambda: js.subscribe(
+            subject,
+            stream=stream,
+            ordered_consumer=True,
+            pending_msgs_limit=256,
+            pending_bytes_limit=64 << 20,
+        ),
+    )
+
+
+async def _retried(what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+    """``attempt()``, tried again a few times with growing pauses (a cluster that
+    just lost a server times out while it moves its leaders); ArchiveReadError
+    naming ``what`` when every try failed, or at once when the stream does not
+    exist (no wait changes that)."""
+    from nats.js.errors import NotFoundError
+
     delay = 0.5
-    for attempt in range(SUBSCRIBE_ATTEMPTS):
+    for tries in range(1, SUBSCRIBE_ATTEMPTS + 1):
         try:
-            return await js.subscribe(
-                subject,
-                stream=stream,
-                ordered_consumer=True,
-                pending_msgs_limit=256,
-                pending_bytes_limit=64 << 20,
-            )
+            return await attempt()
         except Exception as err:
-            if attempt + 1 == SUBSCRIBE_ATTEMPTS:
-                raise ArchiveReadError(
-                    f"stream {stream}: cannot read it: {type(err).__name__}: {err}"
-                ) from err
+            if tries == SUBSCRIBE_ATTEMPTS or isinstance(err, NotFoundError):
+                raise ArchiveReadError(f"{what}: {type(err).__name__}: {err}") from err
             await asyncio.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
