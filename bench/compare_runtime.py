@@ -48,7 +48,7 @@ UNLIMITED = {
 
 def in_process(threads: int, per_thread: int) -> dict[str, float]:
     os.environ.update(UNLIMITED)
-    config = example_config("127.0.0.1", 0, TOKEN)
+    config = example_config("127.0.0.1", 8797, TOKEN)  # in process: nothing listens
     runtime = Runtime(config)
     caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
     latencies: list[float] = []
