@@ -6,7 +6,7 @@ that fixes its algorithm (see :class:`HashRole`); :func:`require_role` is the
 check every boundary applies.
 
 ``blake3``, ``sha256`` and ``Hasher.update`` accept any bytes-like object
-without copying it, and release the GIL for inputs of 4 KiB or more.
+without copying it, and release the GIL for inputs larger than 4 KiB.
 """
 
 from __future__ import annotations

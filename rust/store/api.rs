@@ -1,5 +1,6 @@
 //! The public face of the segment store: [`Store`].
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,19 +202,21 @@ impl Store {
         if let Some(missing) = ids.iter().find(|id| !st.segments.contains_key(*id)) {
             return Err(StoreError::NotFound(missing.to_string()));
         }
-        let mut entries: Vec<Entry> = Vec::with_capacity(ids.len());
-        for id in ids {
-            let known = st.catalog.acks.get(id).is_some_and(|by_| by_.contains(by));
-            let repeated = entries
-                .iter()
-                .any(|e| matches!(e, Entry::Ack { id: queued, .. } if queued == id));
-            if !known && !repeated {
-                entries.push(Entry::Ack {
-                    id: *id,
-                    by: by.to_string(),
-                });
-            }
-        }
+        let mut queued = HashSet::with_capacity(ids.len());
+        let entries: Vec<Entry> = ids
+            .iter()
+            .filter(|id| {
+                !st.catalog
+                    .acks
+                    .get(*id)
+                    .is_some_and(|held| held.contains(by))
+            })
+            .filter(|id| queued.insert(**id))
+            .map(|id| Entry::Ack {
+                id: *id,
+                by: by.to_string(),
+            })
+            .collect();
         if entries.is_empty() {
             return Ok(());
         }

@@ -332,7 +332,8 @@ class ArchiveUplink:
                 published = running.pop(seg_id, None) is task
                 if not published:
                     del acking[seg_id]
-                err = task.exception()
+                # A task cancelled under it (shutdown) failed like any other.
+                err = asyncio.CancelledError() if task.cancelled() else task.exception()
                 if err is None:
                     failures = 0
                     if published:

@@ -20,8 +20,7 @@ segment stored twice: harmless, the bytes are identical), ``unsigned``
 from __future__ import annotations
 
 import asyncio
-import collections
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ from vedette.origin import OriginVerifier
 # Segments hashed and parsed on worker threads while the next are read.
 CHECKS_AHEAD = 4
 # A segment's header and id, or why its bytes are not a sealed segment.
-_Parsed = tuple["wire.SealedSegment | None", str]
+_Parsed = tuple[wire.SealedSegment | None, str]
 
 FINDINGS = ("altered", "malformed", "forged", "fork", "gap", "broken-chain", "incomplete")
 
@@ -123,7 +122,7 @@ async def verify_segments(
     verifier = verifier or OriginVerifier()
     report = VerifyReport()
     seen: set[str] = set()
-    parsing: collections.deque[tuple[ArchivedSegment, asyncio.Task[_Parsed]]] = collections.deque()
+    parsing: deque[tuple[ArchivedSegment, asyncio.Task[_Parsed]]] = deque()
 
     async def settle(limit: int) -> None:
         while len(parsing) > limit:

@@ -87,12 +87,11 @@ def _prepare(table: object, cls: type[Any], key: str, base: Path | None) -> None
                 table[name] = value.lower() in _TRUE
             continue
         nested = field.table
-        if nested is not None:
-            for i, item in enumerate(value if field.items is not None else [value]):
-                if isinstance(value, list):
-                    _prepare(item, nested, f"{here}[{i}]", base)
-                else:
-                    _prepare(item, nested, here, base)
+        if nested is not None and field.items is None:
+            _prepare(value, nested, here, base)
+        elif nested is not None:
+            for i, item in enumerate(value if isinstance(value, list) else []):
+                _prepare(item, nested, f"{here}[{i}]", base)
         elif base is not None:
             table[name] = _relative_to(base, field, value)
 

@@ -85,7 +85,7 @@ class ReleaseEvents:
                                              "release.rollback_refused", "release.expired",
                                              "clock.behind_floor") \
             else logging.INFO  # fmt: skip
-        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        detail = " ".join(f"{k}={v}" for k, v in present.items())
         log.log(level, "%s agent=%s %s", event, agent, detail)
         try:
             self._store.append(encoded)

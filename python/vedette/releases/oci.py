@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from vedette.errors import OciError
-from vedette.hashing import Digest, DigestFormatError, sha256
+from vedette.hashing import DigestFormatError, HashRole, HashRoleError, require_role, sha256
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -74,14 +74,12 @@ def is_digest(text: str) -> bool:
 
 
 def check_digest(digest: str) -> str:
-    """``digest`` as a typed sha256 digest's text form; OciError when it is not one."""
+    """``digest`` as an OCI digest's text form (the core's parser and the
+    ``oci_digest`` hash role); OciError when it is not one."""
     try:
-        parsed = Digest.parse(digest)
-    except (DigestFormatError, ValueError):
+        return str(require_role(digest, HashRole.OCI_DIGEST))
+    except (DigestFormatError, HashRoleError):
         raise OciError(f"not a sha256 digest: {digest!r}") from None
-    if parsed.algorithm != "sha256":
-        raise OciError(f"not a sha256 digest: {digest!r}")
-    return str(parsed)
 
 
 def check_tag(tag: str) -> str:
