@@ -168,6 +168,7 @@ impl PrivateKey {
         &self.pkcs8
     }
 
+    /// The public half of this key, derived from the PKCS#8 it was loaded from.
     pub fn public_key(&self) -> &PublicKey {
         &self.public
     }

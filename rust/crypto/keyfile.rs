@@ -40,7 +40,9 @@ const MAX_FILE_LEN: usize = 64 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct KeyFileError {
+    /// The broad cause, so a caller can tell a wrong password from a bad or unsupported file.
     pub kind: KeyFileErrorKind,
+    /// What went wrong, in words fit for the operator; never holds key material or the password.
     pub message: String,
 }
 
@@ -81,8 +83,11 @@ impl KeyFileError {
 /// scrypt's cost parameters as the key file states them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScryptParams {
+    /// scrypt's CPU/memory cost N: a power of two above 1.
     pub n: u64,
+    /// scrypt's block size r (at least 1).
     pub r: u32,
+    /// scrypt's parallelism p (at least 1).
     pub p: u32,
 }
 
@@ -210,9 +215,13 @@ pub fn decrypt(pem_text: &[u8], password: &[u8]) -> Result<PrivateKey, KeyFileEr
 /// The parsed, still sealed, contents of a key file.
 #[derive(Debug)]
 pub struct SealedKey {
+    /// The scrypt cost parameters, already checked by [`ScryptParams::within_limits`].
     pub params: ScryptParams,
+    /// The scrypt salt, as decoded from base64 (1 to 1024 bytes).
     pub salt: Vec<u8>,
+    /// The secretbox nonce: exactly 24 bytes.
     pub nonce: Vec<u8>,
+    /// The secretbox of the PKCS#8 DER: the Poly1305 tag first, then the encrypted key.
     pub ciphertext: Vec<u8>,
 }
 

@@ -26,7 +26,10 @@
 use super::ecdsa::{PrivateKey, PublicKey, SignatureError};
 use crate::hashing::{Algorithm, Digest, DIGEST_LEN};
 
+/// The context string that starts every signed [`message`], so a signature over a segment can never
+/// pass for a signature over anything else.
 pub const CONTEXT: &[u8] = b"vedette.segment.v1\0";
+/// The first eight bytes of every encoded blob.
 pub const MAGIC: &[u8; 8] = b"VDTSIG1\n";
 /// Largest signer (a certificate) accepted in a blob.
 pub const MAX_SIGNER_LEN: usize = 8 << 10;
@@ -45,9 +48,14 @@ pub enum Signer {
 /// A segment's origin signature, as it travels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginSignature {
+    /// The node id of the node that wrote and sealed the segment (the rule of
+    /// `store::format::validate_origin`).
     pub origin: String,
+    /// The segment's sequence number in its origin's hash chain (0 for the first).
     pub seq: u64,
+    /// The segment's id: the BLAKE3 of its bytes.
     pub id: Digest,
+    /// Who signed: the node's certificate or its bare public key.
     pub signer: Signer,
     /// ASN.1 DER ECDSA signature over [`message`].
     pub signature: Vec<u8>,
@@ -128,6 +136,7 @@ impl OriginSignature {
             .map_err(|err| refuse(format!("does not verify: {err}")))
     }
 
+    /// The blob as it is stored and sent (the layout in the module comment), ending in its CRC-32C.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, signer) = match &self.signer {
             Signer::Certificate(der) => (1u8, der),

@@ -44,7 +44,10 @@ pub const MAX_TRUST_DOMAIN_LEN: usize = 255;
 /// A validity window in Unix seconds, `not_before < not_after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validity {
+    /// Start of the window, in seconds since the Unix epoch (inclusive; 0 at the earliest).
     pub not_before: i64,
+    /// End of the window, in seconds since the Unix epoch (after `not_before`; year 9999 at the
+    /// latest).
     pub not_after: i64,
 }
 
@@ -71,7 +74,9 @@ fn unix_time(seconds: i64) -> Result<OffsetDateTime, PkiError> {
 
 /// A certificate and its private key (PKCS#8 PEM, wiped on drop).
 pub struct Issued {
+    /// The certificate, as PEM `CERTIFICATE` text.
     pub cert_pem: String,
+    /// The certificate's private key, as PKCS#8 PEM text; zeroed when dropped.
     pub key_pem: Zeroizing<String>,
 }
 
@@ -227,6 +232,8 @@ impl Ca {
         })
     }
 
+    /// The trust domain `D` of the CA's `spiffe://D` URI: the domain every certificate it issues
+    /// belongs to.
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
     }

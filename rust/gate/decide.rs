@@ -47,6 +47,8 @@ impl Outcome {
         Outcome::OverQuota,
     ];
 
+    /// The outcome's name in records and answers: `allow`, `deny`, `invalid`, `unauthenticated` or
+    /// `over_quota`.
     pub const fn name(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
@@ -82,6 +84,9 @@ pub struct ReleasePlan {
 }
 
 impl ReleasePlan {
+    /// The plan for `agent`: its compiled policy, the argument schema of each declared tool (by
+    /// tool name), the declared tool names and behavioral fingerprint the policy sees as
+    /// `input.agent`, and the release's description for records and `/v1/status`.
     pub fn new(
         agent: &str,
         engine: Arc<PolicyEngine>,
@@ -111,10 +116,12 @@ impl ReleasePlan {
         }
     }
 
+    /// The agent this release is active for.
     pub fn agent(&self) -> &str {
         &self.agent
     }
 
+    /// The release as decision records (their `release` field) and `/v1/status` describe it.
     pub fn description(&self) -> &Value {
         &self.description
     }
@@ -127,10 +134,13 @@ impl ReleasePlan {
 /// What the caller's agent has: an active release, or none (and why not).
 #[derive(Clone, Copy)]
 pub enum Release<'a> {
+    /// The release active for the agent now: the call is decided under it.
     Active(&'a ReleasePlan),
     /// No active release: every call of the agent is denied with `reason`.
     Unavailable {
+        /// The caller's agent, named in the decision record.
         agent: &'a str,
+        /// Why the agent has no active release: the reason of every deny.
         reason: &'a str,
     },
 }
@@ -138,18 +148,28 @@ pub enum Release<'a> {
 /// A call's result: the outcome, why, the parsed intent (when it parsed) and
 /// the decision record to make durable.
 pub struct Verdict {
+    /// How the call was decided; only a policy that allows gives `Outcome::Allow` (see
+    /// docs/architecture.md, INV-03).
     pub outcome: Outcome,
+    /// The call's UUID-shaped id, in its records and in the answer.
     pub decision_id: String,
+    /// Why, as the caller is told and the record says, with masked values written `***`.
     pub reason: String,
+    /// Seconds until the caller's quota holds a token again; set only for `Outcome::OverQuota`.
     pub retry_after_s: Option<f64>,
+    /// The parsed intent; `None` when the body did not parse.
     pub intent: Option<Intent>,
+    /// The encoded `decision` record, for the store to make durable.
     pub record: Vec<u8>,
 }
 
 /// Why a call is refused before the policy is asked.
 pub struct Refusal {
+    /// `Outcome::OverQuota`, or `Outcome::Deny` when the quota could not be checked.
     pub outcome: Outcome,
+    /// Why, in words for the caller.
     pub reason: String,
+    /// Seconds until the caller's quota holds a token again, when over quota.
     pub retry_after_s: Option<f64>,
 }
 
@@ -166,6 +186,9 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// A gate that bounds every intent by `limits`, charges each caller one token of `quotas` per
+    /// request, runs only `available_tools`, encodes records with `records` and numbers decisions
+    /// with `ids`.
     pub fn new(
         limits: IntentLimits,
         quotas: Arc<QuotaTable>,
@@ -184,6 +207,8 @@ impl Gate {
         }
     }
 
+    /// The record writer, for the records written outside [`Gate::decide`]: tool outcomes, events
+    /// and calls refused before it.
     pub fn records(&self) -> &RecordWriter {
         &self.records
     }
@@ -204,6 +229,8 @@ impl Gate {
             .contains(tool)
     }
 
+    /// A fresh decision id, for a call answered without [`Gate::decide`] (unauthenticated, or
+    /// refused before it).
     pub fn next_id(&self) -> String {
         self.ids.next_id()
     }

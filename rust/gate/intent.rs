@@ -19,18 +19,27 @@ const FIELDS: [&str; 4] = ["args", "claims", "request_id", "tool"];
 /// Bounds on an intent (the `[intent]` table of the config).
 #[derive(Clone, Copy, Debug)]
 pub struct IntentLimits {
+    /// Deepest nesting of `args` and of `claims`: the field itself is level 1, each value inside
+    /// one level deeper.
     pub max_depth: usize,
+    /// Largest `args`, in bytes of compact JSON.
     pub max_args_bytes: usize,
+    /// Largest `claims`, in bytes of compact JSON.
     pub max_claims_bytes: usize,
 }
 
 /// One tool call an agent asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Intent {
+    /// The tool asked for: a name by the policy's name rule.
     pub tool: String,
+    /// The tool's arguments (an empty object when the body has none); checked against the tool's
+    /// argument schema.
     pub args: Map<String, Value>,
     /// Untrusted: handed to the policy as `input.claims`, never used for identity.
     pub claims: Map<String, Value>,
+    /// The caller's own id for the request (1 to 128 characters); a repeat within the retry window
+    /// gets the first answer.
     pub request_id: Option<String>,
 }
 

@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+/// What a masked value is written as, in records and reasons.
 pub const MASK: &str = "***";
 
 /// The mask list, compared without regard to ASCII case.
@@ -17,6 +18,7 @@ pub struct Mask {
 }
 
 impl Mask {
+    /// A mask of `names` (the `evidence.mask_args` setting), compared without regard to ASCII case.
     pub fn new(names: impl IntoIterator<Item = String>) -> Mask {
         let mut names: Vec<String> = names
             .into_iter()
@@ -27,10 +29,12 @@ impl Mask {
         Mask { names }
     }
 
+    /// Whether no name is masked (then nothing is scrubbed and schema errors may quote values).
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
+    /// Whether a member called `name` is masked, ignoring ASCII case.
     pub fn matches(&self, name: &str) -> bool {
         self.names
             .iter()

@@ -17,20 +17,30 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 /// One label set of the decision counter and its count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionCount {
+    /// The `outcome` label: how the call was answered.
     pub outcome: String,
+    /// The `tool` label: the tool the call named, as the runtime labels it.
     pub tool: String,
+    /// The `agent` label: the caller's agent.
     pub agent: String,
+    /// Decisions counted under these labels since the runtime started.
     pub count: u64,
 }
 
 /// The latency histogram: cumulative counts per bucket (`+Inf` last), total, sum.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencySnapshot {
+    /// Decisions at or under each bound of [`LATENCY_BUCKETS`], in order, then all of them
+    /// (`+Inf`).
     pub cumulative: Vec<u64>,
+    /// Decisions observed in all (the `+Inf` count).
     pub count: u64,
+    /// Sum of every observed latency, in seconds.
     pub sum_seconds: f64,
 }
 
+/// Decision counts by outcome, tool and agent, and the latency histogram, shared by every call of a
+/// runtime and read when its metrics are scraped.
 #[derive(Default)]
 pub struct DecisionMetrics {
     // Label sets are few (outcomes x tools x agents): a short list searched
@@ -41,6 +51,7 @@ pub struct DecisionMetrics {
 }
 
 impl DecisionMetrics {
+    /// Counters with no label set yet and every bucket empty.
     pub fn new() -> DecisionMetrics {
         DecisionMetrics::default()
     }
@@ -76,6 +87,7 @@ impl DecisionMetrics {
             .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
     }
 
+    /// A copy of every label set counted so far with its count, in the order first seen.
     pub fn counts(&self) -> Vec<DecisionCount> {
         self.counts
             .lock()
@@ -83,6 +95,8 @@ impl DecisionMetrics {
             .clone()
     }
 
+    /// The histogram as it stands; read without a lock, so during calls the sum may be off from the
+    /// counts by the calls recorded meanwhile.
     pub fn latency(&self) -> LatencySnapshot {
         let mut running = 0;
         let cumulative: Vec<u64> = self

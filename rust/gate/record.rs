@@ -16,6 +16,7 @@ use super::decide::Outcome;
 use super::mask::{Mask, MASK};
 use crate::policy::{Decision, Value as RegoValue};
 
+/// The `schema` member of every evidence record.
 pub const SCHEMA: &str = "vedette.evidence/v1";
 
 /// Nanoseconds since the Unix epoch, now.
@@ -49,6 +50,7 @@ pub struct DecisionIds {
 }
 
 impl DecisionIds {
+    /// Ids that start with `prefix` (the first 64 bits of every id) and count up from 1.
     pub fn new(prefix: u64) -> DecisionIds {
         DecisionIds {
             prefix,
@@ -66,6 +68,7 @@ impl DecisionIds {
         DecisionIds::new(u64::from_be_bytes(bytes))
     }
 
+    /// The next id: the prefix and the counter as 32 hex digits in the 8-4-4-4-12 form of a UUID.
     pub fn next_id(&self) -> String {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
         let text = format!("{:016x}{count:016x}", self.prefix);
@@ -83,14 +86,23 @@ impl DecisionIds {
 /// What a decision record says; `None` fields are written as `null`.
 #[derive(Default)]
 pub struct DecisionFacts<'a> {
+    /// The call's decision id.
     pub decision_id: &'a str,
+    /// How the call was decided.
     pub outcome: Outcome,
+    /// Why, as the caller was told.
     pub reason: Option<&'a str>,
+    /// The caller the runtime established; `None` when unauthenticated.
     pub caller: Option<&'a str>,
+    /// The caller's agent; `None` when unauthenticated.
     pub agent: Option<&'a str>,
+    /// The tool the intent names; `None` when the body did not parse.
     pub tool: Option<&'a str>,
+    /// The intent's `request_id`, if it gave one.
     pub request_id: Option<&'a str>,
+    /// The intent's arguments, written with masked values as `***`.
     pub args: Option<&'a Map<String, Value>>,
+    /// The intent's claims, written with masked values as `***`.
     pub claims: Option<&'a Map<String, Value>>,
     /// The release as `/v1/status` describes it.
     pub release: Option<&'a Value>,
@@ -101,13 +113,20 @@ pub struct DecisionFacts<'a> {
 
 /// What a tool-outcome record says.
 pub struct OutcomeFacts<'a> {
+    /// The decision id of the allowed call whose tool ran.
     pub decision_id: &'a str,
+    /// The tool that ran.
     pub tool: &'a str,
+    /// How the run ended: `ok` or `error` (then `error` says why).
     pub status: &'a str,
+    /// The digest of the output's compact JSON, as the answer states it; `None` when the tool
+    /// failed.
     pub output_digest: Option<&'a str>,
+    /// Length of the output's compact JSON, in bytes.
     pub output_bytes: Option<u64>,
     /// `(type, message)` of a failed run.
     pub error: Option<(&'a str, &'a str)>,
+    /// How long the tool ran, in milliseconds; written rounded to the microsecond.
     pub duration_ms: f64,
 }
 
@@ -118,6 +137,8 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
+    /// A writer for the node `node_id` that masks the values of the argument and claim names in
+    /// `mask` (`evidence.mask_args`).
     pub fn new(node_id: &str, mask: impl IntoIterator<Item = String>) -> RecordWriter {
         RecordWriter {
             node_id: node_id.to_string(),
@@ -125,6 +146,7 @@ impl RecordWriter {
         }
     }
 
+    /// The node id every record names in its `node` member.
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -134,6 +156,8 @@ impl RecordWriter {
         &self.mask
     }
 
+    /// The `decision` record of one call at `unix_ns` (nanoseconds since the Unix epoch), as
+    /// compact JSON.
     pub fn decision(&self, facts: &DecisionFacts<'_>, unix_ns: i128) -> Vec<u8> {
         let record = DecisionRecord {
             schema: SCHEMA,
@@ -157,6 +181,8 @@ impl RecordWriter {
         encode(&record)
     }
 
+    /// The `tool_outcome` record of one tool run, finished at `unix_ns` (nanoseconds since the Unix
+    /// epoch), as compact JSON.
     pub fn tool_outcome(&self, facts: &OutcomeFacts<'_>, unix_ns: i128) -> Vec<u8> {
         let record = OutcomeRecord {
             schema: SCHEMA,

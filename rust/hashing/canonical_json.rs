@@ -17,19 +17,25 @@ use super::strict_json::{parse_strict, StrictJsonError};
 /// Deepest nesting accepted; deeper input is refused instead of exhausting the stack.
 pub const MAX_DEPTH: usize = 128;
 
+/// Why a value has no canonical JSON form: it is refused rather than changed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CanonicalJsonError {
+    /// A NaN or an infinity: JSON has no spelling for it.
     #[error("number {0} is not finite: canonical JSON has no NaN or Infinity")]
     NotFinite(f64),
+    /// An integer (its decimal digits) whose nearest double would read back as another number.
     #[error(
         "integer {0} is not exactly an IEEE-754 double, so its canonical JSON form \
          would change it (RFC 8785 numbers are doubles); pass it as a string"
     )]
     IntegerNotExact(String),
+    /// Nesting deeper than [`MAX_DEPTH`] levels.
     #[error("nesting deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// An object names this member twice (in text given to [`canonical_json_from_str`]).
     #[error("duplicate object member name {0:?}")]
     DuplicateKey(String),
+    /// The text is not JSON, or holds a number that cannot be read; the message says where.
     #[error("invalid JSON text: {0}")]
     InvalidJson(String),
 }

@@ -9,7 +9,9 @@ pub const DIGEST_LEN: usize = 32;
 /// The two hash algorithms vedette knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// BLAKE3 with a 256-bit output: what vedette produces (behavioral fingerprints, segment ids).
     Blake3,
+    /// SHA-256: where OCI fixes it (artifact digests, policy hashes); also public-key ids.
     Sha256,
 }
 
@@ -41,22 +43,39 @@ impl fmt::Display for Algorithm {
 /// Why a digest's text form was refused. Each variant says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestParseError {
+    /// No `:` separates an algorithm from the hex.
     #[error(
         "digest {} has no algorithm prefix: expected 'blake3:<64 hex>' or 'sha256:<64 hex>'",
         quote(text)
     )]
-    MissingPrefix { text: String },
+    MissingPrefix {
+        /// The text refused.
+        text: String,
+    },
+    /// The prefix names neither `blake3` nor `sha256` (case matters).
     #[error(
         "digest {} has unknown algorithm {}: expected 'blake3' or 'sha256'",
         quote(text),
         quote(algorithm)
     )]
-    UnknownAlgorithm { text: String, algorithm: String },
+    UnknownAlgorithm {
+        /// The text refused.
+        text: String,
+        /// What stood before the `:`.
+        algorithm: String,
+    },
+    /// Not 64 hex characters after the prefix.
     #[error(
         "digest {} has {len} hex characters after the prefix: expected 64",
         quote(text)
     )]
-    WrongLength { text: String, len: usize },
+    WrongLength {
+        /// The text refused.
+        text: String,
+        /// How many characters follow the prefix.
+        len: usize,
+    },
+    /// A character after the prefix that is not lowercase hex (uppercase is refused too).
     #[error(
         "digest {} has {} at position {position} after the prefix: \
          expected lowercase hex (0-9, a-f)",
@@ -64,12 +83,21 @@ pub enum DigestParseError {
         quote(&found.to_string())
     )]
     NotLowercaseHex {
+        /// The text refused.
         text: String,
+        /// Index of the first bad character among those after the prefix, from 0.
         position: usize,
+        /// The bad character.
         found: char,
     },
+    /// Bytes that are not 32 long, given for a digest.
     #[error("a {algorithm} digest is 32 bytes, got {len}")]
-    WrongByteLength { algorithm: Algorithm, len: usize },
+    WrongByteLength {
+        /// The algorithm the bytes were given for.
+        algorithm: Algorithm,
+        /// How many bytes were given.
+        len: usize,
+    },
 }
 
 /// `text` in single quotes with control and non-printing characters escaped,
@@ -94,6 +122,8 @@ pub struct Digest {
 }
 
 impl Digest {
+    /// A digest of `algorithm` made of these bytes; nothing checks that they came from that
+    /// algorithm.
     pub const fn new(algorithm: Algorithm, bytes: [u8; DIGEST_LEN]) -> Digest {
         Digest { algorithm, bytes }
     }
@@ -110,10 +140,12 @@ impl Digest {
         Ok(Digest { algorithm, bytes })
     }
 
+    /// The algorithm the digest was made with: what [`super::require_role`] checks against a role.
     pub const fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
+    /// The 32 raw bytes.
     pub const fn as_bytes(&self) -> &[u8; DIGEST_LEN] {
         &self.bytes
     }

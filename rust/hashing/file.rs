@@ -23,10 +23,14 @@ const PARALLEL_MIN_BYTES: u64 = 1 << 20;
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A file could not be hashed: it could not be opened, read or mapped, or no thread pool could be
+/// started for it.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot hash {path}: {source}")]
 pub struct FileHashError {
+    /// The file that was to be hashed.
     pub path: PathBuf,
+    /// The cause: the operating system's error, or the thread pool's.
     #[source]
     pub source: io::Error,
 }

@@ -23,11 +23,14 @@ fn sha256_finish(output: ring::digest::Digest) -> Digest {
 // ~2 KiB chaining stack) costs nothing worth an allocation per hasher.
 #[allow(clippy::large_enum_variant)]
 pub enum Hasher {
+    /// A BLAKE3 state (one thread; whole files go through [`super::hash_file`] to use more).
     Blake3(::blake3::Hasher),
+    /// A SHA-256 state (ring).
     Sha256(ring::digest::Context),
 }
 
 impl Hasher {
+    /// A hasher for `algorithm` with nothing fed yet.
     pub fn new(algorithm: Algorithm) -> Hasher {
         match algorithm {
             Algorithm::Blake3 => Hasher::Blake3(::blake3::Hasher::new()),
@@ -35,6 +38,7 @@ impl Hasher {
         }
     }
 
+    /// The algorithm its digests will be in.
     pub fn algorithm(&self) -> Algorithm {
         match self {
             Hasher::Blake3(_) => Algorithm::Blake3,
@@ -42,6 +46,7 @@ impl Hasher {
         }
     }
 
+    /// Feeds `data`, after everything fed before.
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Blake3(hasher) => {

@@ -20,6 +20,7 @@ pub enum HashRole {
 }
 
 impl HashRole {
+    /// Every role, in the order the documentation lists them.
     pub const ALL: [HashRole; 5] = [
         HashRole::BehavioralFingerprint,
         HashRole::SegmentId,
@@ -28,6 +29,7 @@ impl HashRole {
         HashRole::PayloadDigest,
     ];
 
+    /// The role's name, as Python and error messages spell it (`segment_id`, …).
     pub const fn name(self) -> &'static str {
         match self {
             HashRole::BehavioralFingerprint => "behavioral_fingerprint",
@@ -38,6 +40,7 @@ impl HashRole {
         }
     }
 
+    /// Looks a role up by its exact name; `None` for any other text.
     pub fn from_name(name: &str) -> Option<HashRole> {
         HashRole::ALL.into_iter().find(|role| role.name() == name)
     }
@@ -51,6 +54,7 @@ impl HashRole {
         }
     }
 
+    /// Whether a digest in `algorithm` may fill this role.
     pub fn accepts(self, algorithm: Algorithm) -> bool {
         self.allowed().contains(&algorithm)
     }
@@ -66,8 +70,11 @@ impl fmt::Display for HashRole {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{role} must be {expected}, got a {given} digest ({digest})", expected = expected_names(*.role))]
 pub struct HashRoleError {
+    /// The role the digest was offered for.
     pub role: HashRole,
+    /// The algorithm the digest is in, which the role does not allow.
     pub given: Algorithm,
+    /// The digest refused, in its text form.
     pub digest: String,
 }
 

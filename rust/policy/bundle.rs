@@ -24,6 +24,7 @@ pub enum RegoVersion {
 }
 
 impl RegoVersion {
+    /// The `rego_version` number `.manifest` uses for this dialect: 0 or 1.
     pub const fn number(self) -> u8 {
         match self {
             RegoVersion::V0 => 0,
@@ -35,9 +36,11 @@ impl RegoVersion {
 /// The `.manifest` of a bundle.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BundleManifest {
+    /// The bundle's revision string as `.manifest` gives it; empty when it gives none.
     pub revision: String,
     /// Slash-separated path prefixes the bundle owns; `[""]` (the default) owns all.
     pub roots: Vec<String>,
+    /// The Rego dialect every module is written in; V1 when `.manifest` does not say.
     pub rego_version: RegoVersion,
     /// Free-form, carried along unchanged.
     pub metadata: Map<String, Value>,
@@ -57,7 +60,9 @@ impl Default for BundleManifest {
 /// A Rego module of the bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegoModule {
+    /// The module's path inside the bundle, slash-separated and normalized.
     pub path: String,
+    /// The module's Rego text (checked to be UTF-8).
     pub source: String,
 }
 
@@ -173,6 +178,7 @@ impl Bundle {
         })
     }
 
+    /// The bundle's `.manifest`, or the defaults when it has none.
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
     }
@@ -182,6 +188,7 @@ impl Bundle {
         &self.data
     }
 
+    /// Every `.rego` module of the bundle, in path order.
     pub fn modules(&self) -> &[RegoModule] {
         &self.modules
     }

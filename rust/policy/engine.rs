@@ -44,6 +44,8 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The fault's name in reasons and records (`undefined`, `error`, `timeout`, `malformed`,
+    /// `panic`).
     pub const fn name(self) -> &'static str {
         match self {
             Fault::Undefined => "undefined",
@@ -58,7 +60,9 @@ impl Fault {
 /// The outcome of one evaluation.
 #[derive(Clone, Debug)]
 pub struct Decision {
+    /// Whether the policy allows: true only for a well-formed decision whose `allow` is `true`.
     pub allow: bool,
+    /// The policy's `reason`, or on a fault the engine's own account of what went wrong.
     pub reason: String,
     /// Set when the engine denied on its own account; `allow` is then false.
     pub fault: Option<Fault>,
@@ -175,14 +179,18 @@ impl PolicyEngine {
         self
     }
 
+    /// SHA-256 of the bundle's canonical file listing: the policy hash a release is checked
+    /// against.
     pub fn policy_hash(&self) -> Digest {
         self.policy_hash
     }
 
+    /// The bundle's `.manifest` revision (empty when it has none).
     pub fn revision(&self) -> &str {
         &self.revision
     }
 
+    /// The bounds every evaluation runs under.
     pub fn limits(&self) -> EvalLimits {
         self.limits
     }

@@ -31,6 +31,7 @@ pub enum BundleRule {
 }
 
 impl BundleRule {
+    /// The rule's short stable name (`size-limit`, `entry-point`, …), as error messages quote it.
     pub const fn name(self) -> &'static str {
         match self {
             BundleRule::Unreadable => "unreadable",
@@ -60,7 +61,9 @@ impl fmt::Display for BundleRule {
 pub struct BundleError {
     /// The file inside the bundle, when one file is at fault.
     pub file: Option<String>,
+    /// The rule the bundle broke.
     pub rule: BundleRule,
+    /// What exactly is wrong, in words for the operator.
     pub detail: String,
 }
 

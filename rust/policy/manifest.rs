@@ -26,6 +26,8 @@ const TOP_LEVEL_FIELDS: [&str; 9] = [
     "config",
     "metadata",
 ];
+/// Longest name ([`is_name`]) and longest manifest label (version, model provider and name), in
+/// bytes.
 pub const MAX_NAME_LEN: usize = 128;
 const MAX_TOOLS: usize = 1024;
 
@@ -33,7 +35,9 @@ const MAX_TOOLS: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("agent manifest {at}: {detail}")]
 pub struct ManifestError {
+    /// JSON path of the offending value (`$` for the whole document, `tools[2].name`).
     pub at: String,
+    /// What is wrong with it, in words for the operator.
     pub detail: String,
 }
 
@@ -47,7 +51,10 @@ fn fail<T>(at: impl Into<String>, detail: impl Into<String>) -> Result<T, Manife
 /// A tool the agent declares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolDeclaration {
+    /// The tool's name, by the rule of [`is_name`]; unique within the manifest.
     pub name: String,
+    /// What the tool does, in words (what a model reads); part of the behaviour section, so a
+    /// change changes the fingerprint.
     pub description: String,
     /// The JSON Schema of the tool's arguments.
     pub args_schema: Map<String, Value>,
@@ -56,10 +63,16 @@ pub struct ToolDeclaration {
 /// A validated agent manifest.
 #[derive(Clone, Debug)]
 pub struct AgentManifest {
+    /// The agent's name, by the rule of [`is_name`].
     pub name: String,
+    /// The agent's version label (non-blank, at most [`MAX_NAME_LEN`] bytes); not part of the
+    /// fingerprint.
     pub version: String,
+    /// Free text about the agent; not part of the fingerprint.
     pub description: Option<String>,
+    /// The model the agent runs: `provider` and `name`, optionally `version` and `parameters`.
     pub model: Map<String, Value>,
+    /// Every tool the agent may call, in manifest order; a call to any other is denied.
     pub tools: Vec<ToolDeclaration>,
     /// Name → digest of each prompt, by content.
     pub prompts: Vec<(String, Digest)>,
@@ -93,6 +106,8 @@ impl AgentManifest {
         AgentManifest::from_value(value)
     }
 
+    /// Checks an already parsed JSON value against the schema, as [`AgentManifest::parse`] does
+    /// after reading the bytes.
     pub fn from_value(value: Value) -> Result<AgentManifest, ManifestError> {
         let Value::Object(fields) = value else {
             return fail("$", "must be a JSON object");
@@ -194,6 +209,7 @@ impl AgentManifest {
         self.fingerprint
     }
 
+    /// Whether the manifest declares a tool called `name` (exact match).
     pub fn declares_tool(&self, name: &str) -> bool {
         self.tools.iter().any(|tool| tool.name == name)
     }

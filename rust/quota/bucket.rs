@@ -4,16 +4,29 @@ use super::clock::Clock;
 
 const NANOS_PER_SECOND: f64 = 1e9;
 
+/// A bucket or table setting, or an amount asked for, that cannot work; each
+/// variant carries the value refused. Nothing is taken when one is returned.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QuotaError {
+    /// A refill rate (tokens per second) that is not a finite number above 0.
     #[error("rate_per_s must be a finite number > 0, got {0}")]
     InvalidRate(f64),
+    /// A burst (tokens a full bucket holds) that is not a finite number of at least 1.
     #[error("burst must be a finite number >= 1, got {0}")]
     InvalidBurst(f64),
+    /// A token count that is negative, NaN or infinite.
     #[error("token count must be a finite number >= 0, got {0}")]
     InvalidAmount(f64),
+    /// More tokens asked for at once than the bucket can ever hold, so the
+    /// take could never succeed however long the caller waits.
     #[error("cannot take {n} tokens from a bucket whose burst is {burst}: it would never succeed")]
-    ExceedsBurst { n: f64, burst: f64 },
+    ExceedsBurst {
+        /// The tokens asked for.
+        n: f64,
+        /// The bucket's burst.
+        burst: f64,
+    },
+    /// A key bound of 0 for a [`super::QuotaTable`]: it could hold no bucket.
     #[error("max_keys must be >= 1, got {0}")]
     InvalidMaxKeys(usize),
 }
@@ -68,10 +81,12 @@ impl TokenBucket {
         })
     }
 
+    /// Tokens added per second.
     pub fn rate_per_s(&self) -> f64 {
         self.rate_per_s
     }
 
+    /// Tokens a full bucket holds: the most one caller can take at once.
     pub fn burst(&self) -> f64 {
         self.burst
     }

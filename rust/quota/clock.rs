@@ -10,6 +10,7 @@ pub enum Clock {
     /// unaffected by wall-clock changes, at a third of the cost of `Instant::now()`.
     #[default]
     Monotonic,
+    /// A [`ManualClock`] the test moves by hand (shared, so the test keeps a handle).
     Manual(Arc<ManualClock>),
 }
 
@@ -41,12 +42,14 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at `start_ns` nanoseconds.
     pub fn new(start_ns: u64) -> ManualClock {
         ManualClock {
             now_ns: AtomicU64::new(start_ns),
         }
     }
 
+    /// Nanoseconds since the clock's origin: the start plus every advance.
     pub fn now_ns(&self) -> u64 {
         self.now_ns.load(Ordering::Acquire)
     }

@@ -32,6 +32,8 @@ pub struct QuotaTable {
 }
 
 impl QuotaTable {
+    /// A table whose buckets each refill at `rate_per_s` tokens per second up to `burst` tokens,
+    /// holding at most `max_keys` buckets (at least 1), on `clock`.
     pub fn new(
         rate_per_s: f64,
         burst: f64,
@@ -61,14 +63,17 @@ impl QuotaTable {
         })
     }
 
+    /// Tokens per second every bucket refills.
     pub fn rate_per_s(&self) -> f64 {
         self.rate_per_s
     }
 
+    /// Tokens a full bucket holds.
     pub fn burst(&self) -> f64 {
         self.burst
     }
 
+    /// Most buckets the table holds at once.
     pub fn max_keys(&self) -> usize {
         self.max_keys
     }
@@ -83,18 +88,23 @@ impl QuotaTable {
         self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
 
+    /// Whether the table holds no bucket.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Takes `n` tokens from `key`'s bucket if they are there (`Ok(false)` if not); never waits. A
+    /// key not held gets a full bucket first, which may drop the least recently used one.
     pub fn try_take(&self, key: &str, n: f64) -> Result<bool, QuotaError> {
         self.with_bucket(key, |bucket| bucket.try_take(n))?
     }
 
+    /// Seconds until `key`'s bucket holds `n` tokens (0 if it does now); takes nothing.
     pub fn wait_time(&self, key: &str, n: f64) -> Result<f64, QuotaError> {
         self.with_bucket(key, |bucket| bucket.wait_time(n))?
     }
 
+    /// Tokens in `key`'s bucket now (a full bucket for a key not held).
     pub fn available(&self, key: &str) -> Result<f64, QuotaError> {
         self.with_bucket(key, TokenBucket::available)
     }

@@ -102,10 +102,13 @@ impl Store {
         Ok(Store { shared, flusher })
     }
 
+    /// The configuration the store runs under; for a read-only open, the recorded node id and
+    /// ceiling with every other setting at its default.
     pub fn config(&self) -> &StoreConfig {
         &self.shared.config
     }
 
+    /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
@@ -261,6 +264,7 @@ impl Store {
         out
     }
 
+    /// Bytes on disk now, by kind, against the ceiling.
     pub fn usage(&self) -> Usage {
         let shared = &*self.shared;
         let st = shared.lock();
@@ -638,15 +642,29 @@ pub struct StoreHealth {
     pub state: String,
     /// `ok`, `degraded` or `failing` (failing: appends are refused).
     pub verdict: String,
+    /// Why, in words for the operator: what stopped the store (if anything), unacknowledged
+    /// quarantine reports, and how full it is.
     pub reason: String,
+    /// Bytes used over the ceiling, from 0 to 1.
     pub usage_fraction: f64,
+    /// The configured fraction of the ceiling above which the bytes not yet acknowledged off-node
+    /// make the verdict `degraded`.
     pub high_water: f64,
+    /// Bytes on disk in the store directory, everything counted at its allocated size.
     pub bytes_used: u64,
+    /// The ceiling the store is held under, in bytes (see docs/architecture.md, INV-04).
     pub ceiling_bytes: u64,
+    /// Bytes on disk of sealed segments that nothing has acknowledged yet.
     pub unacked_sealed_bytes: u64,
+    /// Sealed segments held, local and imported.
     pub sealed_segments: u64,
+    /// Sealed segments acknowledged by a peer, the archive or media: evicted first when room is
+    /// needed.
     pub acked_segments: u64,
+    /// Age in seconds of the oldest unacknowledged sealed segment, counted from when it was opened;
+    /// `None` when there is none.
     pub oldest_unacked_age_s: Option<f64>,
+    /// Quarantine reports an operator has not acknowledged yet.
     pub quarantine_unacked: u64,
 }
 

@@ -127,11 +127,14 @@ pub(super) struct State {
 pub struct StoreEvent {
     /// `quarantined`, `reopened`, `reopen_failed`, `stopped`, `directory_gone`, `evicted`.
     pub kind: String,
+    /// What happened, in words for the operator.
     pub detail: String,
+    /// When it happened, in milliseconds since the Unix epoch.
     pub unix_ms: u64,
 }
 
 impl StoreEvent {
+    /// An event of `kind` stamped with the current time.
     pub fn new(kind: &str, detail: impl Into<String>) -> StoreEvent {
         StoreEvent {
             kind: kind.to_string(),
@@ -177,28 +180,45 @@ pub struct Store {
 /// What a caller sees of one segment.
 #[derive(Clone, Debug)]
 pub struct SegmentInfo {
+    /// The segment's BLAKE3 id; `None` for the open segment, which has no id until it is sealed.
     pub id: Option<Digest>,
+    /// The node that wrote the segment.
     pub origin: String,
+    /// Its place in its origin's hash chain, from 0.
     pub seq: u64,
+    /// Its length in bytes: the whole file when sealed, the bytes written so far when open.
     pub size: u64,
+    /// Whether it is sealed; false only for the local open segment.
     pub sealed: bool,
+    /// Record number of its first record (numbers run on across an origin's segments).
     pub first_record: u64,
+    /// Records it holds.
     pub records: u64,
+    /// When it was opened, in milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// The id of the origin's previous segment; `None` only for seq 0.
     pub prev: Option<Digest>,
+    /// Who has acknowledged holding it (peers, the archive, media), in name order; empty until
+    /// someone has.
     pub acked_by: Vec<String>,
 }
 
 /// Bytes on disk against the ceiling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
+    /// Bytes on disk in the store directory, everything counted at its allocated size.
     pub bytes_used: u64,
+    /// The ceiling the store is held under, in bytes.
     pub ceiling_bytes: u64,
+    /// Bytes on disk of sealed segments and their origin-signature files.
     pub sealed_bytes: u64,
+    /// Bytes on disk of the open segment, space reserved ahead included.
     pub open_bytes: u64,
     /// Held by acknowledged sealed segments: what eviction can free.
     pub evictable_bytes: u64,
+    /// Bytes on disk in `quarantine/`: damaged files and their reports.
     pub quarantine_bytes: u64,
+    /// Segments held, the open one included.
     pub segments: u64,
 }
 

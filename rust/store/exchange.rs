@@ -147,7 +147,10 @@ impl Store {
 /// See [`Store::segment_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentStatus {
+    /// The store holds it, under this id.
     Held(Digest),
+    /// It was held and has been evicted, once acknowledged; the catalog still records its id.
     Evicted,
+    /// The store has never held it, or holds no record of it.
     Missing,
 }

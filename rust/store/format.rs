@@ -18,16 +18,21 @@
 
 use crate::hashing::{Algorithm, Digest};
 
+/// The first eight bytes of every segment.
 pub const MAGIC: &[u8; 8] = b"VDTSEG1\n";
+/// The one header version this code writes and reads; any other is refused.
 pub const FORMAT_VERSION: u16 = 1;
 /// Length field value that marks the footer instead of a record.
 pub const FOOTER_MARK: u32 = u32::MAX;
 /// XORed into a frame's stored length ("VDT\0"); see the module comment.
 pub const LEN_MASK: u32 = 0x5644_5400;
+/// Bytes a frame adds before its payload: the masked length and the CRC-32C, 4 bytes each.
 pub const FRAME_OVERHEAD: u64 = 8;
+/// Bytes of the footer: mark, record count, body length and CRC-32C.
 pub const FOOTER_LEN: u64 = 24;
 /// The largest record payload the format admits (a store may set a lower bound).
 pub const MAX_RECORD_LEN: u32 = 64 << 20;
+/// Longest origin (node id), in bytes: its length is stored in one byte.
 pub const MAX_ORIGIN_LEN: usize = 255;
 /// Sequence numbers and positions above this are refused when read, so no sum
 /// of them with a count taken from a file can overflow.
@@ -37,10 +42,14 @@ const HEADER_FIXED_LEN: usize = 8 + 2 + 8 + 8 + 8 + 1 + 32 + 1;
 /// What a segment's header says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The node id of the node that wrote the segment.
     pub origin: String,
+    /// The segment's place in its origin's hash chain, from 0.
     pub seq: u64,
     /// Record number of the segment's first record (numbers run on across an origin's segments).
     pub first_record: u64,
+    /// When the segment was opened, in milliseconds since the Unix epoch (the age bound for sealing
+    /// counts from it).
     pub created_unix_ms: u64,
     /// The id of the origin's previous segment; `None` only for `seq == 0`.
     pub prev: Option<Digest>,
@@ -50,7 +59,9 @@ pub struct Header {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} at byte {offset}")]
 pub struct FormatError {
+    /// Byte offset in the segment where the fault was noticed.
     pub offset: u64,
+    /// What is wrong, in words for the operator.
     pub reason: String,
 }
 
@@ -82,6 +93,7 @@ pub fn validate_origin(origin: &str) -> Result<(), String> {
 }
 
 impl Header {
+    /// The header's bytes, its CRC-32C last, in the layout of the module comment.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_FIXED_LEN + self.origin.len() + 4);
         out.extend_from_slice(MAGIC);
@@ -189,6 +201,8 @@ pub fn encode_frame(out: &mut Vec<u8>, record_no: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// The footer that seals a segment after `record_count` records whose header and frames take
+/// `body_len` bytes.
 pub fn encode_footer(record_count: u64, body_len: u64) -> [u8; FOOTER_LEN as usize] {
     let mut out = [0u8; FOOTER_LEN as usize];
     out[..4].copy_from_slice(&FOOTER_MARK.to_le_bytes());
@@ -202,19 +216,26 @@ pub fn encode_footer(record_count: u64, body_len: u64) -> [u8; FOOTER_LEN as usi
 /// Where a record's payload lies in the segment bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordSpan {
+    /// The record's number within its origin (numbers run on across segments).
     pub record_no: u64,
+    /// Byte offset of the payload in the segment.
     pub start: usize,
+    /// Length of the payload, in bytes.
     pub len: usize,
 }
 
 /// The result of reading a segment front to back.
 #[derive(Debug)]
 pub struct Scan {
+    /// The segment's header, as decoded.
     pub header: Header,
+    /// Bytes of the header, CRC-32C included: where the first frame starts.
     pub header_len: usize,
+    /// Every intact record, in order, up to the first damage.
     pub records: Vec<RecordSpan>,
     /// Bytes up to the end of the last intact record (or of the footer, if sealed).
     pub valid_len: usize,
+    /// Whether a valid footer ends the segment.
     pub sealed: bool,
     /// The first damage found, if any; everything from `valid_len` on is untrusted.
     pub damage: Option<FormatError>,

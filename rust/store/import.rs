@@ -57,10 +57,12 @@ impl VerifiedSegment {
         })
     }
 
+    /// The segment's BLAKE3 id, computed from its bytes.
     pub fn id(&self) -> Digest {
         self.id
     }
 
+    /// The segment's bytes, as checked.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -69,7 +71,9 @@ impl VerifiedSegment {
 /// A sealed segment read outside any store (the archive's reader and
 /// verifier): the same checks as an import, borrowing the bytes.
 pub struct SealedSegment<'a> {
+    /// The segment's BLAKE3 id, computed from its bytes.
     pub id: Digest,
+    /// The segment's header, as decoded.
     pub header: Header,
     /// `(record number, record)` in order.
     pub records: Vec<(u64, &'a [u8])>,

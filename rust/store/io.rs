@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 /// One directory entry as the store sees it.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// The entry's file name, without the directory.
     pub name: String,
+    /// Whether the entry is a directory.
     pub is_dir: bool,
     /// Bytes the entry occupies on disk (allocated blocks, as `du` counts them).
     pub allocated: u64,
+    /// The file's length in bytes.
     pub len: u64,
 }
 
@@ -50,8 +53,11 @@ pub trait AppendFile: Send {
 
 /// The file-system operations the store needs, and nothing else.
 pub trait Storage: Send + Sync {
+    /// Creates the directory `path`, private to the user (0700).
     fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Every entry of `dir` (its subdirectories are not entered).
     fn list(&self, dir: &Path) -> io::Result<Vec<Entry>>;
+    /// The whole contents of the file `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens `path` for appending; creates it (failing if it exists) when `create` is set.
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>>;
@@ -63,8 +69,11 @@ pub trait Storage: Send + Sync {
         file.start_writeback()?;
         Ok(file)
     }
+    /// Cuts the file `path` to `len` bytes and makes that durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing any file there; durable once the directory is synced.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file `path`; durable once the directory is synced.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes renames, creations and removals in `dir` durable (fsync of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
@@ -94,6 +103,8 @@ pub struct RealStorage {
 }
 
 impl RealStorage {
+    /// The file system, with an allocation unit of `block_size` bytes (at least 512); no directory
+    /// held yet.
     pub fn new(block_size: u64) -> RealStorage {
         RealStorage {
             block_size: block_size.max(512),
@@ -397,6 +408,7 @@ pub fn on_disk(n: u64, block: u64) -> u64 {
     n.div_ceil(block) * block
 }
 
+/// The path of the file `name` in the directory `dir`.
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
@@ -411,6 +423,7 @@ pub struct ReadOnly<S: Storage> {
 }
 
 impl<S: Storage> ReadOnly<S> {
+    /// A view of `inner` that changes nothing on disk.
     pub fn new(inner: S) -> ReadOnly<S> {
         ReadOnly {
             inner,

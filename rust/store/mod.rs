@@ -65,6 +65,8 @@ pub struct StoreConfig {
     pub ceiling_bytes: u64,
     /// The origin written into local segment headers.
     pub node_id: String,
+    /// When `append` returns: after `fdatasync` (the default) or at once, with syncs on an
+    /// interval.
     pub durability: Durability,
     /// Seal the open segment before it would grow past this many bytes.
     pub segment_max_bytes: u64,
@@ -80,6 +82,9 @@ pub struct StoreConfig {
 pub const MIN_CEILING_BYTES: u64 = 64 << 10;
 
 impl StoreConfig {
+    /// The defaults for a store under `ceiling_bytes` whose local segments name `node_id`: durable
+    /// appends, segments sealed at an eighth of the ceiling (16 KiB to 16 MiB), no age bound,
+    /// records up to 1 MiB, health degraded above 80% of the ceiling.
     pub fn new(ceiling_bytes: u64, node_id: impl Into<String>) -> StoreConfig {
         StoreConfig {
             ceiling_bytes,
@@ -93,6 +98,11 @@ impl StoreConfig {
         }
     }
 
+    /// Refuses a configuration a store cannot honour, naming the setting and its bounds
+    /// ([`StoreError::Invalid`]): a bad node id, a ceiling under [`MIN_CEILING_BYTES`], a segment
+    /// bound outside 4096 bytes to half the ceiling, a record bound outside 1 byte to
+    /// [`format::MAX_RECORD_LEN`], a high-water mark outside (0, 1], or a sync interval of 0 or
+    /// over 60 s.
     pub fn validate(&self) -> Result<(), StoreError> {
         format::validate_origin(&self.node_id).map_err(StoreError::Invalid)?;
         if self.ceiling_bytes < MIN_CEILING_BYTES {

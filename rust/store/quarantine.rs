@@ -21,7 +21,9 @@ pub(super) const QUARANTINE_DIR: &str = "quarantine";
 /// An operator's acknowledgement of a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantineAck {
+    /// Who acknowledged it, as the operator gave it.
     pub by: String,
+    /// When, in milliseconds since the Unix epoch (0 if the file does not say).
     pub unix_ms: u64,
 }
 
@@ -45,11 +47,16 @@ pub struct QuarantineReport {
     pub records_lost: Option<u64>,
     /// The file under `quarantine/` holding the bytes, if any.
     pub file: Option<String>,
+    /// When the finding was made, in milliseconds since the Unix epoch.
     pub unix_ms: u64,
+    /// The operator's acknowledgement, once `quarantine/<id>.ack` exists; until every report has
+    /// one, health is `damaged`.
     pub acknowledged: Option<QuarantineAck>,
 }
 
 impl QuarantineReport {
+    /// A report of `kind` about `source`, of `bytes` bytes, made now; offset, records lost and file
+    /// are filled in by the caller when known.
     pub fn new(id: String, kind: &str, source: &str, reason: String, bytes: u64) -> Self {
         QuarantineReport {
             id,
@@ -65,6 +72,7 @@ impl QuarantineReport {
         }
     }
 
+    /// The report as written to `quarantine/<id>.json` (the acknowledgement lives in its own file).
     pub fn to_json(&self) -> String {
         serde_json::json!({
             "id": self.id,

@@ -38,6 +38,8 @@ pub const LAZY_WRITE_DELAY: Duration = Duration::from_millis(10);
 
 /// Where a queue writes: the store, or a stand-in in tests.
 pub trait RecordSink: Send + Sync + 'static {
+    /// Appends `records` as one batch and returns once they are durable, or fails for all of them;
+    /// returns the position of the first (as [`Store::append_many`] does).
     fn append_many(&self, records: &[&[u8]]) -> Result<u64>;
 }
 
@@ -50,8 +52,12 @@ impl RecordSink for Store {
 /// Tickets `first..=last` finished with `result`.
 #[derive(Clone, Debug)]
 pub struct Completion {
+    /// The first ticket of the range.
     pub first: u64,
+    /// The last ticket of the range (inclusive).
     pub last: u64,
+    /// `Ok` when every record of the range is durable; else the store's error, the same for each of
+    /// them.
     pub result: std::result::Result<(), StoreError>,
 }
 
@@ -98,12 +104,16 @@ impl Shared {
     }
 }
 
+/// A store's non-blocking durable append queue (see the module comment): records in, tickets out,
+/// finished ranges reported through an eventfd.
 pub struct DurableQueue {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl DurableQueue {
+    /// A queue writing to `sink` on its own writer thread; fails only when the eventfd or the
+    /// thread cannot be made. Tickets start at 0.
     pub fn new(sink: Arc<dyn RecordSink>) -> Result<DurableQueue> {
         let ready = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|err| StoreError::Invalid(format!("eventfd: {err}")))?;
@@ -195,6 +205,8 @@ impl DurableQueue {
         self.shared.ready.as_fd()
     }
 
+    /// [`DurableQueue::ready`] as a raw descriptor, for an event loop to watch; valid while the
+    /// queue lives.
     pub fn ready_fd(&self) -> RawFd {
         self.ready().as_raw_fd()
     }

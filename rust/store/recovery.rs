@@ -33,10 +33,14 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Intact-looking records among the cut bytes (an estimate; torn writes are never whole records).
     pub truncated_records: u64,
+    /// Bytes cut from a torn tail of the catalog (an entry a crash left half-written).
     pub catalog_truncated_bytes: u64,
     /// Files moved to `quarantine/`, with the reason.
     pub quarantined: Vec<(String, String)>,
+    /// `*.tmp` files of writes a crash interrupted, removed.
     pub temp_files_removed: Vec<String>,
+    /// Files of evictions a crash interrupted (segments or their signatures), removed now that the
+    /// catalog has recorded them.
     pub evictions_completed: u64,
     /// A segment whose seal a crash interrupted, sealed now.
     pub sealed_on_open: Option<Digest>,
@@ -49,6 +53,8 @@ pub struct RecoveryReport {
 }
 
 impl RecoveryReport {
+    /// Whether the open found nothing to repair: no cut, no quarantine, no leftovers, no missing
+    /// segment.
     pub fn is_clean(&self) -> bool {
         self.truncated_bytes == 0
             && self.catalog_truncated_bytes == 0

@@ -91,6 +91,7 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl CrashSim {
+    /// An empty simulated disk whose allocation unit is `block` bytes (files occupy whole blocks).
     pub fn new(block: u64) -> Arc<CrashSim> {
         Arc::new(CrashSim {
             state: Mutex::new(State::default()),

@@ -7,9 +7,14 @@ use crate::hashing::blake3;
 /// What `verify` found. `faults` empty means every check passed.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyReport {
+    /// Segments read and checked, the open one included.
     pub segments_checked: u64,
+    /// Records whose checksums were checked.
     pub records_checked: u64,
+    /// Bytes of segment data read (for the open segment, its records; not the space reserved after
+    /// them).
     pub bytes_checked: u64,
+    /// Every check that failed, one line each naming the file and what is wrong.
     pub faults: Vec<String>,
     /// Sequence ranges an origin's chain does not hold (evicted or never received).
     pub gaps: Vec<String>,
