@@ -7,6 +7,8 @@
 //! - [`tls`]: rustls configuration, certificate and CRL checks, peer identity.
 //! - [`retry`]: full-jitter exponential backoff with a retry budget (INV-12).
 //! - [`service`]: the `PeerService`, its own tokio runtime, listeners and dials.
+//! - `conn`: one authenticated connection's reading and writing, within the
+//!   peer's quotas.
 //! - [`error`]: [`PeerError`], what the service reports, by kind.
 
 mod conn;

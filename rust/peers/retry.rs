@@ -15,6 +15,7 @@ pub struct RetryPolicy {
     /// At most this many dials to one peer in any `window`, whatever the
     /// outcome: a link that connects and drops at once cannot amplify.
     pub budget: u32,
+    /// The sliding window `budget` counts dials over.
     pub window: Duration,
 }
 
@@ -54,6 +55,8 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff under `policy` with no dial or failure yet: the first dial
+    /// may be made at once.
     pub fn new(policy: RetryPolicy) -> Backoff {
         Backoff {
             policy,

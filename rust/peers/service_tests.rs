@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::peers::retry::RetryPolicy;
 use crate::peers::tls::testpki::TestCa;
 use crate::store::StoreConfig;
 

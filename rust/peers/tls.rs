@@ -14,6 +14,18 @@
 //! or key file changes (checked at each accept and dial), so a new CRL takes
 //! effect without a restart. A file that cannot be read or used fails closed:
 //! no handshake is made until it is fixed.
+//!
+//! This file holds the settings, the configurations built from the files and
+//! their reloading; `identity` reads and checks a peer's identity, and
+//! `verify` holds the verifiers and the labels of refused handshakes.
+
+mod identity;
+#[cfg(test)]
+pub(crate) mod testpki;
+mod verify;
+
+pub use identity::{identity_of, pattern_matches, PeerIdentity};
+pub use verify::{rejection_reason, NotAllowed};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,19 +33,17 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::error::PeerError;
+use verify::{IdentityCheckedClients, IdentityCheckedServers};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error as TlsError,
-    OtherError, RootCertStore, ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, Error as TlsError, RootCertStore, ServerConfig};
 
 /// Where the node's PKI material lives, and who may connect.
 #[derive(Clone, Debug, Default)]
@@ -54,134 +64,6 @@ pub struct TlsSettings {
     pub allow: Vec<String>,
 }
 
-/// A verified peer's identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The SAN URI or DNS name the identity was taken from.
-    pub name: String,
-    /// The node id (the URI's last path segment, or the DNS name): what the
-    /// store records as the acknowledger of segments this peer holds.
-    pub node: String,
-}
-
-/// Why a handshake was refused, as a short stable label for metrics and events.
-pub fn rejection_reason(err: &TlsError) -> &'static str {
-    match err {
-        TlsError::NoCertificatesPresented => "no_certificate",
-        TlsError::InvalidCertificate(cert) => match cert {
-            CertificateError::Revoked => "revoked",
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not_yet_valid"
-            }
-            CertificateError::UnknownIssuer => "unknown_issuer",
-            CertificateError::UnknownRevocationStatus => "unknown_revocation_status",
-            CertificateError::ExpiredRevocationList
-            | CertificateError::ExpiredRevocationListContext { .. } => "expired_crl",
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "invalid_purpose"
-            }
-            CertificateError::BadSignature => "bad_signature",
-            CertificateError::Other(other) if other.0.is::<NotAllowed>() => "not_allowed",
-            _ => "invalid_certificate",
-        },
-        TlsError::AlertReceived(_) => "alert_received",
-        TlsError::PeerIncompatible(_) => "incompatible",
-        _ => "tls_error",
-    }
-}
-
-/// The identity failed the trust-domain or allow-list check.
-#[derive(Debug)]
-pub struct NotAllowed(pub String);
-
-impl fmt::Display for NotAllowed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer identity not allowed: {}", self.0)
-    }
-}
-
-impl std::error::Error for NotAllowed {}
-
-fn not_allowed(reason: String) -> TlsError {
-    TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotAllowed(
-        reason,
-    )))))
-}
-
-/// The identity in `cert` (DER), checked against the trust domain and allow-list.
-pub fn identity_of(
-    cert: &[u8],
-    trust_domain: Option<&str>,
-    allow: &[String],
-) -> Result<PeerIdentity, String> {
-    use x509_parser::extensions::GeneralName;
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| format!("certificate does not parse: {e}"))?;
-    let san = parsed
-        .subject_alternative_name()
-        .map_err(|e| format!("bad subjectAltName: {e}"))?
-        .ok_or_else(|| "certificate has no subjectAltName".to_string())?;
-    let mut identity = None;
-    for name in &san.value.general_names {
-        if let GeneralName::URI(uri) = name {
-            if let Some(rest) = uri.strip_prefix("spiffe://") {
-                let Some((domain, node)) = rest.split_once("/node/") else {
-                    continue;
-                };
-                if trust_domain.is_some_and(|td| td != domain) {
-                    return Err(format!("{uri} is outside trust domain {trust_domain:?}"));
-                }
-                identity = Some(PeerIdentity {
-                    name: (*uri).to_string(),
-                    node: node.to_string(),
-                });
-                break;
-            }
-        }
-    }
-    if identity.is_none() {
-        if trust_domain.is_some() {
-            return Err("certificate has no spiffe://<trust domain>/node/<id> URI".into());
-        }
-        identity = san.value.general_names.iter().find_map(|n| match n {
-            GeneralName::DNSName(dns) => Some(PeerIdentity {
-                name: (*dns).to_string(),
-                node: (*dns).to_string(),
-            }),
-            _ => None,
-        });
-    }
-    let identity =
-        identity.ok_or_else(|| "certificate names no node (SAN URI or DNS)".to_string())?;
-    crate::store::format::validate_origin(&identity.node)
-        .map_err(|e| format!("{}: {e}", identity.name))?;
-    if !allow.is_empty() && !allow.iter().any(|p| pattern_matches(p, &identity.name)) {
-        return Err(format!("{} matches no allow pattern", identity.name));
-    }
-    Ok(identity)
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-pub fn pattern_matches(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// The ring provider, restricted to TLS 1.3 suites.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -191,7 +73,11 @@ fn provider() -> Arc<CryptoProvider> {
 /// verifiers (to check the certificates of live connections again).
 #[derive(Clone)]
 pub struct TlsConfigs {
+    /// What accepted connections handshake with: this node's chain and key,
+    /// TLS 1.3 only, a client certificate required and verified.
     pub server: Arc<ServerConfig>,
+    /// What dials handshake with: this node's chain and key as the client
+    /// certificate, TLS 1.3 only, the server verified by identity, not name.
     pub client: Arc<ClientConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<dyn ServerCertVerifier>,
@@ -213,7 +99,10 @@ pub struct OriginKeys {
 
 /// This node's signing key and its certificate (DER, the leaf of `cert`).
 pub struct NodeKey {
+    /// The node's P-256 private key (its TLS key), which signs its segments.
     pub key: crate::crypto::ecdsa::PrivateKey,
+    /// The node's leaf certificate (DER), carried in each signature so a
+    /// receiver can check it was issued by the fleet CA to this node.
     pub cert_der: Vec<u8>,
 }
 
@@ -399,6 +288,7 @@ impl TlsFiles {
         })
     }
 
+    /// The settings the files were named by.
     pub fn settings(&self) -> &TlsSettings {
         &self.settings
     }
@@ -434,6 +324,9 @@ impl TlsFiles {
         st.configs.as_ref().ok().map(|c| Arc::clone(&c.origin))
     }
 
+    /// How many times the configurations were rebuilt, because a file
+    /// changed or a reload was asked for, whether or not the files were
+    /// usable; a connection that sees it move checks its peer again.
     pub fn reloads(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).reloads
     }
@@ -452,139 +345,4 @@ fn stamps(settings: &TlsSettings) -> Vec<Option<(SystemTime, u64)>> {
                 .and_then(|m| Some((m.modified().ok()?, m.len())))
         })
         .collect()
-}
-
-/// The WebPKI client verifier (chain, EKU clientAuth, CRLs) plus the identity check.
-#[derive(Debug)]
-struct IdentityCheckedClients {
-    inner: Arc<dyn ClientCertVerifier>,
-    trust_domain: Option<String>,
-    allow: Vec<String>,
-}
-
-impl ClientCertVerifier for IdentityCheckedClients {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, TlsError> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        identity_of(end_entity, self.trust_domain.as_deref(), &self.allow).map_err(not_allowed)?;
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        // TLS 1.2 is not offered; fail closed if it were ever reached.
-        Err(TlsError::General("TLS 1.2 is not supported".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The WebPKI server verifier (chain, EKU serverAuth, CRLs) plus the identity
-/// check in place of the host-name check: peers are dialled by address and
-/// named by their SAN URI, which host-name matching does not cover.
-#[derive(Debug)]
-struct IdentityCheckedServers {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    trust_domain: Option<String>,
-    allow: Vec<String>,
-}
-
-impl ServerCertVerifier for IdentityCheckedServers {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        // The chain, validity, EKU and revocation are checked before the name;
-        // only a name mismatch is left to the identity check below.
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            Ok(_)
-            | Err(TlsError::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => {}
-            Err(other) => return Err(other),
-        }
-        identity_of(end_entity, self.trust_domain.as_deref(), &self.allow).map_err(not_allowed)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        Err(TlsError::General("TLS 1.2 is not supported".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod testpki;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns() {
-        assert!(pattern_matches("spiffe://td/node/*", "spiffe://td/node/a"));
-        assert!(!pattern_matches("spiffe://td/node/*", "spiffe://xx/node/a"));
-        assert!(pattern_matches("*", "x"));
-        assert!(pattern_matches("a*c*e", "abcde"));
-        assert!(!pattern_matches("a*c*e", "abde"));
-        assert!(pattern_matches("exact", "exact"));
-        assert!(!pattern_matches("exact", "exact2"));
-        assert!(!pattern_matches("ab*ba", "aba"));
-    }
 }

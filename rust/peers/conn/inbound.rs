@@ -1,0 +1,147 @@
+//! Frames off the socket, each charged to the peer's inbound quota before
+//! it is read (INV-13), with its length checked before a buffer is sized
+//! (INV-07) and the idle timeout on every read.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{chunk_size, closed};
+use crate::peers::frames::{check_len, ByeCode, Frame, LEN_BYTES};
+use crate::peers::protocol::ProtocolError;
+use crate::peers::service::{Inner, PeerLink, QuotaState};
+
+/// Reads one frame: its length prefix, then its body in chunks, each charged
+/// to the inbound quota before it is read. The permit is the frame's share
+/// of the read-ahead budget, held until the frame has been processed.
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(
+    inner: &Inner,
+    reader: &mut R,
+    link: &PeerLink,
+    quota: &mut InboundMeter,
+    budget: &Arc<Semaphore>,
+) -> Result<(Frame, OwnedSemaphorePermit), ProtocolError> {
+    let limits = inner.config.limits;
+    let idle = inner.config.idle_timeout;
+    let mut prefix = [0u8; LEN_BYTES];
+    read_within(reader, &mut prefix, idle, "nothing received").await?;
+    // Checked before any buffer is sized from it (INV-07).
+    let len = check_len(u64::from(u32::from_le_bytes(prefix)), &limits)
+        .map_err(|e| ProtocolError::protocol(e.to_string()))?;
+    // Held until the frame is processed: what is read ahead stays bounded.
+    let permit = Arc::clone(budget)
+        .acquire_many_owned(len as u32)
+        .await
+        .map_err(|_| ProtocolError {
+            code: ByeCode::Other,
+            reason: "connection closing".into(),
+        })?;
+    quota.charge(inner, link, LEN_BYTES).await?;
+    let chunk = chunk_size(inner.config.rate_in, inner.config.burst_in);
+    let mut body = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(chunk);
+        quota.charge(inner, link, n).await?;
+        read_within(reader, &mut body[at..at + n], idle, "frame stalled").await?;
+        at += n;
+    }
+    link.bytes_in
+        .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
+    inner
+        .totals
+        .bytes_in
+        .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
+    let frame =
+        Frame::decode_owned(body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))?;
+    Ok((frame, permit))
+}
+
+/// Fills `buf`, or fails with `Idle` ("`what` for <idle>") when the peer sends
+/// nothing for `idle`, or with the I/O error when the connection closes.
+async fn read_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+    idle: std::time::Duration,
+    what: &str,
+) -> Result<(), ProtocolError> {
+    match tokio::time::timeout(idle, reader.read_exact(buf)).await {
+        Err(_) => Err(ProtocolError {
+            code: ByeCode::Idle,
+            reason: format!("{what} for {idle:?}"),
+        }),
+        Ok(Err(err)) => Err(closed(err)),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Enforces INV-13 inbound: reads wait for the peer's inbound bucket, so a
+/// peer is never read faster than its quota; one that keeps reads waiting
+/// for more than `quota_margin` of a `quota_window` is sending beyond its
+/// quota (an honest peer paces itself to the rate this node announced) and
+/// is disconnected, and the event recorded.
+pub(super) struct InboundMeter {
+    key: String,
+    window_start: Instant,
+    waited: Duration,
+}
+
+impl InboundMeter {
+    /// A meter for the peer keyed `key`, its first window starting now.
+    pub(super) fn new(key: String) -> InboundMeter {
+        InboundMeter {
+            key,
+            window_start: Instant::now(),
+            waited: Duration::ZERO,
+        }
+    }
+
+    async fn charge(
+        &mut self,
+        inner: &Inner,
+        link: &PeerLink,
+        n: usize,
+    ) -> Result<(), ProtocolError> {
+        let n = n as f64;
+        loop {
+            if inner.quota_in.try_take(&self.key, n).unwrap_or(false) {
+                break;
+            }
+            let wait = inner
+                .quota_in
+                .wait_time(&self.key, n)
+                .unwrap_or(0.01)
+                .max(0.0005);
+            let wait = Duration::from_secs_f64(wait);
+            link.set_quota(QuotaState::Throttled);
+            self.waited += wait;
+            tokio::time::sleep(wait).await;
+        }
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= inner.config.quota_window {
+            let limit = inner.config.quota_window.mul_f64(inner.config.quota_margin);
+            if self.waited > limit {
+                link.set_quota(QuotaState::Exceeded);
+                inner.totals.quota_exceeded.fetch_add(1, Ordering::Relaxed);
+                return Err(ProtocolError {
+                    code: ByeCode::Quota,
+                    reason: format!(
+                        "sent beyond its inbound quota of {} bytes/s: reads waited {:.2} s of {:.2} s",
+                        inner.config.rate_in,
+                        self.waited.as_secs_f64(),
+                        elapsed.as_secs_f64()
+                    ),
+                });
+            }
+            if self.waited.is_zero() {
+                link.set_quota(QuotaState::Ok);
+            }
+            self.window_start = Instant::now();
+            self.waited = Duration::ZERO;
+        }
+        Ok(())
+    }
+}
