@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,3 +48,10 @@ def wait_until_healthy(url: str, process: subprocess.Popen[str], timeout_s: floa
             process.kill()
             raise RuntimeError(f"the node did not start: {process.communicate()[0]}")
         time.sleep(0.1)
+
+
+def operator_client(socket_path: Path) -> httpx.Client:
+    """A client of a node's operator socket (python/vedette/api/operator.py), where
+    status and metrics are served."""
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    return httpx.Client(transport=transport, base_url="http://node", timeout=10)

@@ -12,7 +12,8 @@ from runtime_fixtures import TOKENS, runtime_config
 
 from vedette.api import create_app
 from vedette.api.openapi import OPENAPI
-from vedette.config import ListenConfig
+from vedette.api.operator import create_operator_app
+from vedette.config import ListenConfig, token_digest
 from vedette.runtime.interceptor import Runtime
 
 A = {"Authorization": f"Bearer {TOKENS['adapter-a']}"}
@@ -120,7 +121,10 @@ def test_unknown_tool_is_403_not_500(client):
     check_contract(response)
 
 
-def test_health_status_metrics_and_openapi(client):
+OPERATOR_TOKEN = "operator-token-for-the-api-tests"
+
+
+def test_health_status_metrics_and_openapi(client, runtime):
     assert client.get("/v1/health").json() == {
         "status": "ok",
         "reasons": [],
@@ -128,22 +132,43 @@ def test_health_status_metrics_and_openapi(client):
         "agents": {"recon": "ok", "scribe": "ok"},
     }
     post(client, {"tool": "echo", "args": {"text": "hi"}})
-    status = client.get("/v1/status").json()
+    assert client.get("/openapi.json").json() == json.loads(json.dumps(OPENAPI))
+    operator_app = create_operator_app(runtime, token_sha256=token_digest(OPERATOR_TOKEN))
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with live_server(operator_app) as url, httpx.Client(base_url=url, headers=auth) as operator:
+        status = operator.get("/v1/status").json()
+        metrics = operator.get("/metrics").text
     assert status["node"] == "test-node"
     assert status["agents"]["recon"]["policy_hash"].startswith("sha256:")
     assert 0 < status["store"]["bytes_used"] <= status["store"]["ceiling_bytes"]
-    metrics = client.get("/metrics").text
     assert 'vedette_decisions_total{agent="recon",outcome="allow",tool="echo"} 1.0' in metrics
     assert "vedette_store_ceiling_bytes" in metrics
-    assert client.get("/openapi.json").json() == json.loads(json.dumps(OPENAPI))
 
 
 def test_no_admin_operations_on_the_adapter_listener(client):
     paths = set(OPENAPI["paths"])
-    assert paths == {"/v1/tool", "/v1/health", "/v1/status", "/metrics"}
-    for path in ("/v1/releases", "/v1/admin", "/v1/store", "/v1/keys"):
+    assert paths == {"/v1/tool", "/v1/health"}
+    # Status and metrics name digests, peers and errors: the operator's, not an adapter's.
+    for path in ("/v1/status", "/metrics"):
+        assert client.get(path, headers=A).status_code == 404
+    for path in ("/v1/releases", "/v1/admin", "/v1/store", "/v1/keys", "/v1/store/drain"):
         assert client.post(path, json={}).status_code == 404
     assert client.get("/v1/tool").status_code == 405
+
+
+def test_the_operator_port_admits_only_the_operator_token(runtime):
+    operator_app = create_operator_app(runtime, token_sha256=token_digest(OPERATOR_TOKEN))
+    with live_server(operator_app) as url:
+        assert httpx.get(f"{url}/v1/status").status_code == 401
+        assert httpx.get(f"{url}/metrics", headers=A).status_code == 401  # an adapter's token
+        wrong = {"Authorization": f"Bearer {OPERATOR_TOKEN}x"}
+        assert httpx.get(f"{url}/v1/status", headers=wrong).status_code == 401
+        basic = {"Authorization": f"Basic {OPERATOR_TOKEN}"}
+        assert httpx.get(f"{url}/v1/status", headers=basic).status_code == 401
+        auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        answer = httpx.get(f"{url}/v1/status", headers=auth)
+        assert answer.status_code == 200
+        assert answer.json()["node"] == "test-node"
 
 
 TRICK_HEADERS = st.dictionaries(

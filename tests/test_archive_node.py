@@ -29,6 +29,7 @@ import pytest
 
 pytest.importorskip("nats")
 
+from tests.live_server import operator_client
 from tests.nats_cluster import NatsCluster, nats_cluster
 from tests.runtime_fixtures import AGENT, ECHO_SCHEMA, POLICY, write_release
 from vedette.archive import wire
@@ -195,7 +196,8 @@ bytes_per_second = {bytes_per_second}
         return self.client.post("/v1/tool", json={"tool": "echo", "args": {"text": text}})
 
     def status(self) -> dict[str, Any]:
-        return self.client.get("/v1/status").json()
+        with operator_client(self.config.parent / "state" / "operator.sock") as operator:
+            return operator.get("/v1/status").json()
 
     def health(self) -> tuple[int, dict[str, Any]]:
         answer = self.client.get("/v1/health")

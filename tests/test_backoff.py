@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from vedette.backoff import backoff_ceiling, full_jitter
+from vedette.backoff import RetrySchedule, backoff_ceiling, full_jitter
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,30 @@ def test_a_bad_base_or_cap_is_refused():
         backoff_ceiling(0.0, 30.0, 1)
     with pytest.raises(ValueError, match="cap_s"):
         backoff_ceiling(0.5, float("nan"), 1)
+
+
+def test_the_retry_schedule_spends_its_budget_then_waits_out_the_window():
+    schedule = RetrySchedule(0.001, 0.01, 3, 60.0)
+    for _ in range(3):
+        assert schedule.wait_s() == 0.0
+        schedule.attempt()
+    assert schedule.attempts == 3
+    # A fourth dial in the same window waits for the first to leave it.
+    assert 59.0 < schedule.wait_s() <= 60.0
+
+
+def test_the_retry_schedule_backs_off_after_failures_and_starts_over_on_success():
+    schedule = RetrySchedule(10.0, 100.0, 1000, 60.0)
+    schedule.attempt()
+    delay = schedule.failed()
+    assert 0.0 <= delay < 10.0
+    assert schedule.failures == 1
+    assert schedule.wait_s() <= delay
+    schedule.succeeded()
+    assert schedule.failures == 0
+    assert schedule.wait_s() == 0.0
+
+
+def test_a_retry_schedule_refuses_a_zero_window():
+    with pytest.raises(ValueError, match="window_s"):
+        RetrySchedule(0.5, 30.0, 10, 0.0)

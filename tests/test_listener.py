@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import wait_until_healthy
+from live_server import operator_client, wait_until_healthy
 
 from vedette.store import SegmentStore
 
@@ -49,13 +49,15 @@ class Node:
     def __init__(self, url: str, port: int, process: subprocess.Popen[str], home: Path) -> None:
         self.url, self.port, self.process, self.home = url, port, process, home
         self.sockets: list[socket.socket] = []
+        # Status and metrics are on the operator socket, apart from the flood.
+        self.operator = operator_client(home / "vedette" / "example" / "operator.sock")
 
     @property
     def store_dir(self) -> Path:
         return self.home / "vedette" / "example" / "store"
 
-    def metric(self, name: str, client: httpx.Client | None = None, **labels: str) -> float:
-        text = (client or httpx).get(f"{self.url}/metrics", timeout=10).text
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.operator.get("/metrics").text
         wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
         pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "")
         match = re.search(rf"^{pattern} (\S+)$", text, re.M)
@@ -113,6 +115,7 @@ def serve(tmp_path: Path, nofile: int | None = None, **listen: object) -> Iterat
     finally:
         for sock in node.sockets:
             sock.close()
+        node.operator.close()
         if process.poll() is None:
             process.kill()
         process.communicate()
@@ -299,7 +302,8 @@ def test_per_source_and_total_caps_refuse_while_a_caller_is_still_answered(tmp_p
         assert legit.post("/v1/tool", json=ECHO).status_code == 200  # its connection is open
         held = [connect(node, "127.0.0.2") for _ in range(10)]
         node.wait_for(
-            "10 held", lambda: legit.get("/v1/status").json()["listener"]["adapter"]["open"] == 11
+            "10 held",
+            lambda: node.operator.get("/v1/status").json()["listener"]["adapter"]["open"] == 11,
         )
         extra = connect(node, "127.0.0.2")
         assert refused_at_once(extra)
@@ -310,7 +314,8 @@ def test_per_source_and_total_caps_refuse_while_a_caller_is_still_answered(tmp_p
         assert httpx.post(f"{node.url}/v1/tool", json=ECHO, headers=AUTH).status_code == 200
         held += [connect(node, "127.0.0.3") for _ in range(9)]  # 20 open: the cap
         node.wait_for(
-            "20 held", lambda: legit.get("/v1/status").json()["listener"]["adapter"]["open"] == 20
+            "20 held",
+            lambda: node.operator.get("/v1/status").json()["listener"]["adapter"]["open"] == 20,
         )
         assert refused_at_once(connect(node, "127.0.0.4"))
         response = legit.post("/v1/tool", json=ECHO)
@@ -319,12 +324,11 @@ def test_per_source_and_total_caps_refuse_while_a_caller_is_still_answered(tmp_p
         health = legit.get("/v1/health").json()
         assert health["status"] == "degraded"
         assert any("at the cap (20 of 20)" in reason for reason in health["reasons"])
-        status = legit.get("/v1/status").json()["listener"]["adapter"]
+        status = node.operator.get("/v1/status").json()["listener"]["adapter"]
         assert status["refused_total"] == {"max_connections": 1, "max_connections_per_source": 1}
         assert (
             node.metric(
                 "vedette_listener_connections_refused_total",
-                legit,
                 listener="adapter",
                 reason="max_connections",
             )
@@ -392,7 +396,7 @@ def test_more_idle_connections_than_descriptors_never_starve_the_node(tmp_path):
     evidence, health is degraded while the cap is hit and ok after."""
     with serve(tmp_path, nofile=400, head_timeout_s=300) as node:
         legit = httpx.Client(base_url=node.url, headers=AUTH)
-        cap = legit.get("/v1/status").json()["listener"]["adapter"]["max_connections"]
+        cap = node.operator.get("/v1/status").json()["listener"]["adapter"]["max_connections"]
         assert 1 <= cap < 400 // 2
         held: list[socket.socket] = []
         for i in range(450):  # more than the process could ever have open
@@ -408,7 +412,7 @@ def test_more_idle_connections_than_descriptors_never_starve_the_node(tmp_path):
             response = legit.post("/v1/tool", json={"tool": "echo", "args": {"text": f"c{i}"}})
             assert response.status_code == 200, response.text
             allowed.append(response.json()["decision_id"])
-        refused = legit.get("/v1/status").json()["listener"]["adapter"]["refused_total"]
+        refused = node.operator.get("/v1/status").json()["listener"]["adapter"]["refused_total"]
         assert refused["max_connections"] > 0
         reasons = legit.get("/v1/health").json()["reasons"]
         assert any("adapter connections" in reason for reason in reasons)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import operator_client
 from peer_helpers import frontiers, wait_until
 
 from vedette.config import token_digest
@@ -109,7 +110,7 @@ retry_budget = 200
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{self.url}/v1/status", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code in (200, 503):
                     return
             except httpx.TransportError:
                 pass
@@ -241,9 +242,10 @@ def test_three_nodes_converge_after_a_sigkill_mid_transfer(
         store.close()
 
     # Status: over HTTP (read-only) and through the CLI's status file.
-    status = httpx.get(f"{a.url}/v1/status").json()["peers"]
+    with operator_client(a.state / "operator.sock") as operator:
+        status = operator.get("/v1/status").json()["peers"]
+        metrics = operator.get("/metrics").text
     assert {p["node"] for p in status["peers"] if p["connected"]} == {"b", "c"}
-    metrics = httpx.get(f"{a.url}/metrics").text
     assert "vedette_peer_segments_total" in metrics
     assert "vedette_peer_bytes_total" in metrics
     assert "vedette_peer_origin_refused_total 0.0" in metrics

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from live_server import operator_client
 from registry_server import free_port
 from release_helpers import AGENT, POLICY_V1, POLICY_V2, TOKEN, make_key, publish
 
@@ -70,27 +71,28 @@ def test_serve_activates_a_signed_release_and_follows_the_tag(registry, tmp_path
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
+        operator = operator_client(tmp_path / "state" / "operator.sock")
         try:
             wait_for(lambda: call(url).status_code == 200)
             answer = call(url).json()
             assert answer["decision"] == "allow"
-            status = httpx.get(f"{url}/v1/status", timeout=10).json()["agents"][AGENT]
+            status = operator.get("/v1/status").json()["agents"][AGENT]
             assert status["active_digest"] == first
             assert status["health"] == "ok"
             assert status["release"] == ref
             assert [e["event"] for e in status["events"]][-1] == "release.activated"
             assert httpx.get(f"{url}/v1/health", timeout=10).json()["agents"][AGENT] == "ok"
-            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            metrics = operator.get("/metrics").text
             assert 'vedette_release_events_total{agent="recon",event="release.activated"' in metrics
 
             second, _ = publish(repo, key, "stable", policy=POLICY_V2)
             wait_for(
-                lambda: httpx.get(f"{url}/v1/status", timeout=10).json()["agents"][AGENT][
-                    "active_digest"
-                ] == second
+                lambda: operator.get("/v1/status").json()["agents"][AGENT]["active_digest"]
+                == second
             )  # fmt: skip
             assert call(url).json()["decision"] == "allow"
         finally:
+            operator.close()
             process.send_signal(signal.SIGTERM)
             output = process.communicate(timeout=120)[0]
         assert process.returncode == 0, output

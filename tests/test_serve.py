@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import wait_until_healthy
+from live_server import operator_client, wait_until_healthy
 
 VEDETTE = str(Path(sys.executable).with_name("vedette"))
 TOKEN = "example-token-for-tests"
@@ -181,8 +181,8 @@ bundle = "{examples / "bundle"}"
         # The TCP listener of the same server: no token, no caller.
         tcp = httpx.post(f"http://127.0.0.1:{port}/v1/tool", json={"tool": "echo"}, timeout=10)
         assert tcp.status_code == 401
-        status = httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=10).json()
-        assert status["node"] == "config-node"
+        with operator_client(tmp_path / "state" / "operator.sock") as operator:
+            assert operator.get("/v1/status").json()["node"] == "config-node"
         assert (tmp_path / "state" / "store").is_dir()
     finally:
         process.send_signal(signal.SIGTERM)

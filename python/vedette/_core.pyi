@@ -20,6 +20,7 @@ __all__ = [
     "PeerService",
     "PolicyEngine",
     "QuotaTable",
+    "RetrySchedule",
     "Store",
     "TokenBucket",
     "__version__",
@@ -571,6 +572,23 @@ def origin_verify(
 
 def backoff_ceiling(base_s: float, cap_s: float, failures: int) -> float:
     """The longest wait after ``failures`` failures in a row: min(cap, base·2^failures)."""
+
+@final
+class RetrySchedule:
+    """The spacing of dials to one remote: full-jitter backoff and a budget of
+    dials per window (``rust/peers/retry.rs``)."""
+
+    def __new__(
+        cls, base_s: float, cap_s: float, budget: int, window_s: float
+    ) -> RetrySchedule: ...
+    def wait_s(self) -> float: ...
+    def attempt(self) -> None: ...
+    def failed(self) -> float: ...
+    def succeeded(self) -> None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
 
 @final
 class PeerService:

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,8 @@ def build_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
     peer transport and the archive uplink, joined to the runtime's health,
     status, metrics and shutdown. ``tools`` replaces the registry the config
     describes (the MCP gateway's upstream tools)."""
-    from vedette.runtime.interceptor import Runtime, open_store
+    from vedette.runtime.evidence import open_store
+    from vedette.runtime.interceptor import Runtime
 
     store = open_store(config)
     try:
@@ -195,6 +197,7 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     once the runtime is up, before the listeners open."""
     from vedette.api import create_app
 
+    tls = _adapter_tls(config)
     runtime = start_runtime(config)
     announce()
     # uvicorn drains in-flight calls on SIGTERM/SIGINT, then re-raises the
@@ -202,7 +205,7 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
     try:
-        _run_loop(_serve(create_app(runtime), config, runtime))
+        _run_loop(_serve(create_app(runtime), config, runtime, tls))
     except SystemExit as stop:
         # An address in use, a socket it cannot bind: uvicorn has logged why,
         # and the node cannot run.
@@ -236,6 +239,8 @@ def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None])
         raise ServeError(
             "listen.unix_socket needs --server uvicorn (peer credentials are read there)"
         )
+    if config.listen.tls_cert is not None or config.operator.listen is not None:
+        raise ServeError("listen.tls_cert and operator.listen need --server uvicorn")
     # The worker opens the store; check here first that it can, so a store
     # another process holds is a one-line error, not a worker's traceback.
     start_runtime(config).close()
@@ -330,7 +335,7 @@ def _listeners(config: Config, runtime: Runtime) -> tuple[Any, Any]:
     return adapters, operator
 
 
-async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
+async def _serve(app: Any, config: Config, runtime: Runtime, tls: dict[str, Any]) -> None:
     import uvicorn
 
     adapters, operator_listener = _listeners(config, runtime)
@@ -356,6 +361,7 @@ async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
                     host=config.listen.host,
                     port=config.listen.port,
                     http=adapter_protocol,
+                    **tls,
                     **common,
                 )
             ),
@@ -375,11 +381,49 @@ async def _serve(app: Any, config: Config, runtime: Runtime) -> None:
             create_operator_app(runtime), http=operator_listener.protocol(), **common
         )
         servers.append((uvicorn.Server(operator), [operator_socket(config.operator_socket)]))
+    if config.operator.listen is not None and config.operator.token_sha256 is not None:
+        from vedette.api.operator import create_operator_app
+
+        host, _, port = config.operator.listen.rpartition(":")
+        scraped = uvicorn.Config(
+            create_operator_app(runtime, token_sha256=config.operator.token_sha256),
+            host=host.strip("[]"),
+            port=int(port),
+            http=operator_listener.protocol(),
+            **common,
+        )
+        servers.append((uvicorn.Server(scraped), None))
     try:
         await _LinkedServer(servers).serve()
     finally:
         if config.operator.enabled:
             config.operator_socket.unlink(missing_ok=True)
+
+
+def _adapter_tls(config: Config) -> dict[str, Any]:
+    """uvicorn's TLS settings for the adapter listener (``listen.tls_*``): TLS 1.2
+    or later (Python's default floor), client certificates required when a CA
+    is given. Files that cannot be read stop the node at start."""
+    listen = config.listen
+    if listen.tls_cert is None:
+        return {}
+    # Load them once here so a bad file is a one-line error, not a traceback
+    # from inside the server.
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(listen.tls_cert, listen.tls_key)
+        if listen.tls_client_ca is not None:
+            context.load_verify_locations(cafile=listen.tls_client_ca)
+    except OSError as err:  # ssl.SSLError is one
+        raise ServeError(f"listen.tls_*: the adapter listener's TLS files: {err}") from err
+    tls: dict[str, Any] = {
+        "ssl_certfile": str(listen.tls_cert),
+        "ssl_keyfile": str(listen.tls_key),
+    }
+    if listen.tls_client_ca is not None:
+        tls["ssl_ca_certs"] = str(listen.tls_client_ca)
+        tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return tls
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

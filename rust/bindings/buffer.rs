@@ -9,10 +9,11 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::marker::PhantomData;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+use super::errors;
 
 /// CPython's `Py_buffer` (Include/pybuffer.h).
 #[repr(C)]
@@ -106,7 +107,7 @@ pub(super) fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<B
         return Ok(Bytes::Immutable(bytes.as_bytes()));
     }
     if object.is_instance_of::<pyo3::types::PyString>() {
-        return Err(PyTypeError::new_err(
+        return Err(errors::wrong_type(
             "strings must be encoded before hashing (e.g. text.encode())",
         ));
     }
@@ -130,8 +131,8 @@ pub(super) fn borrow_bytes<'a, 'py>(object: &'a Bound<'py, PyAny>) -> PyResult<B
     let status = unsafe { PyObject_GetBuffer(object.as_ptr(), &mut *raw, PYBUF_SIMPLE) };
     if status != 0 {
         let err = PyErr::take(object.py())
-            .unwrap_or_else(|| PyTypeError::new_err("object does not support the buffer protocol"));
-        return Err(PyTypeError::new_err(format!(
+            .unwrap_or_else(|| errors::wrong_type("object does not support the buffer protocol"));
+        return Err(errors::wrong_type(format!(
             "expected a bytes-like object, got {}: {err}",
             type_name(object)
         )));

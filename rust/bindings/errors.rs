@@ -3,9 +3,13 @@
 //! The exception classes are defined in Python (so they can also subclass
 //! `ValueError` and friends) and imported here the first time one is raised.
 //! Every core error type converts with `From`, so `?` works in the bindings;
-//! the few errors that are only a message have a function here.
+//! the few errors that are only a message have a function here. No other
+//! binding module builds an exception itself (`tests/test_house_rules.py`).
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use std::io;
+use std::path::Path;
+
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 use crate::crypto::origin::OriginSignatureError;
@@ -72,21 +76,40 @@ impl From<QuotaError> for PyErr {
     }
 }
 
-/// An `OSError` of the right subclass (`FileNotFoundError`, …) with the filename set.
 impl From<FileHashError> for PyErr {
     fn from(err: FileHashError) -> PyErr {
-        let message = err.source.to_string();
-        // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
-        let message = match message.rfind(" (os error ") {
-            Some(at) => message[..at].to_string(),
-            None => message,
-        };
-        let path = err.path.to_string_lossy().into_owned();
-        match err.source.raw_os_error() {
-            Some(errno) => PyOSError::new_err((errno, message, path)),
-            None => PyOSError::new_err(format!("{path}: {message}")),
-        }
+        os_error_at(&err.source, &err.path)
     }
+}
+
+/// An `OSError` of the right subclass (`FileNotFoundError`, …) with the filename set.
+pub(super) fn os_error_at(source: &io::Error, path: &Path) -> PyErr {
+    let message = source.to_string();
+    // io::Error appends " (os error N)" to strerror; Python shows the errno itself.
+    let message = match message.rfind(" (os error ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    };
+    let path = path.to_string_lossy().into_owned();
+    match source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, message, path)),
+        None => PyOSError::new_err(format!("{path}: {message}")),
+    }
+}
+
+/// An I/O failure with no one file to name: a plain `OSError`.
+pub(super) fn os_error(message: impl std::fmt::Display) -> PyErr {
+    PyOSError::new_err(message.to_string())
+}
+
+/// An argument of the right type with a value the function does not accept: `ValueError`.
+pub(super) fn invalid_value(message: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(message.to_string())
+}
+
+/// An argument of a type the function does not take: `TypeError`.
+pub(super) fn wrong_type(message: impl std::fmt::Display) -> PyErr {
+    PyTypeError::new_err(message.to_string())
 }
 
 /// Segment store errors; `StoreFullError` carries the numbers as attributes.
@@ -105,7 +128,7 @@ impl From<StoreError> for PyErr {
             StoreError::Refused { check, .. } => py::StoreRefusedError::new_err((message, check)),
             StoreError::Corrupt(_) => py::StoreCorruptError::new_err(message),
             StoreError::NotFound(_) => py::SegmentNotFoundError::new_err(message),
-            StoreError::Invalid(_) => pyo3::exceptions::PyValueError::new_err(message),
+            StoreError::Invalid(_) => PyValueError::new_err(message),
             _ => py::StoreError::new_err(message),
         }
     }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::buffer::{borrow_bytes, worth_detaching, DETACH_ABOVE_BYTES};
+use super::errors;
 use super::policy::{json_to_python, ArgsValidator, PolicyEngine};
 use super::quota::QuotaTable;
 use crate::gate::{self as core, DecisionFacts, IntentLimits, OutcomeFacts};
@@ -48,7 +48,7 @@ fn event_record<'py>(
     fields_json: &Bound<'_, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let serde_json::Value::Object(fields) = json_arg(fields_json)? else {
-        return Err(PyValueError::new_err("event fields must be a JSON object"));
+        return Err(errors::invalid_value("event fields must be a JSON object"));
     };
     let writer = core::RecordWriter::new(node_id, Vec::new());
     let record = writer.event(kind, &fields, core::now_unix_ns());
@@ -111,7 +111,7 @@ fn object_to_python<'py>(
 fn json_arg(json: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     let bytes = borrow_bytes(json)?;
     serde_json::from_slice(bytes.as_slice())
-        .map_err(|err| PyValueError::new_err(format!("not JSON: {err}")))
+        .map_err(|err| errors::invalid_value(format!("not JSON: {err}")))
 }
 
 /// What is active for one agent, compiled for deciding; see `rust/gate/decide.rs`.
@@ -236,7 +236,7 @@ impl Gate {
         fields_json: &Bound<'_, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let serde_json::Value::Object(fields) = json_arg(fields_json)? else {
-            return Err(PyValueError::new_err("event fields must be a JSON object"));
+            return Err(errors::invalid_value("event fields must be a JSON object"));
         };
         let record = self.0.records().event(kind, &fields, core::now_unix_ns());
         Ok(PyBytes::new(py, &record))
@@ -256,7 +256,7 @@ impl Gate {
         agent: Option<&str>,
         tool: Option<&str>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let outcome: core::Outcome = outcome.parse().map_err(PyValueError::new_err)?;
+        let outcome: core::Outcome = outcome.parse().map_err(errors::invalid_value)?;
         let facts = DecisionFacts {
             decision_id,
             outcome,

@@ -4,7 +4,6 @@ use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -28,7 +27,7 @@ pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 
 fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
     Algorithm::from_name(name).ok_or_else(|| {
-        PyValueError::new_err(format!(
+        errors::invalid_value(format!(
             "unknown hash algorithm {}: expected 'blake3' or 'sha256'",
             core::quote(name)
         ))
@@ -53,7 +52,7 @@ impl Digest {
     #[staticmethod]
     fn parse(text: &Bound<'_, PyAny>) -> PyResult<Digest> {
         let text = text.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err(format!(
+            errors::wrong_type(format!(
                 "Digest.parse() takes a str, got {}",
                 type_name(text)
             ))
@@ -213,7 +212,7 @@ fn hash_file(
 ) -> PyResult<Digest> {
     let algorithm = parse_algorithm(algorithm)?;
     if threads == Some(0) {
-        return Err(PyValueError::new_err("threads must be >= 1 or None"));
+        return Err(errors::invalid_value("threads must be >= 1 or None"));
     }
     py.detach(|| core::hash_file(&path, algorithm, threads))
         .map(Digest)
@@ -225,7 +224,7 @@ fn hash_file(
 fn require_role<'py>(digest: &Bound<'py, PyAny>, role: &str) -> PyResult<Bound<'py, Digest>> {
     let role = HashRole::from_name(role).ok_or_else(|| {
         let names: Vec<&str> = HashRole::ALL.iter().map(|role| role.name()).collect();
-        PyValueError::new_err(format!(
+        errors::invalid_value(format!(
             "unknown hash role {}: expected one of {}",
             core::quote(role),
             names.join(", ")

@@ -3,22 +3,85 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use super::errors;
 use super::store::Store;
 use crate::peers::frames::FrameLimits;
-use crate::peers::retry::RetryPolicy;
+use crate::peers::retry::{Backoff, RetryPolicy};
 use crate::peers::service::{self as core, PeerConfig};
 use crate::peers::tls::TlsSettings;
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PeerService>()?;
+    module.add_class::<RetrySchedule>()?;
     module.add_function(wrap_pyfunction!(backoff_ceiling, module)?)?;
     Ok(())
+}
+
+/// The spacing of dials to one remote (`rust/peers/retry.rs`, INV-12), for the
+/// Python parts that dial (the archive uplink): the same budget and backoff
+/// the peer transport keeps, on the same monotonic clock.
+#[pyclass(frozen, module = "vedette._core", name = "RetrySchedule")]
+pub struct RetrySchedule(Mutex<Backoff>);
+
+impl RetrySchedule {
+    fn with<T>(&self, work: impl FnOnce(&mut Backoff) -> T) -> T {
+        // A panic cannot leave a Backoff half-updated in a way that matters:
+        // the worst is one dial spaced by a stale entry.
+        work(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[pymethods]
+impl RetrySchedule {
+    #[new]
+    fn new(base_s: f64, cap_s: f64, budget: u32, window_s: f64) -> PyResult<Self> {
+        let policy = RetryPolicy {
+            base: seconds("base_s", base_s)?,
+            cap: seconds("cap_s", cap_s)?,
+            budget: budget.max(1),
+            window: seconds("window_s", window_s)?,
+        };
+        Ok(RetrySchedule(Mutex::new(Backoff::new(policy))))
+    }
+
+    /// Seconds to wait before the next dial may start (0: now).
+    fn wait_s(&self) -> f64 {
+        self.with(|backoff| backoff.wait(Instant::now()).as_secs_f64())
+    }
+
+    /// A dial starts now.
+    fn attempt(&self) {
+        self.with(|backoff| backoff.attempt(Instant::now()));
+    }
+
+    /// The dial, or the link it made, failed: the next waits a jittered,
+    /// growing delay. Returns that delay in seconds.
+    fn failed(&self) -> f64 {
+        self.with(|backoff| backoff.failed(Instant::now()).as_secs_f64())
+    }
+
+    /// The link worked: backoff starts over (the budget does not).
+    fn succeeded(&self) {
+        self.with(Backoff::succeeded);
+    }
+
+    /// Dials started so far.
+    #[getter]
+    fn attempts(&self) -> u64 {
+        self.with(|backoff| backoff.attempts())
+    }
+
+    /// Failures in a row since the last success.
+    #[getter]
+    fn failures(&self) -> u32 {
+        self.with(|backoff| backoff.failures())
+    }
 }
 
 /// The longest wait, in seconds, after `failures` failures in a row under a
@@ -41,7 +104,7 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
-            PyValueError::new_err(format!(
+            errors::invalid_value(format!(
                 "{name} must be a duration in seconds > 0, got {value}"
             ))
         })
@@ -49,7 +112,7 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 
 fn parse_addr(text: &str) -> PyResult<SocketAddr> {
     text.parse().map_err(|_| {
-        PyValueError::new_err(format!(
+        errors::invalid_value(format!(
             "expected an address as host:port with a literal IP, got {text:?}"
         ))
     })
@@ -166,7 +229,7 @@ impl PeerService {
     #[pyo3(signature = (grace_s = 2.0))]
     fn stop(&self, py: Python<'_>, grace_s: f64) -> PyResult<()> {
         let grace = Duration::try_from_secs_f64(grace_s)
-            .map_err(|_| PyValueError::new_err(format!("grace_s must be >= 0, got {grace_s}")))?;
+            .map_err(|_| errors::invalid_value(format!("grace_s must be >= 0, got {grace_s}")))?;
         py.detach(|| self.0.stop(grace));
         Ok(())
     }

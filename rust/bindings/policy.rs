@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::buffer::{borrow_bytes, type_name, worth_detaching};
+use super::errors;
 use super::hashing::Digest;
 use crate::policy::{self as core, EngineReuse, Fault, Value};
 
@@ -120,11 +120,7 @@ impl Bundle {
     fn load(py: Python<'_>, path: PathBuf, limits: Option<&BundleLimits>) -> PyResult<Bundle> {
         let limits = limits_of(limits);
         if let Err(err) = std::fs::metadata(&path) {
-            return Err(PyOSError::new_err((
-                err.raw_os_error().unwrap_or(0),
-                err.to_string(),
-                path.display().to_string(),
-            )));
+            return Err(errors::os_error_at(&err, &path));
         }
         py.detach(|| core::Bundle::from_path(&path, &limits))
             .map(|bundle| Bundle(Arc::new(bundle)))
@@ -188,7 +184,7 @@ impl Bundle {
         let bundle = Arc::clone(&self.0);
         let packed = py
             .detach(move || bundle.to_tar_gz())
-            .map_err(|err| PyOSError::new_err(err.to_string()))?;
+            .map_err(errors::os_error)?;
         Ok(PyBytes::new(py, &packed))
     }
 
@@ -211,8 +207,8 @@ impl PolicyEngine {
     #[new]
     #[pyo3(signature = (bundle, *, time_limit = 0.1, reuse = "pool"))]
     fn new(py: Python<'_>, bundle: &Bundle, time_limit: f64, reuse: &str) -> PyResult<Self> {
-        let limits = core::EvalLimits::from_seconds(time_limit).map_err(PyValueError::new_err)?;
-        let reuse: EngineReuse = reuse.parse().map_err(PyValueError::new_err)?;
+        let limits = core::EvalLimits::from_seconds(time_limit).map_err(errors::invalid_value)?;
+        let reuse: EngineReuse = reuse.parse().map_err(errors::invalid_value)?;
         let bundle = Arc::clone(&bundle.0);
         py.detach(move || core::PolicyEngine::new(&bundle, limits))
             .map(|engine| PolicyEngine(Arc::new(engine.with_reuse(reuse))))
@@ -503,7 +499,7 @@ fn value_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, P
             } else {
                 value
                     .as_f64()
-                    .map_err(|err| PyValueError::new_err(err.to_string()))?
+                    .map_err(errors::invalid_value)?
                     .into_pyobject(py)?
                     .into_any()
             }
@@ -528,13 +524,10 @@ fn value_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, P
             for (name, item) in members.iter() {
                 let key = match name {
                     Value::String(text) => PyString::new(py, text).into_any(),
-                    other => PyString::new(
-                        py,
-                        &other
-                            .to_json_str()
-                            .map_err(|err| PyValueError::new_err(err.to_string()))?,
-                    )
-                    .into_any(),
+                    other => {
+                        PyString::new(py, &other.to_json_str().map_err(errors::invalid_value)?)
+                            .into_any()
+                    }
                 };
                 dict.set_item(key, value_to_python(py, item)?)?;
             }
@@ -599,7 +592,7 @@ impl ArgsValidator {
             core::ArgsValidator::new(&schema)
         })
         .map(|validator| ArgsValidator(Arc::new(validator)))
-        .map_err(PyValueError::new_err)
+        .map_err(errors::invalid_value)
     }
 
     /// None when the arguments (JSON text) fit the schema, else what is wrong and where.

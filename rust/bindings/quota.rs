@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::quota::{self as core, Clock};
+
+use super::errors;
 
 pub(super) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<ManualClock>()?;
@@ -18,7 +19,7 @@ const NANOS_PER_SECOND: f64 = 1e9;
 
 fn seconds_to_ns(seconds: f64) -> PyResult<u64> {
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(PyValueError::new_err(format!(
+        return Err(errors::invalid_value(format!(
             "seconds must be a finite number >= 0, got {seconds}"
         )));
     }

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::buffer::borrow_bytes;
+use super::errors;
 use crate::hashing::Digest;
 use crate::store::{self as core, queue, Durability, StoreConfig};
 
@@ -140,7 +140,7 @@ impl Store {
             "durable" => Durability::Durable,
             "interval" => Durability::Interval(seconds(sync_interval_s)?),
             other => {
-                return Err(PyValueError::new_err(format!(
+                return Err(errors::invalid_value(format!(
                     "durability must be 'durable' or 'interval', got {other:?}"
                 )))
             }
@@ -471,6 +471,6 @@ impl DurableQueue {
 
 fn seconds(value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!("expected a duration in seconds >= 0, got {value}"))
+        errors::invalid_value(format!("expected a duration in seconds >= 0, got {value}"))
     })
 }

@@ -198,7 +198,7 @@ impl Bundle {
         &self.files
     }
 
-    /// SHA-256 of the canonical file listing (see [`policy_hash`]).
+    /// SHA-256 of the canonical file listing (see [`super::hash::policy_hash`]).
     pub fn policy_hash(&self) -> Digest {
         self.policy_hash
     }

@@ -1,8 +1,11 @@
-"""Routes of the adapter listener."""
+"""Routes of the adapter listener: ``POST /v1/tool``, ``GET /v1/health`` and
+``GET /openapi.json``, and nothing else (INV-10). Status, metrics and every
+operator action are on the operator listener (api/operator.py)."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,25 +16,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vedette.api.openapi import OPENAPI
 from vedette.api.peer import PEER_UID
-from vedette.runtime.decision import Decision
+from vedette.runtime.decision import Decision, deny_body
 from vedette.runtime.identity import Caller, Unauthenticated
-from vedette.runtime.interceptor import Runtime, retry_after_header
+from vedette.runtime.interceptor import Runtime
 
 log = logging.getLogger("vedette.api")
 
-INTERNAL_ERROR = b'{"decision":"deny","reason":"internal error; denied"}'
+INTERNAL_ERROR = deny_body("internal error; denied")
+
+
+def health_response(runtime: Runtime) -> Response:
+    """``/v1/health``: 200 for ok and degraded, 503 for failing (runtime/health.py)."""
+    report = runtime.health()
+    return JSONResponse(report, status_code=503 if report["status"] == "failing" else 200)
 
 
 def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
     async def health(request: Request) -> Response:
-        report = runtime.health()
-        return JSONResponse(report, status_code=503 if report["status"] == "failing" else 200)
-
-    async def status(request: Request) -> Response:
-        return JSONResponse(runtime.status())
-
-    async def metrics(request: Request) -> Response:
-        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+        return health_response(runtime)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -41,8 +43,6 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
         routes=[
             Route("/v1/tool", tool, methods=["POST"]),
             Route("/v1/health", health, methods=["GET"]),
-            Route("/v1/status", status, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
@@ -141,6 +141,11 @@ class ToolEndpoint:
         return self.runtime.authenticate(authorization)
 
 
+def retry_after_header(seconds: float | None) -> str:
+    """``Retry-After`` in whole seconds, at least 1 (RFC 9110 has no fractions)."""
+    return str(max(1, math.ceil(seconds or 0)))
+
+
 def _source(scope: Scope) -> str:
     """The address a request came from (the Unix socket has none)."""
     client = scope.get("client")
@@ -167,4 +172,4 @@ async def _send_body(
 async def _unexpected(request: Request, exc: Exception) -> Response:
     """Whatever escapes a route is a deny, never a bare 500 an adapter might misread."""
     log.exception("unexpected failure serving %s", request.url.path, exc_info=exc)
-    return JSONResponse({"decision": "deny", "reason": "internal error; denied"}, status_code=403)
+    return Response(INTERNAL_ERROR, status_code=403, media_type="application/json")

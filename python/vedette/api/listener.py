@@ -44,6 +44,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vedette.api.peer import PEER_UID, peer_uid
 from vedette.config import ListenConfig
+from vedette.runtime.decision import deny_body
 from vedette.runtime.health import Health
 
 # Requests queued behind the one being answered on one connection; beyond it
@@ -283,7 +284,7 @@ _400 = (
 
 
 def _answer(template: bytes, reason: str) -> bytes:
-    body = b'{"decision":"deny","reason":"%s"}' % reason.encode()
+    body = deny_body(reason)
     return template % (len(body), body)
 
 

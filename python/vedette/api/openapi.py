@@ -115,19 +115,5 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/v1/status": {
-            "get": {
-                "summary": "Node, active releases, store usage",
-                "responses": {"200": _answer("Status.", {"type": "object"})},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {"description": "Metrics", "content": {"text/plain": {"schema": {}}}}
-                },
-            }
-        },
     },
 }

@@ -1,13 +1,18 @@
-"""The operator socket: what the node's operator may ask of a running node.
+"""The operator listener: what the node's operator may ask of a running node.
 
-Adapters reach only the decision path (docs/threat-model.md). What an operator
-needs from a running node — status, metrics, and actions on the evidence store
-the node holds (only the process that holds the store may change it: INV-01)
-— is served on a Unix socket apart from the adapter listener:
-``<state_dir>/operator.sock`` by default, created mode 0600 in the state
-folder (0700), and every connection's peer uid (``SO_PEERCRED``, which the
-client cannot forge) must be the node's own user or root. There is no TCP
-form: an operator acts on the node itself (or over ssh).
+Adapters reach only the decision path (INV-10, docs/threat-model.md). What an
+operator needs from a running node — status, metrics, and actions on the
+evidence store the node holds (only the process that holds the store may
+change it: INV-01) — is served apart from the adapter listener:
+
+- on a Unix socket, ``<state_dir>/operator.sock`` by default, created mode
+  0600 in the state folder (0700); every connection's peer uid
+  (``SO_PEERCRED``, which the client cannot forge) must be the node's own
+  user or root;
+- and, where a metrics scraper needs TCP, on a loopback port
+  (``operator.listen``) that admits only the operator's bearer token
+  (``operator.token_sha256``; adapter tokens are never accepted). It never
+  leaves the node: an operator elsewhere comes over ssh.
 
 Routes: ``GET /v1/health``, ``GET /v1/status``, ``GET /metrics``,
 ``POST /v1/store/drain`` (``{"to": folder, "label": …, "all": false}``, see
@@ -17,6 +22,7 @@ Routes: ``GET /v1/health``, ``GET /v1/status``, ``GET /metrics``,
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import socket
 from pathlib import Path
@@ -28,9 +34,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vedette.api.app import health_response
 from vedette.api.peer import PEER_UID
+from vedette.config import token_digest
 from vedette.drain import DrainError, drain, import_drained
 from vedette.errors import StoreError
+from vedette.hashing import Digest
 from vedette.runtime.interceptor import Runtime
 
 
@@ -52,13 +61,19 @@ def operator_socket(path: Path) -> socket.socket:
     return sock
 
 
-def create_operator_app(runtime: Runtime) -> ASGIApp:
+def create_operator_app(runtime: Runtime, *, token_sha256: Digest | None = None) -> ASGIApp:
+    """The operator routes: for the Unix socket (the node's own user only), or,
+    with ``token_sha256``, for the loopback port (that bearer token only)."""
+    app = _operator_routes(runtime)
+    return OwnerOnly(app) if token_sha256 is None else OperatorTokenOnly(app, token_sha256)
+
+
+def _operator_routes(runtime: Runtime) -> ASGIApp:
     # One store action at a time: two drains at once would copy the same segments.
     store_action = asyncio.Lock()
 
     async def health(request: Request) -> Response:
-        report = runtime.health()
-        return JSONResponse(report, status_code=503 if report["status"] == "failing" else 200)
+        return health_response(runtime)
 
     async def status(request: Request) -> Response:
         return JSONResponse(runtime.status())
@@ -101,7 +116,7 @@ def create_operator_app(runtime: Runtime) -> ASGIApp:
         ]
     )
     app.router.redirect_slashes = False
-    return OwnerOnly(app)
+    return app
 
 
 class OwnerOnly:
@@ -118,6 +133,32 @@ class OwnerOnly:
             )
             return
         await self.app(scope, receive, send)
+
+
+class OperatorTokenOnly:
+    """Refuses every request without the operator's bearer token. The token is
+    compared as its SHA-256, in constant time; only its digest is held."""
+
+    def __init__(self, app: ASGIApp, token_sha256: Digest) -> None:
+        self.app = app
+        self.expected = token_sha256.raw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._admits(scope):
+            refusal = _refuse(401, "the operator listener needs the operator's bearer token")
+            refusal.headers["www-authenticate"] = "Bearer"
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _admits(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").strip().partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    return False
+                return hmac.compare_digest(token_digest(token.strip()).raw, self.expected)
+        return False
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

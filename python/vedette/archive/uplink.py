@@ -43,7 +43,7 @@ from prometheus_client.registry import Collector
 from vedette.archive import wire
 from vedette.archive.acks import AckBatcher
 from vedette.archive.reader import connect_options
-from vedette.backoff import full_jitter
+from vedette.backoff import RetrySchedule, full_jitter
 from vedette.config import ArchiveConfig
 from vedette.errors import SegmentNotFoundError, StoreError
 from vedette.quota import TokenBucket
@@ -111,7 +111,12 @@ class ArchiveUplink:
         self.archived_segments = 0
         self.errors = 0
         self.max_payload: int | None = None
-        self._attempts: deque[float] = deque()
+        # Dials are spaced by the same budget the peer transport keeps
+        # (rust/peers/retry.rs); the waits after failures, which count publish
+        # failures too, are full-jitter draws under the same ceiling.
+        self._dials = RetrySchedule(
+            config.retry_base_s, config.retry_cap_s, config.retry_budget, config.retry_window_s
+        )
         self._acks = AckBatcher(lambda ids: self.store.ack_all(ids, self.by))
         # One second of pace as the burst: a link paced to 64 KiB/s must never
         # see megabytes at once. A message larger than that waits for a full
@@ -231,9 +236,10 @@ class ArchiveUplink:
         assert self._stop is not None
         failures = 0
         while not self._stop.is_set():
-            await self._within_budget()
+            await self._sleep(self._dials.wait_s())
             if self._stop.is_set():
                 return
+            self._dials.attempt()
             try:
                 nc = await self._connect()
             except Exception as err:
@@ -488,16 +494,6 @@ class ArchiveUplink:
     def _backoff(self, failures: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^failures))."""
         return full_jitter(self.config.retry_base_s, self.config.retry_cap_s, failures)
-
-    async def _within_budget(self) -> None:
-        """Waits until a connection attempt is within ``retry_budget`` per window."""
-        c = self.config
-        now = time.monotonic()
-        while self._attempts and now - self._attempts[0] >= c.retry_window_s:
-            self._attempts.popleft()
-        if len(self._attempts) >= c.retry_budget:
-            await self._sleep(self._attempts[0] + c.retry_window_s - now)
-        self._attempts.append(time.monotonic())
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None

@@ -54,7 +54,8 @@ def serve_command(config_path: Path | None, listen: str | None, example: bool, s
         config, token = spec.resolve()
     except (ConfigError, ServeError) as err:
         raise CannotRun(str(err)) from err
-    url = f"http://{config.listen.host}:{config.listen.port}"
+    scheme = "https" if config.listen.tls_cert is not None else "http"
+    url = f"{scheme}://{config.listen.host}:{config.listen.port}"
 
     def announce() -> None:
         click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")

@@ -194,7 +194,7 @@ def _ask_node(config: Config, path: str, body: dict[str, Any]) -> dict[str, Any]
 
 
 def _open_store_of(config: Config) -> Any:
-    from vedette.runtime.interceptor import open_store
+    from vedette.runtime.evidence import open_store
 
     try:
         return open_store(config)

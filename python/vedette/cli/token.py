@@ -23,9 +23,22 @@ def token_group() -> None:
 @token_group.command("new")
 @click.option("--caller", default="my-adapter", show_default=True, help="Caller id.")
 @click.option("--agent", default="my-agent", show_default=True, help="Agent it may act for.")
-def new_command(caller: str, agent: str) -> None:
-    """Print a new random token, and the [[callers]] table that admits it."""
+@click.option(
+    "--operator",
+    "operator_listen",
+    metavar="IP:PORT",
+    help="Make the operator listener's token instead, for this loopback address.",
+)
+def new_command(caller: str, agent: str, operator_listen: str | None) -> None:
+    """Print a new random token, and the [[callers]] (or [operator]) table that admits it."""
     token = secrets.token_urlsafe(32)
+    if operator_listen is not None:
+        click.echo(f"operator token (keep it for the scraper; it is not stored anywhere): {token}")
+        click.echo("")
+        click.echo("[operator]")
+        click.echo(f'listen = "{operator_listen}"')
+        click.echo(f'token_sha256 = "{token_digest(token)}"')
+        return
     click.echo(f"token (give it to the adapter; it is not stored anywhere): {token}")
     click.echo("")
     click.echo("[[callers]]")

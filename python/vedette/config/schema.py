@@ -78,9 +78,32 @@ class ListenConfig(Checked):
     KEY: ClassVar[str] = "listen"
 
     host: Annotated[
-        Name, doc("the adapter listener's address (loopback unless you say otherwise)")
+        Name,
+        doc(
+            "the adapter listener's address; beyond loopback it needs `tls_cert` and "
+            "`tls_key`, or `insecure_plaintext = true`"
+        ),
     ] = "127.0.0.1"
     port: Annotated[Port, doc("the adapter listener's port")] = 8797
+    tls_cert: Annotated[
+        Path | None,
+        doc("PEM certificate chain: the adapter listener speaks HTTPS (TLS 1.2 or later)"),
+    ] = None
+    tls_key: Annotated[Path | None, doc("PEM private key of `tls_cert`")] = None
+    tls_client_ca: Annotated[
+        Path | None,
+        doc(
+            "PEM CA certificates: every adapter connection must present a client "
+            "certificate they issued (the bearer token still names the caller)"
+        ),
+    ] = None
+    insecure_plaintext: Annotated[
+        bool,
+        doc(
+            "`true`: serve plain HTTP on an address beyond loopback (tokens and "
+            "arguments cross the network readable; only on a network you trust)"
+        ),
+    ] = False
     unix_socket: Annotated[
         Path | None,
         doc(
@@ -162,6 +185,33 @@ class ListenConfig(Checked):
             "meanwhile"
         ),
     ] = 1.0
+
+    def __post_init__(self) -> None:
+        from vedette.config.errors import ConfigError
+
+        check_bounds(self)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("listen.tls_cert and listen.tls_key: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("listen.tls_client_ca: client certificates need listen.tls_cert")
+        if self.tls_cert is None and not self.insecure_plaintext and not is_loopback(self.host):
+            raise ConfigError(
+                f"listen.host: {self.host} is beyond loopback, where plain HTTP would carry "
+                "tokens and arguments readable; set listen.tls_cert and listen.tls_key, or "
+                "listen.insecure_plaintext = true"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
 
 
 @dataclass(frozen=True)
@@ -656,7 +706,8 @@ class ArchiveConfig(Checked):
 
 @dataclass(frozen=True)
 class OperatorConfig(Checked):
-    """The operator socket (``python/vedette/api/operator.py``)."""
+    """The operator listener (``python/vedette/api/operator.py``): a Unix socket,
+    and a loopback port with its own token where a scraper needs TCP."""
 
     KEY: ClassVar[str] = "operator"
 
@@ -669,6 +720,35 @@ class OperatorConfig(Checked):
         ),
     ] = None
     enabled: Annotated[bool, doc("`false`: no operator socket")] = True
+    listen: Annotated[
+        str | None,
+        doc(
+            "a loopback `IP:PORT` serving the same routes to a bearer token "
+            "(`token_file`), for a metrics scraper that speaks only TCP",
+            default="none",
+        ),
+    ] = None
+    token_sha256: Annotated[
+        Digest | None,
+        doc(
+            "the SHA-256 of the operator's bearer token (`vedette token new` makes both); "
+            "needed with `listen`. Adapter tokens are never accepted there"
+        ),
+    ] = None
+
+    def __post_init__(self) -> None:
+        from vedette.config.errors import ConfigError
+
+        check_bounds(self)
+        if self.listen is None:
+            return
+        if not _is_ip_port(self.listen) or not is_loopback(self.listen.rpartition(":")[0]):
+            raise ConfigError(
+                f"operator.listen: expected a loopback IP:PORT, got {self.listen!r} (the "
+                "operator listener never leaves the node; reach it over ssh)"
+            )
+        if self.token_sha256 is None:
+            raise ConfigError("operator.listen: needs operator.token_sha256")
 
 
 @dataclass(frozen=True)

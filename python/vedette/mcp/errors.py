@@ -7,8 +7,6 @@ Both codes are in JSON-RPC's implementation-defined server range
 
 from __future__ import annotations
 
-from typing import Any
-
 from vedette.errors import VedetteError
 
 DENIED = -32001
@@ -25,7 +23,3 @@ INSTALL_HINT = "the MCP gateway needs the MCP SDK: pip install 'vedette[mcp]'"
 
 class GatewayError(VedetteError):
     """The gateway cannot start: an unknown caller, an upstream that does not start."""
-
-
-def denial_data(reason: str | None, decision_id: str | None) -> dict[str, Any]:
-    return {"decision": "deny", "reason": reason, "decision_id": decision_id}

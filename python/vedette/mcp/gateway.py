@@ -46,9 +46,9 @@ from vedette import __version__
 from vedette._core import is_name
 from vedette.config import Config
 from vedette.hashing import sha256
-from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError, denial_data
+from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
-from vedette.runtime.decision import Decision
+from vedette.runtime.decision import Decision, deny_fields
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
 from vedette.runtime.interceptor import Runtime
@@ -227,7 +227,7 @@ class Gateway:
                 decision_id = (await self.runtime.refuse(self.caller, None, reason)).decision_id
             except Exception:
                 log.exception("the denial of a call to %r could not be recorded", params.name)
-            raise MCPError(DENIED, f"denied: {reason}", denial_data(reason, decision_id)) from err
+            raise MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id)) from err
 
     async def _call(self, name: str, args: dict[str, Any]) -> types.CallToolResult:
         await self._repin_if_released()
@@ -264,7 +264,7 @@ class Gateway:
         raise MCPError(
             DENIED,
             f"denied: {decision.reason}",
-            denial_data(decision.reason, decision.decision_id),
+            deny_fields(decision.reason, decision.decision_id),
         )
 
     async def _repin_if_released(self) -> None:

@@ -65,7 +65,7 @@ class Decision:
             }
         if self.outcome == "tool_error":
             return {"decision": "allow", "error": self.error, "decision_id": self.decision_id}
-        return {"decision": "deny", "reason": self.reason, "decision_id": self.decision_id}
+        return deny_fields(self.reason, self.decision_id)
 
     def body_bytes(self) -> bytes:
         """:meth:`body` encoded as JSON."""
@@ -73,3 +73,18 @@ class Decision:
             rest = dumps({"decision_id": self.decision_id, "release": self.release})
             return b'{"decision":"allow","output":' + self.output_json + b"," + rest[1:]
         return dumps(self.body())
+
+
+def deny_fields(reason: str | None, decision_id: str | None = None) -> dict[str, Any]:
+    """The one shape of a deny (docs/contracts.md, "The adapter API"): every
+    refusal an adapter reads, from a policy deny to a connection closed for
+    being slow, says ``decision: deny`` and why; the id when one was assigned."""
+    fields: dict[str, Any] = {"decision": "deny", "reason": reason}
+    if decision_id is not None:
+        fields["decision_id"] = decision_id
+    return fields
+
+
+def deny_body(reason: str, decision_id: str | None = None) -> bytes:
+    """:func:`deny_fields` encoded as JSON."""
+    return dumps(deny_fields(reason, decision_id))

@@ -13,7 +13,21 @@ import contextlib
 import threading
 
 from vedette._core import DurableQueue
+from vedette.config import Config
 from vedette.store import SegmentStore
+
+
+def open_store(config: Config) -> SegmentStore:
+    """The evidence store ``config`` names."""
+    # The store makes its own folder (0700); the state folder above it is ours.
+    config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SegmentStore.open(
+        config.store_dir,
+        ceiling_bytes=config.store.ceiling_bytes,
+        node_id=config.node_id,
+        durability=config.store.durability,
+        high_water=config.store.high_water,
+    )
 
 
 class EvidenceQueue:

@@ -53,3 +53,39 @@ def probe(source: HealthSource) -> Health:
         return source()
     except Exception as err:  # health must answer even when a part cannot
         return Health("failing", (f"health check failed ({type(err).__name__})",))
+
+
+# What each release state other than ``ok`` means, in a reason.
+_RELEASE_STATES = {
+    "deny_all": "denies every call (no usable release)",
+    "stale": "serves a release the control plane has not confirmed lately",
+    "lkg": "serves its last-known-good release",
+    "clock_behind": "reads a clock behind the newest time it has trusted (time floor)",
+}
+
+
+def releases_health(agents: dict[str, str]) -> Health:
+    """The releases part from each agent's release state: signed releases tell
+    ``ok``, ``stale``, ``lkg``, ``clock_behind`` or ``deny_all``; local ones ``ok``
+    or ``deny_all``. Failing when no agent can be served."""
+    if not agents:
+        return Health("failing", ("no agent is configured; every call is denied",))
+    reasons = tuple(
+        f"agent {agent} {_RELEASE_STATES.get(state, state)}"
+        for agent, state in agents.items()
+        if state != "ok"
+    )
+    if all(state == "deny_all" for state in agents.values()):
+        return Health("failing", reasons)
+    return Health("degraded", reasons) if reasons else Health.ok()
+
+
+def store_health(verdict: str, reason: str) -> Health:
+    """The evidence store part: ok below the high-water mark; degraded above it or
+    with unacknowledged quarantine; failing while appends are refused, and in any
+    state not known here (docs/operations.md)."""
+    if verdict == "ok":
+        return Health.ok()
+    if verdict == "degraded":
+        return Health("degraded", (reason,))
+    return Health("failing", (reason,))

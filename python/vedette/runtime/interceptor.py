@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,8 +35,16 @@ from vedette.origin import NodeSigner, OriginSeals
 from vedette.quota import QuotaTable
 from vedette.runtime.decision import Decision
 from vedette.runtime.encoding import dumps
-from vedette.runtime.evidence import EvidenceQueue
-from vedette.runtime.health import Health, HealthSource, combine, probe
+from vedette.runtime.evidence import EvidenceQueue, open_store
+from vedette.runtime.health import (
+    Health,
+    HealthSource,
+    combine,
+    probe,
+    releases_health,
+    store_health,
+)
+from vedette.runtime.housekeeping import Housekeeping
 from vedette.runtime.identity import Caller, CallerRegistry, Unauthenticated
 from vedette.runtime.intent import Intent, InvalidIntent, encode_intent
 from vedette.runtime.metrics import RuntimeMetrics
@@ -56,8 +63,6 @@ log = logging.getLogger("vedette.runtime")
 # worker threads.
 INLINE_EVALUATION_BYTES = DETACH_ABOVE_BYTES
 EVALUATOR_THREADS = 4
-# How often the runtime's housekeeping runs (refusal summaries, store checks).
-HOUSEKEEPING_S = 1.0
 
 
 class Runtime:
@@ -97,9 +102,6 @@ class Runtime:
             config.listen.unauthenticated_burst,
             config.listen.unauthenticated_max_sources,
         )
-        # Sealed evidence can leave the node: seal by age too (docs/configuration.md).
-        self._seal_after_s = config.store.seal_after_s if self._evidence_leaves(config) else None
-        self._last_seal = time.monotonic()
         self.retries = RetryTable(
             window_s=config.intent.retry_window_s, max_entries=config.intent.max_retry_entries
         )
@@ -121,10 +123,8 @@ class Runtime:
             "store": self._store_health,
         }
         self._status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
-        self._sealed_listeners: list[Callable[[], None]] = []
         self._closers: list[Callable[[], None]] = []
-        self._housekeeping_stop = threading.Event()
-        self._housekeeping: threading.Thread | None = None
+        self._housekeeping: Housekeeping | None = None
         try:
             # Every segment this node seals is signed by it (docs/contracts.md,
             # "Origin signatures"); the key is recorded in its evidence.
@@ -133,8 +133,18 @@ class Runtime:
         except BaseException:
             self.close()  # an unreadable node key must not leave the store locked
             raise
-        self._housekeeping = threading.Thread(
-            target=self._housekeep_forever, name="vedette-runtime-housekeeping", daemon=True
+        self._housekeeping = Housekeeping(
+            store=self.store,
+            gate=self._gate,
+            seals=self.seals,
+            refusals=self.refusals,
+            metrics=self.metrics,
+            # Sealed evidence can leave the node: seal by age too (docs/configuration.md).
+            seal_after_s=(
+                config.store.seal_after_s
+                if config.peers is not None or config.archive is not None
+                else None
+            ),
         )
         self._housekeeping.start()
 
@@ -391,17 +401,6 @@ class Runtime:
 
     # -- housekeeping ---------------------------------------------------------
 
-    def _housekeep_forever(self) -> None:
-        while not self._housekeeping_stop.wait(HOUSEKEEPING_S):
-            try:
-                self.housekeep()
-            except Exception:  # keep serving; the next round tries again
-                log.exception("runtime housekeeping failed")
-
-    @staticmethod
-    def _evidence_leaves(config: Config) -> bool:
-        return config.peers is not None or config.archive is not None
-
     def _record_node_key(self) -> None:
         record = self._gate.event_record("node_key", dumps(self.seals.signer.record()))
         try:
@@ -411,45 +410,10 @@ class Runtime:
             log.error("the node_key record could not be made durable: %s", err)
 
     def housekeep(self, *, final: bool = False) -> None:
-        """The periodic work, about once a second: the store's check (a stopped
-        store is reopened) and its events, sealing by age, origin signatures,
-        and the summary of refusals that were only counted. ``final`` writes
-        whatever is pending now."""
-        records: list[bytes] = []
-        try:
-            self.store.check()
-        except StoreError as err:
-            log.warning("evidence store check failed: %s", err)
-        for event in self.store.take_events():
-            log.warning("evidence store %s: %s", event.kind, event.detail)
-            detail = {"event": event.kind, "detail": event.detail, "unix_ms": event.unix_ms}
-            records.append(self._gate.event_record("store_event", dumps(detail)))
-        if self._seal_after_s is not None and (
-            time.monotonic() - self._last_seal >= self._seal_after_s
-        ):
-            self._last_seal = time.monotonic()
-            try:
-                sealed = self.store.seal()
-            except StoreError as err:
-                log.warning("sealing by age failed: %s", err)
-            else:
-                if sealed is not None:
-                    for listener in self._sealed_listeners:
-                        listener()
-        try:
-            self.seals.sign_pending()
-        except Exception as err:  # unsigned segments wait; the next round retries
-            log.warning("origin signatures not made: %s", err)
-        if final or self.refusals.due():
-            summary = self.refusals.drain()
-            if summary is not None:
-                records.append(self._gate.event_record("refusal_summary", dumps(summary)))
-        if records:
-            try:
-                self.store.append_many(records)
-            except StoreError as err:
-                self.metrics.evidence_failures.inc(len(records))
-                log.error("housekeeping records could not be made durable: %s", err)
+        """One round of the periodic work now (runtime/housekeeping.py); ``final``
+        writes whatever is pending."""
+        if self._housekeeping is not None:
+            self._housekeeping.run_once(final=final)
 
     def flush_evidence(self) -> None:
         """Block until every evidence record queued so far is durable (or failed)."""
@@ -497,7 +461,8 @@ class Runtime:
     def on_sealed(self, listener: Callable[[], None]) -> None:
         """``listener`` is called after housekeeping seals a segment by age (an
         uplink wakes up to send it)."""
-        self._sealed_listeners.append(listener)
+        if self._housekeeping is not None:
+            self._housekeeping.on_sealed(listener)
 
     def on_close(self, stop: Callable[[], None]) -> None:
         """``stop`` runs at :meth:`close`, after serving ends and before the store
@@ -521,34 +486,12 @@ class Runtime:
         }
 
     def _releases_health(self) -> Health:
-        # Signed releases tell ok, stale, lkg or deny_all; local ones ok or deny_all.
         agents = {agent: self.releases.health_state(agent) for agent in self.releases.agents()}
-        if not agents:
-            return Health("failing", ("no agent is configured; every call is denied",))
-        described = {
-            "deny_all": "denies every call (no usable release)",
-            "stale": "serves a release the control plane has not confirmed lately",
-            "lkg": "serves its last-known-good release",
-            "clock_behind": "reads a clock behind the newest time it has trusted (time floor)",
-        }
-        reasons = tuple(
-            f"agent {agent} {described.get(state, state)}"
-            for agent, state in agents.items()
-            if state != "ok"
-        )
-        if all(state == "deny_all" for state in agents.values()):
-            return Health("failing", reasons)
-        return Health("degraded", reasons) if reasons else Health.ok()
+        return releases_health(agents)
 
     def _store_health(self) -> Health:
-        # ok below the high-water mark; degraded above it or with unacknowledged
-        # quarantine; failing while appends are refused (docs/operations.md).
         store = self.store.health()
-        if store.verdict == "ok":
-            return Health.ok()
-        if store.verdict == "degraded":
-            return Health("degraded", (store.reason,))
-        return Health("failing", (store.reason,))  # and any state not known here
+        return store_health(store.verdict, store.reason)
 
     def status(self) -> dict[str, Any]:
         agents: dict[str, Any] = {}
@@ -569,11 +512,9 @@ class Runtime:
         }
 
     def close(self) -> None:
-        self._housekeeping_stop.set()
         if self._housekeeping is not None:
-            self._housekeeping.join()
+            self._housekeeping.stop()
             self._housekeeping = None
-            self.housekeep(final=True)
         self.releases.close()  # pollers stop before the store
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -589,20 +530,3 @@ class Runtime:
         self.tools.close()
         self._records.close()
         self.store.close()
-
-
-def open_store(config: Config) -> SegmentStore:
-    """The evidence store ``config`` names."""
-    # The store makes its own folder (0700); the state folder above it is ours.
-    config.store_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return SegmentStore.open(
-        config.store_dir,
-        ceiling_bytes=config.store.ceiling_bytes,
-        node_id=config.node_id,
-        durability=config.store.durability,
-        high_water=config.store.high_water,
-    )
-
-
-def retry_after_header(seconds: float | None) -> str:
-    return str(max(1, math.ceil(seconds or 0)))
