@@ -318,7 +318,11 @@ def serve_once(
             raise RuntimeError(f"{label}: {run['non_2xx']} answers were not 2xx")
         import httpx
 
-        archive = httpx.get(f"{url}/v1/status", timeout=10).json().get("archive", {})
+        # Status is the operator's: read it on the node's operator socket.
+        operator_socket = state / "vedette" / "example" / "operator.sock"
+        transport = httpx.HTTPTransport(uds=str(operator_socket))
+        with httpx.Client(transport=transport, timeout=10) as operator:
+            archive = operator.get("http://node/v1/status").json().get("archive", {})
         run["backlog_left"] = archive.get("backlog_segments", -1)
         return run
     finally:

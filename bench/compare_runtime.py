@@ -28,8 +28,13 @@ import httpx
 from report import machine, write_section
 
 from vedette.runtime.identity import Caller
-from vedette.runtime.interceptor import Runtime
-from vedette.serve import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
+from vedette.serve import (
+    EXAMPLE_AGENT,
+    EXAMPLE_CALLER,
+    build_runtime,
+    example_config,
+    wait_for_releases,
+)
 
 BENCH = Path(__file__).resolve().parent
 TOKEN = "bench-token"
@@ -49,7 +54,8 @@ UNLIMITED = {
 def in_process(threads: int, per_thread: int) -> dict[str, float]:
     os.environ.update(UNLIMITED)
     config = example_config("127.0.0.1", 8797, TOKEN)  # in process: nothing listens
-    runtime = Runtime(config)
+    runtime = build_runtime(config)
+    wait_for_releases(runtime)
     caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
     latencies: list[float] = []
     lock = threading.Lock()
@@ -250,7 +256,11 @@ def under_attack(seconds: int, idle: int = 2000, rounds: int = 3) -> dict[str, A
             time.sleep(1)
             attacked_runs.append(wrk(url, seconds))
             flood.wait(60)
-        status = httpx.get(f"{url}/v1/status", timeout=10).json()["listener"]["adapter"]
+        # Status is the operator's: read it on the node's operator socket.
+        operator_socket = workdir / "vedette" / "example" / "operator.sock"
+        transport = httpx.HTTPTransport(uds=str(operator_socket))
+        with httpx.Client(transport=transport, timeout=10) as operator:
+            status = operator.get("http://node/v1/status").json()["listener"]["adapter"]
         quiet = sorted(quiet_runs, key=lambda run: run["rps"])[len(quiet_runs) // 2]
         attacked = sorted(attacked_runs, key=lambda run: run["rps"])[len(attacked_runs) // 2]
         return {"quiet_rps": quiet["rps"], "attacked_rps": attacked["rps"],

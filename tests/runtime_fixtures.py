@@ -92,7 +92,8 @@ def write_release(root: Path, name: str, tools: list[tuple], policy: str) -> Age
     bundle.mkdir(parents=True)
     (bundle / "policy.rego").write_text(policy)
     (folder / "agent.json").write_text(json.dumps(manifest(name, tools)))
-    return AgentConfig(name, folder / "agent.json", bundle)
+    # Local files: the runtime tests exercise deciding, not release trust.
+    return AgentConfig(name, folder / "agent.json", bundle, unsigned=True)
 
 
 def runtime_config(tmp_path: Path, **changes) -> Config:

@@ -125,11 +125,15 @@ OPERATOR_TOKEN = "operator-token-for-the-api-tests"
 
 
 def test_health_status_metrics_and_openapi(client, runtime):
+    # The fixture's agents run unsigned local files: served, and said so.
     assert client.get("/v1/health").json() == {
-        "status": "ok",
-        "reasons": [],
-        "checks": {"releases": "ok", "store": "ok"},
-        "agents": {"recon": "ok", "scribe": "ok"},
+        "status": "degraded",
+        "reasons": [
+            "releases: agent recon runs unsigned local files (unsigned = true)",
+            "releases: agent scribe runs unsigned local files (unsigned = true)",
+        ],
+        "checks": {"releases": "degraded", "store": "ok"},
+        "agents": {"recon": "unsigned", "scribe": "unsigned"},
     }
     post(client, {"tool": "echo", "args": {"text": "hi"}})
     assert client.get("/openapi.json").json() == json.loads(json.dumps(OPENAPI))

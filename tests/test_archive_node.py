@@ -127,6 +127,7 @@ token_sha256 = "{token_digest(TOKEN)}"
 name = "{AGENT}"
 manifest = "{agent.manifest}"
 bundle = "{agent.bundle}"
+unsigned = true
 [archive]
 servers = [{servers}]
 stream = "{stream}"

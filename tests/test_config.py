@@ -49,6 +49,7 @@ token_sha256 = "{TOKEN_HASH}"
 name = "recon"
 manifest = "agent.json"
 bundle = "/abs/bundle.tar.gz"
+unsigned = true
 """,
     )
     config = load_config(

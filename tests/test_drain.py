@@ -62,6 +62,7 @@ token_sha256 = "{token_digest(TOKEN)}"
 name = "example-assistant"
 manifest = "{examples / "agent.json"}"
 bundle = "{examples / "bundle"}"
+unsigned = true
 """
         + (f'[operator]\nsocket = "{operator_socket}"\n' if operator_socket else "")
     )

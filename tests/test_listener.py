@@ -396,6 +396,7 @@ def test_more_idle_connections_than_descriptors_never_starve_the_node(tmp_path):
     evidence, health is degraded while the cap is hit and ok after."""
     with serve(tmp_path, nofile=400, head_timeout_s=300) as node:
         legit = httpx.Client(base_url=node.url, headers=AUTH)
+        assert legit.get("/v1/health").status_code == 200  # its connection is open
         cap = node.operator.get("/v1/status").json()["listener"]["adapter"]["max_connections"]
         assert 1 <= cap < 400 // 2
         held: list[socket.socket] = []

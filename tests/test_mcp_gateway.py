@@ -113,6 +113,7 @@ token_sha256 = "{token_digest("unused")}"
 name = "{AGENT}"
 manifest = "{agent.manifest}"
 bundle = "{agent.bundle}"
+unsigned = true
 """
     )
     return Setup(config, tmp_path / "upstream-calls.jsonl")

@@ -209,7 +209,7 @@ def test_corrupt_bundle_at_load_denies_all(tmp_path):
     bundle = tmp_path / "corrupt.tar.gz"
     bundle.write_bytes(b"\x1f\x8b this is not a gzip stream")
     agent = write_release(tmp_path / "r", "corrupt", [("echo", ANY_OBJECT)], POLICY)
-    runtime = with_agent(tmp_path, AgentConfig("corrupt", agent.manifest, bundle))
+    runtime = with_agent(tmp_path, AgentConfig("corrupt", agent.manifest, bundle, unsigned=True))
     decision = runtime.decide({"tool": "echo", "args": {}}, Caller("c", "corrupt"))
     assert decision.status == 403
     assert "its release failed to load" in decision.reason

@@ -158,6 +158,7 @@ uid = {os.getuid()}
 name = "example-assistant"
 manifest = "{examples / "agent.json"}"
 bundle = "{examples / "bundle"}"
+unsigned = true
 """
     )
     process = subprocess.Popen(

@@ -20,8 +20,13 @@ CEILING_BYTES = 4 << 30
 
 def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
     from vedette.runtime.identity import Caller
-    from vedette.runtime.interceptor import Runtime
-    from vedette.serve import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
+    from vedette.serve import (
+        EXAMPLE_AGENT,
+        EXAMPLE_CALLER,
+        build_runtime,
+        example_config,
+        wait_for_releases,
+    )
 
     # Decided in process: nothing listens, so the listener keeps its defaults.
     listen = ListenConfig()
@@ -39,7 +44,8 @@ def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
         archive=None,
     )
     scratch.check(config.store_dir)
-    runtime = Runtime(config)
+    runtime = build_runtime(config)
+    wait_for_releases(runtime)
     caller = Caller(EXAMPLE_CALLER, EXAMPLE_AGENT)
 
     def decide() -> None:

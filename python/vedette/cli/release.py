@@ -108,19 +108,16 @@ def push_command(
     The signature is stored in cosign's classic layout: the sha256-<hex>.sig tag.
     """
     from vedette.errors import PolicyError
-    from vedette.policy import Bundle
     from vedette.releases.artifacts import build_release, parse_time, push_release
     from vedette.releases.cosign import sign_classic
+    from vedette.releases.pack import bundle_bytes
     from vedette.releases.signing import load_private_key
 
     try:
         if expires_at is not None:
             parse_time(expires_at)
         key = load_private_key(key_path, _password())
-        bundle = (
-            Bundle.load(bundle_path).to_tar_gz() if bundle_path.is_dir()
-            else bundle_path.read_bytes()
-        )  # fmt: skip
+        bundle = bundle_bytes(bundle_path)
         built = build_release(
             agent_path.read_bytes(), bundle, version=version, expires_at=expires_at
         )
@@ -145,6 +142,47 @@ def push_command(
     except OciError as err:
         raise CannotRun(str(err)) from None
     click.echo(f"{reference.docker_reference()}@{digest}")
+
+
+@release_group.command("pack")
+@click.option("--agent", "agent_path", required=True, type=click.Path(path_type=Path, exists=True),
+              help="The agent manifest (agent.json).")  # fmt: skip
+@click.option("--bundle", "bundle_path", required=True,
+              type=click.Path(path_type=Path, exists=True),
+              help="The policy bundle: a folder or a .tar.gz.")  # fmt: skip
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, exists=True),
+              help="cosign private key (password from $VEDETTE_PASSWORD or a prompt).")  # fmt: skip
+@click.option("--to", "folder", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="An OCI image-layout folder (made if missing).")  # fmt: skip
+@click.option("--tag", default="latest", show_default=True, help="The tag the agent names.")
+@click.option("--version", "version", help="Release version (default: the agent's).")
+@click.option("--expires-at", help="RFC 3339 time after which nodes refuse the release.")
+def pack_command(
+    agent_path: Path, bundle_path: Path, key_path: Path, folder: Path, tag: str,
+    version: str | None, expires_at: str | None,
+) -> None:  # fmt: skip
+    """Sign a local agent manifest and bundle into an OCI image layout folder.
+
+    A node runs it, verified like any release, with
+    release = "oci-layout://FOLDER:TAG" and the public key in keys.
+    """
+    from vedette.errors import PolicyError
+    from vedette.releases.artifacts import parse_time
+    from vedette.releases.pack import bundle_bytes, pack_release
+    from vedette.releases.signing import load_private_key
+
+    try:
+        if expires_at is not None:
+            parse_time(expires_at)
+        key = load_private_key(key_path, _password())
+        digest = pack_release(
+            folder, tag, agent_path.read_bytes(), bundle_bytes(bundle_path), key,
+            version=version, expires_at=expires_at, progress=click.echo,
+        )  # fmt: skip
+    except (KeyFileError, PolicyError, VerificationError, OciError, OSError) as err:
+        raise CannotRun(str(err)) from None
+    click.echo(f"packed {digest}; name it in the agent's table:")
+    click.echo(f'release = "oci-layout://{folder.resolve()}:{tag}"')
 
 
 @release_group.command("verify")

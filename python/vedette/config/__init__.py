@@ -16,6 +16,7 @@ from __future__ import annotations
 from vedette.config.errors import ConfigError
 from vedette.config.load import ENV_PREFIX, load_config
 from vedette.config.schema import (
+    UNSIGNED_REFUSED,
     AgentConfig,
     ArchiveConfig,
     CallerConfig,
@@ -45,6 +46,7 @@ def token_digest(token: str) -> Digest:
 
 __all__ = [
     "ENV_PREFIX",
+    "UNSIGNED_REFUSED",
     "AgentConfig",
     "ArchiveConfig",
     "CallerConfig",

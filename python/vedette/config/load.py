@@ -21,7 +21,7 @@ import msgspec
 
 from vedette.config.errors import ConfigError
 from vedette.config.fields import Declared, declared, expected, is_table
-from vedette.config.schema import Config
+from vedette.config.schema import UNSIGNED_REFUSED, Config
 from vedette.hashing import Digest, DigestFormatError, HashRole, require_role
 
 if sys.version_info >= (3, 11):
@@ -188,9 +188,13 @@ def _check_agents(config: Config) -> None:
             if agent.manifest is None or agent.bundle is None:
                 missing = "manifest" if agent.manifest is None else "bundle"
                 raise ConfigError(f"{key}.{missing}: required (or set {key}.release)")
+            if not agent.unsigned:
+                raise ConfigError(f"{key}: {UNSIGNED_REFUSED}")
             continue
         if agent.manifest is not None or agent.bundle is not None:
             raise ConfigError(f"{key}.release: give either release or manifest and bundle")
+        if agent.unsigned:
+            raise ConfigError(f"{key}.unsigned: a signed release is never run unsigned")
         if not agent.keys:
             raise ConfigError(f"{key}.keys: required with release (trusted public key files)")
         if not agent.release.startswith(("oci://", "oci-layout://")):

@@ -389,6 +389,15 @@ class CallerConfig(Checked):
     uid: Annotated[Uid | None, doc("or the Unix uid it connects to `listen.unix_socket` as")] = None
 
 
+# Why an agent configured with local files but without ``unsigned = true`` does
+# not run (docs/threat-model.md, A-02): the config loader and the runtime say it alike.
+UNSIGNED_REFUSED = (
+    "its local files (manifest and bundle) are not signed: pack them into a signed "
+    "release (`vedette release pack`) and name it in `release`, or set `unsigned = true` "
+    "to run them anyway"
+)
+
+
 @dataclass(frozen=True)
 class AgentConfig(Checked):
     """One agent's release: local files (``manifest`` and ``bundle``), or a signed
@@ -398,8 +407,20 @@ class AgentConfig(Checked):
     KEY: ClassVar[str] = "agents[]"
 
     name: Annotated[Name, doc("the agent's name, as callers name it")]
-    manifest: Annotated[Path | None, doc("a local release: the agent manifest")] = None
-    bundle: Annotated[Path | None, doc("a local release: its policy bundle")] = None
+    manifest: Annotated[
+        Path | None,
+        doc("unsigned local files: the agent manifest (needs `unsigned = true`)"),
+    ] = None
+    bundle: Annotated[Path | None, doc("unsigned local files: its policy bundle")] = None
+    unsigned: Annotated[
+        bool,
+        doc(
+            "`true`: run `manifest` and `bundle` although nobody signed them; health says "
+            "`degraded`, and status, metrics and every decision record say `unsigned`. "
+            "Without it local files are refused: pack them into a signed release "
+            "(`vedette release pack`) and name it in `release`"
+        ),
+    ] = False
     release: Annotated[
         ReleaseRef | None,
         doc(

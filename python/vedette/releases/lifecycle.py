@@ -72,7 +72,7 @@ from vedette.releases.trust import (
     to_datetime,
 )
 from vedette.releases.verify import VerifiedRelease, fetch_release, verify_release
-from vedette.runtime.releases import ActiveRelease, load_local_release, make_active_release
+from vedette.runtime.releases import ActiveRelease, LocalReleases, make_active_release
 
 log = logging.getLogger("vedette.releases")
 
@@ -385,7 +385,7 @@ class AgentTrack:
                 return "rejected"
             self.events.emit(
                 "release.verified", self.name, digest=digest, version=verified.document.version,
-                signature=verified.signature_layout,
+                signature=verified.signature_layout, key_id=verified.signed_by,
             )  # fmt: skip
             try:
                 self._activate(verified, staging)
@@ -441,7 +441,7 @@ class AgentTrack:
         self._prune({verified.digest, lkg})
         self.events.emit(
             "release.activated", self.name, digest=verified.digest,
-            version=verified.document.version, lkg=lkg,
+            version=verified.document.version, lkg=lkg, key_id=verified.signed_by,
         )  # fmt: skip
         self._update_health()
 
@@ -452,6 +452,7 @@ class AgentTrack:
             f"{self.reference}@{verified.digest} ({origin})",
             verified.agent,
             verified.engine,
+            signed_by=verified.signed_by,
         )
         expires_at = verified.document.expires_at
         self._expires = None if expires_at is None else parse_time(expires_at).timestamp()
@@ -539,7 +540,12 @@ class NodeReleases:
         self.events = ReleaseEvents(store, config.node_id)
         eval_limit = config.policy.eval_timeout_ms / 1000
         self.tracks: dict[str, AgentTrack] = {}
-        self._local: dict[str, ActiveRelease] = {}
+        # Agents on local files: unsigned, run only with unsigned = true.
+        self._local = LocalReleases(
+            (agent for agent in config.agents if agent.release is None),
+            eval_time_limit_s=eval_limit,
+        )
+        # Signed agents whose track could not be set up.
         self._failures: dict[str, str] = {}
         self.pollers: list[Any] = []
         skew = config.releases.clock_skew_s
@@ -551,10 +557,6 @@ class NodeReleases:
         )
         for agent in config.agents:
             if agent.release is None:
-                try:
-                    self._local[agent.name] = load_local_release(agent, eval_limit)
-                except Exception as err:
-                    self._failures[agent.name] = f"{type(err).__name__}: {err}"
                 continue
             try:
                 trusted = trusted_keys(agent.keys)
@@ -584,6 +586,7 @@ class NodeReleases:
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
         self.events.bind(registry)
+        self._local.bind_metrics(registry)
 
     # -- Releases --------------------------------------------------------------------
 
@@ -591,7 +594,7 @@ class NodeReleases:
         track = self.tracks.get(agent)
         if track is not None:
             return track.active()
-        return self._local.get(agent)
+        return self._local.active(agent)
 
     def unavailable_reason(self, agent: str) -> str:
         track = self.tracks.get(agent)
@@ -600,16 +603,18 @@ class NodeReleases:
         failure = self._failures.get(agent)
         if failure is not None:
             return f"no active release for agent {agent!r}: its release failed to load ({failure})"
-        return f"no active release for agent {agent!r}"
+        return self._local.unavailable_reason(agent)
 
     def agents(self) -> list[str]:
-        return sorted({*self.tracks, *self._local, *self._failures})
+        return sorted({*self.tracks, *self._failures, *self._local.agents()})
 
     def health_state(self, agent: str) -> str:
         track = self.tracks.get(agent)
         if track is not None:
             return track.health()
-        return "ok" if agent in self._local else "deny_all"
+        if agent in self._failures:
+            return "deny_all"
+        return self._local.health_state(agent)
 
     def describe_agent(self, agent: str) -> dict[str, Any]:
         track = self.tracks.get(agent)

@@ -83,6 +83,9 @@ class VerifiedRelease:
     agent: AgentManifest
     engine: PolicyEngine
     signature_layout: str
+    # The id of the trusted key whose signature verified (release events and
+    # every decision record name it: docs/contracts.md, "Release events").
+    signed_by: str
 
 
 StepReport = Callable[[int | str, str], None]
@@ -224,6 +227,7 @@ def verify_release(
         agent=agent,
         engine=engine,
         signature_layout=signature.layout,
+        signed_by=_key_id(signature.key),
     )
 
 

@@ -61,6 +61,7 @@ _RELEASE_STATES = {
     "stale": "serves a release the control plane has not confirmed lately",
     "lkg": "serves its last-known-good release",
     "clock_behind": "reads a clock behind the newest time it has trusted (time floor)",
+    "unsigned": "runs unsigned local files (unsigned = true)",
 }
 
 

@@ -1,8 +1,11 @@
 """What is active for each agent: the one seam between deciding and releasing.
 
 Here a release is loaded from local files named in the config (an agent
-manifest and a policy bundle); signed OCI releases implement the same
-:class:`Releases` interface (``releases/lifecycle.py``); deciding asks only ``active(agent)``.
+manifest and a policy bundle), which nobody signed: they run only when the
+agent says ``unsigned = true``, and then health, status, metrics and every
+decision record say so. Signed OCI releases implement the same
+:class:`Releases` interface (``releases/lifecycle.py``); deciding asks only
+``active(agent)``.
 
 Loading is all-or-nothing per agent: a manifest or bundle that fails any check
 leaves that agent without an active release (deny-all), with the reason kept
@@ -15,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from vedette._core import ArgsValidator, ReleasePlan
-from vedette.config import AgentConfig
+from vedette.config import UNSIGNED_REFUSED, AgentConfig
 from vedette.hashing import Digest
 from vedette.policy import AgentManifest, PolicyEngine, load_agent_manifest, load_engine
 from vedette.runtime.encoding import dumps
@@ -59,7 +62,7 @@ class Releases(Protocol):
     def agents(self) -> list[str]: ...
 
     def health_state(self, agent: str) -> str:
-        """``ok``, ``stale``, ``lkg`` or ``deny_all``."""
+        """``ok``, ``stale``, ``lkg``, ``clock_behind``, ``unsigned`` or ``deny_all``."""
         ...
 
     def describe_agent(self, agent: str) -> dict[str, Any]:
@@ -76,12 +79,19 @@ class Releases(Protocol):
 
 
 class LocalReleases:
-    """Releases read from the files in the config's ``[[agents]]`` tables."""
+    """Releases read from the files in the config's ``[[agents]]`` tables; an
+    agent without ``unsigned = true`` is refused (deny-all, with the reason)."""
 
     def __init__(self, agents: Iterable[AgentConfig], *, eval_time_limit_s: float) -> None:
         self._active: dict[str, ActiveRelease] = {}
         self._failures: dict[str, str] = {}
         for agent in agents:
+            if agent.release is not None:  # never run here without its verification
+                self._failures[agent.name] = "its signed release needs the release lifecycle"
+                continue
+            if not agent.unsigned:
+                self._failures[agent.name] = UNSIGNED_REFUSED
+                continue
             try:
                 self._active[agent.name] = load_local_release(agent, eval_time_limit_s)
             except Exception as err:  # any load failure means deny-all for this agent
@@ -100,13 +110,20 @@ class LocalReleases:
         return sorted({*self._active, *self._failures})
 
     def health_state(self, agent: str) -> str:
-        return "ok" if agent in self._active else "deny_all"
+        return "unsigned" if agent in self._active else "deny_all"
 
     def describe_agent(self, agent: str) -> dict[str, Any]:
-        return {}  # local files: the active release says it all
+        return {}  # local files: the active release says it all (``signed: false``)
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
-        pass  # nothing happens to local releases after start
+        unsigned = Gauge(
+            "vedette_agent_unsigned",
+            "1 while the agent runs unsigned local files (unsigned = true)",
+            ["agent"],
+            registry=registry,
+        )
+        for agent in self._active:
+            unsigned.labels(agent=agent).set(1)
 
     def close(self) -> None:
         pass
@@ -121,25 +138,37 @@ def load_local_release(agent: AgentConfig, eval_time_limit_s: float) -> ActiveRe
             f"{agent.manifest}: manifest names agent {manifest.name!r}, config says {agent.name!r}"
         )
     engine = load_engine(agent.bundle, time_limit=eval_time_limit_s)
+    source = f"local:{agent.manifest}+{agent.bundle}"
     return make_active_release(
-        agent.name, manifest.version, f"local:{agent.manifest}+{agent.bundle}", manifest, engine
+        agent.name, manifest.version, source, manifest, engine, signed_by=None
     )
 
 
 def make_active_release(
-    agent: str, version: str, source: str, manifest: AgentManifest, engine: PolicyEngine
+    agent: str,
+    version: str,
+    source: str,
+    manifest: AgentManifest,
+    engine: PolicyEngine,
+    *,
+    signed_by: str | None,
 ) -> ActiveRelease:
-    """An :class:`ActiveRelease` with the argument validators of its declared tools."""
+    """An :class:`ActiveRelease` with the argument validators of its declared tools.
+    ``signed_by`` is the id of the key whose signature verified; ``None`` for
+    unsigned local files. Both reach every decision record (``release``)."""
     validators = compile_validators(manifest)
-    description = {
+    description: dict[str, Any] = {
         "agent": agent,
         "version": version,
         "source": source,
+        "signed": signed_by is not None,
         "policy_hash": str(engine.policy_hash),
         "policy_revision": engine.revision,
         "behavioral_fingerprint": str(manifest.behavioral_fingerprint),
         "tools": manifest.tool_names,
     }
+    if signed_by is not None:
+        description["signed_by"] = signed_by
     plan = ReleasePlan(
         agent,
         engine,
