@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import signal
@@ -178,10 +179,77 @@ def build_runtime(config: Config, tools: ToolRegistry | None = None) -> Runtime:
     try:
         _attach_peers(config, runtime)
         _attach_archive(config, runtime)
+        _record_start(config, runtime)
     except BaseException:
         runtime.close()  # a bad [peers] table must not leave the store locked
         raise
     return runtime
+
+
+# The section digests of the configuration the node last started with.
+LAST_CONFIG_FILE = "config-sections.json"
+
+
+def _record_start(config: Config, runtime: Runtime) -> None:
+    """Who changed what: a ``node_start`` record with the digest of the effective
+    configuration, per section, and what its files hold (trusted key ids, local
+    policy hashes); and ``config_changed``, naming the sections, when that
+    differs from the last start (docs/contracts.md, "Node events")."""
+    from vedette import __version__
+    from vedette.config.digest import changed_sections, config_digest, section_digests
+    from vedette.durable import write_durably
+
+    sections = section_digests(config, _file_contents(config, runtime))
+    digest = config_digest(sections)
+    last = config.state_dir / LAST_CONFIG_FILE
+    try:
+        previous = json.loads(last.read_bytes())
+    except (OSError, ValueError):
+        previous = None  # the first start here, or a file we cannot trust: no diff
+    fields = {"version": __version__, "pid": os.getpid(), "config_digest": digest}
+    runtime.record_event_now("node_start", {**fields, "sections": sections})
+    if isinstance(previous, dict) and isinstance(previous.get("sections"), dict):
+        before = {str(k): str(v) for k, v in previous["sections"].items()}
+        if config_digest(before) != digest:
+            runtime.record_event_now(
+                "config_changed",
+                {
+                    "digest": digest,
+                    "previous_digest": config_digest(before),
+                    "changed": changed_sections(before, sections),
+                },
+            )
+    try:
+        write_durably(last, json.dumps({"sections": sections}).encode())
+    except OSError as err:  # the next start then records no diff; this one is recorded
+        logging.getLogger("vedette.serve").warning("%s: %s", last, err)
+
+
+def _file_contents(config: Config, runtime: Runtime) -> dict[str, Any]:
+    """What the files the configuration names hold, where the digest of the
+    configuration alone would miss a change: each signed agent's trusted key
+    ids, each unsigned agent's policy hash and behavioural fingerprint."""
+    from vedette.releases.revocations import key_files
+    from vedette.releases.signing import load_public_key
+
+    keys: dict[str, list[str]] = {}
+    local: dict[str, dict[str, Any]] = {}
+    for agent in config.agents:
+        if agent.release is not None:
+            try:
+                keys[agent.name] = sorted(
+                    load_public_key(path).key_id for path in key_files(agent.keys)
+                )
+            except Exception as err:  # the release lifecycle reports it; the digest notes it
+                keys[agent.name] = [f"unreadable: {type(err).__name__}"]
+            continue
+        active = runtime.releases.active(agent.name)
+        local[agent.name] = (
+            {k: active.describe()[k] for k in ("policy_hash", "behavioral_fingerprint")}
+            if active is not None
+            else {"unavailable": True}
+        )
+    return {"trusted_keys": keys, "local_files": local}
 
 
 def wait_for_releases(runtime: Runtime, timeout_s: float = 30.0) -> None:
@@ -264,6 +332,10 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     # signal; these handlers turn that into a normal exit so the store closes.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
+    # SIGHUP reads the trusted keys and the revocation list again (and never
+    # stops the node, as it would by default).
+    reload = getattr(runtime.releases, "request_reload", None)
+    signal.signal(signal.SIGHUP, (lambda s, f: reload()) if reload else signal.SIG_IGN)
     try:
         _run_loop(_serve(create_app(runtime), config, runtime, tls))
     except SystemExit as stop:

@@ -436,7 +436,9 @@ class AgentConfig(Checked):
     keys: Annotated[
         tuple[Path, ...],
         doc(
-            "trusted cosign public keys (PEM); a release signed by any one of them verifies",
+            "trusted cosign public keys (PEM files, or folders whose `*.pub` files are "
+            "trusted); a release signed by any one of them verifies. Read again when they "
+            "change or on SIGHUP",
             group="releases",
             default="none (required with `release`)",
         ),
@@ -498,6 +500,15 @@ class ReleasesConfig(Checked):
             " every activation)"
         ),
     ] = 300.0
+    revocations: Annotated[
+        Path | None,
+        doc(
+            'a JSON file `{"keys": [key ids], "releases": [release digests]}` refused from '
+            "then on; read again when it changes or on SIGHUP, like the trusted keys "
+            '(docs/operations.md, "Keys and revocations, live")',
+            default="none",
+        ),
+    ] = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ EVENTS = (
     "controlplane.restored",
     "clock.behind_floor",
     "clock.caught_up",
+    "release.revoked",
+    "keys.reloaded",
+    "keys.reload_failed",
 )
 HEALTH_STATES = ("ok", "stale", "lkg", "deny_all", "clock_behind")
 RECENT_EVENTS = 20

@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from vedette._core import evidence_timestamp
 from vedette.config import AgentConfig, Config
 from vedette.durable import write_durably
-from vedette.errors import OciError, VerificationError
+from vedette.errors import KeyFileError, OciError, VerificationError
 from vedette.releases.artifacts import parse_time
 from vedette.releases.cosign import Verifier
 from vedette.releases.events import EVENTS, HEALTH_STATES, ReleaseEvents
@@ -61,6 +61,13 @@ from vedette.releases.oci import (
 )
 from vedette.releases.poller import Poller
 from vedette.releases.repositories import open_repository
+from vedette.releases.revocations import (
+    Revocations,
+    TrustWatch,
+    key_ids,
+    load_revocations,
+    trust_of,
+)
 from vedette.releases.trust import (
     DEFAULT_SKEW_S,
     FLOOR_FILE,
@@ -79,11 +86,12 @@ log = logging.getLogger("vedette.releases")
 STAGED_TAG = "release"
 
 
-def trusted_keys(paths: Iterable[os.PathLike[str] | str]) -> Verifier:
-    from vedette.releases.signing import TrustedKeys
-
-    keys: Verifier = TrustedKeys.from_files([Path(p) for p in paths])
-    return keys
+def trusted_keys(
+    paths: Iterable[os.PathLike[str] | str], revocations: Revocations | None = None
+) -> Verifier:
+    """The keys in ``paths`` (PEM files, or folders of ``*.pub`` files) less
+    the revoked ones."""
+    return trust_of([Path(p) for p in paths], revocations or Revocations())
 
 
 class AgentTrack:
@@ -109,6 +117,8 @@ class AgentTrack:
         self.pinned = self.reference.digest is not None
         self.root = root
         self.trusted = trusted
+        # Release digests refused from now on (the node's revocation list).
+        self.revoked: frozenset[str] = frozenset()
         self.events = events
         self.eval_time_limit_s = eval_time_limit_s
         self.clock = clock
@@ -260,6 +270,7 @@ class AgentTrack:
                 agent_name=self.name,
                 now=to_datetime(reading.now),
                 eval_time_limit_s=self.eval_time_limit_s,
+                revoked=self.revoked,
             )
             self._install(verified, f"persisted {role}")
             if self.newest is None and self.newest_error is None:
@@ -333,6 +344,39 @@ class AgentTrack:
                 return
             self._deny_all(
                 f"the release {expired} expired at {expired_at} and no last-known-good is valid"
+            )
+
+    # -- trust -------------------------------------------------------------------
+
+    def retrust(self, trusted: Verifier, revoked: frozenset[str], cause: str) -> None:
+        """New trust (keys reloaded, the revocation list changed): the release
+        being served is verified again under it, and one that no longer
+        verifies is dropped at once for the LKG if that verifies, else deny-all."""
+        reading = self._read_clock()
+        with self._lock:
+            self.trusted, self.revoked = trusted, revoked
+            # A release refused under the old trust may verify under the new.
+            self.rejected_digest = None
+            served = self.active_digest
+            if self._active is None or served is None:
+                return
+            role = "active" if self.serving == "active" else "lkg"
+            if self._load_persisted(served, role, reading):
+                return
+            self.events.emit("release.revoked", self.name, digest=served, reason=cause)
+            lkg = self.lkg_digest
+            usable = role == "active" and lkg is not None and lkg != served
+            if usable and lkg is not None and self._load_persisted(lkg, "lkg", reading):
+                self.serving = "lkg"
+                self.events.emit(
+                    "release.fallback_lkg", self.name, digest=lkg, failed=served,
+                    reason=f"the active release is no longer trusted ({cause})",
+                )  # fmt: skip
+                self._update_health()
+                return
+            self._deny_all(
+                f"the release {served} is no longer trusted ({cause}) and no last-known-good "
+                "verifies"
             )
 
     # -- updates -------------------------------------------------------------------
@@ -415,6 +459,7 @@ class AgentTrack:
             # Behind the floor the node cannot judge a creation time ahead of it.
             max_created=None if reading.behind else to_datetime(reading.now + self.skew_s),
             newest=None if self.pinned else self.newest,
+            revoked=self.revoked,
         )  # fmt: skip
 
     def _activate(self, verified: VerifiedRelease, staging: Path) -> None:
@@ -555,11 +600,15 @@ class NodeReleases:
             skew_s=skew,
             persist_interval_s=config.releases.time_floor_interval_s,
         )
+        # Read at start like the keys: a list that cannot be read stops the node
+        # (RevocationsError), since it could not know what it must refuse.
+        self.revocations_path = config.releases.revocations
+        self.revocations = load_revocations(self.revocations_path)
         for agent in config.agents:
             if agent.release is None:
                 continue
             try:
-                trusted = trusted_keys(agent.keys)
+                trusted = trusted_keys(agent.keys, self.revocations)
                 track = AgentTrack(
                     agent, config.state_dir / "releases" / agent.name, trusted, self.events,
                     eval_time_limit_s=eval_limit, floor=self.floor, skew_s=skew,
@@ -568,8 +617,13 @@ class NodeReleases:
                 self._failures[agent.name] = f"{type(err).__name__}: {err}"
                 self.events.emit("release.deny_all", agent.name, reason=str(err))
                 continue
+            track.revoked = self.revocations.releases
             track.start()
             self.tracks[agent.name] = track
+        watched = [path for track in self.tracks.values() for path in track.config.keys]
+        if self.revocations_path is not None:
+            watched.append(self.revocations_path)
+        self.watch = TrustWatch(watched, self.reload_trust)
         if start_pollers:
             self.start_pollers()
 
@@ -583,6 +637,40 @@ class NodeReleases:
             poller = Poller(track, source)
             poller.start()
             self.pollers.append(poller)
+        self.watch.start()
+
+    def request_reload(self) -> None:
+        """Read the trusted keys and the revocation list again (SIGHUP)."""
+        self.watch.request()
+
+    def reload_trust(self, cause: str) -> None:
+        """Read every agent's keys and the revocation list again and give each
+        track its new trust (:meth:`AgentTrack.retrust`). A file that cannot be
+        read leaves that trust as it was, recorded as ``keys.reload_failed``."""
+        try:
+            revocations = load_revocations(self.revocations_path)
+        except ValueError as err:  # RevocationsError: keep the list in force
+            for name in self.tracks:
+                self.events.emit("keys.reload_failed", name, reason=str(err), cause=cause)
+            revocations = self.revocations
+        listed = str(self.revocations.as_dict()) != str(revocations.as_dict())
+        self.revocations = revocations
+        for name, track in self.tracks.items():
+            try:
+                trusted = trusted_keys(track.config.keys, revocations)
+            except (KeyFileError, OSError) as err:
+                self.events.emit("keys.reload_failed", name, reason=str(err), cause=cause)
+                continue
+            before, after = key_ids(track.trusted), key_ids(trusted)
+            self.events.emit(
+                "keys.reloaded", name, cause=cause,
+                added=sorted(after - before), removed=sorted(before - after),
+                key_ids=sorted(after), revocations=revocations.as_dict() if listed else None,
+            )  # fmt: skip
+            track.retrust(trusted, revocations.releases, cause)
+        for poller in self.pollers:
+            if poller.track.active() is None:
+                poller.wake()  # a release refused before may verify now
 
     def bind_metrics(self, registry: CollectorRegistry) -> None:
         self.events.bind(registry)
@@ -621,6 +709,7 @@ class NodeReleases:
         return track.describe() if track is not None else {}
 
     def close(self) -> None:
+        self.watch.stop()
         for poller in self.pollers:
             poller.stop()
         self.pollers.clear()

@@ -78,6 +78,7 @@ class Poller:
         self.failures = 0  # consecutive failures, for the backoff exponent
         self.last_outcome: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def next_delay(self) -> float:
@@ -124,14 +125,19 @@ class Poller:
             log.exception("the periodic check of %s failed", self.track.name)
         return self.poll_once()
 
+    def wake(self) -> None:
+        """Poll now rather than at the next interval (the trust changed)."""
+        self._wake.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.run_once()
-            if self._stop.wait(self.next_delay()):
-                break
+            self._wake.wait(self.next_delay())
+            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
             self._thread = None

@@ -66,6 +66,7 @@ STEP_NAMES: dict[int | str, str] = {
     "expiry": "expiry",
     "created": "created",
     "rollback": "rollback",
+    "revoked": "revoked",
     3: "behavioral fingerprint",
     4: "policy hash",
 }
@@ -103,16 +104,25 @@ def verify_release(
     report: StepReport = lambda step, detail: None,
     max_created: datetime.datetime | None = None,
     newest: ReleaseMark | None = None,
+    revoked: frozenset[str] = frozenset(),
 ) -> VerifiedRelease:
     """Verify the release at ``reference`` (a tag or a digest) in ``repo``.
 
     ``report(step, detail)`` is called after each step that passed. With
     ``max_created``, a release created after it is refused (step ``created``);
-    with ``newest``, a release older than it is refused (step ``rollback``).
+    with ``newest``, a release older than it is refused (step ``rollback``); a
+    digest in ``revoked`` is refused before anything is read (step ``revoked``).
     """
     digest = check_digest(reference) if names_digest(reference) else repo.resolve(reference)
     if digest is None:
         raise OciError(f"{repo.describe()}: no tag {reference!r}")
+    if digest in revoked:
+        raise VerificationError(
+            f"revoked: the release {digest} is on the node's revocation list",
+            "revoked",
+            "a release not revoked",
+            digest,
+        )
     signature = verify_signatures(repo, digest, trusted)
     report(1, f"{signature.layout} signature by key {_key_id(signature.key)}")
 

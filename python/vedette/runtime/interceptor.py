@@ -402,12 +402,17 @@ class Runtime:
     # -- housekeeping ---------------------------------------------------------
 
     def _record_node_key(self) -> None:
-        record = self._gate.event_record("node_key", dumps(self.seals.signer.record()))
+        self.record_event_now("node_key", self.seals.signer.record())
+
+    def record_event_now(self, kind: str, fields: dict[str, Any]) -> None:
+        """Make an evidence record of ``kind`` durable before returning, outside
+        any event loop (node start, its key). A failure is counted and logged:
+        a full store still serves, and denies."""
         try:
-            self.store.append(record)
-        except StoreError as err:  # a full store still serves (and denies)
+            self.store.append(self._gate.event_record(kind, dumps(fields)))
+        except StoreError as err:
             self.metrics.evidence_failures.inc()
-            log.error("the node_key record could not be made durable: %s", err)
+            log.error("the %s record could not be made durable: %s", kind, err)
 
     def housekeep(self, *, final: bool = False) -> None:
         """One round of the periodic work now (runtime/housekeeping.py); ``final``
