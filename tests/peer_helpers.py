@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,18 @@ def tls_connect(ctx: ssl.SSLContext, addr: str) -> ssl.SSLSocket:
     host, port = addr.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=WAIT_S)
     return ctx.wrap_socket(raw, server_hostname=None)
+
+
+def s_client(addr: str, ca: OpensslCa, node: str | None, send: bytes = b"") -> bytes:
+    """Runs ``openssl s_client`` (an independent TLS client) as ``node``, its
+    certificate and key from ``ca``'s directory; returns the application bytes
+    it received before the other side closed."""
+    args = ["openssl", "s_client", "-connect", addr, "-tls1_3", "-quiet", "-ign_eof"]
+    args += ["-CAfile", str(ca.ca)]
+    if node is not None:
+        args += ["-cert", str(ca.dir / f"{node}.crt"), "-key", str(ca.dir / f"{node}.key")]
+    done = subprocess.run(args, input=send, capture_output=True, timeout=60)
+    return done.stdout
 
 
 def frame(body: bytes) -> bytes:

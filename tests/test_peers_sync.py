@@ -3,6 +3,7 @@ acknowledgement and eviction, per-peer quotas (INV-13) and bounded retry (INV-12
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from peer_pki import OpensslCa
 from vedette._core import origin_sign, private_key_from_pem
 from vedette.errors import PeerError, PkiError, StoreFullError
 from vedette.peers.service import PeerService
+from vedette.store import SegmentStore
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +159,64 @@ def test_a_flooding_peer_is_held_to_its_quota_while_another_keeps_syncing(
     assert any(p["node"] == "b" and p["connected"] for p in a.status()["peers"])
     b.stop()
     a.stop()
+    sa.close()
+    sb.close()
+
+
+def test_the_outbound_quota_holds_a_sender_within_10_percent_of_its_rate(
+    ca: OpensslCa, tmp_path: Path
+) -> None:
+    """a sends b ~2.2 MiB of sealed segments under rate_out = 256 KiB/s (burst
+    64 KiB); b reads at its default 8 MiB/s, which a's quota alone must hold
+    down. Measured at b (frame bytes received over time), the rate is within
+    10 % of 256 KiB/s: over the whole transfer with the burst taken off, and
+    over the window that starts once the burst has arrived (every byte in it
+    paid for at the rate). Without the quota the transfer takes well under a
+    second. Slower would mean the machine cannot keep 16 wake-ups a second."""
+    rate, burst = 256 * 1024, 64 * 1024
+    segments, record = 140, random.Random(7).randbytes(16000)
+    sa = SegmentStore.open(tmp_path / "a", 8 << 20, "a", segment_max_bytes=64 << 10)
+    sb = open_store(tmp_path / "b", "b")
+    fill(sa, segments, record)
+    with (
+        service(sa, ca, "a", rate_out=float(rate), burst_out=float(burst)) as a,
+        service(sb, ca, "b") as b,
+    ):
+        b.dial(a.listen("127.0.0.1:0"))
+        samples: list[tuple[float, int]] = []  # (monotonic time, bytes b received from a)
+        wall_minus_monotonic = time.time() - time.monotonic()
+        deadline = time.monotonic() + 120
+        while True:
+            before = time.monotonic()
+            status = b.status()
+            at = (before + time.monotonic()) / 2
+            links = [p for p in status["peers"] if p["node"] == "a"]
+            if links:
+                samples.append((at, links[0]["bytes_in"]))
+            if status["segments_in"] == segments:
+                break
+            assert time.monotonic() < deadline, f"{status['segments_in']} segments in 120 s"
+            time.sleep(0.005)
+        wait_until("the last segment on b", lambda: frontiers(sb) == {"a": segments})
+        (sent,) = a.status()["peers"]
+        assert sent["segments_out"] == segments
+        (link,) = b.status()["peers"]
+    frame = len(record) + 1024  # a SEGMENT frame: the segment, its header and signature
+    total = samples[-1][1]
+    assert total > segments * len(record)
+    # The whole transfer, from when b admitted the connection, less the burst
+    # that went out at once.
+    connected = link["since_unix_ms"] / 1000 - wall_minus_monotonic
+    whole = (total - burst) / (samples[-1][0] - connected)
+    assert abs(whole - rate) <= 0.1 * rate, f"{whole:.0f} bytes/s against {rate}"
+    # After the burst: from when more than it (and two frames) had arrived, to
+    # two frames before the end (a still had segments queued for b).
+    first = next(i for i, (_, got) in enumerate(samples) if got >= burst + 2 * frame)
+    last = max(i for i, (_, got) in enumerate(samples) if got <= total - 2 * frame)
+    (ta, ba), (tb, bb) = samples[first], samples[last]
+    assert tb - ta > 6.0, f"a window of {tb - ta:.1f} s is too short to measure a rate"
+    steady = (bb - ba) / (tb - ta)
+    assert abs(steady - rate) <= 0.1 * rate, f"after the burst: {steady:.0f} bytes/s against {rate}"
     sa.close()
     sb.close()
 

@@ -4,7 +4,6 @@ and against malformed frames over a real TLS connection (INV-09, INV-07)."""
 from __future__ import annotations
 
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from peer_helpers import (
     open_store,
     parse_frames,
     read_all,
+    s_client,
     service,
     tls_connect,
     wait_until,
@@ -58,16 +58,6 @@ def listener(
     yield svc, addr, store
     svc.stop()
     store.close()
-
-
-def s_client(addr: str, ca: OpensslCa, node: str | None, send: bytes = b"") -> bytes:
-    """Runs ``openssl s_client``; returns the application bytes it received."""
-    args = ["openssl", "s_client", "-connect", addr, "-tls1_3", "-quiet", "-ign_eof"]
-    args += ["-CAfile", str(ca.ca)]
-    if node is not None:
-        args += ["-cert", str(ca.dir / f"{node}.crt"), "-key", str(ca.dir / f"{node}.key")]
-    done = subprocess.run(args, input=send, capture_output=True, timeout=60)
-    return done.stdout
 
 
 @pytest.mark.parametrize(

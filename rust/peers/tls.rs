@@ -12,8 +12,10 @@
 //!
 //! [`TlsFiles`] rebuilds both configurations whenever the CA, CRL, certificate
 //! or key file changes (checked at each accept and dial), so a new CRL takes
-//! effect without a restart. A file that cannot be read or used fails closed:
-//! no handshake is made until it is fixed.
+//! effect without a restart; a change of mode counts (chmod 000 is a file that
+//! can no longer be read). A file that cannot be read or used, a CRL file
+//! that holds no CRL among them, fails closed: no handshake is made, and live
+//! connections are closed, until it is fixed.
 //!
 //! This file holds the settings, the configurations built from the files and
 //! their reloading; `identity` reads and checks a peer's identity, and
@@ -22,6 +24,8 @@
 mod identity;
 #[cfg(test)]
 pub(crate) mod testpki;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 pub use identity::{identity_of, pattern_matches, PeerIdentity};
@@ -163,6 +167,11 @@ impl TlsConfigs {
             })?;
         }
         let roots = Arc::new(roots);
+        // Without a CRL the verifiers check no revocation at all (rustls skips
+        // the check): a CRL file that holds none is unusable, not empty.
+        if settings.crl.is_empty() {
+            return Err("no CRL file: every peer's revocation status would go unchecked".into());
+        }
         let mut crls = Vec::new();
         for path in &settings.crl {
             let found: Vec<CertificateRevocationListDer<'static>> =
@@ -170,6 +179,9 @@ impl TlsConfigs {
                     .map_err(|e| format!("{}: {e}", path.display()))?
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("{}: {e}", path.display()))?;
+            if found.is_empty() {
+                return Err(format!("{}: no CRL in the file", path.display()));
+            }
             crls.extend(found);
         }
         let chain = read_certs(&settings.cert)?;
@@ -268,7 +280,7 @@ pub struct TlsFiles {
 }
 
 struct Loaded {
-    stamps: Vec<Option<(SystemTime, u64)>>,
+    stamps: Vec<Option<Stamp>>,
     configs: Result<TlsConfigs, PeerError>,
     reloads: u64,
 }
@@ -332,17 +344,33 @@ impl TlsFiles {
     }
 }
 
-/// Modification time and size of every file, so a change is seen even when a
-/// file is rewritten within the file system's timestamp granularity.
-fn stamps(settings: &TlsSettings) -> Vec<Option<(SystemTime, u64)>> {
+/// What tells that a file changed: its modification time, its size (a
+/// rewrite within the file system's timestamp granularity), its change time
+/// (a new mode: chmod 000 makes a file unreadable without touching its
+/// contents) and its inode (another file renamed over it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    changed: (i64, i64),
+    inode: u64,
+}
+
+/// Every file's [`Stamp`]; `None` for a file whose metadata cannot be read.
+fn stamps(settings: &TlsSettings) -> Vec<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
     let mut paths = vec![&settings.ca, &settings.cert, &settings.key];
     paths.extend(settings.crl.iter());
     paths
         .into_iter()
         .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
+            let m = std::fs::metadata(p).ok()?;
+            Some(Stamp {
+                modified: m.modified().ok()?,
+                len: m.len(),
+                changed: (m.ctime(), m.ctime_nsec()),
+                inode: m.ino(),
+            })
         })
         .collect()
 }
