@@ -1,0 +1,92 @@
+"""Onboarding an MCP server (docs/mcp.md, "Onboarding"): `vedette agent from-mcp`
+writes an agent manifest from a real server's tools/list — over stdio and over
+Streamable HTTP — that the gateway's pinning then matches tool for tool."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mcp")
+
+from mcp_upstream import TOOLS
+
+from vedette.mcp.pinning import UpstreamTool, compare
+from vedette.policy import load_agent_manifest
+
+UPSTREAM = str(Path(__file__).with_name("mcp_upstream.py"))
+VEDETTE = [sys.executable, "-m", "vedette"]
+
+
+def from_mcp(tmp_path: Path, *source: str) -> subprocess.CompletedProcess[str]:
+    command = [*VEDETTE, "agent", "from-mcp", "--name", "mcp-agent", "--model",
+               "example/model-1", "--out", str(tmp_path / "agent.json"), *source]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def check_manifest(path: Path) -> None:
+    manifest = load_agent_manifest(path)
+    assert manifest.name == "mcp-agent"
+    document = json.loads(path.read_text())
+    declared = {tool["name"]: tool for tool in document["tools"]}
+    assert set(declared) == set(TOOLS)
+    for name, (description, schema) in TOOLS.items():
+        listed = {"name": name, "description": description, "inputSchema": schema}
+        assert compare(UpstreamTool.of(listed), declared[name]) is None, name
+
+
+def test_a_manifest_from_a_stdio_server_pins_every_tool(tmp_path):
+    done = from_mcp(tmp_path, "--", sys.executable, UPSTREAM, str(tmp_path / "calls.log"))
+    assert done.returncode == 0, done.stderr
+    check_manifest(tmp_path / "agent.json")
+    assert "behavioral fingerprint: blake3:" in done.stdout
+    assert "review" in done.stdout
+    assert not (tmp_path / "calls.log").exists(), "listing calls no tool"
+
+
+def test_a_manifest_from_a_streamable_http_server(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, UPSTREAM, str(tmp_path / "calls.log"), "--http", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the HTTP server did not start"
+                time.sleep(0.1)
+        done = from_mcp(tmp_path, "--url", f"http://127.0.0.1:{port}/mcp")
+        assert done.returncode == 0, done.stderr
+        check_manifest(tmp_path / "agent.json")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_a_server_that_does_not_start_is_one_line_and_no_file(tmp_path):
+    done = from_mcp(tmp_path, "--", str(tmp_path / "no-such-server"))
+    assert done.returncode == 2
+    assert "could not be listed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "agent.json").exists()
+
+
+def test_an_existing_manifest_is_not_overwritten(tmp_path):
+    (tmp_path / "agent.json").write_text("{}")
+    done = from_mcp(tmp_path, "--", sys.executable, UPSTREAM, str(tmp_path / "calls.log"))
+    assert done.returncode == 2
+    assert "exists" in done.stderr
+    assert (tmp_path / "agent.json").read_text() == "{}"
