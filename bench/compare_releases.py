@@ -35,7 +35,8 @@ from vedette.config import AgentConfig, CallerConfig, Config, QuotaConfig, token
 from vedette.releases import signing
 from vedette.releases.artifacts import build_release, push_release
 from vedette.releases.cosign import sign_classic
-from vedette.releases.lifecycle import AgentTrack, NodeReleases, ReleaseEvents
+from vedette.releases.lifecycle import AgentTrack, ReleaseEvents
+from vedette.releases.node import NodeReleases
 from vedette.releases.oci import OCI_MANIFEST, RegistryClient
 from vedette.runtime.identity import Caller
 from vedette.runtime.interceptor import Runtime

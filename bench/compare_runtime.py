@@ -27,14 +27,9 @@ from typing import Any
 import httpx
 from report import machine, write_section
 
+from vedette.example import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
 from vedette.runtime.identity import Caller
-from vedette.serve import (
-    EXAMPLE_AGENT,
-    EXAMPLE_CALLER,
-    build_runtime,
-    example_config,
-    wait_for_releases,
-)
+from vedette.serve import build_runtime, wait_for_releases
 
 BENCH = Path(__file__).resolve().parent
 TOKEN = "bench-token"

@@ -17,7 +17,7 @@ import pytest
 from live_server import wait_until_healthy
 
 from vedette.drain import DrainError, drain, import_drained
-from vedette.serve import example_dir
+from vedette.example import example_dir
 from vedette.store import SegmentStore
 
 VEDETTE = str(Path(sys.executable).with_name("vedette"))

@@ -27,6 +27,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "archive": {"api", "serve", "cli", "peers", "releases", "mcp", "benchmark"},
     "mcp": {"api", "cli", "peers", "archive", "releases", "benchmark"},
     "serve": {"cli", "benchmark"},
+    # The embedded example packs a signed release: releases and below only.
+    "example": {"runtime", "api", "serve", "cli", "peers", "archive", "mcp", "benchmark"},
     **{
         leaf: {"runtime", "api", "serve", "cli", "peers", "archive", "mcp", "benchmark"}
         for leaf in (*CORE_FACES, "config", "origin", "durable", "drain", "client", "backoff")

@@ -109,7 +109,7 @@ def test_serve_activates_a_signed_release_and_follows_the_tag(registry, tmp_path
 def test_health_and_status_report_each_release_state(registry, tmp_path):
     from release_helpers import release_config
 
-    from vedette.releases.lifecycle import NodeReleases
+    from vedette.releases.node import NodeReleases
     from vedette.runtime.interceptor import Runtime
 
     key = make_key(tmp_path / "keys")

@@ -134,7 +134,7 @@ def test_an_address_in_use_is_cannot_run(tmp_path):
 
 
 def test_config_file_with_a_unix_socket_listener(tmp_path):
-    from vedette.serve import example_dir
+    from vedette.example import example_dir
 
     examples = example_dir()
     port = free_port()

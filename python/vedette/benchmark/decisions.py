@@ -19,14 +19,9 @@ CEILING_BYTES = 4 << 30
 
 
 def measure(scratch: Scratch, seconds: float, threads: int) -> list[Metric]:
+    from vedette.example import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
     from vedette.runtime.identity import Caller
-    from vedette.serve import (
-        EXAMPLE_AGENT,
-        EXAMPLE_CALLER,
-        build_runtime,
-        example_config,
-        wait_for_releases,
-    )
+    from vedette.serve import build_runtime, wait_for_releases
 
     # Decided in process: nothing listens, so the listener keeps its defaults.
     listen = ListenConfig()

@@ -21,6 +21,7 @@ TAG = "bench"
 
 def measure(scratch: Scratch, seconds: float) -> Metric:
     from vedette._core import decrypt_private_key, generate_key_pair
+    from vedette.example import EXAMPLE_AGENT, example_dir
     from vedette.policy import Bundle
     from vedette.releases.artifacts import build_release, push_release
     from vedette.releases.cosign import sign_classic
@@ -29,7 +30,6 @@ def measure(scratch: Scratch, seconds: float) -> Metric:
     from vedette.releases.repositories import open_repository
     from vedette.releases.signing import PublicKey, TrustedKeys
     from vedette.releases.verify import verify_release
-    from vedette.serve import EXAMPLE_AGENT, example_dir
 
     examples = example_dir()
     try:

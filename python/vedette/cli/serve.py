@@ -17,14 +17,8 @@ import click
 from vedette.cli.errors import CannotRun
 from vedette.config import ConfigError
 from vedette.errors import ServeError
-from vedette.serve import (
-    EXAMPLE_MOUNT,
-    ServeSpec,
-    example_dir,
-    parse_listen,
-    serve_granian,
-    serve_uvicorn,
-)
+from vedette.example import EXAMPLE_MOUNT, example_dir
+from vedette.serve import ServeSpec, parse_listen, serve_granian, serve_uvicorn
 
 
 def _listen(_ctx: object, _param: object, value: str | None) -> str | None:

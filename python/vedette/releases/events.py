@@ -86,7 +86,8 @@ class ReleaseEvents:
         level = logging.WARNING if event in ("release.rejected", "release.fallback_lkg",
                                              "release.deny_all", "controlplane.unreachable",
                                              "release.rollback_refused", "release.expired",
-                                             "clock.behind_floor") \
+                                             "clock.behind_floor", "release.revoked",
+                                             "keys.reload_failed") \
             else logging.INFO  # fmt: skip
         detail = " ".join(f"{k}={v}" for k, v in present.items())
         log.log(level, "%s agent=%s %s", event, agent, detail)
