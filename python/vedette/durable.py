@@ -9,6 +9,10 @@ exactly ``mode`` whatever the umask, and no symlink is ever followed.
 ``mode=None`` leaves permissions to the file system (removable media such as
 FAT keep none). ``sync_directory=False`` lets a caller that writes many files
 in one folder sync the folder once at the end (:func:`fsync_dir`).
+
+:func:`read_bounded` is the matching read of a small file someone else may
+have written (a key, a certificate, a revocation list): never more than its
+limit is read, so a planted huge file costs nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +54,20 @@ def write_durably(
             raise
     if sync_directory:
         fsync_dir(path.parent)
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of ``path``; :class:`FileTooLarge` (an ``OSError``) beyond
+    ``limit`` bytes, which are the most ever read."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"larger than {limit} bytes")
+    return data
+
+
+class FileTooLarge(OSError):
+    """A file over the limit :func:`read_bounded` was given."""
 
 
 def fsync_dir(directory: Path) -> None:

@@ -29,6 +29,28 @@ from vedette.errors import KeyFileError, OciError, ReleaseError, VerificationErr
 PASSWORD_ENV = "VEDETTE_PASSWORD"
 
 
+def release_inputs(command: Callable[..., Any]) -> Callable[..., Any]:
+    """What a release is built from, and the key that signs it (push and pack)."""
+    for option in reversed(
+        [
+            click.option("--agent", "agent_path", required=True,
+                         type=click.Path(path_type=Path, exists=True),
+                         help="The agent manifest (agent.json)."),
+            click.option("--bundle", "bundle_path", required=True,
+                         type=click.Path(path_type=Path, exists=True),
+                         help="The policy bundle: a folder or a .tar.gz."),
+            click.option("--key", "key_path", required=True,
+                         type=click.Path(path_type=Path, exists=True),
+                         help="cosign private key (password from $VEDETTE_PASSWORD or a prompt)."),
+            click.option("--version", "version", help="Release version (default: the agent's)."),
+            click.option("--expires-at",
+                         help="RFC 3339 time after which nodes refuse the release."),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command
+
+
 def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
@@ -88,20 +110,12 @@ def release_group() -> None:
 
 
 @release_group.command("push")
-@click.option("--agent", "agent_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="The agent manifest (agent.json).")  # fmt: skip
-@click.option("--bundle", "bundle_path", required=True,
-              type=click.Path(path_type=Path, exists=True),
-              help="The policy bundle: a folder or a .tar.gz.")  # fmt: skip
+@release_inputs
 @click.option("--to", "target", required=True, help="REGISTRY/REPO:TAG or oci-layout://DIR:TAG.")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="cosign private key (password from $VEDETTE_PASSWORD or a prompt).")  # fmt: skip
-@click.option("--version", "version", help="Release version (default: the agent's).")
-@click.option("--expires-at", help="RFC 3339 time after which nodes refuse the release.")
 @registry_options
 def push_command(
-    agent_path: Path, bundle_path: Path, target: str, key_path: Path, version: str | None,
-    expires_at: str | None, insecure: bool, ca: Path | None, username: str | None,
+    agent_path: Path, bundle_path: Path, key_path: Path, version: str | None,
+    expires_at: str | None, target: str, insecure: bool, ca: Path | None, username: str | None,
 ) -> None:  # fmt: skip
     """Push the agent, policy and release artifacts to TARGET and sign the release.
 
@@ -145,21 +159,13 @@ def push_command(
 
 
 @release_group.command("pack")
-@click.option("--agent", "agent_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="The agent manifest (agent.json).")  # fmt: skip
-@click.option("--bundle", "bundle_path", required=True,
-              type=click.Path(path_type=Path, exists=True),
-              help="The policy bundle: a folder or a .tar.gz.")  # fmt: skip
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, exists=True),
-              help="cosign private key (password from $VEDETTE_PASSWORD or a prompt).")  # fmt: skip
+@release_inputs
 @click.option("--to", "folder", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="An OCI image-layout folder (made if missing).")  # fmt: skip
 @click.option("--tag", default="latest", show_default=True, help="The tag the agent names.")
-@click.option("--version", "version", help="Release version (default: the agent's).")
-@click.option("--expires-at", help="RFC 3339 time after which nodes refuse the release.")
 def pack_command(
-    agent_path: Path, bundle_path: Path, key_path: Path, folder: Path, tag: str,
-    version: str | None, expires_at: str | None,
+    agent_path: Path, bundle_path: Path, key_path: Path, version: str | None,
+    expires_at: str | None, folder: Path, tag: str,
 ) -> None:  # fmt: skip
     """Sign a local agent manifest and bundle into an OCI image layout folder.
 

@@ -37,7 +37,7 @@ from vedette._core import (
     pki_new_ca,
     pki_sign_crl,
 )
-from vedette.durable import write_durably
+from vedette.durable import read_bounded, write_durably
 from vedette.errors import PkiError
 
 __all__ = [
@@ -92,12 +92,9 @@ def _ca_paths(directory: Path) -> CaPaths:
 
 def _read(path: Path) -> str:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MAX_PEM_BYTES + 1)
+        data = read_bounded(path, _MAX_PEM_BYTES)
     except OSError as err:
         raise PkiError(f"{path}: {err.strerror or err}") from err
-    if len(data) > _MAX_PEM_BYTES:
-        raise PkiError(f"{path}: larger than {_MAX_PEM_BYTES} bytes")
     try:
         return data.decode("ascii")
     except UnicodeDecodeError:

@@ -329,19 +329,22 @@ class AgentTrack:
                 "release.expired", self.name, digest=expired, expires_at=expired_at,
                 time=iso(reading.now), serving=self.serving,
             )  # fmt: skip
-            lkg = self.lkg_digest
-            usable = self.serving == "active" and lkg is not None and lkg != expired
-            if usable and lkg is not None and self._load_persisted(lkg, "lkg", reading):
-                self.serving = "lkg"
-                self.events.emit(
-                    "release.fallback_lkg", self.name, digest=lkg, failed=expired,
-                    reason=f"the active release expired at {expired_at}",
-                )  # fmt: skip
-                self._update_health()
-                return
-            self._deny_all(
-                f"the release {expired} expired at {expired_at} and no last-known-good is valid"
+            self._fall_back(expired, f"the release {expired} expired at {expired_at}", reading)
+
+    def _fall_back(self, failed: str | None, reason: str, reading: Reading) -> None:
+        """The release being served (``failed``) may no longer serve, for
+        ``reason``: the LKG if it is another release and still verifies, else
+        deny-all. The caller holds the lock."""
+        lkg = self.lkg_digest
+        usable = self.serving == "active" and lkg is not None and lkg != failed
+        if usable and lkg is not None and self._load_persisted(lkg, "lkg", reading):
+            self.serving = "lkg"
+            self.events.emit(
+                "release.fallback_lkg", self.name, digest=lkg, failed=failed, reason=reason
             )
+            self._update_health()
+            return
+        self._deny_all(f"{reason}, and no last-known-good is valid")
 
     # -- trust -------------------------------------------------------------------
 
@@ -361,20 +364,7 @@ class AgentTrack:
             if self._load_persisted(served, role, reading):
                 return
             self.events.emit("release.revoked", self.name, digest=served, reason=cause)
-            lkg = self.lkg_digest
-            usable = role == "active" and lkg is not None and lkg != served
-            if usable and lkg is not None and self._load_persisted(lkg, "lkg", reading):
-                self.serving = "lkg"
-                self.events.emit(
-                    "release.fallback_lkg", self.name, digest=lkg, failed=served,
-                    reason=f"the active release is no longer trusted ({cause})",
-                )  # fmt: skip
-                self._update_health()
-                return
-            self._deny_all(
-                f"the release {served} is no longer trusted ({cause}) and no last-known-good "
-                "verifies"
-            )
+            self._fall_back(served, f"the release {served} is no longer trusted ({cause})", reading)
 
     # -- updates -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vedette.durable import read_bounded
 from vedette.errors import KeyFileError, OciError, SignatureError
 from vedette.releases.oci import check_digest
 from vedette.releases.signing import PublicKey, TrustedKeys, load_public_key
@@ -62,12 +63,9 @@ def load_revocations(path: Path | None) -> Revocations:
     if path is None:
         return Revocations()
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_REVOCATIONS_BYTES + 1)
+        data = read_bounded(path, MAX_REVOCATIONS_BYTES)
     except OSError as err:
         raise RevocationsError(f"{path}: {err.strerror or err}") from None
-    if len(data) > MAX_REVOCATIONS_BYTES:
-        raise RevocationsError(f"{path}: larger than {MAX_REVOCATIONS_BYTES} bytes")
     try:
         document = json.loads(data)
     except ValueError as err:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from vedette._core import PrivateKey, PublicKey, decrypt_private_key
 from vedette._core import generate_key_pair as _generate_key_pair
+from vedette.durable import read_bounded
 from vedette.errors import KeyFileError, SignatureError
 
 __all__ = [
@@ -55,13 +56,9 @@ def _password_bytes(password: bytes | str) -> bytes:
 
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_KEY_FILE_BYTES + 1)
+        return read_bounded(path, MAX_KEY_FILE_BYTES)
     except OSError as err:
         raise KeyFileError(f"{os.fspath(path)}: {err.strerror or err}") from err
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"{os.fspath(path)}: larger than {MAX_KEY_FILE_BYTES} bytes")
-    return data
 
 
 def _decode_signature(signature_b64: str) -> bytes:
