@@ -421,6 +421,8 @@ def test_unreadable_tls_files_close_live_connections_refuse_new_ones_and_recover
         assert status["connections"] == 0
         assert not any(p["connected"] for p in status["peers"])
         assert frontiers(sb).get("a") == frontiers(sc).get("a") == 2, "a segment crossed"
+        # The state is reported, naming the file (the node's health says degraded).
+        assert target.name in (status["tls_error"] or "")
         reloads = status["tls_reloads"]
 
         # Readable again: both links come back and the segment held back crosses.
@@ -434,6 +436,7 @@ def test_unreadable_tls_files_close_live_connections_refuse_new_ones_and_recover
         )
         status = a.status()
         assert status["connections"] == 2
+        assert status["tls_error"] is None
         assert status["tls_reloads"] > reloads
         assert _link_up(b, "a")
         assert _link_up(c, "a")

@@ -244,3 +244,13 @@ def test_a_deleted_store_folder_turns_health_failing_and_every_call_denied(
     assert denied.json()["decision"] == "deny"
     # Nothing is written into the unlinked files, and nothing reappears.
     assert not (tmp_path / "vedette" / "example" / "store").exists()
+
+
+def test_unusable_peer_tls_files_make_the_node_degraded():
+    from vedette.serve import _peers_health
+
+    assert _peers_health({"tls_error": None}).state == "ok"
+    broken = _peers_health({"tls_error": "/etc/vedette/node.key: Permission denied"})
+    assert broken.state == "degraded"
+    assert "TLS files cannot be used" in broken.reasons[0]
+    assert "/etc/vedette" not in broken.reasons[0], "health names no host path"

@@ -27,6 +27,7 @@ from vedette.config import (
 from vedette.errors import ServeError
 
 if TYPE_CHECKING:
+    from vedette.runtime.health import Health
     from vedette.runtime.interceptor import Runtime
     from vedette.runtime.releases import Releases
     from vedette.runtime.tools import ToolRegistry
@@ -207,6 +208,20 @@ def _attach_peers(config: Config, runtime: Runtime) -> None:
     runtime.on_close(node.stop)
     node.register_metrics(runtime.metrics.registry)
     runtime.add_status_source("peers", node.status)
+    runtime.add_health_source("peers", lambda: _peers_health(node.service.status()))
+
+
+def _peers_health(status: dict[str, Any]) -> Health:
+    """Degraded while the peer TLS files cannot be used: the node still decides
+    and records, but no evidence leaves or arrives (docs/operations.md, "Health").
+    The reason names no file (health is an adapter's to read); the operator's
+    status does (``peers.tls_error``)."""
+    from vedette.runtime.health import Health
+
+    if status.get("tls_error"):
+        reason = "the peer TLS files cannot be used; no segment moves (status: peers.tls_error)"
+        return Health("degraded", (reason,))
+    return Health.ok()
 
 
 def _attach_archive(config: Config, runtime: Runtime) -> None:

@@ -302,6 +302,7 @@ impl PeerService {
         d.set_item("connections", s.connections)?;
         d.set_item("in_flight", s.in_flight)?;
         d.set_item("tls_reloads", s.tls_reloads)?;
+        d.set_item("tls_error", s.tls_error)?;
         Ok(d)
     }
 }

@@ -230,6 +230,9 @@ pub struct ServiceStatus {
     /// How many times the TLS configurations were rebuilt from changed files
     /// or on request ([`TlsFiles::reloads`](crate::peers::tls::TlsFiles::reloads)).
     pub tls_reloads: u64,
+    /// Why the TLS files cannot be used now (naming the file), or `None`:
+    /// while it is set no handshake succeeds and no segment moves.
+    pub tls_error: Option<String>,
 }
 
 impl PeerService {
@@ -289,6 +292,7 @@ impl PeerService {
             connections: self.inner.connections.load(Ordering::Relaxed),
             in_flight: self.inner.in_flight.len(),
             tls_reloads: self.inner.tls.reloads(),
+            tls_error: self.inner.tls.current().err().map(|err| err.to_string()),
         }
     }
 }
