@@ -52,7 +52,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> OpensslCa:
 @contextmanager
 def serve(tmp_path: Path, **settings: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """`vedette serve --example` on a free loopback port with ``settings`` as
-    ``VEDETTE_*`` variables; yields once the port accepts connections."""
+    ``VEDETTE_*`` variables; yields once the node is ready: its port accepts
+    connections and, on its operator socket, its health is ok (the example's
+    signed release is active)."""
     port = free_port()
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
@@ -77,6 +79,16 @@ def serve(tmp_path: Path, **settings: str) -> Iterator[tuple[int, subprocess.Pop
                     process.kill()
                     output = process.communicate()[0]
                     raise RuntimeError(f"the node did not start: {output}") from err
+                time.sleep(0.1)
+        with operator_client(home / "vedette" / "example" / "operator.sock") as operator:
+            while True:
+                try:
+                    if operator.get("/v1/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "the node never became healthy"
                 time.sleep(0.1)
         yield port, process
     finally:
