@@ -39,6 +39,12 @@ EVENTS = (
     "keys.reloaded",
     "keys.reload_failed",
 )
+# The events logged as warnings.
+WARNINGS = frozenset({
+    "release.rejected", "release.fallback_lkg", "release.deny_all", "controlplane.unreachable",
+    "release.rollback_refused", "release.expired", "clock.behind_floor", "release.revoked",
+    "keys.reload_failed",
+})  # fmt: skip
 HEALTH_STATES = ("ok", "stale", "lkg", "deny_all", "clock_behind")
 RECENT_EVENTS = 20
 
@@ -83,12 +89,9 @@ class ReleaseEvents:
         self.counter.labels(event, agent, step).inc()
         with self._lock:
             self.recent.setdefault(agent, collections.deque(maxlen=RECENT_EVENTS)).append(record)
-        level = logging.WARNING if event in ("release.rejected", "release.fallback_lkg",
-                                             "release.deny_all", "controlplane.unreachable",
-                                             "release.rollback_refused", "release.expired",
-                                             "clock.behind_floor", "release.revoked",
-                                             "keys.reload_failed") \
-            else logging.INFO  # fmt: skip
+        # What needs an operator is a warning; an agent's first start, before
+        # anything was ever activated, is not.
+        level = logging.WARNING if event in WARNINGS and not fields.get("initial") else logging.INFO
         detail = " ".join(f"{k}={v}" for k, v in present.items())
         log.log(level, "%s agent=%s %s", event, agent, detail)
         try:

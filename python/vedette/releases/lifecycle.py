@@ -255,8 +255,10 @@ class AgentTrack:
                 self.lkg_digest = lkg
                 self._update_health()
                 return
-            self._deny_all("no persisted release verifies" if (active or lkg)
-                           else "no release has been activated yet")  # fmt: skip
+            if active or lkg:
+                self._deny_all("no persisted release verifies")
+            else:
+                self._deny_all("no release has been activated yet", initial=True)
 
     def _load_persisted(self, digest: str, role: str, reading: Reading) -> bool:
         try:
@@ -287,13 +289,15 @@ class AgentTrack:
             )  # fmt: skip
         return False
 
-    def _deny_all(self, why: str) -> None:
+    def _deny_all(self, why: str, *, initial: bool = False) -> None:
+        """No release serves. ``initial``: the first start of an agent that never
+        activated one (recorded like any other, logged as information)."""
         self._active = None
         self._expires = self._expires_at = None
         self.active_digest = None
         self.serving = "deny_all"
         self.reason = f"no active release for agent {self.name!r}: {why}"
-        self.events.emit("release.deny_all", self.name, reason=why)
+        self.events.emit("release.deny_all", self.name, reason=why, initial=initial or None)
         self._update_health()
 
     # -- time ------------------------------------------------------------------------

@@ -83,6 +83,10 @@ class NodeReleases:
                 track.contact_failed(f"{type(err).__name__}: {err}", 0)
                 continue
             poller = Poller(track, source)
+            if track.reference.kind == "layout" and track.active() is None:
+                # A release on this node's own disk: take it before serving, so
+                # the agent is not deny-all for the first poll's delay.
+                poller.run_once()
             poller.start()
             self.pollers.append(poller)
         self.watch.start()
