@@ -3,6 +3,7 @@ and wait for a `vedette serve` process to answer."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -55,3 +56,19 @@ def operator_client(socket_path: Path) -> httpx.Client:
     status and metrics are served."""
     transport = httpx.HTTPTransport(uds=str(socket_path))
     return httpx.Client(transport=transport, base_url="http://node", timeout=10)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
+    """Until 127.0.0.1:``port`` accepts a connection; kills ``process`` and raises
+    with its output if it exits or the port does not open in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError as err:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = process.communicate()
+                raise RuntimeError(f"nothing listens on port {port}: {output}") from err
+            time.sleep(0.1)

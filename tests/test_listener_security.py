@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import operator_client
+from live_server import operator_client, wait_for_port
 from peer_pki import OpensslCa
 
 from vedette.config import ConfigError, ListenConfig, OperatorConfig, token_digest
@@ -69,17 +69,8 @@ def serve(tmp_path: Path, **settings: str) -> Iterator[tuple[int, subprocess.Pop
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
     try:
+        wait_for_port(port, process)
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError as err:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    output = process.communicate()[0]
-                    raise RuntimeError(f"the node did not start: {output}") from err
-                time.sleep(0.1)
         with operator_client(home / "vedette" / "example" / "operator.sock") as operator:
             while True:
                 try:

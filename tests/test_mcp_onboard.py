@@ -8,13 +8,13 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("mcp")
 
+from live_server import wait_for_port
 from mcp_upstream import TOOLS
 
 from vedette.mcp.pinning import UpstreamTool, compare
@@ -59,15 +59,7 @@ def test_a_manifest_from_a_streamable_http_server(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the HTTP server did not start"
-                time.sleep(0.1)
+        wait_for_port(port, server)
         done = from_mcp(tmp_path, "--url", f"http://127.0.0.1:{port}/mcp")
         assert done.returncode == 0, done.stderr
         check_manifest(tmp_path / "agent.json")
