@@ -222,8 +222,11 @@ def processes_with(variable: str, value: str) -> list[int]:
 
 def test_an_interrupt_removes_the_scratch_folder_and_stops_the_server(tmp_path: Path) -> None:
     places = make_places(tmp_path)
+    # Timed steps of 2 s: the example server's starts and the load run after
+    # "[5/6]" last several seconds, so the interrupt lands inside them even when
+    # this process reads the progress line late on a loaded machine.
     process = subprocess.Popen(
-        [*VEDETTE, "bench", "--seconds", "0.4"],
+        [*VEDETTE, "bench", "--seconds", "2"],
         cwd=places.watched,
         env=places.env(),
         stdout=subprocess.DEVNULL,
