@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,7 +47,7 @@ import rego.v1
 default decision := {"allow": false, "reason": "no rule allows this call"}
 
 decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
-    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken"}
+    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken", "hang"}
 }
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
@@ -64,7 +65,15 @@ class Setup:
         """The tools/call requests the upstream received, by tool name."""
         if not self.log.exists():
             return []
-        return [json.loads(line)["tool"] for line in self.log.read_text().splitlines()]
+        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [entry["tool"] for entry in entries if "tool" in entry]
+
+    def cancelled(self) -> list[str]:
+        """The calls whose cancellation the upstream received."""
+        if not self.log.exists():
+            return []
+        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [entry["cancelled"] for entry in entries if "cancelled" in entry]
 
     def records(self) -> list[dict]:
         store = SegmentStore.open_read_only(load_config(self.config).store_dir)
@@ -330,3 +339,74 @@ def test_without_the_mcp_sdk_the_command_says_what_to_install(setup, monkeypatch
     )
     assert result.exit_code == 2
     assert "pip install 'vedette[mcp]'" in result.output
+
+
+def test_an_upstream_killed_mid_call_answers_an_error_and_is_restarted(setup):
+    pids_file = Path(f"{setup.log}.pids")
+    errors: list[MCPError] = []
+    answers: list[types.CallToolResult] = []
+
+    def pids() -> list[int]:
+        return [int(line) for line in pids_file.read_text().split()] if pids_file.exists() else []
+
+    async def body(session: ClientSession) -> None:
+        (first,) = pids()
+
+        async def kill_once_called() -> None:
+            while "hang" not in setup.calls():
+                await anyio.sleep(0.02)
+            os.kill(first, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(kill_once_called)
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool("hang", {})
+            errors.append(caught.value)
+        # The upstream is started again; until it has listed its tools they are
+        # not callable, then the next call is served.
+        with anyio.fail_after(30):
+            while len(pids()) < 2 or "echo" not in await listed(session):
+                await anyio.sleep(0.05)
+        answers.append(await session.call_tool("echo", {"text": "after the restart"}))
+
+    run(setup, body)
+    (error,) = errors
+    assert error.code == TOOL_FAILED
+    assert error.data["error"]["type"] == "upstream_error", error.data  # not a timeout
+    found = setup.of_decision(error.data["decision_id"])
+    assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+    assert found[1]["error"]["type"] == "upstream_error"
+    (answer,) = answers
+    assert [c.text for c in answer.content if isinstance(c, types.TextContent)] == [
+        "after the restart"
+    ]
+    assert setup.calls() == ["hang", "echo"]
+    assert len(pids()) == 2
+
+
+def test_a_cancelled_call_is_cancelled_upstream_and_recorded(setup):
+    answers: list[types.CallToolResult] = []
+
+    async def body(session: ClientSession) -> None:
+        async with anyio.create_task_group() as tasks:
+
+            async def call_then_give_up() -> None:
+                await session.call_tool("hang", {})
+
+            tasks.start_soon(call_then_give_up)
+            with anyio.fail_after(20):
+                while "hang" not in setup.calls():
+                    await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+        # The gateway serves on.
+        answers.append(await session.call_tool("echo", {"text": "still here"}))
+
+    run(setup, body)
+    (answer,) = answers
+    assert [c.text for c in answer.content if isinstance(c, types.TextContent)] == ["still here"]
+    decisions = [r for r in setup.records() if r.get("kind") == "decision"]
+    (decision,) = [r for r in decisions if r["tool"] == "hang"]
+    found = setup.of_decision(decision["decision_id"])
+    assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+    assert (found[1]["status"], found[1]["error"]["type"]) == ("error", "cancelled")
+    assert setup.cancelled() == ["hang"]  # the upstream was told

@@ -270,7 +270,10 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     reload = getattr(runtime.releases, "request_reload", None)
     signal.signal(signal.SIGHUP, (lambda s, f: reload()) if reload else signal.SIG_IGN)
     try:
-        _run_loop(_serve(create_app(runtime), config, runtime, tls))
+        if config.mcp.servers:
+            _run_loop(_serve_with_mcp(config, runtime, tls))
+        else:
+            _run_loop(_serve(create_app(runtime), config, runtime, tls))
     except SystemExit as stop:
         # An address in use, a socket it cannot bind: uvicorn has logged why,
         # and the node cannot run.
@@ -279,6 +282,28 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
         raise
     finally:
         runtime.close()
+
+
+def _mcp_endpoint(config: Config, runtime: Runtime) -> Any:
+    """``/mcp``, in front of ``[[mcp.servers]]`` (docs/mcp.md); it needs the MCP SDK."""
+    try:
+        from vedette.mcp.http import McpEndpoint
+    except ImportError:
+        from vedette.mcp.errors import INSTALL_HINT
+
+        raise ServeError(f"mcp.servers: {INSTALL_HINT}") from None
+    from vedette.api.peer import PEER_UID
+
+    return McpEndpoint(runtime, config, PEER_UID)
+
+
+async def _serve_with_mcp(config: Config, runtime: Runtime, tls: dict[str, Any]) -> None:
+    """The listeners, with the MCP gateway's upstreams connected while they serve."""
+    from vedette.api import create_app
+
+    endpoint = _mcp_endpoint(config, runtime)
+    async with endpoint.running():
+        await _serve(create_app(runtime, mcp=endpoint), config, runtime, tls)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -306,6 +331,8 @@ def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None])
         )
     if config.listen.tls_cert is not None or config.operator.listen is not None:
         raise ServeError("listen.tls_cert and operator.listen need --server uvicorn")
+    if config.mcp.servers:
+        raise ServeError("mcp.servers needs --server uvicorn")
     # The worker opens the store; check here first that it can, so a store
     # another process holds is a one-line error, not a worker's traceback.
     start_runtime(config).close()

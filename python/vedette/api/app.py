@@ -1,6 +1,8 @@
 """Routes of the adapter listener: ``POST /v1/tool``, ``GET /v1/health`` and
-``GET /openapi.json``, and nothing else (INV-10). Status, metrics and every
-operator action are on the operator listener (api/operator.py)."""
+``GET /openapi.json``, and ``/mcp`` when MCP servers are configured (the MCP
+gateway, python/vedette/mcp/http.py), and nothing else (INV-10). Status,
+metrics and every operator action are on the operator listener
+(api/operator.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from vedette.runtime.interceptor import Runtime
 log = logging.getLogger("vedette.api")
 
 INTERNAL_ERROR = deny_body("internal error; denied")
+# The MCP gateway's endpoint (docs/mcp.md, "Over HTTP").
+MCP_PATH = "/mcp"
 
 
 def health_response(runtime: Runtime) -> Response:
@@ -31,7 +35,9 @@ def health_response(runtime: Runtime) -> Response:
     return JSONResponse(report, status_code=503 if report["status"] == "failing" else 200)
 
 
-def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
+def create_app(runtime: Runtime, *, lifespan: Any = None, mcp: ASGIApp | None = None) -> ASGIApp:
+    """The adapter listener's app; ``mcp`` serves ``/mcp`` (every method) when given."""
+
     async def health(request: Request) -> Response:
         return health_response(runtime)
 
@@ -51,7 +57,7 @@ def create_app(runtime: Runtime, *, lifespan: Any = None) -> ASGIApp:
     # No redirect to the path with or without a trailing slash: its Location
     # would be built from the request's own Host header.
     routes.router.redirect_slashes = False
-    return ToolFirst(tool, routes)
+    return ToolFirst(tool, routes, mcp)
 
 
 class ToolFirst:
@@ -63,12 +69,16 @@ class ToolFirst:
     instead of a 500 for anything that escapes, the endpoint does itself.
     """
 
-    def __init__(self, tool: ToolEndpoint, routes: Starlette) -> None:
+    def __init__(self, tool: ToolEndpoint, routes: Starlette, mcp: ASGIApp | None) -> None:
         self.tool = tool
         self.routes = routes
+        self.mcp = mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/tool" or scope["method"] != "POST":
+            if self.mcp is not None and scope["type"] == "http" and scope["path"] == MCP_PATH:
+                await self.mcp(scope, receive, send)
+                return
             await self.routes(scope, receive, send)
             return
         await self.tool(scope, receive, send)

@@ -38,7 +38,7 @@ def mcp_command(config_path: Path, caller_id: str, command: tuple[str, ...]) -> 
         config = load_config(config_path)
     except ConfigError as err:
         raise CannotRun(str(err)) from err
-    from vedette.mcp.gateway import run_gateway
+    from vedette.mcp.stdio import run_gateway
 
     try:
         run_gateway(config, caller_id, list(command))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,10 @@ def _explain(err: msgspec.ValidationError, data: dict[str, Any]) -> ConfigError:
     if field is None:
         return ConfigError(f"{key or 'config'}: {what}")
     if (field.table is not None and field.items is None) or isinstance(value, dict | list):
-        shape = "a table" if field.table is not None and field.items is None else "a list"
+        table = field.items is None and (
+            field.table is not None or typing.get_origin(field.base) is dict
+        )
+        shape = "a table" if table else "a list"
         return ConfigError(f"{key}: expected {shape}, got {type(value).__name__}")
     wanted = expected(field, wrong_type=bool(_WRONG_TYPE.match(what)), value=value)
     return ConfigError(f"{key}: expected {wanted}, got {value!r}")

@@ -16,9 +16,14 @@ from typing import Any
 from vedette.config.fields import Declared, declared
 from vedette.config.schema import Config
 
-GROUPS = ("core", "releases", "peers", "archive")
+GROUPS = ("core", "releases", "peers", "archive", "mcp")
 # Sections listed in a table of their own; the rest are in "core".
-_SECTION_GROUPS = {"releases": "releases", "peers": "peers", "archive": "archive"}
+_SECTION_GROUPS = {
+    "releases": "releases",
+    "peers": "peers",
+    "archive": "archive",
+    "mcp": "mcp",
+}
 HEADER = "| key | default | meaning |\n|---|---|---|\n"
 
 

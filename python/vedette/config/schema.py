@@ -784,6 +784,79 @@ class OperatorConfig(Checked):
 
 
 @dataclass(frozen=True)
+class McpServerConfig(Checked):
+    """An MCP server behind ``/mcp`` (docs/mcp.md): a command run on stdio, or a
+    Streamable HTTP URL."""
+
+    KEY: ClassVar[str] = "mcp.servers[]"
+
+    name: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+            description=(
+                "the server's name in status and logs, and the prefix of its tools' names "
+                "(`<name>.<tool>`) where two servers, or a server and the node, list the same "
+                "tool name"
+            ),
+            extra={"expected": "a letter, then letters, digits, _ or -, at most 64"},
+        ),
+    ]
+    command: Annotated[
+        Name | None, doc("the program that starts a stdio server (or give `url`)")
+    ] = None
+    args: Annotated[tuple[str, ...], doc("its arguments")] = ()
+    env: Annotated[
+        dict[str, str],
+        doc("variables set for it, on top of the node's environment", default="`{}`"),
+    ] = field(default_factory=dict)
+    url: Annotated[
+        Name | None, doc("a Streamable HTTP server's endpoint, `http(s)://HOST:PORT/PATH`")
+    ] = None
+    timeout_s: Annotated[
+        Seconds,
+        doc(
+            "bounds starting and initializing it, each listing and liveness ping, and each "
+            "call (a call is bounded by its tool's timeout too)"
+        ),
+    ] = 30.0
+
+    def __post_init__(self) -> None:
+        from vedette.config.errors import ConfigError
+
+        check_bounds(self)
+        if (self.command is None) == (self.url is None):
+            raise ConfigError(f"mcp.servers: {self.name!r} needs either command or url")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"mcp.servers: {self.name!r} url: expected http:// or https://")
+
+
+@dataclass(frozen=True)
+class McpConfig(Checked):
+    """The MCP gateway on the adapter listener: ``/mcp`` (docs/mcp.md)."""
+
+    KEY: ClassVar[str] = "mcp"
+
+    servers: tuple[McpServerConfig, ...] = ()
+    max_sessions: Annotated[
+        Count,
+        doc("MCP sessions open at once; a client that would open one more gets 503 until one ends"),
+    ] = 256
+    session_idle_s: Annotated[Seconds, doc("a session with no request for this long is closed")] = (
+        600.0
+    )
+
+    def __post_init__(self) -> None:
+        from vedette.config.errors import ConfigError
+
+        check_bounds(self)
+        names = [server.name for server in self.servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"mcp.servers: the name {name!r} is used twice")
+
+
+@dataclass(frozen=True)
 class Config(Checked):
     KEY: ClassVar[str] = "config"
 
@@ -810,6 +883,7 @@ class Config(Checked):
     peers: PeersConfig | None = None
     archive: ArchiveConfig | None = None
     operator: OperatorConfig = OperatorConfig()
+    mcp: McpConfig = McpConfig()
 
     @property
     def store_dir(self) -> Path:

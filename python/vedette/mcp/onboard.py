@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from vedette._core import AGENT_SCHEMA, is_name
 from vedette.mcp.errors import GatewayError
-from vedette.mcp.gateway import MAX_LIST_PAGES
+from vedette.mcp.upstream import MAX_LIST_PAGES
 
 # How long the server has to start and list its tools.
 LIST_TIMEOUT_S = 60.0

@@ -329,6 +329,17 @@ class Runtime:
         started = time.perf_counter()
         try:
             outcome = await self.tools.execute(tool, args)
+        except asyncio.CancelledError:
+            # The caller gave up (an MCP client's notifications/cancelled, a
+            # dropped connection): the allow is on record, so is the end.
+            self._record_later(
+                self._gate.outcome_record(
+                    decision_id=decision_id, tool=tool, status="error",
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    error_type="cancelled", error_message="the caller cancelled the call",
+                )
+            )  # fmt: skip
+            raise
         except ToolFailed as err:
             self._record_later(
                 self._gate.outcome_record(

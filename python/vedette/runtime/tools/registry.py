@@ -78,6 +78,10 @@ class ToolRegistry:
         self._watchers.append(watcher)
         watcher(self.names())
 
+    def get(self, name: str) -> Tool | None:
+        """The tool registered as ``name``, if any."""
+        return self._tools.get(name)
+
     def names(self) -> list[str]:
         return sorted(self._tools)
 

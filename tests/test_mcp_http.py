@@ -1,0 +1,355 @@
+"""The MCP gateway over Streamable HTTP, with real MCP peers: ``vedette serve``
+with two ``[[mcp.servers]]`` (the test upstream on stdio, and another copy of
+it over Streamable HTTP), and the SDK's own client in both protocol eras
+(docs/mcp.md, "Over HTTP")."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("mcp")
+
+import anyio
+from live_server import operator_client, wait_for_port, wait_until_healthy
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_upstream import EMPTY_SCHEMA, TEXT_SCHEMA, TOOLS
+from registry_server import free_port
+from runtime_fixtures import write_release
+
+from vedette.config import load_config, token_digest
+from vedette.mcp.errors import DENIED
+from vedette.mcp.pinning import MISMATCH_EVENT
+from vedette.store import SegmentStore
+
+pytestmark = pytest.mark.timeout(180)
+
+UPSTREAM = Path(__file__).parent / "mcp_upstream.py"
+VEDETTE = Path(sys.executable).parent / "vedette"
+AGENT = "mcp-agent"
+TOKEN = "desktop-token"
+OTHER_TOKEN = "laptop-token"
+MODERN = "2026-07-28"
+
+POLICY = """
+package vedette
+
+import rego.v1
+
+default decision := {"allow": false, "reason": "no rule allows this call"}
+
+decision := {"allow": true, "reason": "allowed over /mcp"} if {
+    input.tool in {"local.echo", "remote.echo", "fail", "hang"}
+}
+
+decision := {"allow": false, "reason": "secrets stay where they are"} if {
+    input.tool == "secret.read"
+}
+
+# Two values for one complete rule: evaluating a call to broken fails.
+decision := {"allow": true, "reason": "one"} if input.tool == "broken"
+
+decision := {"allow": true, "reason": "two"} if input.tool == "broken"
+"""
+
+
+@dataclass(frozen=True)
+class Node:
+    url: str
+    config: Path
+    local_log: Path
+    remote_log: Path
+    operator: Path
+
+    @staticmethod
+    def calls(log: Path) -> list[str]:
+        if not log.exists():
+            return []
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        return [entry["tool"] for entry in entries if "tool" in entry]
+
+    def records(self) -> list[dict]:
+        store = SegmentStore.open_read_only(load_config(self.config).store_dir)
+        try:
+            return [json.loads(record) for _, record in store.iter_records()]
+        finally:
+            store.close()
+
+    def of_decision(self, decision_id: str) -> list[dict]:
+        return [r for r in self.records() if r.get("decision_id") == decision_id]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    tmp_path = tmp_path_factory.mktemp("mcp-http")
+    declared = [
+        ("local.echo", TEXT_SCHEMA, TOOLS["echo"][0]),
+        ("remote.echo", TEXT_SCHEMA, TOOLS["echo"][0]),
+        ("secret.read", EMPTY_SCHEMA, TOOLS["secret.read"][0]),
+        ("fail", EMPTY_SCHEMA, TOOLS["fail"][0]),
+        ("broken", EMPTY_SCHEMA, TOOLS["broken"][0]),
+        ("hang", EMPTY_SCHEMA, TOOLS["hang"][0]),
+        ("drifted", EMPTY_SCHEMA, "What this tool did when it was reviewed."),
+    ]
+    agent = write_release(tmp_path / "releases", AGENT, declared, POLICY)
+    local_log, remote_log = tmp_path / "local-calls.jsonl", tmp_path / "remote-calls.jsonl"
+    remote_port, port = free_port(), free_port()
+    remote = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), str(remote_log), "--http", str(remote_port),
+         "--tools", "echo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    config = tmp_path / "vedette.toml"
+    operator = tmp_path / "operator.sock"
+    config.write_text(
+        f"""
+node_id = "mcp-http-node"
+state_dir = "{tmp_path / "state"}"
+
+[listen]
+host = "127.0.0.1"
+port = {port}
+max_body_bytes = 65536
+
+[operator]
+socket = "{operator}"
+
+[tools]
+timeout_s = 5
+
+[[callers]]
+id = "desktop"
+agent = "{AGENT}"
+token_sha256 = "{token_digest(TOKEN)}"
+
+[[callers]]
+id = "laptop"
+agent = "{AGENT}"
+token_sha256 = "{token_digest(OTHER_TOKEN)}"
+
+[[agents]]
+name = "{AGENT}"
+manifest = "{agent.manifest}"
+bundle = "{agent.bundle}"
+unsigned = true
+
+[[mcp.servers]]
+name = "local"
+command = "{sys.executable}"
+args = ["{UPSTREAM}", "{local_log}"]
+
+[[mcp.servers]]
+name = "remote"
+url = "http://127.0.0.1:{remote_port}/mcp"
+"""
+    )
+    wait_for_port(remote_port, remote)
+    server = subprocess.Popen(
+        [str(VEDETTE), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server)
+        yield Node(url, config, local_log, remote_log, operator)
+    finally:
+        for process in (server, remote):
+            process.send_signal(signal.SIGTERM)
+        for process in (server, remote):
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def client(node: Node, mode: str, token: str = TOKEN) -> Client:
+    """The SDK's client of ``/mcp``, as ``token``'s caller, in protocol ``mode``."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    return Client(streamable_http_client(f"{node.url}/mcp", http_client=http), mode=mode)
+
+
+async def listed(session: Client) -> set[str]:
+    return {tool.name for tool in (await session.list_tools()).tools}
+
+
+def texts(result: types.CallToolResult) -> list[str]:
+    return [c.text for c in result.content if isinstance(c, types.TextContent)]
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+def test_both_eras_list_pinned_tools_and_every_call_goes_through_the_gate(node, mode):
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        async with client(node, mode) as session:
+            seen["version"] = session.protocol_version
+            seen["tools"] = await listed(session)
+            seen["local"] = texts(await session.call_tool("local.echo", {"text": "to local"}))
+            seen["remote"] = texts(await session.call_tool("remote.echo", {"text": "to remote"}))
+            for tool in ("secret.read", "broken"):
+                with pytest.raises(MCPError) as caught:
+                    await session.call_tool(tool, {})
+                seen[tool] = caught.value
+
+    local_before, remote_before = Node.calls(node.local_log), Node.calls(node.remote_log)
+    anyio.run(main)
+    assert (seen["version"] == MODERN) == (mode == MODERN)
+    # Colliding names are prefixed with the server's name (echo is also a tool
+    # of the node itself); undeclared tools and the drifted one are not listed.
+    assert seen["tools"] == {"local.echo", "remote.echo", "secret.read", "fail", "broken", "hang"}
+    assert seen["local"] == ["to local"]
+    assert seen["remote"] == ["to remote"]
+    assert Node.calls(node.local_log)[len(local_before) :] == ["echo"]
+    assert Node.calls(node.remote_log)[len(remote_before) :] == ["echo"]
+    for tool, words in (("secret.read", "secrets stay"), ("broken", "")):
+        error = seen[tool]
+        assert isinstance(error, MCPError)
+        assert error.code == DENIED, error
+        assert error.data["decision"] == "deny"
+        assert words in error.data["reason"]
+        (record,) = node.of_decision(error.data["decision_id"])
+        assert (record["outcome"], record["tool"]) == ("deny", tool)
+        assert record["caller"]["id"] == "desktop"
+
+
+def test_an_upstream_error_result_is_passed_on_and_recorded(node):
+    answers: list[types.CallToolResult] = []
+
+    async def main() -> None:
+        async with client(node, MODERN) as session:
+            answers.append(await session.call_tool("fail", {}))
+
+    anyio.run(main)
+    (answer,) = answers
+    assert answer.is_error
+    assert texts(answer) == ["it failed"]
+    decisions = [r for r in node.records() if r.get("tool") == "fail" and r["kind"] == "decision"]
+    found = node.of_decision(decisions[-1]["decision_id"])
+    assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
+    assert found[1]["error"]["type"] == "is_error"
+
+
+def test_a_tool_that_differs_from_the_manifest_is_hidden_and_recorded(node):
+    events = [r for r in node.records() if r.get("kind") == MISMATCH_EVENT]
+    fields = {(e["tool"], e["field"]) for e in events}
+    assert ("drifted", "description") in fields
+    assert ("hidden", "undeclared") in fields
+    with operator_client(node.operator) as operator:
+        status = operator.get("/v1/status").json()
+    mcp = status["mcp"]
+    assert mcp["servers"]["local"]["connected"]
+    assert mcp["servers"]["remote"]["connected"]
+    assert mcp["refused"][AGENT]["drifted"] == "description"
+
+
+def test_requests_without_a_valid_token_are_refused_and_recorded(node):
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        answer = httpx.post(f"{node.url}/mcp", json=body, headers=headers, timeout=10)
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert answer.json()["error"]["code"] == -32600
+    refused = [r for r in node.records() if r.get("outcome") == "unauthenticated"]
+    assert refused, "unauthenticated requests to /mcp are recorded"
+
+
+def test_a_session_belongs_to_the_caller_that_opened_it(node):
+    accept = {"Accept": "application/json, text/event-stream"}
+    initialize = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}},
+    }  # fmt: skip
+    opened = httpx.post(
+        f"{node.url}/mcp",
+        json=initialize,
+        headers={**accept, "Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    common = {**accept, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    stolen = httpx.post(
+        f"{node.url}/mcp",
+        json=listing,
+        headers={**common, "Authorization": f"Bearer {OTHER_TOKEN}"},
+        timeout=10,
+    )
+    assert stolen.status_code == 404
+    own = httpx.post(
+        f"{node.url}/mcp", json=listing, headers={**common, "Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )  # fmt: skip
+    assert own.status_code == 200
+
+
+def modern_headers(method: str, **extra: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {TOKEN}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+        **extra,
+    }
+
+
+def modern_body(method: str, params: dict, id_: int = 1) -> dict:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": {**params, "_meta": meta}}
+
+
+def test_malformed_oversize_unknown_and_mismatched_requests_get_errors(node):
+    url = f"{node.url}/mcp"
+    before = Node.calls(node.local_log)
+    # Not JSON.
+    bad = httpx.post(url, content=b"{not json", headers=modern_headers("tools/list"), timeout=10)
+    assert bad.status_code == 400
+    # Over the listener's body limit.
+    big = modern_body("tools/call", {"name": "local.echo", "arguments": {"text": "x" * 70000}})
+    over = httpx.post(
+        url, json=big, headers=modern_headers("tools/call", **{"mcp-name": "local.echo"}),
+        timeout=10,
+    )  # fmt: skip
+    assert over.status_code == 413
+    # A method nobody serves.
+    unknown = httpx.post(
+        url, json=modern_body("resources/list", {}), headers=modern_headers("resources/list"),
+        timeout=10,
+    )  # fmt: skip
+    assert unknown.json()["error"]["code"] == -32601
+    # The Mcp-Method header says one thing, the body another.
+    call = modern_body("tools/call", {"name": "local.echo", "arguments": {"text": "sneaky"}})
+    mismatch = httpx.post(url, json=call, headers=modern_headers("tools/list"), timeout=10)
+    assert mismatch.status_code == 400
+    assert mismatch.json()["error"]["code"] == -32020
+    # A batch of calls.
+    batch = [call, {**call, "id": 2}]
+    batched = httpx.post(
+        url, json=batch, headers=modern_headers("tools/call", **{"mcp-name": "local.echo"}),
+        timeout=10,
+    )  # fmt: skip
+    assert batched.status_code >= 400
+    assert Node.calls(node.local_log) == before  # nothing of these reached the upstream
+    assert httpx.get(f"{node.url}/v1/health", timeout=10).status_code == 200
+    good = httpx.post(
+        url, json=call, headers=modern_headers("tools/call", **{"mcp-name": "local.echo"}),
+        timeout=10,
+    )  # fmt: skip
+    assert good.status_code == 200, good.text
+    assert Node.calls(node.local_log)[len(before) :] == ["echo"]
