@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -109,12 +109,19 @@ def stdio_client(config: Path | None) -> Client:
     return Client(StdioServerParameters(command=command[0], args=command[1:]))
 
 
-def http_client(url: str, mode: str) -> Client:
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
-    return Client(streamable_http_client(url, http_client=http), mode=mode, cache=None)
+@asynccontextmanager
+async def http_client(url: str, mode: str) -> AsyncIterator[Client]:
+    """The SDK client of a Streamable HTTP endpoint, with the bench caller's token."""
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode, cache=None) as client:
+            yield client
 
 
-async def round_trips(make: Callable[[], Client], seconds: float) -> dict[str, float]:
+Connect = Callable[[], AbstractAsyncContextManager[Client]]
+
+
+async def round_trips(make: Connect, seconds: float) -> dict[str, float]:
     """One client, one call at a time, for ``seconds`` after a warm-up."""
     async with make() as client:
         for _ in range(50):
@@ -137,7 +144,7 @@ async def round_trips(make: Callable[[], Client], seconds: float) -> dict[str, f
 
 
 def paired(
-    direct: Callable[[], Client], gateway: Callable[[], Client], seconds: float, rounds: int
+    direct: Connect, gateway: Connect, seconds: float, rounds: int
 ) -> dict[str, dict[str, float]]:
     """Direct and through vedette, alternating; the median of each figure."""
     runs: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}

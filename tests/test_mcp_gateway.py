@@ -179,7 +179,7 @@ def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setu
 
     async def body(session: ClientSession) -> None:
         tools = await listed(session)
-        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull", "slow", "broken"}
+        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang"}
         assert tools["echo"].description == TOOLS["echo"][0]
         assert tools["echo"].input_schema == TEXT_SCHEMA
         answers.append(await session.call_tool("echo", {"text": "hello"}))

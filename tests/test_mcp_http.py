@@ -9,7 +9,8 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,10 +174,13 @@ url = "http://127.0.0.1:{remote_port}/mcp"
                 process.kill()
 
 
-def client(node: Node, mode: str, token: str = TOKEN) -> Client:
+@asynccontextmanager
+async def client(node: Node, mode: str, token: str = TOKEN) -> AsyncIterator[Client]:
     """The SDK's client of ``/mcp``, as ``token``'s caller, in protocol ``mode``."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    return Client(streamable_http_client(f"{node.url}/mcp", http_client=http), mode=mode)
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+        transport = streamable_http_client(f"{node.url}/mcp", http_client=http)
+        async with Client(transport, mode=mode) as session:
+            yield session
 
 
 async def listed(session: Client) -> set[str]:
@@ -220,7 +224,7 @@ def test_both_eras_list_pinned_tools_and_every_call_goes_through_the_gate(node, 
         assert words in error.data["reason"]
         (record,) = node.of_decision(error.data["decision_id"])
         assert (record["outcome"], record["tool"]) == ("deny", tool)
-        assert record["caller"]["id"] == "desktop"
+        assert record["caller"] == "desktop"
 
 
 def test_an_upstream_error_result_is_passed_on_and_recorded(node):

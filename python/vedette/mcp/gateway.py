@@ -144,8 +144,8 @@ class Gateway:
     def _rebuild(self) -> None:
         owners: dict[str, int] = {}
         for upstream in self.upstreams:
-            for tool in {tool.name for tool in upstream.tools}:
-                owners[tool] = owners.get(tool, 0) + 1
+            for own in {tool.name for tool in upstream.tools}:
+                owners[own] = owners.get(own, 0) + 1
         catalogue: dict[str, tuple[Upstream, str]] = {}
         listing: list[UpstreamTool] = []
         for upstream in self.upstreams:

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -248,7 +248,7 @@ async def _list_tools(session: ClientSession) -> list[UpstreamTool]:
 
 def _watch_end(
     read: ObjectReceiveStream[Any], on_end: Callable[[], None]
-) -> tuple[Callable[[], Awaitable[None]], ObjectReceiveStream[Any]]:
+) -> tuple[Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any]]:
     """A copy of ``read`` for the session, and the task that fills it: when the
     transport's stream ends (a stdio server exited), the copy ends too, so the
     session fails its calls in flight at once, and ``on_end`` is called."""
