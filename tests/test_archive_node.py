@@ -523,8 +523,10 @@ def test_node_sigkilled_mid_upload_leaves_every_segment_in_the_archive_exactly_o
     stop = threading.Event()
 
     def adapter() -> None:
-        # Calls keep coming until the node dies under them.
-        while not stop.is_set():
+        # Calls keep coming until the node dies under them, paced so that the
+        # backlog grows (faster than the uplink's pace) without the store
+        # filling before the kill.
+        while not stop.wait(1 / PACE_PER_S):
             try:
                 answer = n.call()
             except httpx.TransportError:
@@ -568,6 +570,14 @@ def test_node_sigkilled_mid_upload_leaves_every_segment_in_the_archive_exactly_o
     assert paced in n.config.read_text()
     n.config.write_text(n.config.read_text().replace(paced, f"bytes_per_second = {8 << 20}\n"))
     n.start()
+
+    # The backlog leaves first (had it filled the store, calls would be denied
+    # until it has, as they must be).
+    def drained() -> bool:
+        store = n.status()["store"]
+        return store["sealed_segments"] == store["acked_segments"]
+
+    wait_for(drained, "the backlog drains")
     for _ in range(20):
         answer = n.call()
         assert answer.status_code == 200, answer.text

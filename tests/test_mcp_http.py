@@ -41,6 +41,9 @@ VEDETTE = Path(sys.executable).parent / "vedette"
 AGENT = "mcp-agent"
 TOKEN = "desktop-token"
 OTHER_TOKEN = "laptop-token"
+# A caller whose agent has no usable release (its policy does not compile).
+STRANDED_TOKEN = "stranded-token"
+STRANDED_AGENT = "stranded-agent"
 MODERN = "2026-07-28"
 
 POLICY = """
@@ -104,6 +107,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         ("drifted", EMPTY_SCHEMA, "What this tool did when it was reviewed."),
     ]
     agent = write_release(tmp_path / "releases", AGENT, declared, POLICY)
+    stranded = write_release(
+        tmp_path / "releases", STRANDED_AGENT, declared, "package vedette\n\nthis is not rego"
+    )
     local_log, remote_log = tmp_path / "local-calls.jsonl", tmp_path / "remote-calls.jsonl"
     remote_port, port = free_port(), free_port()
     remote = subprocess.Popen(
@@ -139,10 +145,21 @@ id = "laptop"
 agent = "{AGENT}"
 token_sha256 = "{token_digest(OTHER_TOKEN)}"
 
+[[callers]]
+id = "stranded"
+agent = "{STRANDED_AGENT}"
+token_sha256 = "{token_digest(STRANDED_TOKEN)}"
+
 [[agents]]
 name = "{AGENT}"
 manifest = "{agent.manifest}"
 bundle = "{agent.bundle}"
+unsigned = true
+
+[[agents]]
+name = "{STRANDED_AGENT}"
+manifest = "{stranded.manifest}"
+bundle = "{stranded.bundle}"
 unsigned = true
 
 [[mcp.servers]]
@@ -357,3 +374,25 @@ def test_malformed_oversize_unknown_and_mismatched_requests_get_errors(node):
     )  # fmt: skip
     assert good.status_code == 200, good.text
     assert Node.calls(node.local_log)[len(before) :] == ["echo"]
+
+
+def test_a_caller_whose_agent_has_no_active_release_is_denied_and_sees_no_tools(node):
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        async with client(node, MODERN, STRANDED_TOKEN) as session:
+            seen["tools"] = await listed(session)
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool("local.echo", {"text": "anyone?"})
+            seen["error"] = caught.value
+
+    before = Node.calls(node.local_log)
+    anyio.run(main)
+    assert seen["tools"] == set()
+    error = seen["error"]
+    assert isinstance(error, MCPError)
+    assert error.code == DENIED
+    assert "no active release" in error.data["reason"]
+    assert Node.calls(node.local_log) == before  # the upstream never saw it
+    (record,) = node.of_decision(error.data["decision_id"])
+    assert (record["outcome"], record["caller"]) == ("deny", "stranded")

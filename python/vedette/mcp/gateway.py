@@ -288,9 +288,12 @@ class Gateway:
     async def _call(self, caller: Caller, name: str, args: dict[str, Any]) -> types.CallToolResult:
         pins = await self._pins_for(caller.agent)
         tool = self.runtime.tools.get(name)
-        if tool is not None and not isinstance(tool, _Forward):
+        reason: str | None = None
+        if self.runtime.releases.active(caller.agent) is None:
+            pass  # the gate denies, and says why (no active release)
+        elif tool is not None and not isinstance(tool, _Forward):
             # The node's own tools are served on POST /v1/tool, not over MCP.
-            reason: str | None = f"tool {name!r} is not a tool of an MCP server"
+            reason = f"tool {name!r} is not a tool of an MCP server"
         else:
             reason = pins.refusal(name)
             if reason is None and tool is not None and name not in pins.pinned:
