@@ -85,6 +85,11 @@ port = {port}
 [store]
 ceiling_bytes = 17179869184
 
+# The bench measures the gateway, not the caller's rate quota.
+[quota]
+rate_per_s = 1000000
+burst = 1000000
+
 [[callers]]
 id = "bench"
 agent = "bench-agent"

@@ -39,6 +39,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from vedette import __version__
 from vedette._core import is_name
@@ -236,17 +237,19 @@ class Gateway:
             raise ToolFailed(
                 "upstream_error", f"the upstream answered JSON-RPC error {err.code}: {err.message}"
             ) from err
-        if not isinstance(result, types.CallToolResult):
-            raise ToolFailed("bad_output", "the upstream answered something other than a result")
-        call.result = result
-        output = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if result.is_error:
-            encoded = strict_dumps(output)
+        try:
+            call.result = types.CallToolResult.model_validate(result)
+        except ValidationError as err:
+            raise ToolFailed(
+                "bad_output", "the upstream answered something other than a tool result"
+            ) from err
+        if call.result.is_error:
+            encoded = strict_dumps(result)
             raise ToolFailed(
                 "is_error",
                 f"the upstream's result has isError ({sha256(encoded)}, {len(encoded)} bytes)",
             )
-        return output
+        return result
 
     # -- toward the client --------------------------------------------------------
 

@@ -16,11 +16,13 @@ checked that the SDK is installed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,6 +31,8 @@ from mcp import types
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 
 from vedette.backoff import RetrySchedule
 from vedette.mcp.errors import GatewayError
@@ -51,6 +55,17 @@ RESTART_WINDOW_S = 60.0
 PING_INTERVAL_S = 5.0
 
 OnChange = Callable[["Upstream"], Awaitable[None]]
+# The JSON-RPC error a call in flight gets when its server's connection ends.
+CONNECTION_LOST = -32000
+
+
+@dataclass
+class _Reply:
+    """The answer to one call sent upstream, filled in by the connection's reader."""
+
+    arrived: anyio.Event
+    result: dict[str, Any] | None = None
+    error: MCPError | None = None
 
 
 class UpstreamUnavailable(Exception):
@@ -83,6 +98,12 @@ class Upstream:
         self.last_error: str | None = None
         self._on_change: OnChange | None = None
         self._session: ClientSession | None = None
+        # Calls go out as plain JSON-RPC on the transport (the SDK's session
+        # handles initialize, listings and pings): their ids are strings the
+        # session never uses, and the reader hands their answers back here.
+        self._write: Any = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, _Reply] = {}
         self._schedule = RetrySchedule(
             RESTART_BASE_S, RESTART_CAP_S, RESTART_BUDGET, RESTART_WINDOW_S
         )
@@ -135,7 +156,7 @@ class Upstream:
             read, write = await stack.enter_async_context(self._transport())
             self._ended = self._relist_due = False
             self._wake = anyio.Event()
-            pump, copy = _watch_end(read, self._on_end)
+            pump, copy = _watch_end(read, self._on_end, self._answered)
             tasks = await stack.enter_async_context(anyio.create_task_group())
             tasks.start_soon(pump)
             session = await stack.enter_async_context(
@@ -143,9 +164,12 @@ class Upstream:
             )
             with anyio.fail_after(self.timeout_s):
                 await session.initialize()
+            self._write = write
             try:
                 yield session
             finally:
+                self._write = None
+                self._fail_waiting("the server's connection ended")
                 tasks.cancel_scope.cancel()
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -210,18 +234,68 @@ class Upstream:
     # -- calls ------------------------------------------------------------------
 
     def _on_end(self) -> None:
+        self._fail_waiting("the server closed its connection")
         self._ended = True
         self._wake.set()
 
-    async def call(self, name: str, args: dict[str, Any]) -> Any:
-        """``tools/call`` of the server's own tool ``name``: its result, or the
-        SDK's ``MCPError``; :class:`UpstreamUnavailable` when not connected;
-        ``TimeoutError`` after the server's timeout."""
-        session = self._session
-        if session is None:
+    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``tools/call`` of the server's own tool ``name``: its result as the
+        server sent it, or ``MCPError`` (its JSON-RPC error, or the connection
+        lost); :class:`UpstreamUnavailable` when not connected; ``TimeoutError``
+        after the server's timeout. Cancelled, it tells the server
+        (``notifications/cancelled``)."""
+        write = self._write
+        if self._session is None or write is None:
             raise UpstreamUnavailable(f"the MCP server {self.name!r} is not connected")
-        with anyio.fail_after(self.timeout_s):
-            return await session.call_tool(name, args)
+        request_id = f"vedette-{next(self._ids)}"
+        reply = _Reply(anyio.Event())
+        self._waiting[request_id] = reply
+        try:
+            params = {"name": name, "arguments": args}
+            request = types.JSONRPCRequest(
+                jsonrpc="2.0", id=request_id, method="tools/call", params=params
+            )
+            with anyio.fail_after(self.timeout_s):
+                await write.send(SessionMessage(request))
+                await reply.arrived.wait()
+        except BaseException:
+            if not reply.arrived.is_set() and self._write is write:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    cancelled = types.JSONRPCNotification(
+                        jsonrpc="2.0",
+                        method="notifications/cancelled",
+                        params={"requestId": request_id, "reason": "the call was cancelled"},
+                    )
+                    await write.send(SessionMessage(cancelled))
+            raise
+        finally:
+            self._waiting.pop(request_id, None)
+        if reply.error is not None:
+            raise reply.error
+        return reply.result or {}
+
+    def _answered(self, message: Any) -> bool:
+        """Takes the answer to a call this upstream sent; ``False`` for
+        anything else (the session's business)."""
+        inner = getattr(message, "message", None)
+        if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError):
+            return False
+        reply = self._waiting.get(inner.id) if isinstance(inner.id, str) else None
+        if reply is None:
+            return False
+        if isinstance(inner, types.JSONRPCResponse):
+            reply.result = dict(inner.result)
+        else:
+            error = inner.error
+            reply.error = MCPError(error.code, error.message, error.data)
+        reply.arrived.set()
+        return True
+
+    def _fail_waiting(self, why: str) -> None:
+        for reply in list(self._waiting.values()):
+            if not reply.arrived.is_set():
+                reply.error = MCPError(CONNECTION_LOST, why)
+                reply.arrived.set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -247,11 +321,14 @@ async def _list_tools(session: ClientSession) -> list[UpstreamTool]:
 
 
 def _watch_end(
-    read: ObjectReceiveStream[Any], on_end: Callable[[], None]
+    read: ObjectReceiveStream[Any],
+    on_end: Callable[[], None],
+    answered: Callable[[Any], bool],
 ) -> tuple[Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any]]:
-    """A copy of ``read`` for the session, and the task that fills it: when the
-    transport's stream ends (a stdio server exited), the copy ends too, so the
-    session fails its calls in flight at once, and ``on_end`` is called."""
+    """A copy of ``read`` for the session, and the task that fills it with
+    every message ``answered`` does not take: when the transport's stream ends
+    (a stdio server exited), the copy ends too, so the session fails its
+    requests in flight at once, and ``on_end`` is called."""
     send: ObjectSendStream[Any]
     send, copy = anyio.create_memory_object_stream[Any](math.inf)
 
@@ -259,7 +336,8 @@ def _watch_end(
         async with send:
             with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
                 async for message in read:
-                    await send.send(message)
+                    if not answered(message):
+                        await send.send(message)
         on_end()
 
     return pump, copy
