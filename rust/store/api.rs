@@ -158,17 +158,27 @@ impl Store {
                     _ => Ok(first),
                 }
             }
-            Durability::Durable => loop {
-                if let Some(result) = outcome.get() {
-                    return result.clone().map(|()| first);
+            Durability::Durable => {
+                // Whoever finds no commit under way leads the next one: first it
+                // gathers the writers the last sync released, then (the state
+                // looked at again, as another commit may have taken the batch
+                // meanwhile) it commits.
+                let mut gathered = false;
+                loop {
+                    if let Some(result) = outcome.get() {
+                        return result.clone().map(|()| first);
+                    }
+                    shared.usable(&st)?;
+                    if st.flushing || st.forming {
+                        st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    } else if !gathered {
+                        gathered = true;
+                        st = shared.gather(st);
+                    } else {
+                        st = shared.commit(st, true);
+                    }
                 }
-                shared.usable(&st)?;
-                if st.flushing {
-                    st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
-                } else {
-                    st = shared.commit(st, true);
-                }
-            },
+            }
         }
     }
 
@@ -340,6 +350,7 @@ impl Store {
         let queued = std::mem::take(&mut st.pending_outcome);
         st.pending.clear();
         st.pending_records = 0;
+        st.pending_writers = 0;
         let _ = queued.set(Err(StoreError::Failed("the store was reopened".into())));
         st.open = None;
         let before = st.failed.clone();

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::catalog::{Catalog, Entry};
 use super::error::{Result, StoreError};
@@ -42,6 +42,8 @@ struct InFlight {
     writer: Writer,
     batch: Vec<u8>,
     records: u64,
+    /// Appends (calls, not records) whose records the batch carries.
+    writers: u64,
     outcome: Outcome,
     sync: bool,
     reserve: u64,
@@ -68,6 +70,11 @@ impl InFlight {
 /// Space for the open segment is reserved in steps of at most this much.
 const PREALLOCATE_STEP: u64 = 1 << 20;
 
+/// The longest a leader holds a batch open for released writers (`Shared::gather`).
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+/// Released writers a leader waits for at most.
+const MAX_GATHER_WRITERS: u64 = 256;
+
 pub(super) struct OpenSegment {
     pub header: Header,
     /// Bytes written (durable mode: and synced); the file's length.
@@ -91,8 +98,18 @@ pub(super) struct State {
     pub open: Option<OpenSegment>,
     pub pending: Vec<u8>,
     pub pending_records: u64,
+    /// Appends (calls) whose records are in `pending`.
+    pub pending_writers: u64,
     pub pending_outcome: Outcome,
     pub flushing: bool,
+    /// A leader is holding the pending batch open for the writers the last
+    /// sync released (`Shared::gather`); other appenders wait for its commit.
+    pub forming: bool,
+    /// Appends seen around the last durable commit: those it carried and those
+    /// that queued behind it while it synced.
+    pub active_writers: u64,
+    /// How long the last durable commit's write and sync took.
+    pub last_sync: Duration,
     /// Interval mode: bytes written but not yet synced.
     pub unsynced: bool,
     pub next_seq: u64,
@@ -161,6 +178,8 @@ pub(super) struct Shared {
     pub block: u64,
     pub state: Mutex<State>,
     pub wake: Condvar,
+    /// Wakes a leader that is gathering a batch (`Shared::gather`) when an append queues.
+    pub gathered: Condvar,
     pub recovery: Mutex<RecoveryReport>,
     /// The directory's identity at open; `None` for simulated storage.
     pub home: Option<Home>,
@@ -286,10 +305,48 @@ impl Shared {
         };
         st.flushing = true;
         drop(st);
+        let began = Instant::now();
         let result = flight.write();
+        let took = began.elapsed();
+        let carried = flight.writers;
         let mut st = self.lock();
         st.flushing = false;
         self.finish(&mut st, flight, result);
+        if sync {
+            st.last_sync = took;
+            st.active_writers = carried + st.pending_writers;
+        }
+        st
+    }
+
+    /// Holds the pending batch open, briefly, for the writers the last sync
+    /// released, before its leader commits it (docs/contracts.md,
+    /// "Durability"). Without this, writers fall into two cohorts that take
+    /// turns: those released by one sync come back while the next is already
+    /// under way, so each sync carries half of them. Waits at most half the last
+    /// sync's time (and `MAX_GATHER_WAIT`), and only when fewer appends are
+    /// queued than took part around the last commit: a lone writer never waits.
+    /// Nothing is acknowledged before its sync, so crash safety is untouched.
+    pub(super) fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let want = st.active_writers.min(MAX_GATHER_WRITERS);
+        let patience = (st.last_sync / 2).min(MAX_GATHER_WAIT);
+        if st.pending_writers >= want || st.pending.is_empty() || patience.is_zero() {
+            return st;
+        }
+        let deadline = Instant::now() + patience;
+        st.forming = true;
+        while st.pending_writers < want && !st.closed && st.failed.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .gathered
+                .wait_timeout(st, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        st.forming = false;
         st
     }
 
@@ -313,6 +370,7 @@ impl Shared {
             let _ = std::mem::take(&mut st.pending_outcome).set(Err(StoreError::Failed(reason)));
             st.pending.clear();
             st.pending_records = 0;
+            st.pending_writers = 0;
             st.unsynced = false;
             self.wake.notify_all();
             return None;
@@ -321,6 +379,7 @@ impl Shared {
             writer,
             batch: std::mem::take(&mut st.pending),
             records: std::mem::replace(&mut st.pending_records, 0),
+            writers: std::mem::replace(&mut st.pending_writers, 0),
             outcome: std::mem::take(&mut st.pending_outcome),
             sync,
             reserve: st.open.as_ref().map_or(0, |open| open.allocated),
@@ -356,6 +415,7 @@ impl Shared {
                 let queued = std::mem::take(&mut st.pending_outcome);
                 st.pending.clear();
                 st.pending_records = 0;
+                st.pending_writers = 0;
                 let _ = queued.set(Err(err.clone()));
                 let _ = outcome.set(Err(err.clone()));
                 let durable = self.config.durability == Durability::Durable;
@@ -708,6 +768,10 @@ impl Shared {
             format::encode_frame(&mut st.pending, record_no, record);
             st.pending_records += 1;
             st.next_record += 1;
+        }
+        st.pending_writers += 1;
+        if st.forming {
+            self.gathered.notify_one();
         }
         let outcome = Arc::clone(&st.pending_outcome);
         Ok((st, first, outcome))
