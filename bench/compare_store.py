@@ -65,7 +65,9 @@ def vedette_appends(base: Path, threads: int, seconds: float) -> float:
             return n
 
         rate = run_threads(threads, seconds, work)
+        stats = store.commit_stats()
     shutil.rmtree(path)
+    print(f"  vedette, {threads} writer(s): {stats.records_per_sync:.1f} records per fdatasync")
     return rate
 
 

@@ -55,6 +55,20 @@ class SegmentInfo:
 
 
 @dataclass(frozen=True)
+class CommitStats:
+    """Durable commits (one write and one ``fdatasync`` each) since the store was
+    opened, and the records and appends they carried."""
+
+    syncs: int
+    records: int
+    appends: int
+
+    @property
+    def records_per_sync(self) -> float:
+        return self.records / self.syncs if self.syncs else 0.0
+
+
+@dataclass(frozen=True)
 class Usage:
     """Bytes on disk (everything in the directory, rounded to blocks) against the ceiling."""
 
@@ -278,6 +292,10 @@ class SegmentStore:
     def usage(self) -> Usage:
         return Usage(**self._core.usage())
 
+    def commit_stats(self) -> CommitStats:
+        """Durable commits since the open and what they carried (group commit's batch size)."""
+        return CommitStats(*self._core.commit_stats())
+
     def chain_heads(self) -> dict[str, tuple[int, str]]:
         """Per origin: sequence and id of the newest sealed segment held."""
         return {origin: (seq, seg_id) for origin, seq, seg_id in self._core.chain_heads()}
@@ -339,6 +357,7 @@ class SegmentStore:
 
 
 __all__ = [
+    "CommitStats",
     "QuarantineReport",
     "SegmentInfo",
     "SegmentNotFoundError",

@@ -217,6 +217,12 @@ impl Store {
         PyList::new(py, items)
     }
 
+    /// `(syncs, records, appends)`: durable commits since the open and what they carried.
+    fn commit_stats(&self, py: Python<'_>) -> (u64, u64, u64) {
+        let stats = py.detach(|| self.0.commit_stats());
+        (stats.syncs, stats.records, stats.appends)
+    }
+
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let u = py.detach(|| self.0.usage());
         let d = PyDict::new(py);

@@ -15,7 +15,7 @@ use super::recovery::{self, RecoveryReport};
 use super::{Durability, StoreConfig};
 use crate::hashing::{require_role, Digest, HashRole};
 
-pub use super::commit::{SegmentInfo, Store, Usage};
+pub use super::commit::{CommitStats, SegmentInfo, Store, Usage};
 
 /// The largest origin-signature sidecar the store keeps.
 pub const MAX_SIGNATURE_BYTES: usize = 4096;
@@ -272,6 +272,11 @@ impl Store {
             });
         }
         out
+    }
+
+    /// Durable commits made since the store was opened, and what they carried.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.shared.lock().commits
     }
 
     /// Bytes on disk now, by kind, against the ceiling.

@@ -18,6 +18,18 @@ use crate::hashing::{Algorithm, Digest};
 
 pub(super) const OPEN_FILE: &str = "open.seg";
 
+/// Durable commits (each one write and one `fdatasync`) and what they carried:
+/// `records / syncs` is the group commit's batch size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Durable commits made.
+    pub syncs: u64,
+    /// Records they carried.
+    pub records: u64,
+    /// Appends (calls) they carried.
+    pub appends: u64,
+}
+
 /// A sealed segment held by the store.
 #[derive(Clone, Debug)]
 pub(super) struct SegmentMeta {
@@ -110,6 +122,8 @@ pub(super) struct State {
     pub active_writers: u64,
     /// How long the last durable commit's write and sync took.
     pub last_sync: Duration,
+    /// Durable commits made, and the records and appends they carried.
+    pub commits: CommitStats,
     /// Interval mode: bytes written but not yet synced.
     pub unsynced: bool,
     pub next_seq: u64,
@@ -309,12 +323,16 @@ impl Shared {
         let result = flight.write();
         let took = began.elapsed();
         let carried = flight.writers;
+        let records = flight.records;
         let mut st = self.lock();
         st.flushing = false;
         self.finish(&mut st, flight, result);
         if sync {
             st.last_sync = took;
             st.active_writers = carried + st.pending_writers;
+            st.commits.syncs += 1;
+            st.commits.records += records;
+            st.commits.appends += carried;
         }
         st
     }
@@ -323,13 +341,13 @@ impl Shared {
     /// released, before its leader commits it (docs/contracts.md,
     /// "Durability"). Without this, writers fall into two cohorts that take
     /// turns: those released by one sync come back while the next is already
-    /// under way, so each sync carries half of them. Waits at most half the last
+    /// under way, so each sync carries half of them. Waits at most twice the last
     /// sync's time (and `MAX_GATHER_WAIT`), and only when fewer appends are
     /// queued than took part around the last commit: a lone writer never waits.
     /// Nothing is acknowledged before its sync, so crash safety is untouched.
     pub(super) fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let want = st.active_writers.min(MAX_GATHER_WRITERS);
-        let patience = (st.last_sync / 2).min(MAX_GATHER_WAIT);
+        let patience = (st.last_sync * 2).min(MAX_GATHER_WAIT);
         if st.pending_writers >= want || st.pending.is_empty() || patience.is_zero() {
             return st;
         }
@@ -347,6 +365,10 @@ impl Shared {
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
         st.forming = false;
+        // Appenders that waited because a batch was forming look again: another
+        // commit (a seal inside a batch, a drain) may have taken this batch
+        // meanwhile, and then this leader leads nothing.
+        self.wake.notify_all();
         st
     }
 

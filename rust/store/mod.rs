@@ -36,7 +36,7 @@ mod recovery;
 pub mod sim;
 mod verify;
 
-pub use api::{SegmentInfo, Store, StoreHealth, Usage, MAX_SIGNATURE_BYTES};
+pub use api::{CommitStats, SegmentInfo, Store, StoreHealth, Usage, MAX_SIGNATURE_BYTES};
 pub use commit::StoreEvent;
 pub use error::StoreError;
 pub use exchange::SegmentStatus;

@@ -620,6 +620,7 @@ pub(super) fn recover(
         forming: false,
         active_writers: 0,
         last_sync: std::time::Duration::ZERO,
+        commits: super::commit::CommitStats::default(),
         unsynced: false,
         next_seq,
         next_record,

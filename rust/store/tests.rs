@@ -863,3 +863,14 @@ fn acknowledgements_in_one_batch_are_all_durable_or_none_recorded() {
     }
     assert!(!acked_by(&store, &sealed[3]));
 }
+
+#[test]
+fn commit_stats_count_each_durable_commit_and_what_it_carried() {
+    let sim = CrashSim::new(BLOCK);
+    let store = sim_store(&sim, 64 << 20);
+    assert_eq!(store.commit_stats(), CommitStats::default());
+    store.append(b"one").unwrap();
+    store.append_many(&[b"two", b"three"]).unwrap();
+    let stats = store.commit_stats();
+    assert_eq!((stats.syncs, stats.records, stats.appends), (2, 3, 2));
+}

@@ -71,6 +71,8 @@ class _Call:
 
     agent: str
     result: types.CallToolResult | None = None
+    # The same result as the upstream sent it, for the stdio fast path.
+    raw: dict[str, Any] | None = None
 
 
 _CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
@@ -237,6 +239,7 @@ class Gateway:
             raise ToolFailed(
                 "upstream_error", f"the upstream answered JSON-RPC error {err.code}: {err.message}"
             ) from err
+        call.raw = result
         try:
             call.result = types.CallToolResult.model_validate(result)
         except ValidationError as err:
@@ -274,21 +277,44 @@ class Gateway:
         try:
             caller = self.caller_of(ctx)
             self._agent(caller.agent).sessions.add(ctx.session)
-            return await self._call(caller, params.name, dict(params.arguments or {}))
+            decision, call = await self._call(caller, params.name, dict(params.arguments or {}))
         except MCPError:
             raise
         except Exception as err:  # fail closed: nothing reached the upstream unrecorded
-            log.exception("the gateway failed deciding a call to %r", params.name)
-            reason = f"internal error ({type(err).__name__}); denied"
-            decision_id = None
-            if caller is not None:
-                try:
-                    decision_id = (await self.runtime.refuse(caller, None, reason)).decision_id
-                except Exception:
-                    log.exception("the denial of a call to %r could not be recorded", params.name)
-            raise MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id)) from err
+            raise await self._internal_denial(caller, params.name, err) from err
+        answer: types.CallToolResult | None = self._answer(decision, call, call.result)
+        if answer is None:
+            return types.CallToolResult.model_validate(decision.output)
+        return answer
 
-    async def _call(self, caller: Caller, name: str, args: dict[str, Any]) -> types.CallToolResult:
+    async def call_raw(self, caller: Caller, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``tools/call`` for the stdio fast path (:mod:`vedette.mcp.stdio`): the
+        same decision and the same errors as :meth:`call_tool`, and the result
+        as the upstream sent it."""
+        try:
+            decision, call = await self._call(caller, name, args)
+        except MCPError:
+            raise
+        except Exception as err:  # fail closed: nothing reached the upstream unrecorded
+            raise await self._internal_denial(caller, name, err) from err
+        answer: dict[str, Any] | None = self._answer(decision, call, call.raw)
+        return answer if answer is not None else dict(decision.output or {})
+
+    async def _internal_denial(self, caller: Caller | None, name: str, err: Exception) -> MCPError:
+        """The deny of a call something failed deciding, recorded when it can be."""
+        log.exception("the gateway failed deciding a call to %r", name)
+        reason = f"internal error ({type(err).__name__}); denied"
+        decision_id = None
+        if caller is not None:
+            try:
+                decision_id = (await self.runtime.refuse(caller, None, reason)).decision_id
+            except Exception:
+                log.exception("the denial of a call to %r could not be recorded", name)
+        return MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id))
+
+    async def _call(
+        self, caller: Caller, name: str, args: dict[str, Any]
+    ) -> tuple[Decision, _Call]:
         pins = await self._pins_for(caller.agent)
         tool = self.runtime.tools.get(name)
         reason: str | None = None
@@ -305,25 +331,24 @@ class Gateway:
         # not available.
         call = _Call(caller.agent)
         if reason is not None:
-            decision = await self.runtime.refuse(caller, name, reason)
-        else:
-            token = _CURRENT.set(call)
-            try:
-                intent = {"tool": name, "args": args}
-                decision = await self.runtime.decide_async(intent, caller)
-            finally:
-                _CURRENT.reset(token)
-        return self._answer(decision, call)
+            return await self.runtime.refuse(caller, name, reason), call
+        token = _CURRENT.set(call)
+        try:
+            intent = {"tool": name, "args": args}
+            return await self.runtime.decide_async(intent, caller), call
+        finally:
+            _CURRENT.reset(token)
 
     @staticmethod
-    def _answer(decision: Decision, call: _Call) -> types.CallToolResult:
+    def _answer(decision: Decision, call: _Call, result: Any) -> Any:
+        """``result`` (what the upstream answered, in the caller's form) for an
+        allow or the upstream's own error result; ``None`` for an allow without
+        one; raises the JSON-RPC error of anything else."""
         if decision.outcome == "allow":
-            if call.result is not None:
-                return call.result
-            return types.CallToolResult.model_validate(decision.output)
+            return result
         if decision.outcome == "tool_error":
             if call.result is not None and call.result.is_error:
-                return call.result  # the upstream's own error result, as it sent it
+                return result  # the upstream's own error result, as it sent it
             error = decision.error or {}
             raise MCPError(
                 TOOL_FAILED,

@@ -3,6 +3,7 @@ in front of one upstream server it runs as a subprocess (docs/mcp.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
@@ -14,14 +15,17 @@ from vedette.config import Config
 from vedette.mcp.errors import GatewayError
 from vedette.mcp.gateway import Gateway, caller_for
 from vedette.mcp.upstream import Upstream
+from vedette.mcp.wire import Wire, claimed_stdio
+from vedette.runtime.identity import Caller
 from vedette.runtime.tools import ToolRegistry
 
 
-async def serve_stdio(gateway: Gateway) -> None:
-    """Connect the upstream, pin its tools, then serve the client on stdio until
-    it closes its side (or SIGTERM / SIGINT: then the upstream is stopped and
-    the store closed as on any exit). An upstream that exits is started again
-    (docs/mcp.md, "When an upstream stops")."""
+async def serve_stdio(gateway: Gateway, caller: Caller) -> None:
+    """Connect the upstream, pin its tools, then serve ``caller``'s client on
+    stdio (:mod:`vedette.mcp.wire`) until it closes its side (or SIGTERM /
+    SIGINT: then the upstream is stopped and the store closed as on any exit).
+    An upstream that exits is started again (docs/mcp.md, "When an upstream
+    stops")."""
     async with anyio.create_task_group() as outer:
         outer.start_soon(_stop_on_signal, outer.cancel_scope)
         await outer.start(gateway.run_upstreams)
@@ -30,8 +34,20 @@ async def serve_stdio(gateway: Gateway) -> None:
             raise GatewayError(f"the upstream server did not start: {upstream.last_error}")
         server = gateway.server()
         options = server.create_initialization_options(NotificationOptions(tools_changed=True))
-        async with stdio_server() as (client_read, client_write):
-            await server.run(client_read, client_write, options)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                reader, writer = await stack.enter_async_context(claimed_stdio())
+            except ValueError:  # not pipes (a file, say): the SDK's transport alone
+                read, write = await stack.enter_async_context(stdio_server())
+                await server.run(read, write, options)
+            else:
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                wire: Any = Wire(gateway, caller, reader, writer, tasks)
+                read, write = await stack.enter_async_context(
+                    stdio_server(stdin=wire, stdout=wire)
+                )
+                await server.run(read, write, options)
+                tasks.cancel_scope.cancel()
         outer.cancel_scope.cancel()
 
 
@@ -59,7 +75,7 @@ def run_gateway(config: Config, caller_id: str, command: list[str]) -> None:
     upstream = Upstream("upstream", command=command, timeout_s=config.tools.timeout_s)
     gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent])
     try:
-        anyio.run(serve_stdio, gateway)
+        anyio.run(serve_stdio, gateway, caller)
     except BaseException as err:
         cause = _startup_failure(err)
         if cause is None:
