@@ -105,13 +105,13 @@ unsigned = true
     return config
 
 
-def stdio_client(config: Path | None) -> Client:
+def stdio_client(config: Path | None, mode: str = "legacy") -> Client:
     """The SDK client of the echo server on stdio; through ``vedette mcp`` with ``config``."""
     command = [sys.executable, str(SERVER)]
     if config is not None:
         gateway = [str(VEDETTE), "mcp", "--config", str(config), "--caller", "bench", "--"]
         command = [*gateway, *command]
-    return Client(StdioServerParameters(command=command[0], args=command[1:]))
+    return Client(StdioServerParameters(command=command[0], args=command[1:]), mode=mode)
 
 
 @asynccontextmanager
@@ -228,11 +228,17 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         stdio_config = write_node(workdir, free_port(), None)
-        stdio = paired(
-            lambda: stdio_client(None), lambda: stdio_client(stdio_config), seconds, rounds
-        )
+        stdio: dict[str, dict[str, dict[str, float]]] = {}
+        for mode in ("legacy", "auto"):
+            stdio[mode] = paired(
+                lambda mode=mode: stdio_client(None, mode),
+                lambda mode=mode: stdio_client(stdio_config, mode),
+                seconds,
+                rounds,
+            )
+            print("stdio", mode, stdio[mode])
         stdio_rss = asyncio.run(stdio_gateway_rss(stdio_config))
-        print("stdio", stdio, "gateway RSS KiB", stdio_rss)
+        print("gateway RSS KiB", stdio_rss)
 
         upstream_port, node_port = free_port(), free_port()
         upstream = subprocess.Popen([sys.executable, str(SERVER), "--http", str(upstream_port)])
@@ -270,7 +276,10 @@ def main() -> None:
         return "met" if met else "NOT met"
 
     rows = []
-    checks = [("stdio", "handshake era", stdio)] + [
+    checks = [
+        ("stdio", "handshake era (2025-11-25)", stdio["legacy"]),
+        ("stdio", MODERN, stdio["auto"]),
+    ] + [
         ("Streamable HTTP", mode if mode == MODERN else "handshake era (2025-11-25)", http[mode])
         for mode in (MODERN, "legacy")
     ]

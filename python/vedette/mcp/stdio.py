@@ -43,9 +43,7 @@ async def serve_stdio(gateway: Gateway, caller: Caller) -> None:
             else:
                 tasks = await stack.enter_async_context(anyio.create_task_group())
                 wire: Any = Wire(gateway, caller, reader, writer, tasks)
-                read, write = await stack.enter_async_context(
-                    stdio_server(stdin=wire, stdout=wire)
-                )
+                read, write = await stack.enter_async_context(stdio_server(stdin=wire, stdout=wire))
                 await server.run(read, write, options)
                 tasks.cancel_scope.cancel()
         outer.cancel_scope.cancel()
