@@ -23,12 +23,20 @@ from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp_upstream import EMPTY_SCHEMA, RUG_PULLED_ECHO, TEXT_SCHEMA, TOOLS
+from mcp_upstream import (
+    EMPTY_SCHEMA,
+    RESOURCE_TEXT,
+    RESOURCE_URI,
+    RUG_PULLED_ECHO,
+    TEXT_SCHEMA,
+    TOOLS,
+)
 from runtime_fixtures import write_release
 
 from vedette.cli import main as cli
 from vedette.config import load_config, token_digest
 from vedette.mcp.errors import DENIED, TOOL_FAILED
+from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT, digest
 from vedette.store import SegmentStore
 
@@ -52,6 +60,13 @@ decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
     input.tool == "secret.read"
+}
+
+# A rule that fails evaluating (to_number of a word) for one echo text.
+decision := {"allow": true, "reason": x} if {
+    input.tool == "echo"
+    input.args.text == "explode"
+    x := to_number("not a number")
 }
 """
 
@@ -87,6 +102,13 @@ class Setup:
 
     def mismatches(self) -> list[dict]:
         return [r for r in self.records() if r.get("kind") == MISMATCH_EVENT]
+
+    def logged(self, key: str) -> list[str]:
+        """What the upstream logged under ``key`` (``resource``, ``prompt``)."""
+        if not self.log.exists():
+            return []
+        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [entry[key] for entry in entries if key in entry]
 
 
 @pytest.fixture
@@ -129,8 +151,8 @@ unsigned = true
 
 
 @asynccontextmanager
-async def connected(setup: Setup) -> AsyncIterator[ClientSession]:
-    """An MCP client session with ``vedette mcp`` in front of the test upstream."""
+async def connected(setup: Setup, *options: str) -> AsyncIterator[ClientSession]:
+    """An MCP client session with ``vedette mcp [options]`` in front of the test upstream."""
     params = StdioServerParameters(
         command=sys.executable,
         args=[
@@ -141,6 +163,7 @@ async def connected(setup: Setup) -> AsyncIterator[ClientSession]:
             str(setup.config),
             "--caller",
             CALLER,
+            *options,
             "--",
             sys.executable,
             str(UPSTREAM),
@@ -153,9 +176,9 @@ async def connected(setup: Setup) -> AsyncIterator[ClientSession]:
         yield session
 
 
-def run(setup: Setup, body: Callable[[ClientSession], Awaitable[None]]) -> None:
+def run(setup: Setup, body: Callable[[ClientSession], Awaitable[None]], *options: str) -> None:
     async def main() -> None:
-        async with connected(setup) as session:
+        async with connected(setup, *options) as session:
             await body(session)
 
     anyio.run(main)
@@ -214,6 +237,46 @@ def test_a_policy_denial_answers_the_deny_error_and_never_reaches_the_upstream(s
         "deny",
         "secret.read",
     )
+
+
+def test_a_policy_evaluation_error_denies_and_never_reaches_the_upstream(setup):
+    answers: list[dict] = []
+
+    async def body(session: ClientSession) -> None:
+        answers.append(await denied(session, "echo", {"text": "explode"}))
+
+    run(setup, body)
+    (data,) = answers
+    assert data["reason"].startswith("policy error"), data
+    assert setup.calls() == []
+    (record,) = setup.of_decision(data["decision_id"])
+    assert (record["outcome"], record["tool"]) == ("deny", "echo")
+
+
+def test_a_full_store_denies_and_the_upstream_is_not_called(setup):
+    # A ceiling a few hundred calls fill, and no peer or archive to free it.
+    with setup.config.open("a") as config:
+        config.write("\n[store]\nceiling_bytes = 65536\n")
+    answers: list[dict] = []
+    allowed: list[int] = []
+
+    async def body(session: ClientSession) -> None:
+        for number in range(5_000):
+            try:
+                result = await session.call_tool("echo", {"text": f"call {number}"})
+            except MCPError as err:
+                answers.append({"code": err.code, **(err.data or {})})
+                return
+            assert result.content[0].text == f"call {number}"
+            allowed.append(number)
+
+    run(setup, body)
+    (data,) = answers
+    assert data["code"] == DENIED, data
+    assert data["reason"].startswith("evidence could not be recorded (StoreFullError"), data
+    assert allowed, "the store was full before the first call"
+    # Every allowed call reached the upstream; the refused one did not.
+    assert setup.calls() == ["echo"] * len(allowed)
 
 
 def test_arguments_outside_the_manifest_schema_are_denied_before_the_upstream(setup):
@@ -410,3 +473,62 @@ def test_a_cancelled_call_is_cancelled_upstream_and_recorded(setup):
     assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
     assert (found[1]["status"], found[1]["error"]["type"]) == ("error", "cancelled")
     assert setup.cancelled() == ["hang"]  # the upstream was told
+
+
+def test_resources_and_prompts_are_refused_by_default_and_the_refusals_recorded(setup):
+    codes: dict[str, int] = {}
+
+    async def body(session: ClientSession) -> None:
+        initialized = session.initialize_result
+        assert initialized is not None
+        assert initialized.capabilities.resources is None
+        assert initialized.capabilities.prompts is None
+        attempts = {
+            "resources/list": session.list_resources(),
+            "resources/read": session.read_resource(RESOURCE_URI),
+            "prompts/get": session.get_prompt("greet", {"name": "Ada"}),
+        }
+        for method, attempt in attempts.items():
+            with pytest.raises(MCPError) as caught:
+                await attempt
+            codes[method] = caught.value.code
+
+    run(setup, body)
+    assert set(codes.values()) == {types.METHOD_NOT_FOUND}
+    assert setup.logged("resource") == []
+    assert setup.logged("prompt") == []
+    refused = sorted(
+        r["reason"].split()[1] for r in setup.records() if "is not served" in r.get("reason", "")
+    )
+    assert refused == ["prompts/get", "resources/list", "resources/read"]
+    assert {r["outcome"] for r in setup.records() if "is not served" in r.get("reason", "")} == {
+        "deny"
+    }
+
+
+def test_allowed_resources_and_prompts_pass_and_each_is_recorded(setup):
+    got: dict[str, object] = {}
+
+    async def body(session: ClientSession) -> None:
+        got["resources"] = [str(r.uri) for r in (await session.list_resources()).resources]
+        read = await session.read_resource(RESOURCE_URI)
+        got["text"] = read.contents[0].text
+        got["prompts"] = [p.name for p in (await session.list_prompts()).prompts]
+        prompt = await session.get_prompt("greet", {"name": "Ada"})
+        got["prompt"] = prompt.messages[0].content.text
+
+    run(setup, body, "--resources", "--prompts")
+    assert got == {
+        "resources": [RESOURCE_URI],
+        "text": RESOURCE_TEXT,
+        "prompts": ["greet"],
+        "prompt": "Say hello to Ada.",
+    }
+    assert setup.logged("resource") == [RESOURCE_URI]
+    assert setup.logged("prompt") == ["greet"]
+    (read,) = [r for r in setup.records() if r.get("kind") == RESOURCE_READ_EVENT]
+    assert (read["caller"], read["uri"], read["server"]) == (CALLER, RESOURCE_URI, "upstream")
+    assert read["result_digest"].startswith("sha256:")
+    assert read["result_bytes"] > 0
+    (fetched,) = [r for r in setup.records() if r.get("kind") == PROMPT_GET_EVENT]
+    assert (fetched["caller"], fetched["prompt"]) == (CALLER, "greet")

@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,12 +26,13 @@ from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_upstream import EMPTY_SCHEMA, TEXT_SCHEMA, TOOLS
+from mcp_upstream import EMPTY_SCHEMA, RESOURCE_TEXT, RESOURCE_URI, TEXT_SCHEMA, TOOLS
 from registry_server import free_port
 from runtime_fixtures import write_release
 
 from vedette.config import load_config, token_digest
 from vedette.mcp.errors import DENIED
+from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT
 from vedette.store import SegmentStore
 
@@ -77,11 +79,13 @@ class Node:
     operator: Path
 
     @staticmethod
-    def calls(log: Path) -> list[str]:
+    def calls(log: Path, key: str = "tool") -> list[str]:
+        """What an upstream logged: its tool calls, or its ``resource`` reads
+        and ``prompt`` fetches."""
         if not log.exists():
             return []
         entries = [json.loads(line) for line in log.read_text().splitlines()]
-        return [entry["tool"] for entry in entries if "tool" in entry]
+        return [entry[key] for entry in entries if key in entry]
 
     def records(self) -> list[dict]:
         store = SegmentStore.open_read_only(load_config(self.config).store_dir)
@@ -92,6 +96,17 @@ class Node:
 
     def of_decision(self, decision_id: str) -> list[dict]:
         return [r for r in self.records() if r.get("decision_id") == decision_id]
+
+    def decision_and_outcome(self, decision_id: str) -> list[dict]:
+        """The records of an allowed call, once its outcome is written: the
+        node writes an outcome with the next commit or 10 ms after the
+        answer (docs/contracts.md), so a reader may have to wait a moment."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = self.of_decision(decision_id)
+            if len(found) > 1 or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -166,10 +181,13 @@ unsigned = true
 name = "local"
 command = "{sys.executable}"
 args = ["{UPSTREAM}", "{local_log}"]
+prompts = true
 
 [[mcp.servers]]
 name = "remote"
 url = "http://127.0.0.1:{remote_port}/mcp"
+resources = true
+prompts = true
 """
     )
     wait_for_port(remote_port, remote)
@@ -256,7 +274,7 @@ def test_an_upstream_error_result_is_passed_on_and_recorded(node):
     assert answer.is_error
     assert texts(answer) == ["it failed"]
     decisions = [r for r in node.records() if r.get("tool") == "fail" and r["kind"] == "decision"]
-    found = node.of_decision(decisions[-1]["decision_id"])
+    found = node.decision_and_outcome(decisions[-1]["decision_id"])
     assert [r["kind"] for r in found] == ["decision", "tool_outcome"]
     assert found[1]["error"]["type"] == "is_error"
 
@@ -350,8 +368,8 @@ def test_malformed_oversize_unknown_and_mismatched_requests_get_errors(node):
     assert over.status_code == 413
     # A method nobody serves.
     unknown = httpx.post(
-        url, json=modern_body("resources/list", {}), headers=modern_headers("resources/list"),
-        timeout=10,
+        url, json=modern_body("tasks/unknown", {}),
+        headers=modern_headers("tasks/unknown"), timeout=10,
     )  # fmt: skip
     assert unknown.json()["error"]["code"] == -32601
     # The Mcp-Method header says one thing, the body another.
@@ -396,3 +414,44 @@ def test_a_caller_whose_agent_has_no_active_release_is_denied_and_sees_no_tools(
     assert Node.calls(node.local_log) == before  # the upstream never saw it
     (record,) = node.of_decision(error.data["decision_id"])
     assert (record["outcome"], record["caller"]) == ("deny", "stranded")
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+def test_resources_and_prompts_pass_from_the_servers_that_allow_them(node, mode):
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        async with client(node, mode) as session:
+            seen["prompts"] = {p.name for p in (await session.list_prompts()).prompts}
+            prompt = await session.get_prompt("remote.greet", {"name": "Ada"})
+            seen["prompt"] = prompt.messages[0].content.text
+            seen["resources"] = [str(r.uri) for r in (await session.list_resources()).resources]
+            read = await session.read_resource(RESOURCE_URI)
+            seen["text"] = read.contents[0].text
+        async with client(node, mode, STRANDED_TOKEN) as session:
+            with pytest.raises(MCPError) as caught:
+                await session.list_prompts()
+            seen["stranded"] = caught.value
+
+    local = Node.calls(node.local_log, "prompt"), Node.calls(node.local_log, "resource")
+    remote = Node.calls(node.remote_log, "prompt"), Node.calls(node.remote_log, "resource")
+    anyio.run(main)
+    # Both servers list greet: each is prefixed. Only remote allows resources.
+    assert seen["prompts"] == {"local.greet", "remote.greet"}
+    assert seen["prompt"] == "Say hello to Ada."
+    assert seen["resources"] == [RESOURCE_URI]
+    assert seen["text"] == RESOURCE_TEXT
+    assert Node.calls(node.remote_log, "prompt")[len(remote[0]) :] == ["greet"]
+    assert Node.calls(node.remote_log, "resource")[len(remote[1]) :] == [RESOURCE_URI]
+    assert (Node.calls(node.local_log, "prompt"), Node.calls(node.local_log, "resource")) == local
+    stranded = seen["stranded"]
+    assert isinstance(stranded, MCPError)
+    assert "no active release" in stranded.message
+    fetched = [r for r in node.records() if r.get("kind") == PROMPT_GET_EVENT]
+    assert (fetched[-1]["caller"], fetched[-1]["server"], fetched[-1]["prompt"]) == (
+        "desktop",
+        "remote",
+        "remote.greet",
+    )
+    read_events = [r for r in node.records() if r.get("kind") == RESOURCE_READ_EVENT]
+    assert (read_events[-1]["server"], read_events[-1]["uri"]) == ("remote", RESOURCE_URI)

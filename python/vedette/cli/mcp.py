@@ -27,8 +27,20 @@ from vedette.mcp.errors import INSTALL_HINT, GatewayError
     help="vedette.toml: the callers, agents and store.",
 )
 @click.option("--caller", "caller_id", required=True, help="The [[callers]] id the client acts as.")
+@click.option(
+    "--resources",
+    is_flag=True,
+    help="Pass the server's resources to the client (each read recorded; not pinned).",
+)
+@click.option(
+    "--prompts",
+    is_flag=True,
+    help="Pass the server's prompts to the client (each fetch recorded; not pinned).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def mcp_command(config_path: Path, caller_id: str, command: tuple[str, ...]) -> None:
+def mcp_command(
+    config_path: Path, caller_id: str, resources: bool, prompts: bool, command: tuple[str, ...]
+) -> None:
     """Gate an MCP server's tool calls: vedette mcp --config F --caller ID -- CMD …"""
     try:
         import mcp  # noqa: F401
@@ -41,6 +53,6 @@ def mcp_command(config_path: Path, caller_id: str, command: tuple[str, ...]) -> 
     from vedette.mcp.stdio import run_gateway
 
     try:
-        run_gateway(config, caller_id, list(command))
+        run_gateway(config, caller_id, list(command), resources=resources, prompts=prompts)
     except (GatewayError, ServeError) as err:
         raise CannotRun(str(err)) from err

@@ -820,6 +820,20 @@ class McpServerConfig(Checked):
             "call (a call is bounded by its tool's timeout too)"
         ),
     ] = 30.0
+    resources: Annotated[
+        bool,
+        doc(
+            "pass its resources to clients (listed, read, each read recorded); they are not "
+            "pinned or decided by a policy"
+        ),
+    ] = False
+    prompts: Annotated[
+        bool,
+        doc(
+            "pass its prompts to clients (listed, fetched, each fetch recorded); they are not "
+            "pinned or decided by a policy"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         from vedette.config.errors import ConfigError

@@ -15,8 +15,8 @@ unless another upstream (or a tool of the node itself) has the same one; then
 each such tool is named ``<server>.<tool>``. Tools are pinned
 (:mod:`vedette.mcp.pinning`) per agent, against that agent's active manifest,
 whenever an upstream's listing changes or a new release becomes active; only
-pinned tools are listed toward a client. Resources and prompts are not served
-(the client gets "method not found" and no such capability is advertised); the
+pinned tools are listed toward a client. Resources and prompts are served only
+from the servers whose entry allows them (:mod:`vedette.mcp.passthrough`); the
 upstreams' sampling and elicitation requests are refused (the SDK's defaults,
 and the gateway advertises neither capability upstream).
 
@@ -46,6 +46,7 @@ from vedette._core import is_name
 from vedette.config import Config
 from vedette.hashing import sha256
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
+from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
 from vedette.mcp.upstream import Upstream, UpstreamUnavailable
 from vedette.runtime.decision import Decision, deny_fields
@@ -362,14 +363,21 @@ class Gateway:
         )
 
     def server(self) -> Server[Any]:
-        """The MCP server toward clients: tools only."""
-        return Server(
+        """The MCP server toward clients: tools, and the resources and prompts
+        of the servers that allow them."""
+        passthrough = Passthrough(self.runtime, self.upstreams, self.caller_of)
+        server: Server[Any] = Server(
             "vedette",
             version=__version__,
             instructions=None,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
+            **passthrough.handlers(),
         )
+        # In place of the SDK's default (an OpenTelemetry span per message,
+        # which costs more than a decision): the record of refused requests.
+        server.middleware = [passthrough.refused]
+        return server
 
     async def run_upstreams(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep every upstream connected until cancelled; ``started`` once each

@@ -64,6 +64,8 @@ class McpEndpoint:
                 url=server.url,
                 env=dict(server.env),
                 timeout_s=server.timeout_s,
+                resources=server.resources,
+                prompts=server.prompts,
             )
             for server in config.mcp.servers
         ]

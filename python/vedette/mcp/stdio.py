@@ -41,11 +41,13 @@ async def serve_stdio(gateway: Gateway, caller: Caller) -> None:
                 read, write = await stack.enter_async_context(stdio_server())
                 await server.run(read, write, options)
             else:
-                tasks = await stack.enter_async_context(anyio.create_task_group())
-                wire: Any = Wire(gateway, caller, reader, writer, tasks)
-                read, write = await stack.enter_async_context(stdio_server(stdin=wire, stdout=wire))
+                wire = Wire(gateway, caller, reader, writer)
+                stack.push_async_callback(wire.aclose)
+                sdk_wire: Any = wire
+                read, write = await stack.enter_async_context(
+                    stdio_server(stdin=sdk_wire, stdout=sdk_wire)
+                )
                 await server.run(read, write, options)
-                tasks.cancel_scope.cancel()
         outer.cancel_scope.cancel()
 
 
@@ -56,9 +58,17 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
-def run_gateway(config: Config, caller_id: str, command: list[str]) -> None:
+def run_gateway(
+    config: Config,
+    caller_id: str,
+    command: list[str],
+    *,
+    resources: bool = False,
+    prompts: bool = False,
+) -> None:
     """``vedette mcp``: the runtime for ``config``, the gateway for ``caller_id``
-    in front of ``command``; returns when the client closes its side."""
+    in front of ``command`` (its resources and prompts passed when
+    ``resources`` / ``prompts``); returns when the client closes its side."""
     from vedette.serve import start_runtime
 
     if not command:
@@ -70,7 +80,13 @@ def run_gateway(config: Config, caller_id: str, command: list[str]) -> None:
     # The upstream gets the environment the client gave vedette (its keys, its
     # settings), as it would have had without vedette in front of it; its own
     # time limit is the node's tool timeout.
-    upstream = Upstream("upstream", command=command, timeout_s=config.tools.timeout_s)
+    upstream = Upstream(
+        "upstream",
+        command=command,
+        timeout_s=config.tools.timeout_s,
+        resources=resources,
+        prompts=prompts,
+    )
     gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent])
     try:
         anyio.run(serve_stdio, gateway, caller)

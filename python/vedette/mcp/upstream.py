@@ -9,28 +9,38 @@ with an error instead of waiting, and the connection is made again after a
 full-jitter backoff under a budget of attempts per window (the core's
 ``RetrySchedule``, the same one the peer links and the archive uplink use).
 
+A stdio server's pipes are read and written here, on the event loop: the
+answers to ``tools/call`` requests the gateway sent are taken from the lines
+as they arrive (parsed once, with orjson) and handed to their callers; every
+other line goes to the SDK's session as the SDK's own transport would pass it.
+The process is started in a session of its own and, at the end, stopped as
+the SDK stops one: its input closed, a grace period, then its whole process
+group terminated.
+
 This module imports the MCP SDK; the gateway imports it only once it has
 checked that the SDK is installed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
 import math
 import os
-import sys
+import subprocess
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+import orjson
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from mcp import types
 from mcp.client.session import ClientSession, IncomingMessage
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
@@ -54,18 +64,21 @@ RESTART_WINDOW_S = 60.0
 # whose end would say it is gone).
 PING_INTERVAL_S = 5.0
 
+# The longest line read from a stdio server; a longer one ends its connection.
+MAX_LINE_BYTES = 16 << 20
+# Messages from a stdio server the session has not taken yet; the reader waits
+# (and the server's pipe fills) beyond this.
+SESSION_BACKLOG = 16
+# A stdio server's grace period after its input closes, then after SIGTERM.
+STOP_GRACE_S = 2.0
+
 OnChange = Callable[["Upstream"], Awaitable[None]]
+# Sends one JSON-RPC message (a plain dict) to the server.
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The JSON-RPC error a call in flight gets when its server's connection ends.
 CONNECTION_LOST = -32000
-
-
-@dataclass
-class _Reply:
-    """The answer to one call sent upstream, filled in by the connection's reader."""
-
-    arrived: anyio.Event
-    result: dict[str, Any] | None = None
-    error: MCPError | None = None
+# ... and when the server's answer to it is not a JSON-RPC answer.
+MALFORMED_ANSWER = -32603
 
 
 class UpstreamUnavailable(Exception):
@@ -84,7 +97,11 @@ class Upstream:
         url: str | None = None,
         env: dict[str, str] | None = None,
         timeout_s: float = 30.0,
+        resources: bool = False,
+        prompts: bool = False,
     ) -> None:
+        """``resources`` and ``prompts``: whether its resources and prompts are
+        passed to clients (:mod:`vedette.mcp.passthrough`)."""
         if (command is None) == (url is None):
             raise GatewayError(f"MCP server {name!r}: give either a command or a url")
         self.name = name
@@ -92,6 +109,8 @@ class Upstream:
         self.url = url
         self.env = env
         self.timeout_s = timeout_s
+        self.resources = resources
+        self.prompts = prompts
         self.tools: list[UpstreamTool] = []
         self.connected = False
         self.restarts = 0
@@ -101,9 +120,9 @@ class Upstream:
         # Calls go out as plain JSON-RPC on the transport (the SDK's session
         # handles initialize, listings and pings): their ids are strings the
         # session never uses, and the reader hands their answers back here.
-        self._write: Any = None
+        self._send: Send | None = None
         self._ids = itertools.count(1)
-        self._waiting: dict[str, _Reply] = {}
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._schedule = RetrySchedule(
             RESTART_BASE_S, RESTART_CAP_S, RESTART_BUDGET, RESTART_WINDOW_S
         )
@@ -111,6 +130,11 @@ class Upstream:
         self._wake = anyio.Event()
         self._relist_due = False
         self._ended = False
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The SDK's session with the server while connected."""
+        return self._session
 
     def on_change(self, callback: OnChange) -> None:
         """Call ``callback`` after every new listing, and when the connection is lost."""
@@ -153,32 +177,60 @@ class Upstream:
         """A session with the server, initialized; leaving it closes the
         connection (and stops a stdio server)."""
         async with contextlib.AsyncExitStack() as stack:
-            read, write = await stack.enter_async_context(self._transport())
             self._ended = self._relist_due = False
             self._wake = anyio.Event()
-            pump, copy = _watch_end(read, self._on_end, self._answered)
             tasks = await stack.enter_async_context(anyio.create_task_group())
-            tasks.start_soon(pump)
+            stack.callback(tasks.cancel_scope.cancel)
+            read: Any
+            write: Any
+            if self.command is not None:
+                read, write, send = await stack.enter_async_context(self._stdio(tasks))
+            else:
+                assert self.url is not None
+                http: Any = await stack.enter_async_context(streamable_http_client(self.url))
+                pump, read = _watch_end(http[0], self._on_end, self._answered)
+                write = http[1]
+                tasks.start_soon(pump)
+                send = _session_sender(write)
             session = await stack.enter_async_context(
-                ClientSession(copy, write, message_handler=self._on_message)
+                ClientSession(read, write, message_handler=self._on_message)
             )
             with anyio.fail_after(self.timeout_s):
                 await session.initialize()
-            self._write = write
+            self._send = send
             try:
                 yield session
             finally:
-                self._write = None
+                self._send = None
                 self._fail_waiting("the server's connection ended")
-                tasks.cancel_scope.cancel()
 
-    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        if self.command is not None:
-            env = dict(os.environ) if self.env is None else {**os.environ, **self.env}
-            params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=env)
-            return stdio_client(params, errlog=sys.stderr)
-        assert self.url is not None
-        return streamable_http_client(self.url)
+    @contextlib.asynccontextmanager
+    async def _stdio(
+        self, tasks: TaskGroup
+    ) -> AsyncIterator[tuple[ObjectReceiveStream[Any], ObjectSendStream[Any], Send]]:
+        """The server's process, its output read by a task in ``tasks``: the
+        session's read and write streams, and the sender of raw messages."""
+        assert self.command is not None
+        env = dict(os.environ) if self.env is None else {**os.environ, **self.env}
+        process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the server's log goes where vedette's goes
+            env=env,
+            start_new_session=True,  # its process group is stopped with it
+            limit=MAX_LINE_BYTES,
+        )
+        try:
+            to_session, session_read = anyio.create_memory_object_stream[Any](SESSION_BACKLOG)
+            session_write, from_session = anyio.create_memory_object_stream[Any](math.inf)
+            send = _pipe_sender(process)
+            tasks.start_soon(self._read_lines, process, to_session)
+            tasks.start_soon(_write_session, from_session, send)
+            yield session_read, session_write, send
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
 
     async def _listed(self, session: ClientSession) -> None:
         self._session = session
@@ -244,58 +296,100 @@ class Upstream:
         lost); :class:`UpstreamUnavailable` when not connected; ``TimeoutError``
         after the server's timeout. Cancelled, it tells the server
         (``notifications/cancelled``)."""
-        write = self._write
-        if self._session is None or write is None:
+        send = self._send
+        if self._session is None or send is None:
             raise UpstreamUnavailable(f"the MCP server {self.name!r} is not connected")
         request_id = f"vedette-{next(self._ids)}"
-        reply = _Reply(anyio.Event())
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
         try:
             params = {"name": name, "arguments": args}
-            request = types.JSONRPCRequest(
-                jsonrpc="2.0", id=request_id, method="tools/call", params=params
-            )
-            with anyio.fail_after(self.timeout_s):
-                await write.send(SessionMessage(request))
-                await reply.arrived.wait()
+            async with asyncio.timeout(self.timeout_s):
+                await send(
+                    {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+                )
+                return await reply
         except BaseException:
-            if not reply.arrived.is_set() and self._write is write:
+            # Not answered (awaiting it, a cancelled call cancels the future too):
+            # the server is told to stop working on it.
+            if (not reply.done() or reply.cancelled()) and self._send is send:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    cancelled = types.JSONRPCNotification(
-                        jsonrpc="2.0",
-                        method="notifications/cancelled",
-                        params={"requestId": request_id, "reason": "the call was cancelled"},
+                    await send(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "notifications/cancelled",
+                            "params": {"requestId": request_id, "reason": "the call was cancelled"},
+                        }
                     )
-                    await write.send(SessionMessage(cancelled))
             raise
         finally:
             self._waiting.pop(request_id, None)
-        if reply.error is not None:
-            raise reply.error
-        return reply.result or {}
 
-    def _answered(self, message: Any) -> bool:
+    async def _read_lines(self, process: Process, to_session: ObjectSendStream[Any]) -> None:
+        """Every line the server writes: the answer to a call goes to its
+        caller, anything else to the session. The end of its output (or a
+        line over ``MAX_LINE_BYTES``) ends the connection."""
+        assert process.stdout is not None
+        async with to_session:
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                while True:
+                    try:
+                        line = await process.stdout.readline()
+                    except ValueError:
+                        self.last_error = f"the server wrote a line over {MAX_LINE_BYTES} bytes"
+                        break
+                    if not line:
+                        break
+                    if line.strip() and not self._took(line):
+                        await to_session.send(_session_message(line))
+        self._on_end()
+
+    def _took(self, line: bytes) -> bool:
         """Takes the answer to a call this upstream sent; ``False`` for
         anything else (the session's business)."""
+        if b'"vedette-' not in line:
+            return False
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or not ({"result", "error"} & message.keys()):
+            return False
+        request_id = message.get("id")
+        reply = self._waiting.get(request_id) if isinstance(request_id, str) else None
+        if reply is None:
+            return False
+        if reply.done():
+            return True
+        result, error = message.get("result"), message.get("error")
+        if "error" in message:
+            reply.set_exception(_error_of(error))
+        elif isinstance(result, dict):
+            reply.set_result(result)
+        else:
+            reply.set_exception(MCPError(MALFORMED_ANSWER, "the server's result is not an object"))
+        return True
+
+    def _answered(self, message: Any) -> bool:
+        """:meth:`_took` for a message the SDK's HTTP transport has parsed."""
         inner = getattr(message, "message", None)
         if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError):
             return False
         reply = self._waiting.get(inner.id) if isinstance(inner.id, str) else None
         if reply is None:
             return False
-        if isinstance(inner, types.JSONRPCResponse):
-            reply.result = dict(inner.result)
-        else:
-            error = inner.error
-            reply.error = MCPError(error.code, error.message, error.data)
-        reply.arrived.set()
+        if not reply.done():
+            if isinstance(inner, types.JSONRPCResponse):
+                reply.set_result(dict(inner.result))
+            else:
+                error = inner.error
+                reply.set_exception(MCPError(error.code, error.message, error.data))
         return True
 
     def _fail_waiting(self, why: str) -> None:
         for reply in list(self._waiting.values()):
-            if not reply.arrived.is_set():
-                reply.error = MCPError(CONNECTION_LOST, why)
-                reply.arrived.set()
+            if not reply.done():
+                reply.set_exception(MCPError(CONNECTION_LOST, why))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -341,6 +435,71 @@ def _watch_end(
         on_end()
 
     return pump, copy
+
+
+def _session_sender(write: ObjectSendStream[Any]) -> Send:
+    """Raw messages through the SDK's transport (an HTTP server)."""
+
+    async def send(message: dict[str, Any]) -> None:
+        await write.send(SessionMessage(types.jsonrpc_message_adapter.validate_python(message)))
+
+    return send
+
+
+def _pipe_sender(process: Process) -> Send:
+    """Raw messages as JSON lines on a stdio server's input."""
+    assert process.stdin is not None
+    stdin = process.stdin
+
+    async def send(message: dict[str, Any]) -> None:
+        try:
+            stdin.write(orjson.dumps(message) + b"\n")
+            await stdin.drain()
+        except (ConnectionError, RuntimeError) as err:  # closed, or closing
+            raise MCPError(CONNECTION_LOST, "the server's input is closed") from err
+
+    return send
+
+
+async def _write_session(from_session: ObjectReceiveStream[Any], send: Send) -> None:
+    """What the SDK's session sends (initialize, listings, pings), in its own
+    serialization, as the SDK's transport writes it."""
+    async with from_session:
+        with contextlib.suppress(MCPError):  # the server is gone: its reader ends the connection
+            async for message in from_session:
+                dumped = message.message.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                await send(dumped)
+
+
+def _session_message(line: bytes) -> SessionMessage | Exception:
+    """One line for the session; a line that is not JSON-RPC is passed as the
+    error the SDK's transport would pass."""
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as err:
+        log.warning("an MCP server sent a line that is not JSON-RPC: %s", err)
+        return err
+
+
+def _error_of(error: Any) -> MCPError:
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        if isinstance(code, int) and not isinstance(code, bool) and isinstance(message, str):
+            return MCPError(code, message, error.get("data"))
+    return MCPError(MALFORMED_ANSWER, "the server's error is not a JSON-RPC error")
+
+
+async def _stop(process: Process) -> None:
+    """As the SDK stops a server: close its input, wait, then terminate its
+    process group (SIGTERM, then SIGKILL). Every wait is bounded."""
+    if process.stdin is not None:
+        process.stdin.close()
+    with anyio.move_on_after(STOP_GRACE_S):
+        await process.wait()
+    if process.returncode is None:
+        await terminate_posix_process_tree(cast(Any, process), STOP_GRACE_S)
+    with anyio.move_on_after(STOP_GRACE_S):
+        await process.wait()
 
 
 def _describe(err: BaseException) -> str:

@@ -294,6 +294,16 @@ class Runtime:
         counted and logged: the event happened either way)."""
         await self._append_quietly(self._gate.event_record(kind, dumps(fields)))
 
+    async def record_before_release(self, kind: str, fields: dict[str, Any]) -> None:
+        """Make an evidence record of ``kind`` durable, or raise what the store
+        raised: the caller withholds what the record is about (an MCP
+        resource's contents, say) when it cannot be recorded."""
+        try:
+            await self._records.append(self._gate.event_record(kind, dumps(fields)))
+        except Exception:
+            self.metrics.evidence_failures.inc()
+            raise
+
     # -- the pipeline -------------------------------------------------------
 
     async def _decide(self, caller: Caller, body: bytes) -> tuple[Verdict, ActiveRelease | None]:
