@@ -130,6 +130,7 @@ class Gateway:
         # The name a client calls -> (the upstream, the upstream's own name).
         self.catalogue: dict[str, tuple[Upstream, str]] = {}
         self._listing: list[UpstreamTool] = []
+        self._schemas: dict[str, Any] = {}
         self._agents = {agent: _AgentPins() for agent in agents}
         self._lock = anyio.Lock()
         for upstream in upstreams:
@@ -162,6 +163,12 @@ class Gateway:
                 if is_name(name) and name not in self.runtime.tools:
                     self.runtime.tools.register(_Forward(name, self))
         self.catalogue, self._listing = catalogue, listing
+        self._schemas = {tool.name: tool.input_schema for tool in listing}
+
+    def input_schema(self, name: str) -> Any:
+        """The input schema the servers list for ``name`` (the same for every
+        agent: a pinned tool's schema is its manifest's); ``None`` if none does."""
+        return self._schemas.get(name)
 
     def _is_node_tool(self, name: str) -> bool:
         """A tool the node runs itself (built in, HTTP, plugin) keeps its name."""
@@ -372,6 +379,9 @@ class Gateway:
             instructions=None,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
+            # For the Mcp-Param-* headers of a 2026-07-28 tools/call: without
+            # it the SDK runs the whole tools/list handler for every call.
+            get_tool_input_schema=self.input_schema,
             **passthrough.handlers(),
         )
         # In place of the SDK's default (an OpenTelemetry span per message,
