@@ -286,6 +286,11 @@ def test_a_tool_that_differs_from_the_manifest_is_hidden_and_recorded(node):
     assert ("hidden", "undeclared") in fields
     with operator_client(node.operator) as operator:
         status = operator.get("/v1/status").json()
+        metrics = operator.get("/metrics").text
+    for field in ("description", "undeclared"):
+        line = f'vedette_mcp_tool_mismatches_total{{agent="{AGENT}",field="{field}"}} '
+        assert line in metrics, metrics
+        assert float(metrics.split(line, 1)[1].split()[0]) >= 1
     mcp = status["mcp"]
     assert mcp["servers"]["local"]["connected"]
     assert mcp["servers"]["remote"]["connected"]

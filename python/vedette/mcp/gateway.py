@@ -39,6 +39,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from vedette import __version__
@@ -132,6 +133,13 @@ class Gateway:
         self._listing: list[UpstreamTool] = []
         self._schemas: dict[str, Any] = {}
         self._agents = {agent: _AgentPins() for agent in agents}
+        self._mismatches = Counter(
+            "vedette_mcp_tool_mismatches",
+            "MCP server tools found differing from the agent's manifest (or undeclared), "
+            "by agent and the field that differs.",
+            ["agent", "field"],
+            registry=runtime.metrics.registry,
+        )
         self._lock = anyio.Lock()
         for upstream in upstreams:
             upstream.on_change(self.upstream_changed)
@@ -193,6 +201,7 @@ class Gateway:
         mismatches = state.pins.update(self._listing, manifest_tools)
         for mismatch in mismatches:
             log.warning("%s", mismatch.reason)
+            self._mismatches.labels(agent, mismatch.field).inc()
             await self.runtime.record_event(MISMATCH_EVENT, mismatch.event(agent))
         if state.pins.pinned != before:
             for session in list(state.sessions):
