@@ -74,7 +74,11 @@ class Passthrough:
             return await call_next(ctx)
         except MCPError as err:
             family = ctx.method.split("/", 1)[0]
-            if err.code == types.METHOD_NOT_FOUND and family in PASSABLE and ctx.request_id:
+            if (
+                err.code == types.METHOD_NOT_FOUND
+                and family in PASSABLE
+                and ctx.request_id is not None
+            ):
                 reason = (
                     f"MCP {ctx.method} is not served: no server behind this gateway "
                     f"allows {family} (docs/mcp.md)"

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import subprocess
+import sys
 from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -304,7 +305,7 @@ class Upstream:
         self._waiting[request_id] = reply
         try:
             params = {"name": name, "arguments": args}
-            async with asyncio.timeout(self.timeout_s):
+            async with _deadline(self.timeout_s):
                 await send(
                     {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
                 )
@@ -435,6 +436,17 @@ def _watch_end(
         on_end()
 
     return pump, copy
+
+
+if sys.version_info >= (3, 11):
+    # asyncio's own deadline: a call's timeout costs one timer, not a cancel scope.
+    _deadline = asyncio.timeout
+else:
+
+    @contextlib.asynccontextmanager
+    async def _deadline(seconds: float) -> AsyncIterator[None]:
+        with anyio.fail_after(seconds):
+            yield
 
 
 def _session_sender(write: ObjectSendStream[Any]) -> Send:

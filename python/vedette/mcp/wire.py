@@ -30,7 +30,6 @@ import orjson
 from mcp.shared.exceptions import MCPError
 from mcp.types.methods import serialize_server_result
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 
 from vedette.mcp.gateway import Gateway
 from vedette.runtime.identity import Caller
@@ -179,7 +178,7 @@ class Wire:
             if err.data is not None:
                 error["data"] = err.data
             reply = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        except ValidationError:
+        except Exception:  # ValidationError, mostly: answered, never left hanging
             log.exception("the upstream's result to %r could not be shaped", name)
             error = {"code": INTERNAL_ERROR, "message": "Handler returned an invalid result"}
             reply = {"jsonrpc": "2.0", "id": request_id, "error": error}
