@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,7 +117,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wrk(url: str, seconds: int, connections: int = 64) -> dict[str, float]:
+def wrk(
+    url: str, seconds: int, connections: int = 64, prefix: tuple[str, ...] = (), threads: int = 2
+) -> dict[str, float]:
     script = BENCH / "wrk_post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -125,8 +128,8 @@ def wrk(url: str, seconds: int, connections: int = 64) -> dict[str, float]:
         f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n'
     )
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"{url}/v1/tool"],
+        [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), f"{url}/v1/tool"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     script.unlink()
@@ -207,6 +210,73 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def one_core(seconds: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]:
+    """The bare endpoint and ``vedette serve --example``, each pinned to core 0
+    (``taskset -c 0``), under wrk pinned to core 1 (one thread); one server
+    at a time, alternating rounds."""
+    workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
+    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir),
+           "XDG_STATE_HOME": str(workdir / "state")}  # fmt: skip
+    vedette_port, bare_port = free_port(), free_port()
+    vedette_command = [
+        "taskset", "-c", "0", str(Path(sys.executable).with_name("vedette")), "serve", "--example",
+        "--listen", f"127.0.0.1:{vedette_port}",
+    ]  # fmt: skip
+    bare_command = [
+        "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH),
+        "bare_app:app", "--port", str(bare_port), "--log-level", "warning",
+    ]  # fmt: skip
+    servers = {"bare": (bare_command, bare_port), "vedette": (vedette_command, vedette_port)}
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], "vedette": []}
+    try:
+        for _ in range(rounds):
+            for name, (command, port) in servers.items():
+                server = start(command, env)
+                try:
+                    url = f"http://127.0.0.1:{port}"
+                    wait_ready(url, server)
+                    wrk(url, 2, prefix=("taskset", "-c", "1"), threads=1)  # warm-up
+                    runs[name].append(wrk(url, seconds, prefix=("taskset", "-c", "1"), threads=1))
+                finally:
+                    server.terminate()
+                    server.wait(30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    denied = {name: sum(r["non_2xx"] for r in found) for name, found in runs.items()}
+    if any(denied.values()):
+        raise RuntimeError(f"answers other than 2xx during the measured runs: {denied}")
+    return runs
+
+
+def report_one_core(facts: str, runs: dict[str, list[dict[str, float]]], seconds: int) -> None:
+    rows, ratios = [], []
+    for number, (bare, ours) in enumerate(zip(runs["bare"], runs["vedette"], strict=True), 1):
+        ratios.append(ours["rps"] / bare["rps"])
+        rows.append(
+            f"| {number} | {bare['rps']:.0f} | {ours['rps']:.0f} | {ratios[-1]:.2f}× "
+            f"| {bare['p99_ms']:.1f} ms | {ours['p99_ms']:.1f} ms |"
+        )
+    ratio = statistics.median(ratios)
+    table = "\n".join(rows)
+    body = f"""## POST /v1/tool on one core
+
+Machine: {facts}.
+Command: `python bench/compare_runtime.py --one-core`. The bare Starlette
+endpoint and `vedette serve --example` (echo, allowed, durable evidence), each
+in turn alone on core 0 (`taskset -c 0`), under wrk on core 1 (`taskset -c 1`,
+one thread, 64 connections, {seconds} s after a 2 s warm-up); rounds alternate.
+Every answer was 2xx.
+
+| round | bare requests/s | vedette requests/s | ratio | bare p99 | vedette p99 |
+|---|---|---|---|---|---|
+{table}
+
+Median ratio {ratio:.2f}× (goal ≥ 0.9×: {"met" if ratio >= 0.9 else "NOT met"}).
+"""
+    print(body)
+    write_section("runtime-one-core", body)
+
+
 def wrk_flood(url: str, seconds: int) -> subprocess.Popen[str]:
     """An unauthenticated flood: POST /v1/tool with a wrong token, 8 connections."""
     script = BENCH / "wrk_flood.lua"
@@ -280,9 +350,20 @@ def main() -> None:
     parser.add_argument(
         "--attack-only", action="store_true", help="only the row under idle connections and a flood"
     )
+    parser.add_argument(
+        "--one-core", action="store_true", help="only the comparison with the servers on one core"
+    )
     args = parser.parse_args()
     facts = machine()
     print(facts)
+    if args.one_core:
+        seconds = 3 if args.quick else 10
+        runs = one_core(seconds, 1 if args.quick else 3)
+        if args.quick:
+            print(runs)
+        else:
+            report_one_core(facts, runs, seconds)
+        return
     attack_s = 3 if args.quick else 5
     if args.attack_only:
         report_attack(facts, under_attack(attack_s), attack_s, write=not args.quick)
