@@ -148,21 +148,33 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def server_env(workdir: Path) -> dict[str, str]:
+    """The servers' environment: the example's token, no quota, a large store."""
+    return {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir)}
+
+
+def example_command(port: int) -> list[str]:
+    vedette = str(Path(sys.executable).with_name("vedette"))
+    return [vedette, "serve", "--example", "--listen", f"127.0.0.1:{port}"]
+
+
+def bare_command(port: int) -> list[str]:
+    """The anchor: the bare Starlette endpoint on uvicorn."""
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
+            "--port", str(port), "--log-level", "warning"]  # fmt: skip
+
+
 def http(seconds: int, memory_requests: int) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
-    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir)}
+    env = server_env(workdir)
     vedette_port, bare_port, granian_port = free_port(), free_port(), free_port()
-    command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen"]
     # Each example server keeps its own state (its store is locked by its process).
     vedette = start(
-        [*command, f"127.0.0.1:{vedette_port}"], {**env, "XDG_STATE_HOME": str(workdir / "uvicorn")}
+        example_command(vedette_port), {**env, "XDG_STATE_HOME": str(workdir / "uvicorn")}
     )
-    granian = start([*command, f"127.0.0.1:{granian_port}", "--server", "granian"],
+    granian = start([*example_command(granian_port), "--server", "granian"],
                     {**env, "XDG_STATE_HOME": str(workdir / "granian")})  # fmt: skip
-    bare = start(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
-         "--port", str(bare_port), "--log-level", "warning"], env,
-    )  # fmt: skip
+    bare = start(bare_command(bare_port), env)
     try:
         vedette_url = f"http://127.0.0.1:{vedette_port}"
         bare_url = f"http://127.0.0.1:{bare_port}"
@@ -215,18 +227,13 @@ def one_core(seconds: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]
     (``taskset -c 0``), under wrk pinned to core 1 (one thread); one server
     at a time, alternating rounds."""
     workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
-    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir),
-           "XDG_STATE_HOME": str(workdir / "state")}  # fmt: skip
+    env = {**server_env(workdir), "XDG_STATE_HOME": str(workdir / "state")}
     vedette_port, bare_port = free_port(), free_port()
-    vedette_command = [
-        "taskset", "-c", "0", str(Path(sys.executable).with_name("vedette")), "serve", "--example",
-        "--listen", f"127.0.0.1:{vedette_port}",
-    ]  # fmt: skip
-    bare_command = [
-        "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH),
-        "bare_app:app", "--port", str(bare_port), "--log-level", "warning",
-    ]  # fmt: skip
-    servers = {"bare": (bare_command, bare_port), "vedette": (vedette_command, vedette_port)}
+    on_core_0 = ["taskset", "-c", "0"]
+    servers = {
+        "bare": ([*on_core_0, *bare_command(bare_port)], bare_port),
+        "vedette": ([*on_core_0, *example_command(vedette_port)], vedette_port),
+    }
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "vedette": []}
     try:
         for _ in range(rounds):
@@ -297,11 +304,9 @@ def under_attack(seconds: int, idle: int = 2000, rounds: int = 3) -> dict[str, A
     held against the same node (the listener's connection discipline);
     ``rounds`` alternating pairs, medians reported."""
     workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
-    env = {**os.environ, **UNLIMITED, "VEDETTE_EXAMPLE_TOKEN": TOKEN, "TMPDIR": str(workdir),
-           "XDG_STATE_HOME": str(workdir)}  # fmt: skip
+    env = {**server_env(workdir), "XDG_STATE_HOME": str(workdir)}
     port = free_port()
-    command = [str(Path(sys.executable).with_name("vedette")), "serve", "--example", "--listen"]
-    node = start([*command, f"127.0.0.1:{port}"], env)
+    node = start(example_command(port), env)
     held: list[socket.socket] = []
     try:
         url = f"http://127.0.0.1:{port}"

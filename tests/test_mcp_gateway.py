@@ -78,17 +78,11 @@ class Setup:
 
     def calls(self) -> list[str]:
         """The tools/call requests the upstream received, by tool name."""
-        if not self.log.exists():
-            return []
-        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return [entry["tool"] for entry in entries if "tool" in entry]
+        return self.logged("tool")
 
     def cancelled(self) -> list[str]:
         """The calls whose cancellation the upstream received."""
-        if not self.log.exists():
-            return []
-        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return [entry["cancelled"] for entry in entries if "cancelled" in entry]
+        return self.logged("cancelled")
 
     def records(self) -> list[dict]:
         store = SegmentStore.open_read_only(load_config(self.config).store_dir)
@@ -104,7 +98,8 @@ class Setup:
         return [r for r in self.records() if r.get("kind") == MISMATCH_EVENT]
 
     def logged(self, key: str) -> list[str]:
-        """What the upstream logged under ``key`` (``resource``, ``prompt``)."""
+        """What the upstream logged under ``key`` (``tool``, ``cancelled``,
+        ``resource``, ``prompt``)."""
         if not self.log.exists():
             return []
         entries = [json.loads(line) for line in self.log.read_text().splitlines()]

@@ -49,7 +49,7 @@ from vedette.hashing import sha256
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
-from vedette.mcp.upstream import Upstream, UpstreamUnavailable
+from vedette.mcp.upstream import Upstream, UpstreamUnavailable, shared_names
 from vedette.runtime.decision import Decision, deny_fields
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
@@ -155,16 +155,13 @@ class Gateway:
                 await self._pin(agent)
 
     def _rebuild(self) -> None:
-        owners: dict[str, int] = {}
-        for upstream in self.upstreams:
-            for own in {tool.name for tool in upstream.tools}:
-                owners[own] = owners.get(own, 0) + 1
+        shared = shared_names([tool.name for tool in upstream.tools] for upstream in self.upstreams)
         catalogue: dict[str, tuple[Upstream, str]] = {}
         listing: list[UpstreamTool] = []
         for upstream in self.upstreams:
             for tool in upstream.tools:
                 name = tool.name
-                if owners[name] > 1 or self._is_node_tool(name):
+                if name in shared or self._is_node_tool(name):
                     name = f"{upstream.name}.{tool.name}"
                 catalogue.setdefault(name, (upstream, tool.name))
                 listing.append(replace(tool, name=name))

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from vedette._core import AGENT_SCHEMA, is_name
 from vedette.mcp.errors import GatewayError
-from vedette.mcp.upstream import MAX_LIST_PAGES
+from vedette.mcp.upstream import list_all
 
 # How long the server has to start and list its tools.
 LIST_TIMEOUT_S = 60.0
@@ -74,16 +73,9 @@ async def _listing(server: str, read: Any, write: Any) -> Listing:
     listing = Listing(server)
     async with ClientSession(read, write) as session:
         await session.initialize()
-        cursor: str | None = None
-        for _ in range(MAX_LIST_PAGES):
-            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-            page = await session.list_tools(params=params)
-            for tool in page.tools:
-                _take(listing, tool.model_dump(by_alias=True, exclude_none=True))
-            cursor = page.next_cursor
-            if not cursor:
-                return listing
-    raise GatewayError(f"the server's tools/list has over {MAX_LIST_PAGES} pages")
+        for tool in await list_all(session, "tools/list"):
+            _take(listing, tool.model_dump(by_alias=True, exclude_none=True))
+    return listing
 
 
 def _take(listing: Listing, tool: dict[str, Any]) -> None:

@@ -18,16 +18,18 @@ found" and recorded as a denial of its caller.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 from mcp import types
+from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from vedette.hashing import sha256
-from vedette.mcp.upstream import MAX_LIST_PAGES, Upstream, UpstreamUnavailable
+from vedette.mcp.errors import GatewayError
+from vedette.mcp.upstream import Upstream, list_all, shared_names
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
 from vedette.runtime.interceptor import Runtime
@@ -101,8 +103,7 @@ class Passthrough:
         owners: dict[str, Upstream] = {}
         listed: list[types.Resource] = []
         for upstream in self._connected(self._resources):
-            pages = await _pages(upstream, "resources/list", _resource_page)
-            for resource in pages:
+            for resource in await _listed(upstream, "resources/list"):
                 uri = str(resource.uri)
                 if uri not in owners:  # the first server listing a URI serves it
                     owners[uri] = upstream
@@ -116,7 +117,7 @@ class Passthrough:
         self._admitted(ctx)
         templates: list[types.ResourceTemplate] = []
         for upstream in self._connected(self._resources):
-            templates += await _pages(upstream, "resources/templates/list", _template_page)
+            templates += await _listed(upstream, "resources/templates/list")
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
     async def read_resource(
@@ -150,18 +151,15 @@ class Passthrough:
 
     async def _list_prompts(self) -> list[types.Prompt]:
         by_server = [
-            (upstream, await _pages(upstream, "prompts/list", _prompt_page))
+            (upstream, await _listed(upstream, "prompts/list"))
             for upstream in self._connected(self._prompts)
         ]
-        seen: dict[str, int] = {}
-        for _, prompts in by_server:
-            for name in {prompt.name for prompt in prompts}:
-                seen[name] = seen.get(name, 0) + 1
+        shared = shared_names([prompt.name for prompt in prompts] for _, prompts in by_server)
         owners: dict[str, tuple[Upstream, str]] = {}
         listed: list[types.Prompt] = []
         for upstream, prompts in by_server:
             for prompt in prompts:
-                name = prompt.name if seen[prompt.name] == 1 else f"{upstream.name}.{prompt.name}"
+                name = f"{upstream.name}.{prompt.name}" if prompt.name in shared else prompt.name
                 if name not in owners:
                     owners[name] = (upstream, prompt.name)
                     listed.append(prompt.model_copy(update={"name": name}))
@@ -226,51 +224,18 @@ class Passthrough:
             ) from err
 
 
-Page = Callable[[Any, types.PaginatedRequestParams | None], Awaitable[tuple[list[Any], str | None]]]
-
-
-async def _resource_page(
-    session: Any, params: types.PaginatedRequestParams | None
-) -> tuple[list[Any], str | None]:
-    page = await session.list_resources(params=params)
-    return list(page.resources), page.next_cursor
-
-
-async def _template_page(
-    session: Any, params: types.PaginatedRequestParams | None
-) -> tuple[list[Any], str | None]:
-    page = await session.list_resource_templates(params=params)
-    return list(page.resource_templates), page.next_cursor
-
-
-async def _prompt_page(
-    session: Any, params: types.PaginatedRequestParams | None
-) -> tuple[list[Any], str | None]:
-    page = await session.list_prompts(params=params)
-    return list(page.prompts), page.next_cursor
-
-
-async def _pages(upstream: Upstream, method: str, page: Page) -> list[Any]:
-    """Every page of one of ``upstream``'s listings (at most ``MAX_LIST_PAGES``)."""
+async def _listed(upstream: Upstream, method: str) -> list[Any]:
+    """Every item of one of ``upstream``'s listings, within its timeout."""
     session = _session(upstream)
-    listed: list[Any] = []
-    cursor: str | None = None
-    with anyio.fail_after(upstream.timeout_s):
-        for _ in range(MAX_LIST_PAGES):
-            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-            items, cursor = await page(session, params)
-            listed += items
-            if not cursor:
-                return listed
-    raise MCPError(
-        types.INTERNAL_ERROR, f"{upstream.name}'s {method} has over {MAX_LIST_PAGES} pages"
-    )
+    try:
+        with anyio.fail_after(upstream.timeout_s):
+            return await list_all(session, method)
+    except GatewayError as err:
+        raise MCPError(types.INTERNAL_ERROR, f"{upstream.name}: {err}") from err
 
 
-def _session(upstream: Upstream) -> Any:
+def _session(upstream: Upstream) -> ClientSession:
     session = upstream.session
     if session is None:
-        raise MCPError(
-            types.INTERNAL_ERROR, str(UpstreamUnavailable(f"{upstream.name!r} is not connected"))
-        )
+        raise MCPError(types.INTERNAL_ERROR, f"the MCP server {upstream.name!r} is not connected")
     return session

@@ -32,7 +32,8 @@ import os
 import subprocess
 import sys
 from asyncio.subprocess import Process
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, cast
 
 import anyio
@@ -402,17 +403,41 @@ class Upstream:
 
 
 async def _list_tools(session: ClientSession) -> list[UpstreamTool]:
-    listed: list[UpstreamTool] = []
+    tools = await list_all(session, "tools/list")
+    return [UpstreamTool.of(tool.model_dump(mode="json", by_alias=True)) for tool in tools]
+
+
+# The paginated listings: the session's method and the page's field.
+_LISTINGS = {
+    "tools/list": ("list_tools", "tools"),
+    "resources/list": ("list_resources", "resources"),
+    "resources/templates/list": ("list_resource_templates", "resource_templates"),
+    "prompts/list": ("list_prompts", "prompts"),
+}
+
+
+async def list_all(session: ClientSession, method: str) -> list[Any]:
+    """Every item of one of a server's paginated listings (``method`` a key of
+    ``_LISTINGS``), page by page; :class:`GatewayError` past ``MAX_LIST_PAGES``
+    (a cursor loop must end)."""
+    call, field = _LISTINGS[method]
+    listed: list[Any] = []
     cursor: str | None = None
     for _ in range(MAX_LIST_PAGES):
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        page = await session.list_tools(params=params)
-        for tool in page.tools:
-            listed.append(UpstreamTool.of(tool.model_dump(mode="json", by_alias=True)))
+        page = await getattr(session, call)(params=params)
+        listed += getattr(page, field)
         cursor = page.next_cursor
         if not cursor:
             return listed
-    raise GatewayError(f"the upstream's tools/list has over {MAX_LIST_PAGES} pages")
+    raise GatewayError(f"the server's {method} has over {MAX_LIST_PAGES} pages")
+
+
+def shared_names(listings: Iterable[Iterable[str]]) -> set[str]:
+    """The names more than one server lists: toward clients each such tool or
+    prompt is called ``<server>.<name>``."""
+    counts = Counter(name for names in listings for name in set(names))
+    return {name for name, count in counts.items() if count > 1}
 
 
 def _watch_end(
