@@ -32,7 +32,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{check_len, split_frame};
+pub use decode::{check_len, split_frame, SegmentHead, SEGMENT_HEAD_MAX};
 
 use crate::crypto::origin::MAX_BLOB_LEN;
 use crate::hashing::Digest;

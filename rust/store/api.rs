@@ -568,12 +568,7 @@ impl Store {
     pub fn put_origin_signature(&self, id: &Digest, blob: &[u8]) -> Result<()> {
         require_role(id, HashRole::SegmentId)
             .map_err(|err| StoreError::Invalid(err.to_string()))?;
-        if blob.is_empty() || blob.len() > MAX_SIGNATURE_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "an origin signature is 1 to {MAX_SIGNATURE_BYTES} bytes, got {}",
-                blob.len()
-            )));
-        }
+        check_signature(blob)?;
         let shared = &*self.shared;
         let mut st = shared.lock();
         shared.writable(&st)?;
@@ -629,6 +624,17 @@ impl Store {
     pub(super) fn open_path(&self) -> std::path::PathBuf {
         self.shared.path(OPEN_FILE)
     }
+}
+
+/// An origin signature is 1 to [`MAX_SIGNATURE_BYTES`] bytes.
+pub(super) fn check_signature(blob: &[u8]) -> Result<()> {
+    if blob.is_empty() || blob.len() > MAX_SIGNATURE_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "an origin signature is 1 to {MAX_SIGNATURE_BYTES} bytes, got {}",
+            blob.len()
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn info(

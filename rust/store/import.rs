@@ -4,17 +4,20 @@
 //! checked (BLAKE3 id, structure and record checksums — see
 //! [`VerifiedSegment`] — and its place in its origin's chain), its room
 //! reserved under the ceiling, then, without the state lock so local appends
-//! carry on, its files are written to `*.seg.tmp` and `fdatasync`ed (several
-//! at once, so the disk and the journal take them together), and only when
-//! all are synced is each renamed to its id and the directory synced, once.
+//! carry on, its files (each segment's, and its origin signature's) are
+//! created as `*.tmp` one by one, written and `fdatasync`ed several at once
+//! (so the disk and the journal take them together), and only when all are
+//! synced is each renamed to its name and the directory synced, once.
 //! Only then does the call return a segment as stored. A power cut in the
 //! middle leaves complete, synced segments under their ids (the renames that
 //! reached the disk) and temp files that the next open removes: never a
 //! partial segment under an id.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use super::api::check_signature;
 use super::commit::SegmentMeta;
 use super::error::{Result, StoreError};
 use super::format::{self, Header};
@@ -31,6 +34,9 @@ pub struct VerifiedSegment {
     id: Digest,
     header: Header,
     record_count: u64,
+    /// The origin's signature, stored beside the segment (`<id>.seg.sig`) in
+    /// the same batch, synced with it.
+    signature: Option<Vec<u8>>,
 }
 
 impl VerifiedSegment {
@@ -54,7 +60,18 @@ impl VerifiedSegment {
             record_count: scan.records.len() as u64,
             header: scan.header,
             bytes,
+            signature: None,
         })
+    }
+
+    /// The segment, to be stored with its origin's `signature` (opaque to the
+    /// store, 1 to [`MAX_SIGNATURE_BYTES`](super::MAX_SIGNATURE_BYTES) bytes):
+    /// both are written and synced in the same batch, so a segment received
+    /// signed costs no flush of its own for its signature.
+    pub fn with_origin_signature(mut self, signature: Vec<u8>) -> Result<VerifiedSegment> {
+        check_signature(&signature)?;
+        self.signature = Some(signature);
+        Ok(self)
     }
 
     /// The segment's BLAKE3 id, computed from its bytes.
@@ -161,7 +178,9 @@ impl Store {
     /// per segment, in order. Each must fit its origin's chain as held
     /// (segments of the batch count as held for each other, in any order) and
     /// is durable — file data and directory entry synced — when its outcome is
-    /// `Ok`; importing a segment held already returns its id. The batch shares
+    /// `Ok`, with its origin signature if it carries one (see
+    /// [`VerifiedSegment::with_origin_signature`]); importing a segment held
+    /// already returns its id. The batch shares
     /// its flushes: its files are written and synced side by side, then
     /// renamed, and the directory is synced once. A segment refused stores
     /// nothing; the others are not affected by it.
@@ -171,6 +190,28 @@ impl Store {
         if !admitted.is_empty() {
             let written = self.write_batch(batch, &admitted);
             self.register(batch, admitted, written, &mut outcomes);
+        }
+        // A segment held already, without a signature yet, gets the one it
+        // came with, on its own (rare: a copy that arrived unsigned before).
+        let unsigned: Vec<usize> = {
+            let st = self.shared.lock();
+            (0..batch.len())
+                .filter(|&i| {
+                    matches!(outcomes[i], Some(Ok(_)))
+                        && batch[i].signature.is_some()
+                        && st
+                            .segments
+                            .get(&batch[i].id)
+                            .is_some_and(|m| m.sig_len == 0)
+                })
+                .collect()
+        };
+        for i in unsigned {
+            if let Some(signature) = &batch[i].signature {
+                if let Err(err) = self.put_origin_signature(&batch[i].id, signature) {
+                    outcomes[i] = Some(Err(err));
+                }
+            }
         }
         // A segment sent twice in one batch shares its first copy's outcome.
         for i in 0..outcomes.len() {
@@ -269,7 +310,10 @@ impl Store {
                 }
                 Ok(Admission::Fresh)
             })();
-            let reserved = on_disk(v.bytes.len() as u64, shared.block);
+            let reserved = on_disk(v.bytes.len() as u64, shared.block)
+                + v.signature
+                    .as_ref()
+                    .map_or(0, |sig| on_disk(sig.len() as u64, shared.block));
             let outcome = outcome.and_then(|admission| {
                 if admission == Admission::Fresh {
                     shared.ensure_room(&mut st, reserved, false)?;
@@ -293,42 +337,89 @@ impl Store {
         admitted
     }
 
-    /// Without the state lock: writes every admitted segment to a temp file
-    /// and syncs it (several files at once, on the import writers), then
-    /// renames each to its id and syncs the directory once. No rename comes
-    /// before every file of the batch is synced. One outcome per admitted
-    /// segment.
+    /// Without the state lock: writes every admitted segment (and its origin
+    /// signature) to temp files and syncs them (several files at once, on the
+    /// import writers), then renames each to its id and syncs the directory
+    /// once. No rename comes before every file of the batch is synced. A
+    /// power cut before the directory sync may keep either of a segment's
+    /// two renames without the other: a segment without its signature is
+    /// answered GONE rather than relayed unsigned; a signature without its
+    /// segment is counted against the ceiling and replaced when the segment
+    /// comes again. One outcome per admitted segment.
     fn write_batch(&self, batch: &[VerifiedSegment], admitted: &[Admitted]) -> Vec<Result<()>> {
         let shared = &*self.shared;
-        let tmp = |a: &Admitted| shared.path(&format!("{}.seg.tmp", batch[a.index].id.hex()));
-        let synced = each_on_writers(admitted.len(), |i| {
-            let a = &admitted[i];
-            let mut file = shared.storage.create_with(&tmp(a), &batch[a.index].bytes)?;
-            file.sync_data()
-        });
-        let mut written: Vec<Result<()>> = admitted
+        let seg = |a: &Admitted| self.segment_path(&batch[a.index].id);
+        let sig = |a: &Admitted| shared.path(&format!("{}.seg.sig", batch[a.index].id.hex()));
+        let tmp = |path: PathBuf| {
+            let mut name = path.into_os_string();
+            name.push(".tmp");
+            PathBuf::from(name)
+        };
+        // Every file of the batch: (admitted index, final path, bytes).
+        let mut files: Vec<(usize, PathBuf, &[u8])> = Vec::with_capacity(2 * admitted.len());
+        for (i, a) in admitted.iter().enumerate() {
+            files.push((i, seg(a), &batch[a.index].bytes));
+            if let Some(signature) = &batch[a.index].signature {
+                files.push((i, sig(a), signature));
+            }
+        }
+        // Created one by one here: a create holds the directory's lock (for
+        // as long as the file system takes to find a free inode), and
+        // writers creating side by side only spin on it.
+        let created: Vec<std::io::Result<()>> = files
             .iter()
-            .zip(synced)
-            .map(|(a, synced)| {
-                synced
-                    .and_then(|()| {
-                        let path = self.segment_path(&batch[a.index].id);
-                        shared.storage.rename(&tmp(a), &path)
-                    })
-                    .map_err(|err| {
-                        let _ = shared.storage.remove(&tmp(a));
-                        StoreError::io("store imported segment", &tmp(a), err)
-                    })
+            .map(|(_, path, _)| {
+                let tmp = tmp(path.clone());
+                match shared.storage.open_append(&tmp, true) {
+                    // A temp file an earlier attempt could not remove.
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                        shared.storage.remove(&tmp)?;
+                        shared.storage.open_append(&tmp, true).map(drop)
+                    }
+                    other => other.map(drop),
+                }
             })
             .collect();
+        let synced = each_on_writers(files.len(), |f| {
+            let (_, path, bytes) = &files[f];
+            match &created[f] {
+                Ok(()) => shared.storage.fill(&tmp(path.clone()), bytes)?.sync_data(),
+                Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+            }
+        });
+        let mut written: Vec<Result<()>> = admitted.iter().map(|_| Ok(())).collect();
+        for ((i, path, _), synced) in files.iter().zip(synced) {
+            if let (Ok(()), Err(err)) = (&written[*i], synced) {
+                written[*i] = Err(StoreError::io(
+                    "store imported segment",
+                    &tmp(path.clone()),
+                    err,
+                ));
+            }
+        }
+        for (i, path, _) in &files {
+            if written[*i].is_ok() {
+                if let Err(err) = shared.storage.rename(&tmp(path.clone()), path) {
+                    written[*i] = Err(StoreError::io("store imported segment", path, err));
+                }
+            }
+        }
+        // A segment not stored leaves no file behind: neither temp nor renamed.
+        for (a, w) in admitted.iter().zip(&written) {
+            if w.is_err() {
+                for path in [seg(a), sig(a)] {
+                    let _ = shared.storage.remove(&tmp(path.clone()));
+                    let _ = shared.storage.remove(&path);
+                }
+            }
+        }
         if written.iter().any(|w| w.is_ok()) {
             if let Err(err) = shared.sync_dir(&shared.dir) {
                 // Not durable: none of the renamed files may count as stored.
                 for (a, w) in admitted.iter().zip(written.iter_mut()) {
                     if w.is_ok() {
-                        let _ = shared
-                            .storage
-                            .remove(&self.segment_path(&batch[a.index].id));
+                        let _ = shared.storage.remove(&seg(a));
+                        let _ = shared.storage.remove(&sig(a));
                         *w = Err(err.clone());
                     }
                 }
@@ -359,7 +450,7 @@ impl Store {
                         v.id,
                         SegmentMeta {
                             id: v.id,
-                            sig_len: 0,
+                            sig_len: v.signature.as_ref().map_or(0, |sig| sig.len() as u64),
                             header: v.header.clone(),
                             record_count: v.record_count,
                             size: v.bytes.len() as u64,

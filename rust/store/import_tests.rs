@@ -39,6 +39,24 @@ fn peer_segments(n: u64, tag: &str) -> Vec<(Digest, Vec<u8>)> {
         .collect()
 }
 
+/// The origin signature the tests give segment `id` (opaque to the store).
+fn signature_of(id: &Digest) -> Vec<u8> {
+    format!("signed {id}").into_bytes()
+}
+
+/// `segments` checked, each carrying its signature.
+fn signed(segments: &[(Digest, Vec<u8>)]) -> Vec<VerifiedSegment> {
+    segments
+        .iter()
+        .map(|(id, bytes)| {
+            VerifiedSegment::check(bytes.clone(), Some(id))
+                .unwrap()
+                .with_origin_signature(signature_of(id))
+                .unwrap()
+        })
+        .collect()
+}
+
 fn batch(segments: &[(Digest, Vec<u8>)]) -> Vec<(&[u8], Option<&Digest>)> {
     segments
         .iter()
@@ -101,6 +119,47 @@ fn a_refused_segment_in_a_batch_stores_nothing_of_itself_only() {
     );
 }
 
+#[test]
+fn signatures_are_stored_with_their_batch_and_counted() {
+    let segments = peer_segments(4, "one");
+    let sim = CrashSim::new(BLOCK);
+    let store = open(&sim, "/s", "node-a");
+    // Segment 0 arrives unsigned first; its signed copy adds the signature.
+    store.import_segments(&batch(&segments[..1]))[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(store.origin_signature(&segments[0].0).unwrap(), None);
+    let unsigned_usage = store.usage();
+    let outcomes = store.import_verified(&signed(&segments));
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    for (id, _) in &segments {
+        assert_eq!(
+            store.origin_signature(id).unwrap(),
+            Some(signature_of(id)),
+            "{id}"
+        );
+    }
+    let usage = store.usage();
+    // Three segments and four signatures more, each at least a block.
+    assert!(usage.bytes_used >= unsigned_usage.bytes_used + 7 * BLOCK);
+    drop(store);
+    let again = open(&sim, "/s", "node-a");
+    assert!(again.recovery().is_clean(), "{:?}", again.recovery());
+    assert_eq!(again.usage(), usage, "signatures counted as on disk");
+}
+
+#[test]
+fn a_signature_the_store_cannot_keep_is_refused_before_any_write() {
+    let segments = peer_segments(1, "one");
+    let (id, bytes) = &segments[0];
+    for wrong in [Vec::new(), vec![7u8; MAX_SIGNATURE_BYTES + 1]] {
+        let refused = VerifiedSegment::check(bytes.clone(), Some(id))
+            .unwrap()
+            .with_origin_signature(wrong);
+        assert!(matches!(refused, Err(StoreError::Invalid(_))));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -111,7 +170,7 @@ proptest! {
     /// batch can be imported again.
     #[test]
     fn power_loss_during_an_import_batch_keeps_every_stored_segment(
-        ops in 0u64..24,
+        ops in 0u64..40,
         cut in proptest::collection::vec(any::<u64>(), 1..64),
     ) {
         let segments = peer_segments(6, "one");
@@ -119,7 +178,7 @@ proptest! {
         let store = open(&sim, "/s", "node-a");
         store.import_segments(&batch(&segments[..1]))[0].as_ref().unwrap();
         sim.set_fault_after(ops, 5 /* EIO */);
-        let outcomes = store.import_segments(&batch(&segments[1..]));
+        let outcomes = store.import_verified(&signed(&segments[1..]));
         std::mem::forget(store); // the process dies: no close
         sim.set_write_fault(None);
         let mut k = 0usize;
@@ -140,12 +199,16 @@ proptest! {
         for (outcome, (id, bytes)) in outcomes.iter().zip(&segments[1..]) {
             if outcome.is_ok() {
                 prop_assert_eq!(&store.get_segment(id).unwrap(), bytes, "stored, then lost");
+                prop_assert_eq!(store.origin_signature(id).unwrap(), Some(signature_of(id)));
             }
         }
         prop_assert!(store.usage().bytes_used <= CEILING);
-        let again = store.import_segments(&batch(&segments));
+        let again = store.import_verified(&signed(&segments));
         prop_assert!(again.iter().all(|o| o.is_ok()), "{:?}", again);
         prop_assert_eq!(store.frontiers(), vec![("node-b".to_string(), 6)]);
+        for (id, _) in &segments {
+            prop_assert_eq!(store.origin_signature(id).unwrap(), Some(signature_of(id)));
+        }
     }
 }
 

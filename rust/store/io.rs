@@ -64,7 +64,15 @@ pub trait Storage: Send + Sync {
     /// Creates `path` (failing if it exists) holding `data`, with write-back
     /// started, and returns it open: not durable before its `sync_data`.
     fn create_with(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
-        let mut file = self.open_append(path, true)?;
+        self.open_append(path, true)?;
+        self.fill(path, data)
+    }
+    /// Writes `data` into the empty file `path`, with write-back started, and
+    /// returns it open: not durable before its `sync_data`. (Creating a file
+    /// takes its directory's lock and filling it does not, so a batch creates
+    /// its files one by one and fills them side by side.)
+    fn fill(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
+        let mut file = self.open_append(path, false)?;
         file.append(data)?;
         file.start_writeback()?;
         Ok(file)
@@ -351,14 +359,8 @@ impl Storage for RealStorage {
     /// through a reused buffer); a segment written once and read rarely has
     /// no use for the cache. Where `O_DIRECT` is refused, all of it goes
     /// through the cache.
-    fn create_with(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
-        let file = self.with_fd(|| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-        })?;
+    fn fill(&self, path: &Path, data: &[u8]) -> io::Result<Box<dyn AppendFile>> {
+        let file = self.with_fd(|| OpenOptions::new().write(true).open(path))?;
         let direct = write_direct(path, data)?;
         let mut file = RealFile { file, end: direct };
         file.append(&data[direct as usize..])?;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{chunk_size, closed};
-use crate::peers::frames::{check_len, ByeCode, Frame, LEN_BYTES};
+use crate::peers::frames::{check_len, ByeCode, Frame, FrameError, LEN_BYTES, SEGMENT_HEAD_MAX};
 use crate::peers::protocol::ProtocolError;
 use crate::peers::service::{Inner, PeerLink, QuotaState};
 
@@ -40,24 +40,88 @@ pub(super) async fn read_frame<R: AsyncRead + Unpin>(
             reason: "connection closing".into(),
         })?;
     quota.charge(inner, link, LEN_BYTES).await?;
-    let chunk = chunk_size(inner.config.rate_in, inner.config.burst_in);
-    let mut body = vec![0u8; len];
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(chunk);
-        quota.charge(inner, link, n).await?;
-        read_within(reader, &mut body[at..at + n], idle, "frame stalled").await?;
-        at += n;
-    }
+    let protocol = |e: FrameError| ProtocolError::protocol(e.to_string());
+    let mut body = Body {
+        inner,
+        link,
+        quota,
+        reader,
+    };
+    // A SEGMENT's head first, so its bytes go straight into a buffer of
+    // their own (never zeroed first, never moved after the head).
+    let head_len = len.min(SEGMENT_HEAD_MAX);
+    let mut head = Vec::with_capacity(head_len);
+    body.read(&mut head, head_len).await?;
+    let frame = match Frame::segment_head(&head).map_err(protocol)? {
+        Some(segment) => {
+            let mut bytes = Vec::with_capacity(len - segment.len);
+            bytes.extend_from_slice(&head[segment.len..]);
+            body.read(&mut bytes, len - head_len).await?;
+            Frame::Segment {
+                at: segment.at,
+                id: segment.id,
+                signature: segment.signature,
+                bytes,
+            }
+        }
+        None => {
+            body.read(&mut head, len - head_len).await?;
+            Frame::decode(&head, &limits).map_err(protocol)?
+        }
+    };
     link.bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
     inner
         .totals
         .bytes_in
         .fetch_add((LEN_BYTES + len) as u64, Ordering::Relaxed);
-    let frame =
-        Frame::decode_owned(body, &limits).map_err(|e| ProtocolError::protocol(e.to_string()))?;
     Ok((frame, permit))
+}
+
+/// A frame's body as it is read: in chunks, each charged to the inbound
+/// quota before it is read, each within the idle timeout.
+struct Body<'a, R> {
+    inner: &'a Inner,
+    link: &'a PeerLink,
+    quota: &'a mut InboundMeter,
+    reader: &'a mut R,
+}
+
+impl<R: AsyncRead + Unpin> Body<'_, R> {
+    /// Appends the next `n` bytes of the body to `buf`, into its spare
+    /// capacity (reserved here if short).
+    async fn read(&mut self, buf: &mut Vec<u8>, n: usize) -> Result<(), ProtocolError> {
+        let config = &self.inner.config;
+        let chunk = chunk_size(config.rate_in, config.burst_in);
+        let idle = config.idle_timeout;
+        buf.reserve_exact(n);
+        let end = buf.len() + n;
+        while buf.len() < end {
+            let step = (end - buf.len()).min(chunk);
+            self.quota.charge(self.inner, self.link, step).await?;
+            let target = buf.len() + step;
+            let fill = async {
+                while buf.len() < target {
+                    let mut limited = (&mut *self.reader).take((target - buf.len()) as u64);
+                    if limited.read_buf(buf).await? == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    }
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(idle, fill).await {
+                Err(_) => {
+                    return Err(ProtocolError {
+                        code: ByeCode::Idle,
+                        reason: format!("frame stalled for {idle:?}"),
+                    })
+                }
+                Ok(Err(err)) => return Err(closed(err)),
+                Ok(Ok(())) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Fills `buf`, or fails with `Idle` ("`what` for <idle>") when the peer sends

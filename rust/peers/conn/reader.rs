@@ -240,8 +240,8 @@ type Imported = (
 /// reader keeps receiving and verifying meanwhile): each admitted by the
 /// session, those whose origin signature is refused set aside (neither
 /// imported nor ACKed), the rest stored by the store in one batch, each
-/// followed by its origin signature, and ACKed only once the store reports
-/// them durable. A crash between a segment and its signature leaves the
+/// with its origin signature, and ACKed only once the store reports them
+/// durable. A crash between a segment and its signature leaves the
 /// segment without one: this node then answers GONE for it rather than send
 /// it unsigned (docs/contracts.md, "Peer sync protocol").
 async fn import_batch(
@@ -276,26 +276,22 @@ async fn import_batch(
                 refused.push((at, id, reason));
                 continue;
             }
-            match v {
+            // The signature is stored with the segment, in the same batch.
+            match v.and_then(|v| v.with_origin_signature(signature)) {
                 Ok(v) => {
-                    refs.push((at, id, signature, None));
+                    refs.push((at, id, None));
                     verified.push(v);
                 }
-                Err(err) => refs.push((at, id, signature, Some(Err(err)))),
+                Err(err) => refs.push((at, id, Some(Err(err)))),
             }
         }
         let mut stored = store.import_verified(&verified).into_iter();
         let outcomes = refs
             .into_iter()
-            .map(|(at, id, signature, failed)| {
+            .map(|(at, id, failed)| {
                 let outcome = failed
                     .or_else(|| stored.next())
-                    .unwrap_or_else(|| Err(StoreError::Failed("import lost an outcome".into())))
-                    .and_then(|stored| {
-                        store
-                            .put_origin_signature(&stored, &signature)
-                            .map(|()| stored)
-                    });
+                    .unwrap_or_else(|| Err(StoreError::Failed("import lost an outcome".into())));
                 (at, id, outcome)
             })
             .collect();

@@ -4,33 +4,66 @@
 //! (INV-07).
 
 use super::{check_count, check_signature_len, ByeCode, Frame, FrameError, FrameLimits, FrameType};
-use super::{SegmentRef, LEN_BYTES, MAX_REASON_BYTES};
+use super::{SegmentRef, LEN_BYTES, MAX_BLOB_LEN, MAX_REASON_BYTES};
 use crate::hashing::{Algorithm, Digest};
 use crate::store::format::validate_origin;
 
+/// The most bytes a SEGMENT frame's head can take: its type, its segment
+/// reference (an origin of at most 255 bytes and a sequence number), its id
+/// and its origin signature, everything before the segment's own bytes.
+pub const SEGMENT_HEAD_MAX: usize = 1 + 1 + 255 + 8 + 32 + 2 + MAX_BLOB_LEN;
+
+/// The head of a SEGMENT frame, decoded before its bytes are read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SegmentHead {
+    /// Which segment: origin and sequence number.
+    pub at: SegmentRef,
+    /// The segment's id, as the sender states it.
+    pub id: Digest,
+    /// The origin signature blob.
+    pub signature: Vec<u8>,
+    /// How many bytes of the body the head took; the segment's bytes follow.
+    pub len: usize,
+}
+
 impl Frame {
-    /// [`Frame::decode`], taking the body: a SEGMENT keeps the body's buffer
-    /// for its bytes (moved down in place, not copied to a new allocation).
-    pub fn decode_owned(body: Vec<u8>, limits: &FrameLimits) -> Result<Frame, FrameError> {
-        if body.first() != Some(&(FrameType::Segment as u8)) {
-            return Frame::decode(&body, limits);
+    /// The head of a SEGMENT frame from the first bytes of its body (at least
+    /// `SEGMENT_HEAD_MAX` of them, or the whole body); `None` for any other
+    /// frame type. So a reader can put a segment's bytes into a buffer of
+    /// their own as they arrive, rather than move them down after the head.
+    pub fn segment_head(prefix: &[u8]) -> Result<Option<SegmentHead>, FrameError> {
+        if prefix.first() != Some(&(FrameType::Segment as u8)) {
+            return Ok(None);
         }
-        check_len(body.len() as u64, limits)?;
         let mut r = Reader {
-            buf: &body[1..],
+            buf: &prefix[1..],
             at: 0,
             frame: FrameType::Segment.name(),
         };
         let at = r.segment_ref()?;
         let id = r.digest()?;
         let signature = r.signature()?.to_vec();
-        let head = 1 + r.at;
-        let mut bytes = body;
-        bytes.drain(..head);
-        Ok(Frame::Segment {
+        Ok(Some(SegmentHead {
             at,
             id,
             signature,
+            len: 1 + r.at,
+        }))
+    }
+
+    /// [`Frame::decode`], taking the body: a SEGMENT keeps the body's buffer
+    /// for its bytes (moved down in place, not copied to a new allocation).
+    pub fn decode_owned(body: Vec<u8>, limits: &FrameLimits) -> Result<Frame, FrameError> {
+        check_len(body.len() as u64, limits)?;
+        let Some(head) = Frame::segment_head(&body)? else {
+            return Frame::decode(&body, limits);
+        };
+        let mut bytes = body;
+        bytes.drain(..head.len);
+        Ok(Frame::Segment {
+            at: head.at,
+            id: head.id,
+            signature: head.signature,
             bytes,
         })
     }

@@ -62,6 +62,20 @@ proptest! {
         prop_assert_eq!(used, wire.len());
         let owned = Frame::decode_owned(wire[LEN_BYTES..].to_vec(), &small()).unwrap();
         prop_assert_eq!(&owned, &f);
+        // A reader that decodes a SEGMENT's head first, from at most
+        // SEGMENT_HEAD_MAX bytes, finds the segment's bytes right after it.
+        let body = &wire[LEN_BYTES..];
+        let head = Frame::segment_head(&body[..body.len().min(SEGMENT_HEAD_MAX)]).unwrap();
+        match (&f, head) {
+            (Frame::Segment { at, id, signature, bytes }, Some(head)) => {
+                prop_assert_eq!(&head.at, at);
+                prop_assert_eq!(&head.id, id);
+                prop_assert_eq!(&head.signature, signature);
+                prop_assert_eq!(&body[head.len..], &bytes[..]);
+            }
+            (Frame::Segment { .. }, None) => prop_assert!(false, "a SEGMENT without a head"),
+            (_, head) => prop_assert_eq!(head, None),
+        }
         prop_assert_eq!(back, f);
         // Every strict prefix asks for more bytes, never errors or panics.
         for cut in 0..wire.len() {
@@ -253,4 +267,28 @@ fn bad_origins_are_refused() {
     let mut body = vec![FrameType::Gone as u8, 0];
     body.extend_from_slice(&0u64.to_le_bytes());
     assert!(Frame::decode(&body, &small()).is_err());
+}
+
+#[test]
+fn the_largest_segment_head_fits_segment_head_max() {
+    let f = Frame::Segment {
+        at: SegmentRef {
+            origin: "o".repeat(crate::store::format::MAX_ORIGIN_LEN),
+            seq: u64::MAX,
+        },
+        id: blake3(b"segment"),
+        signature: vec![7; MAX_BLOB_LEN],
+        bytes: b"segment".to_vec(),
+    };
+    let limits = FrameLimits {
+        max_frame_bytes: 1 << 20,
+        ..small()
+    };
+    let wire = f.encode(&limits).unwrap();
+    let body = &wire[LEN_BYTES..];
+    let head = Frame::segment_head(&body[..SEGMENT_HEAD_MAX])
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.len, SEGMENT_HEAD_MAX);
+    assert_eq!(&body[head.len..], b"segment");
 }
