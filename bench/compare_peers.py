@@ -15,7 +15,9 @@ machine's own limit, side by side in one run.
    - the same anchor moving bytes only (each segment acknowledged on arrival);
    - the limit: TLS 1.3 bulk throughput over loopback with rustls and nothing
      else, on vedette's own TLS configurations (``examples/tls_loopback.rs``,
-     built here with cargo).
+     built here with cargo);
+   - the disk alone, written as vedette's import writes (``O_DIRECT``,
+     fdatasync, four files at a time), with no network.
    CPU per MiB is each side's own: every sender and receiver is a process of
    its own or the measuring process itself.
 2. Full mutual-TLS handshakes per second, one after another: rustls
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mmap
 import os
 import resource
 import shutil
@@ -45,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,36 +69,52 @@ MIB = 1 << 20
 # acknowledged by its index.
 HEADER = struct.Struct("<I32s")
 ACK = struct.Struct("<I")
-# Segments the anchor's receiver imports at once on worker threads.
+# Segments the anchor's receiver imports at once on worker threads, as many
+# as the store's import writers.
 IMPORTS_IN_FLIGHT = 4
-NOTE = """The replication goal (≥ 3× the bytes-only anchor) is not met on this
-machine. vedette's figure stays end to end: the sender reads each segment
-back and checks its BLAKE3 id before sending it; the receiver checks the id,
-every record checksum and the chain as the segment arrives, writes it (the
-block-aligned part with O_DIRECT), fdatasyncs it, renames it and fsyncs the
-directory, and only then ACKs it. Segments that arrive while one batch is
-being flushed are imported together as the next batch (files written and
-synced side by side, one directory fsync per batch); the sender reads the
-next segment while the current one is on the wire; quotas are charged in
-chunks of up to 256 KiB. Where the time went in a traced run on this machine
-(256 × 1 MiB): importing cost 1.4–2.7 ms a segment (less in bigger batches)
-and is the bound; checking a segment as it arrives took 0.35–0.45 ms. A test
-build that skipped the disk write moved 570–710 MB/s against 670–760 MB/s
-for the bytes-only anchor in the same run: both nodes share the 2 cores, and
-TLS both ways plus two BLAKE3 passes already fill them. Writing a MiB into
-fresh page-cache pages costs about 3 ms on this virtual machine (0.1 ms into
-cached pages), which is why imports bypass the cache. Reaching 3× would take
-cores of its own for each node and a disk that syncs well above 1 GB/s; the
-anchor that also writes and fsyncs each segment is the like-for-like
-comparison. Rounds vary with the load of the shared machine (load average
-above); the per-round figures are listed. Handshakes: rustls on ring against
-CPython's OpenSSL, both with ECDSA P-256 certificates and CRL checking on the
-vedette side; the Python client's own cost is part of the anchor's figure.
-Idle memory includes a 16 KiB socket read buffer per connection under TLS
-(44.6 KiB per connection before it); the figure moves between runs with the
-allocator (57 and 104 KiB in two runs of the same build).
-Before batched imports (64 segments, one fsync'd import at a time) vedette
-moved 293 MB/s against 464 MB/s for the bytes-only anchor, 0.63×."""
+IMPORT_WRITERS = 4
+NOTE = """Neither replication goal (≥ 1.5× the same-work anchor, ≥ 0.6× rustls
+alone) is met on this machine. Two things bound it. The disk: "the disk
+alone" writes 1 MiB files exactly as vedette's import does (O_DIRECT,
+fdatasync, four at a time) with no network, no hashing and no renames;
+rustls alone moves four to seven times what this disk takes durably, so no
+receiver that syncs each segment before acknowledging it comes near 0.6× of
+it here. And the two cores, which both nodes share: vedette's sender and
+receiver together spend about 8 ms of CPU on each MiB (the table above),
+where TLS alone takes under 2 ms; the rest is two BLAKE3 passes, the record
+checksums, the origin signature and the file system's work for two files a
+segment. vedette's figure stays end to end: the sender reads each segment back and
+checks its BLAKE3 id before sending it; the receiver checks the id, every
+record checksum, the origin signature and the chain as the segment arrives,
+writes the segment and its signature, fdatasyncs both, renames both and
+fsyncs the directory, and only then ACKs. The anchor checks a digest and
+writes and syncs one file.
+
+What changed for this run: a received segment's origin signature is stored
+in the segment's own import batch (it used to take a file write, an
+fdatasync, a rename and a directory fsync of its own, one segment after
+another, under the store's lock: 1.4 ms a segment on this disk); the batch
+creates its files one at a time, each written and synced while the next is
+created (four threads creating files in one directory spun on its lock: 7 %
+of the receiver's CPU in a `perf` profile); a SEGMENT's bytes are read into a
+buffer of their own (no zeroing first, no move of the MiB after the head).
+The first run of this comparison, before these changes (128 segments, 2
+rounds), gave vedette 100 and 143 MB/s against 183 and 192 MB/s for the
+same-work anchor: 0.63×. In the same profile a third of the receiver's CPU
+was ext4 finding a free inode for each new file (find_inode_bit,
+recently_deleted): the anchor pays it once a segment, vedette twice
+(segment and signature). Writing through the page cache instead of O_DIRECT
+was measured too: the disk alone moved 321–354 MB/s that way at 1.9–2.1 ms
+of CPU a MiB, against 219–222 MB/s at 1.2–1.5 ms with O_DIRECT, but vedette
+built without O_DIRECT replicated at 0.73× and 0.78× the anchor against 0.99×
+and 1.06× with it in the same hour (the two cores are shared by both nodes,
+and the copy into the cache is CPU the receiver does not have), so O_DIRECT
+stays. Rounds vary with the load of the shared machine; the per-round
+figures are listed. Handshakes: rustls on ring against CPython's OpenSSL,
+both with ECDSA P-256 certificates and CRL checking on the vedette side; the
+Python client's own cost is part of the anchor's figure. Idle memory
+includes a 16 KiB socket read buffer per connection under TLS; the figure
+moves between runs with the allocator."""
 FAST = {
     "rate_in": 4e9,
     "burst_in": 256.0 * MIB,
@@ -156,6 +176,8 @@ def child_anchor(pki: Path, segments_dir: Path | None) -> None:
                 await acks
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            return  # the server is stopping: connections still held end here
         finally:
             writer.close()
 
@@ -305,6 +327,31 @@ def anchor_replication(
     return Round(elapsed, cpu_of(sender.pid) - sender_cpu, own_cpu() - receiver_cpu)
 
 
+def write_durably(path: Path, block: mmap.mmap) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    try:
+        os.write(fd, block)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_limit(sink: Path, count: int) -> Round:
+    """The disk alone, written as vedette's import writes: ``count`` files of
+    1 MiB, each with ``O_DIRECT`` and fdatasynced, four at a time (the store's
+    import writers); no network, no hashing, no renames."""
+    shutil.rmtree(sink, ignore_errors=True)
+    sink.mkdir()
+    block = mmap.mmap(-1, MIB)  # page-aligned, as O_DIRECT wants
+    block.write(os.urandom(MIB))
+    before = own_cpu()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(IMPORT_WRITERS) as pool:
+        list(pool.map(lambda i: write_durably(sink / str(i), block), range(count)))
+    elapsed = time.perf_counter() - start
+    return Round(elapsed, 0.0, own_cpu() - before)
+
+
 def tls_limit_program() -> Path:
     """Builds (if needed) the Rust program that measures raw TLS on loopback."""
     subprocess.run(
@@ -448,6 +495,7 @@ def main() -> None:
         same_rounds: list[Round] = []
         plain_rounds: list[Round] = []
         limit_rounds: list[Round] = []
+        disk_rounds: list[Round] = []
         for r in range(args.rounds):
             v_rounds.append(vedette_replication(sender, addr, ca, root / f"b{r}", args.segments))
             same_rounds.append(
@@ -455,14 +503,16 @@ def main() -> None:
             )
             plain_rounds.append(anchor_replication(anchor, anchor_port, cctx, args.segments, None))
             limit_rounds.append(tls_limit(program, ca, total))
-        v, same, plain, limit = (
-            median_round(rounds) for rounds in (v_rounds, same_rounds, plain_rounds, limit_rounds)
+            disk_rounds.append(disk_limit(root / "sink", args.segments))
+        v, same, plain, limit, disk = (
+            median_round(rounds)
+            for rounds in (v_rounds, same_rounds, plain_rounds, limit_rounds, disk_rounds)
         )
         mb = total / 1e6
         per_round = (
             f"Per round, MB/s: vedette {rates(mb, v_rounds)}; same-work anchor "
             f"{rates(mb, same_rounds)}; bytes-only anchor {rates(mb, plain_rounds)}; "
-            f"rustls alone {rates(mb, limit_rounds)}."
+            f"rustls alone {rates(mb, limit_rounds)}; the disk alone {rates(mb, disk_rounds)}."
         )
         if args.replication_only:
             finish(sender)
@@ -470,7 +520,8 @@ def main() -> None:
             print(per_round, *cpu_table(total, v, same, plain, limit), sep="\n")
             print(
                 f"median: {same.seconds / v.seconds:.2f}× the same-work anchor, "
-                f"{limit.seconds / v.seconds:.2f}× rustls alone"
+                f"{limit.seconds / v.seconds:.2f}× rustls alone, "
+                f"{disk.seconds / v.seconds:.2f}× the disk alone"
             )
             return
 
@@ -514,6 +565,14 @@ def main() -> None:
             f"{mb / v.seconds:.0f} MB/s",
             limit.seconds / v.seconds,
             "≥ 0.6×",
+        ),
+        (
+            replicate,
+            "the disk alone: 1 MiB files, O_DIRECT, fdatasync, 4 at a time",
+            f"{mb / disk.seconds:.0f} MB/s",
+            f"{mb / v.seconds:.0f} MB/s",
+            disk.seconds / v.seconds,
+            "—",
         ),
         (
             replicate,

@@ -5,9 +5,9 @@
 //! [`VerifiedSegment`] — and its place in its origin's chain), its room
 //! reserved under the ceiling, then, without the state lock so local appends
 //! carry on, its files (each segment's, and its origin signature's) are
-//! created as `*.tmp` one by one, written and `fdatasync`ed several at once
-//! (so the disk and the journal take them together), and only when all are
-//! synced is each renamed to its name and the directory synced, once.
+//! created as `*.tmp` one at a time and written and `fdatasync`ed several at
+//! once (so the disk and the journal take them together), and only when all
+//! are synced is each renamed to its name and the directory synced, once.
 //! Only then does the call return a segment as stored. A power cut in the
 //! middle leaves complete, synced segments under their ids (the renames that
 //! reached the disk) and temp files that the next open removes: never a
@@ -363,13 +363,15 @@ impl Store {
                 files.push((i, sig(a), signature));
             }
         }
-        // Created one by one here: a create holds the directory's lock (for
-        // as long as the file system takes to find a free inode), and
-        // writers creating side by side only spin on it.
-        let created: Vec<std::io::Result<()>> = files
-            .iter()
-            .map(|(_, path, _)| {
-                let tmp = tmp(path.clone());
+        // Created one at a time: a create holds the directory's lock (for as
+        // long as the file system takes to find a free inode), and writers
+        // creating side by side only spin on it. Filling and syncing one file
+        // goes on while the next is created.
+        let creating = std::sync::Mutex::new(());
+        let synced = each_on_writers(files.len(), |f| {
+            let tmp = tmp(files[f].1.clone());
+            {
+                let _one_at_a_time = creating.lock().unwrap_or_else(|p| p.into_inner());
                 match shared.storage.open_append(&tmp, true) {
                     // A temp file an earlier attempt could not remove.
                     Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -377,15 +379,9 @@ impl Store {
                         shared.storage.open_append(&tmp, true).map(drop)
                     }
                     other => other.map(drop),
-                }
-            })
-            .collect();
-        let synced = each_on_writers(files.len(), |f| {
-            let (_, path, bytes) = &files[f];
-            match &created[f] {
-                Ok(()) => shared.storage.fill(&tmp(path.clone()), bytes)?.sync_data(),
-                Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+                }?;
             }
+            shared.storage.fill(&tmp, files[f].2)?.sync_data()
         });
         let mut written: Vec<Result<()>> = admitted.iter().map(|_| Ok(())).collect();
         for ((i, path, _), synced) in files.iter().zip(synced) {
