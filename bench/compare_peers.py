@@ -80,7 +80,7 @@ fdatasync, four at a time) with no network, no hashing and no renames;
 rustls alone moves four to seven times what this disk takes durably, so no
 receiver that syncs each segment before acknowledging it comes near 0.6× of
 it here. And the two cores, which both nodes share: vedette's sender and
-receiver together spend about 8 ms of CPU on each MiB (the table above),
+receiver together spend 6 to 9 ms of CPU on each MiB (the table above),
 where TLS alone takes under 2 ms; the rest is two BLAKE3 passes, the record
 checksums, the origin signature and the file system's work for two files a
 segment. vedette's figure stays end to end: the sender reads each segment back and
