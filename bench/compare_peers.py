@@ -69,9 +69,8 @@ MIB = 1 << 20
 # acknowledged by its index.
 HEADER = struct.Struct("<I32s")
 ACK = struct.Struct("<I")
-# Segments the anchor's receiver imports at once on worker threads, as many
-# as the store's import writers.
-IMPORTS_IN_FLIGHT = 4
+# Files the store's import writes at once (its import writers); the anchor's
+# receiver imports as many segments at once, and the disk alone writes as many.
 IMPORT_WRITERS = 4
 NOTE = """Neither replication goal (≥ 1.5× the same-work anchor, ≥ 0.6× rustls
 alone) is met on this machine. Two things bound it. The disk: "the disk
@@ -300,9 +299,9 @@ async def _anchor_fetch(port: int, ctx: ssl.SSLContext, count: int, sink: Path |
         if sink is None:
             writer.write(ACK.pack(i))
             continue
-        if len(imports) == IMPORTS_IN_FLIGHT:
+        if len(imports) == IMPORT_WRITERS:
             await imports.popleft()
-            writer.write(ACK.pack(i - IMPORTS_IN_FLIGHT))
+            writer.write(ACK.pack(i - IMPORT_WRITERS))
         imports.append(
             asyncio.ensure_future(asyncio.to_thread(persist, sink / f"{i}.seg", blob, digest))
         )
@@ -327,7 +326,7 @@ def anchor_replication(
     return Round(elapsed, cpu_of(sender.pid) - sender_cpu, own_cpu() - receiver_cpu)
 
 
-def write_durably(path: Path, block: mmap.mmap) -> None:
+def write_direct_synced(path: Path, block: mmap.mmap) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
     try:
         os.write(fd, block)
@@ -347,7 +346,7 @@ def disk_limit(sink: Path, count: int) -> Round:
     before = own_cpu()
     start = time.perf_counter()
     with ThreadPoolExecutor(IMPORT_WRITERS) as pool:
-        list(pool.map(lambda i: write_durably(sink / str(i), block), range(count)))
+        list(pool.map(lambda i: write_direct_synced(sink / str(i), block), range(count)))
     elapsed = time.perf_counter() - start
     return Round(elapsed, 0.0, own_cpu() - before)
 

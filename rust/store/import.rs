@@ -355,12 +355,13 @@ impl Store {
             name.push(".tmp");
             PathBuf::from(name)
         };
-        // Every file of the batch: (admitted index, final path, bytes).
-        let mut files: Vec<(usize, PathBuf, &[u8])> = Vec::with_capacity(2 * admitted.len());
+        // Every file of the batch: (admitted index, final path, temp path, bytes).
+        let mut files: Vec<(usize, PathBuf, PathBuf, &[u8])> =
+            Vec::with_capacity(2 * admitted.len());
         for (i, a) in admitted.iter().enumerate() {
-            files.push((i, seg(a), &batch[a.index].bytes));
+            files.push((i, seg(a), tmp(seg(a)), &batch[a.index].bytes));
             if let Some(signature) = &batch[a.index].signature {
-                files.push((i, sig(a), signature));
+                files.push((i, sig(a), tmp(sig(a)), signature));
             }
         }
         // Created one at a time: a create holds the directory's lock (for as
@@ -369,33 +370,29 @@ impl Store {
         // goes on while the next is created.
         let creating = std::sync::Mutex::new(());
         let synced = each_on_writers(files.len(), |f| {
-            let tmp = tmp(files[f].1.clone());
+            let (_, _, tmp, bytes) = &files[f];
             {
                 let _one_at_a_time = creating.lock().unwrap_or_else(|p| p.into_inner());
-                match shared.storage.open_append(&tmp, true) {
+                match shared.storage.open_append(tmp, true) {
                     // A temp file an earlier attempt could not remove.
                     Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                        shared.storage.remove(&tmp)?;
-                        shared.storage.open_append(&tmp, true).map(drop)
+                        shared.storage.remove(tmp)?;
+                        shared.storage.open_append(tmp, true).map(drop)
                     }
                     other => other.map(drop),
                 }?;
             }
-            shared.storage.fill(&tmp, files[f].2)?.sync_data()
+            shared.storage.fill(tmp, bytes)?.sync_data()
         });
         let mut written: Vec<Result<()>> = admitted.iter().map(|_| Ok(())).collect();
-        for ((i, path, _), synced) in files.iter().zip(synced) {
+        for ((i, _, tmp, _), synced) in files.iter().zip(synced) {
             if let (Ok(()), Err(err)) = (&written[*i], synced) {
-                written[*i] = Err(StoreError::io(
-                    "store imported segment",
-                    &tmp(path.clone()),
-                    err,
-                ));
+                written[*i] = Err(StoreError::io("store imported segment", tmp, err));
             }
         }
-        for (i, path, _) in &files {
+        for (i, path, tmp, _) in &files {
             if written[*i].is_ok() {
-                if let Err(err) = shared.storage.rename(&tmp(path.clone()), path) {
+                if let Err(err) = shared.storage.rename(tmp, path) {
                     written[*i] = Err(StoreError::io("store imported segment", path, err));
                 }
             }

@@ -109,16 +109,7 @@ impl<R: AsyncRead + Unpin> Body<'_, R> {
                 }
                 Ok(())
             };
-            match tokio::time::timeout(idle, fill).await {
-                Err(_) => {
-                    return Err(ProtocolError {
-                        code: ByeCode::Idle,
-                        reason: format!("frame stalled for {idle:?}"),
-                    })
-                }
-                Ok(Err(err)) => return Err(closed(err)),
-                Ok(Ok(())) => {}
-            }
+            within(idle, "frame stalled", fill).await?;
         }
         Ok(())
     }
@@ -129,16 +120,26 @@ impl<R: AsyncRead + Unpin> Body<'_, R> {
 async fn read_within<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut [u8],
-    idle: std::time::Duration,
+    idle: Duration,
     what: &str,
 ) -> Result<(), ProtocolError> {
-    match tokio::time::timeout(idle, reader.read_exact(buf)).await {
+    within(idle, what, reader.read_exact(buf)).await.map(drop)
+}
+
+/// `read`'s outcome, or `Idle` ("`what` for <idle>") when it takes longer
+/// than `idle`; an I/O error means the connection closed.
+async fn within<T>(
+    idle: Duration,
+    what: &str,
+    read: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, ProtocolError> {
+    match tokio::time::timeout(idle, read).await {
         Err(_) => Err(ProtocolError {
             code: ByeCode::Idle,
             reason: format!("{what} for {idle:?}"),
         }),
         Ok(Err(err)) => Err(closed(err)),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(value)) => Ok(value),
     }
 }
 
