@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,8 @@ from runtime_fixtures import write_release
 
 from vedette.cli import main as cli
 from vedette.config import load_config, token_digest
+from vedette.hashing import sha256
+from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
 from vedette.mcp.errors import DENIED, TOOL_FAILED
 from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT, digest
@@ -55,7 +58,10 @@ import rego.v1
 default decision := {"allow": false, "reason": "no rule allows this call"}
 
 decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
-    input.tool in {"echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken", "hang"}
+    input.tool in {
+        "echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken", "hang",
+        "sample", "elicit",
+    }
 }
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
@@ -146,8 +152,9 @@ unsigned = true
 
 
 @asynccontextmanager
-async def connected(setup: Setup, *options: str) -> AsyncIterator[ClientSession]:
-    """An MCP client session with ``vedette mcp [options]`` in front of the test upstream."""
+async def connected(setup: Setup, *options: str, **client: Any) -> AsyncIterator[ClientSession]:
+    """An MCP client session (``client``: more arguments of the SDK's
+    ``ClientSession``) with ``vedette mcp [options]`` in front of the test upstream."""
     params = StdioServerParameters(
         command=sys.executable,
         args=[
@@ -166,14 +173,22 @@ async def connected(setup: Setup, *options: str) -> AsyncIterator[ClientSession]
         ],
         env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, **client) as session,
+    ):
         await session.initialize()
         yield session
 
 
-def run(setup: Setup, body: Callable[[ClientSession], Awaitable[None]], *options: str) -> None:
+def run(
+    setup: Setup,
+    body: Callable[[ClientSession], Awaitable[None]],
+    *options: str,
+    **client: Any,
+) -> None:
     async def main() -> None:
-        async with connected(setup, *options) as session:
+        async with connected(setup, *options, **client) as session:
             await body(session)
 
     anyio.run(main)
@@ -197,7 +212,9 @@ def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setu
 
     async def body(session: ClientSession) -> None:
         tools = await listed(session)
-        assert set(tools) == {"echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang"}
+        assert set(tools) == {
+            "echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang", "sample", "elicit"
+        }  # fmt: skip
         assert tools["echo"].description == TOOLS["echo"][0]
         assert tools["echo"].input_schema == TEXT_SCHEMA
         answers.append(await session.call_tool("echo", {"text": "hello"}))
@@ -527,3 +544,120 @@ def test_allowed_resources_and_prompts_pass_and_each_is_recorded(setup):
     assert read["result_bytes"] > 0
     (fetched,) = [r for r in setup.records() if r.get("kind") == PROMPT_GET_EVENT]
     assert (fetched["caller"], fetched["prompt"]) == (CALLER, "greet")
+
+
+class TheClient:
+    """A client's model and user: each answers, and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def sample(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        (message,) = params.messages
+        self.asked.append(f"sample: {message.content.text}")
+        text = f"the model on {message.content.text!r}"
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=text), model="test"
+        )
+
+    async def elicit(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.asked.append(f"elicit: {params.message}")
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"sampling_callback": self.sample, "elicitation_callback": self.elicit}
+
+
+def texts(result: types.CallToolResult) -> list[str]:
+    return [c.text for c in result.content if isinstance(c, types.TextContent)]
+
+
+async def progress(progress: float, total: float | None, message: str | None) -> None:
+    pass
+
+
+def test_sampling_and_elicitation_are_refused_unless_allowed(setup):
+    client = TheClient()
+    got: list[list[str]] = []
+
+    async def body(session: ClientSession) -> None:
+        got.append(texts(await session.call_tool("sample", {"text": "the news"})))
+        got.append(texts(await session.call_tool("elicit", {"text": "Proceed?"})))
+
+    run(setup, body, **client.callbacks())
+    # Neither reached the client: vedette did not advertise either to the
+    # upstream, and answered both with the SDK's refusal.
+    assert client.asked == []
+    refused = setup.logged("ask_refused")
+    assert refused == ["Sampling not supported", "Elicitation not supported"], refused
+    assert [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT] == []
+    assert all("ask_refused" in text for (text,) in got)
+
+
+def test_allowed_sampling_and_elicitation_reach_the_client_and_are_recorded(setup):
+    client = TheClient()
+    got: list[list[str]] = []
+
+    async def body(session: ClientSession) -> None:
+        # The short way, then the SDK's way (a progress token takes that).
+        got.append(texts(await session.call_tool("sample", {"text": "the news"})))
+        got.append(
+            texts(
+                await session.call_tool("elicit", {"text": "Proceed?"}, progress_callback=progress)
+            )
+        )
+
+    run(setup, body, "--sampling", "--elicitation", **client.callbacks())
+    assert client.asked == ["sample: the news", "elicit: Proceed?"]
+    assert setup.logged("sampled") == ["the model on 'the news'"]
+    assert setup.logged("elicited") == [{"action": "accept", "content": {"answer": "yes"}}]
+    assert [json.loads(text) for (text,) in got] == [
+        {"sampled": "the model on 'the news'"},
+        {"elicited": {"action": "accept", "content": {"answer": "yes"}}},
+    ]
+    records = [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [(r["method"], r["stage"], r["tool"]) for r in records] == [
+        ("sampling/createMessage", "asked", "sample"),
+        ("sampling/createMessage", "answered", "sample"),
+        ("elicitation/create", "asked", "elicit"),
+        ("elicitation/create", "answered", "elicit"),
+    ]
+    for record in records:
+        assert (record["caller"], record["agent"], record["server"]) == (
+            CALLER,
+            AGENT,
+            "upstream",
+        )
+        assert record["request_sha256"].startswith("sha256:")
+    answered = records[3]
+    content = {"action": "accept", "content": {"answer": "yes"}}
+    assert answered["action"] == "accept"
+    assert answered["answer_sha256"] == str(
+        sha256(json.dumps(content, separators=(",", ":")).encode())
+    )
+    # Both calls were decided and allowed, each with its outcome.
+    decided = [r for r in setup.records() if r.get("kind") == "decision"]
+    assert [(r["tool"], r["outcome"]) for r in decided] == [
+        ("sample", "allow"),
+        ("elicit", "allow"),
+    ]
+
+
+def test_a_relayed_request_needs_the_clients_capability_and_is_recorded_refused(setup):
+    got: list[list[str]] = []
+
+    async def body(session: ClientSession) -> None:
+        got.append(texts(await session.call_tool("sample", {"text": "the news"})))
+
+    run(setup, body, "--sampling")  # a client that declared no sampling
+    (refused,) = setup.logged("ask_refused")
+    assert refused == "refused: the client did not declare sampling"
+    (record,) = [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert (record["stage"], record["reason"], record["tool"], record["caller"]) == (
+        "refused",
+        "the client did not declare sampling",
+        "sample",
+        CALLER,
+    )

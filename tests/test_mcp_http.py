@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from registry_server import free_port
 from runtime_fixtures import write_release
 
 from vedette.config import load_config, token_digest
+from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
 from vedette.mcp.errors import DENIED
 from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT
@@ -56,7 +58,7 @@ import rego.v1
 default decision := {"allow": false, "reason": "no rule allows this call"}
 
 decision := {"allow": true, "reason": "allowed over /mcp"} if {
-    input.tool in {"local.echo", "remote.echo", "fail", "hang"}
+    input.tool in {"local.echo", "remote.echo", "fail", "hang", "sample"}
 }
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
@@ -119,6 +121,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         ("fail", EMPTY_SCHEMA, TOOLS["fail"][0]),
         ("broken", EMPTY_SCHEMA, TOOLS["broken"][0]),
         ("hang", EMPTY_SCHEMA, TOOLS["hang"][0]),
+        ("sample", TEXT_SCHEMA, TOOLS["sample"][0]),
         ("drifted", EMPTY_SCHEMA, "What this tool did when it was reviewed."),
     ]
     agent = write_release(tmp_path / "releases", AGENT, declared, POLICY)
@@ -182,6 +185,7 @@ name = "local"
 command = "{sys.executable}"
 args = ["{UPSTREAM}", "{local_log}"]
 prompts = true
+sampling = true
 
 [[mcp.servers]]
 name = "remote"
@@ -210,11 +214,14 @@ prompts = true
 
 
 @asynccontextmanager
-async def client(node: Node, mode: str, token: str = TOKEN) -> AsyncIterator[Client]:
-    """The SDK's client of ``/mcp``, as ``token``'s caller, in protocol ``mode``."""
+async def client(
+    node: Node, mode: str, token: str = TOKEN, **options: Any
+) -> AsyncIterator[Client]:
+    """The SDK's client of ``/mcp``, as ``token``'s caller, in protocol
+    ``mode`` (``options``: more arguments of the SDK's ``Client``)."""
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
         transport = streamable_http_client(f"{node.url}/mcp", http_client=http)
-        async with Client(transport, mode=mode) as session:
+        async with Client(transport, mode=mode, **options) as session:
             yield session
 
 
@@ -246,7 +253,9 @@ def test_both_eras_list_pinned_tools_and_every_call_goes_through_the_gate(node, 
     assert (seen["version"] == MODERN) == (mode == MODERN)
     # Colliding names are prefixed with the server's name (echo is also a tool
     # of the node itself); undeclared tools and the drifted one are not listed.
-    assert seen["tools"] == {"local.echo", "remote.echo", "secret.read", "fail", "broken", "hang"}
+    assert seen["tools"] == {
+        "local.echo", "remote.echo", "secret.read", "fail", "broken", "hang", "sample"
+    }  # fmt: skip
     assert seen["local"] == ["to local"]
     assert seen["remote"] == ["to remote"]
     assert Node.calls(node.local_log)[len(local_before) :] == ["echo"]
@@ -460,3 +469,43 @@ def test_resources_and_prompts_pass_from_the_servers_that_allow_them(node, mode)
     )
     read_events = [r for r in node.records() if r.get("kind") == RESOURCE_READ_EVENT]
     assert (read_events[-1]["server"], read_events[-1]["uri"]) == ("remote", RESOURCE_URI)
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+def test_an_allowed_servers_sampling_reaches_a_handshake_era_client_only(node, mode):
+    asked: list[str] = []
+    got: list[str] = []
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        asked.append(params.messages[0].content.text)
+        text = types.TextContent(type="text", text="from the model")
+        return types.CreateMessageResult(role="assistant", content=text, model="test")
+
+    async def main() -> None:
+        async with client(node, mode, sampling_callback=sample) as session:
+            got.extend(texts(await session.call_tool("sample", {"text": f"over {mode}"})))
+
+    before = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    anyio.run(main)
+    records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT][len(before) :]
+    assert all(
+        (r["server"], r["caller"], r["tool"]) == ("local", "desktop", "sample") for r in records
+    )
+    (answer,) = got
+    if mode == MODERN:
+        # A 2026-07-28 client takes no requests from a server: refused, recorded.
+        assert asked == []
+        assert "refused: the client speaks MCP 2026-07-28" in json.loads(answer)["ask_refused"]
+        assert [r["stage"] for r in records] == ["refused"]
+    else:
+        assert asked == ["over legacy"]
+        assert json.loads(answer) == {"sampled": "from the model"}
+        assert [r["stage"] for r in records] == ["asked", "answered"]
+    outcome = "refused" if mode == MODERN else "answered"
+    with operator_client(node.operator) as operator:
+        metrics = operator.get("/metrics").text
+    line = (
+        f'vedette_mcp_client_requests_total{{method="sampling/createMessage",outcome="{outcome}"}} '
+    )
+    assert line in metrics, metrics
+    assert float(metrics.split(line, 1)[1].split()[0]) >= 1

@@ -37,9 +37,26 @@ from vedette.mcp.errors import INSTALL_HINT, GatewayError
     is_flag=True,
     help="Pass the server's prompts to the client (each fetch recorded; not pinned).",
 )
+@click.option(
+    "--sampling",
+    is_flag=True,
+    help="Relay the server's sampling requests to the client (each one and its answer recorded).",
+)
+@click.option(
+    "--elicitation",
+    is_flag=True,
+    help="Relay the server's elicitation requests to the client (each one and its answer "
+    "recorded).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def mcp_command(
-    config_path: Path, caller_id: str, resources: bool, prompts: bool, command: tuple[str, ...]
+    config_path: Path,
+    caller_id: str,
+    resources: bool,
+    prompts: bool,
+    sampling: bool,
+    elicitation: bool,
+    command: tuple[str, ...],
 ) -> None:
     """Gate an MCP server's tool calls: vedette mcp --config F --caller ID -- CMD …"""
     try:
@@ -53,6 +70,14 @@ def mcp_command(
     from vedette.mcp.stdio import run_gateway
 
     try:
-        run_gateway(config, caller_id, list(command), resources=resources, prompts=prompts)
+        run_gateway(
+            config,
+            caller_id,
+            list(command),
+            resources=resources,
+            prompts=prompts,
+            sampling=sampling,
+            elicitation=elicitation,
+        )
     except (GatewayError, ServeError) as err:
         raise CannotRun(str(err)) from err

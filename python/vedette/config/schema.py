@@ -834,6 +834,20 @@ class McpServerConfig(Checked):
             "pinned or decided by a policy"
         ),
     ] = False
+    sampling: Annotated[
+        bool,
+        doc(
+            "relay its sampling requests to the client of the call they come in (each one and "
+            "its answer recorded); else refused, and not advertised to it"
+        ),
+    ] = False
+    elicitation: Annotated[
+        bool,
+        doc(
+            "relay its elicitation requests to the client of the call they come in (each one "
+            "and its answer recorded); else refused, and not advertised to it"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         from vedette.config.errors import ConfigError

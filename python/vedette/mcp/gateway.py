@@ -16,9 +16,9 @@ each such tool is named ``<server>.<tool>``. Tools are pinned
 (:mod:`vedette.mcp.pinning`) per agent, against that agent's active manifest,
 whenever an upstream's listing changes or a new release becomes active; only
 pinned tools are listed toward a client. Resources and prompts are served only
-from the servers whose entry allows them (:mod:`vedette.mcp.passthrough`); the
-upstreams' sampling and elicitation requests are refused (the SDK's defaults,
-and the gateway advertises neither capability upstream).
+from the servers whose entry allows them (:mod:`vedette.mcp.passthrough`); so
+are the servers' sampling and elicitation requests, relayed to the client of
+the call they come in (:mod:`vedette.mcp.asks`) and otherwise refused.
 
 This module imports the MCP SDK; the commands import it only once they have
 checked that the SDK is installed.
@@ -46,6 +46,7 @@ from vedette import __version__
 from vedette._core import is_name
 from vedette.config import Config
 from vedette.hashing import sha256
+from vedette.mcp.asks import Asker, ClientRequests, InFlight, SessionAsker
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
@@ -67,11 +68,13 @@ CallerOf = Callable[[ServerRequestContext[Any]], Caller]
 
 @dataclass
 class _Call:
-    """One client call on its way through the runtime: the agent it is pinned
-    for, and what the upstream answered (the runtime hands back a
-    :class:`Decision`; the client wants the MCP result)."""
+    """One client call on its way through the runtime: who makes it (its agent
+    is the one it is pinned for), the channel back to its client, and what the
+    upstream answered (the runtime hands back a :class:`Decision`; the client
+    wants the MCP result)."""
 
-    agent: str
+    caller: Caller
+    asker: Asker | None
     result: types.CallToolResult | None = None
     # The same result as the upstream sent it, for the stdio fast path.
     raw: dict[str, Any] | None = None
@@ -141,8 +144,10 @@ class Gateway:
             registry=runtime.metrics.registry,
         )
         self._lock = anyio.Lock()
+        self.client_requests = ClientRequests(runtime)
         for upstream in upstreams:
             upstream.on_change(self.upstream_changed)
+            upstream.relay_to(self.client_requests)
 
     # -- the catalogue ----------------------------------------------------------
 
@@ -237,14 +242,15 @@ class Gateway:
             # A call that did not come through the gateway (POST /v1/tool): no
             # client's pins were checked for it, so it is not sent.
             raise ToolFailed("unpinned", f"MCP tool {name!r} is called through the MCP gateway")
-        state = self._agents.get(call.agent)
+        state = self._agents.get(call.caller.agent)
         if state is None or name not in state.pins.pinned or name not in self.catalogue:
             raise ToolFailed(
                 "unpinned", f"upstream tool {name!r} changed before the call; not sent"
             )
         upstream, own_name = self.catalogue[name]
         try:
-            result = await upstream.call(own_name, args)
+            with self.client_requests.in_flight(upstream, InFlight(call.caller, name, call.asker)):
+                result = await upstream.call(own_name, args)
         except UpstreamUnavailable as err:
             raise ToolFailed("unavailable", str(err)) from err
         except TimeoutError as err:
@@ -291,7 +297,9 @@ class Gateway:
         try:
             caller = self.caller_of(ctx)
             self._agent(caller.agent).sessions.add(ctx.session)
-            decision, call = await self._call(caller, params.name, dict(params.arguments or {}))
+            asker = SessionAsker(ctx.session, ctx.request_id)
+            arguments = dict(params.arguments or {})
+            decision, call = await self._call(caller, params.name, arguments, asker)
         except MCPError:
             raise
         except Exception as err:  # fail closed: nothing reached the upstream unrecorded
@@ -301,12 +309,14 @@ class Gateway:
             return types.CallToolResult.model_validate(decision.output)
         return answer
 
-    async def call_raw(self, caller: Caller, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """``tools/call`` for the stdio fast path (:mod:`vedette.mcp.stdio`): the
+    async def call_raw(
+        self, caller: Caller, name: str, args: dict[str, Any], asker: Asker
+    ) -> dict[str, Any]:
+        """``tools/call`` for the stdio fast path (:mod:`vedette.mcp.wire`): the
         same decision and the same errors as :meth:`call_tool`, and the result
         as the upstream sent it."""
         try:
-            decision, call = await self._call(caller, name, args)
+            decision, call = await self._call(caller, name, args, asker)
         except MCPError:
             raise
         except Exception as err:  # fail closed: nothing reached the upstream unrecorded
@@ -327,7 +337,7 @@ class Gateway:
         return MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id))
 
     async def _call(
-        self, caller: Caller, name: str, args: dict[str, Any]
+        self, caller: Caller, name: str, args: dict[str, Any], asker: Asker
     ) -> tuple[Decision, _Call]:
         pins = await self._pins_for(caller.agent)
         tool = self.runtime.tools.get(name)
@@ -343,7 +353,7 @@ class Gateway:
                 reason = f"upstream tool {name!r} is not listed by its server now"
         # A name nothing lists is left to the gate: undeclared, or declared but
         # not available.
-        call = _Call(caller.agent)
+        call = _Call(caller, asker)
         if reason is not None:
             return await self.runtime.refuse(caller, name, reason), call
         token = _CURRENT.set(call)

@@ -66,6 +66,8 @@ class McpEndpoint:
                 timeout_s=server.timeout_s,
                 resources=server.resources,
                 prompts=server.prompts,
+                sampling=server.sampling,
+                elicitation=server.elicitation,
             )
             for server in config.mcp.servers
         ]

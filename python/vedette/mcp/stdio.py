@@ -65,10 +65,14 @@ def run_gateway(
     *,
     resources: bool = False,
     prompts: bool = False,
+    sampling: bool = False,
+    elicitation: bool = False,
 ) -> None:
     """``vedette mcp``: the runtime for ``config``, the gateway for ``caller_id``
     in front of ``command`` (its resources and prompts passed when
-    ``resources`` / ``prompts``); returns when the client closes its side."""
+    ``resources`` / ``prompts``, its sampling and elicitation requests relayed
+    when ``sampling`` / ``elicitation``); returns when the client closes its
+    side."""
     from vedette.serve import start_runtime
 
     if not command:
@@ -86,6 +90,8 @@ def run_gateway(
         timeout_s=config.tools.timeout_s,
         resources=resources,
         prompts=prompts,
+        sampling=sampling,
+        elicitation=elicitation,
     )
     gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent])
     try:

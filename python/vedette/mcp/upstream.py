@@ -34,7 +34,7 @@ import sys
 from asyncio.subprocess import Process
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 import orjson
@@ -87,6 +87,19 @@ class UpstreamUnavailable(Exception):
     """The upstream is not connected now (starting, restarting, or stopped)."""
 
 
+class Relay(Protocol):
+    """Where a server's sampling and elicitation requests go when its entry
+    allows them (:class:`vedette.mcp.asks.ClientRequests`)."""
+
+    async def sampling(
+        self, upstream: Upstream, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData: ...
+
+    async def elicitation(
+        self, upstream: Upstream, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData: ...
+
+
 class Upstream:
     """One ``[[mcp.servers]]`` entry (or ``vedette mcp``'s command), connected
     and listed; :meth:`run` keeps it so until cancelled."""
@@ -101,9 +114,14 @@ class Upstream:
         timeout_s: float = 30.0,
         resources: bool = False,
         prompts: bool = False,
+        sampling: bool = False,
+        elicitation: bool = False,
     ) -> None:
         """``resources`` and ``prompts``: whether its resources and prompts are
-        passed to clients (:mod:`vedette.mcp.passthrough`)."""
+        passed to clients (:mod:`vedette.mcp.passthrough`); ``sampling`` and
+        ``elicitation``: whether its requests of those are relayed to the client
+        of the call they come in (:mod:`vedette.mcp.asks`), else refused and
+        not advertised."""
         if (command is None) == (url is None):
             raise GatewayError(f"MCP server {name!r}: give either a command or a url")
         self.name = name
@@ -113,6 +131,9 @@ class Upstream:
         self.timeout_s = timeout_s
         self.resources = resources
         self.prompts = prompts
+        self.sampling = sampling
+        self.elicitation = elicitation
+        self._relay: Relay | None = None
         self.tools: list[UpstreamTool] = []
         self.connected = False
         self.restarts = 0
@@ -141,6 +162,11 @@ class Upstream:
     def on_change(self, callback: OnChange) -> None:
         """Call ``callback`` after every new listing, and when the connection is lost."""
         self._on_change = callback
+
+    def relay_to(self, relay: Relay) -> None:
+        """Where the server's sampling and elicitation requests go, as far as
+        its entry allows them (before it is connected)."""
+        self._relay = relay
 
     # -- running --------------------------------------------------------------
 
@@ -194,8 +220,14 @@ class Upstream:
                 write = http[1]
                 tasks.start_soon(pump)
                 send = _session_sender(write)
+            # Only what is relayed is advertised: the SDK's defaults refuse the rest.
+            relayed: dict[str, Any] = {}
+            if self.sampling and self._relay is not None:
+                relayed["sampling_callback"] = self._sampling
+            if self.elicitation and self._relay is not None:
+                relayed["elicitation_callback"] = self._elicitation
             session = await stack.enter_async_context(
-                ClientSession(read, write, message_handler=self._on_message)
+                ClientSession(read, write, message_handler=self._on_message, **relayed)
             )
             with anyio.fail_after(self.timeout_s):
                 await session.initialize()
@@ -284,6 +316,18 @@ class Upstream:
             self._wake.set()
         elif isinstance(message, Exception):
             log.warning("MCP server %r transport: %s", self.name, message)
+
+    async def _sampling(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        assert self._relay is not None  # only given to the session with a relay
+        return await self._relay.sampling(self, params)
+
+    async def _elicitation(
+        self, context: Any, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        assert self._relay is not None
+        return await self._relay.elicitation(self, params)
 
     # -- calls ------------------------------------------------------------------
 

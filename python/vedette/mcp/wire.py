@@ -11,7 +11,10 @@ orjson, decided and sent upstream by :meth:`Gateway.call_raw` (the same
 decision, evidence and errors as the SDK's way), and answered with the result
 shaped for the session's revision by the SDK's own serializer. A session on
 2026-07-28 stays on the SDK's way throughout. The SDK's client cannot tell the
-two apart (``tests/test_mcp_gateway.py`` runs on both).
+two apart (``tests/test_mcp_gateway.py`` runs on both). A call on the short
+way is also the channel for the upstream's sampling and elicitation requests
+during it (:mod:`vedette.mcp.asks`): they are written here, and their answers
+taken out of the client's lines before the SDK would see them.
 
 While serving, descriptor 0 reads the null device and descriptor 1 writes to
 standard error, so stray output (a library's ``print``) never reaches the wire.
@@ -21,16 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from mcp import types
 from mcp.shared.exceptions import MCPError
 from mcp.types.methods import serialize_server_result
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
+from vedette.mcp.asks import Result
 from vedette.mcp.gateway import Gateway
 from vedette.runtime.identity import Caller
 
@@ -40,6 +46,8 @@ log = logging.getLogger("vedette.mcp")
 MAX_LINE_BYTES = 16 << 20
 # JSON-RPC's code for a result the server could not shape (as the SDK answers it).
 INTERNAL_ERROR = -32603
+# The ids of the requests this wire sends the client (the SDK's are numbers).
+ASK_ID_PREFIX = "vedette-ask-"
 
 
 @contextlib.asynccontextmanager
@@ -104,9 +112,13 @@ class Wire:
         self._agreed: str | None = None
         self._era: str | None = None
         self._initialize_ids: set[Any] = set()
+        self._capabilities: types.ClientCapabilities | None = None
         # Calls on the short way in flight, by request id, to cancel: plain
         # asyncio tasks (an anyio task group costs more than the call's own work).
         self._fast: dict[Any, asyncio.Task[None]] = {}
+        # Requests sent to the client, waiting for its answer.
+        self._asks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ask_ids = itertools.count(1)
 
     # -- the SDK's stdin --------------------------------------------------------
 
@@ -127,6 +139,8 @@ class Wire:
                     self._start(*request)
                     continue
             if b"notifications/" in line and self._taken(line):
+                continue
+            if ASK_ID_PREFIX.encode() in line and self._answered(line):
                 continue
             if self._era is None and b"initialize" in line:
                 self._note_initialize(line)
@@ -166,7 +180,7 @@ class Wire:
     async def _answer(self, request_id: Any, name: str, args: dict[str, Any]) -> None:
         reply: dict[str, Any]
         try:
-            result = await self._gateway.call_raw(self._caller, name, args)
+            result = await self._gateway.call_raw(self._caller, name, args, self)
             assert self._era is not None
             shaped = serialize_server_result("tools/call", self._era, result)
             reply = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
@@ -184,6 +198,55 @@ class Wire:
             reply = {"jsonrpc": "2.0", "id": request_id, "error": error}
         self._writer.write(orjson.dumps(reply) + b"\n")
         await self._writer.drain()
+
+    # -- requests to the client (an Asker of vedette.mcp.asks) -------------------
+
+    def refusal(self) -> str | None:
+        return None  # the short way serves handshake-era sessions only
+
+    def capabilities(self) -> types.ClientCapabilities | None:
+        return self._capabilities
+
+    async def ask(self, request: Any, result_type: type[Result]) -> Result:
+        request_id = f"{ASK_ID_PREFIX}{next(self._ask_ids)}"
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._asks[request_id] = answer
+        try:
+            message = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+            message.update(jsonrpc="2.0", id=request_id)
+            self._writer.write(orjson.dumps(message) + b"\n")
+            await self._writer.drain()
+            reply = await answer
+        finally:
+            self._asks.pop(request_id, None)
+        error = reply.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise MCPError(INTERNAL_ERROR, "the client answered a malformed error")
+            code, text = error.get("code"), error.get("message")
+            raise MCPError(
+                code if isinstance(code, int) else INTERNAL_ERROR,
+                str(text),
+                error.get("data"),
+            )
+        return result_type.model_validate(reply.get("result"), by_name=False)
+
+    def _answered(self, line: bytes) -> bool:
+        """The client's answer to a request of this wire (taken: the SDK never
+        sent it); an answer that comes too late is dropped."""
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or "method" in message:
+            return False
+        request_id = message.get("id")
+        if not isinstance(request_id, str) or not request_id.startswith(ASK_ID_PREFIX):
+            return False
+        waiting = self._asks.get(request_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(message)
+        return True
 
     def _taken(self, line: bytes) -> bool:
         """A notification this wire acts on itself: the client's
@@ -212,6 +275,12 @@ class Wire:
             message = orjson.loads(line)
             if isinstance(message, dict) and message.get("method") == "initialize":
                 self._initialize_ids.add(_hashable(message.get("id")))
+                params = message.get("params")
+                declared = params.get("capabilities") if isinstance(params, dict) else None
+                try:
+                    self._capabilities = types.ClientCapabilities.model_validate(declared)
+                except ValueError:  # the SDK answers a malformed initialize itself
+                    self._capabilities = None
 
     def _note_agreed(self, text: str) -> None:
         with contextlib.suppress(orjson.JSONDecodeError):
