@@ -105,6 +105,9 @@ class ArchiveUplink:
         self._unreachable_since: float | None = time.monotonic()
         self._backlog_segments = 0
         self._backlog_bytes = 0
+        # Segments acknowledged while a look at the store runs (on a worker
+        # thread): that look may have read them as waiting.
+        self._acked_while_listing: set[str] | None = None
         self._oldest_unarchived_ms: int | None = None
         self.published_bytes = 0
         self.published_messages = 0
@@ -421,6 +424,8 @@ class ArchiveUplink:
         with self._lock:
             self._last_ack_mono = time.monotonic()
             self.archived_segments += 1
+            if self._acked_while_listing is not None:
+                self._acked_while_listing.add(info.id)
             # The status must not show it waiting until the next scan does.
             self._backlog_segments = max(0, self._backlog_segments - 1)
             self._backlog_bytes = max(0, self._backlog_bytes - info.size)
@@ -458,13 +463,21 @@ class ArchiveUplink:
 
     def _refresh_backlog(self) -> list[SegmentInfo]:
         """Sealed segments the archive has not acknowledged, oldest first."""
+        with self._lock:
+            self._acked_while_listing = set()
         try:
             segments = self.store.segments()
         except StoreError as err:
             self._error(err, quiet=True)
             return []
+        finally:
+            with self._lock:
+                acked = self._acked_while_listing or set()
+                self._acked_while_listing = None
         waiting = [
-            s for s in segments if s.sealed and s.id is not None and self.by not in s.acked_by
+            s
+            for s in segments
+            if s.sealed and s.id is not None and self.by not in s.acked_by and s.id not in acked
         ]
         waiting.sort(key=lambda s: (s.created_unix_ms, s.origin, s.seq))
         with self._lock:
