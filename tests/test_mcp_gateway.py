@@ -20,7 +20,7 @@ pytest.importorskip("mcp")
 
 import anyio
 from click.testing import CliRunner
-from mcp import types
+from mcp import Client, types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
@@ -151,11 +151,9 @@ unsigned = true
     return Setup(config, tmp_path / "upstream-calls.jsonl")
 
 
-@asynccontextmanager
-async def connected(setup: Setup, *options: str, **client: Any) -> AsyncIterator[ClientSession]:
-    """An MCP client session (``client``: more arguments of the SDK's
-    ``ClientSession``) with ``vedette mcp [options]`` in front of the test upstream."""
-    params = StdioServerParameters(
+def gateway_command(setup: Setup, *options: str) -> StdioServerParameters:
+    """``vedette mcp [options]`` in front of the test upstream."""
+    return StdioServerParameters(
         command=sys.executable,
         args=[
             "-m",
@@ -173,6 +171,13 @@ async def connected(setup: Setup, *options: str, **client: Any) -> AsyncIterator
         ],
         env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
+
+
+@asynccontextmanager
+async def connected(setup: Setup, *options: str, **client: Any) -> AsyncIterator[ClientSession]:
+    """An MCP client session (``client``: more arguments of the SDK's
+    ``ClientSession``) with ``vedette mcp [options]`` in front of the test upstream."""
+    params = gateway_command(setup, *options)
     async with (
         stdio_client(params) as (read, write),
         ClientSession(read, write, **client) as session,
@@ -661,3 +666,35 @@ def test_a_relayed_request_needs_the_clients_capability_and_is_recorded_refused(
         "sample",
         CALLER,
     )
+
+
+def test_a_2026_07_28_client_is_asked_through_input_required_rounds(setup):
+    client = TheClient()
+    got: dict[str, Any] = {}
+
+    async def main() -> None:
+        command = gateway_command(setup, "--sampling", "--elicitation")
+        async with Client(command, mode="2026-07-28", **client.callbacks()) as session:
+            got["version"] = session.protocol_version
+            got["sample"] = texts(await session.call_tool("sample", {"text": "the news"}))
+            got["elicit"] = texts(await session.call_tool("elicit", {"text": "Proceed?"}))
+
+    anyio.run(main)
+    assert got["version"] == "2026-07-28"
+    assert client.asked == ["sample: the news", "elicit: Proceed?"]
+    assert [json.loads(text) for text in got["sample"] + got["elicit"]] == [
+        {"sampled": "the model on 'the news'"},
+        {"elicited": {"action": "accept", "content": {"answer": "yes"}}},
+    ]
+    records = [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [(r["method"], r["stage"]) for r in records] == [
+        ("sampling/createMessage", "asked"),
+        ("sampling/createMessage", "answered"),
+        ("elicitation/create", "asked"),
+        ("elicitation/create", "answered"),
+    ]
+    decided = [r for r in setup.records() if r.get("kind") == "decision"]
+    assert [(r["tool"], r["outcome"]) for r in decided] == [
+        ("sample", "allow"),
+        ("elicit", "allow"),
+    ]

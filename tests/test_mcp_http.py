@@ -472,7 +472,7 @@ def test_resources_and_prompts_pass_from_the_servers_that_allow_them(node, mode)
 
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
-def test_an_allowed_servers_sampling_reaches_a_handshake_era_client_only(node, mode):
+def test_an_allowed_servers_sampling_reaches_the_client_in_both_eras(node, mode):
     asked: list[str] = []
     got: list[str] = []
 
@@ -488,24 +488,108 @@ def test_an_allowed_servers_sampling_reaches_a_handshake_era_client_only(node, m
     before = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
     anyio.run(main)
     records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT][len(before) :]
+    # A handshake-era client is asked on the call's stream; a 2026-07-28 one
+    # gets the question as the call's input-required result, and answers it
+    # by trying the call again.
+    assert asked == [f"over {mode}"]
+    (answer,) = got
+    assert json.loads(answer) == {"sampled": "from the model"}
+    assert [r["stage"] for r in records] == ["asked", "answered"]
     assert all(
         (r["server"], r["caller"], r["tool"]) == ("local", "desktop", "sample") for r in records
     )
-    (answer,) = got
-    if mode == MODERN:
-        # A 2026-07-28 client takes no requests from a server: refused, recorded.
-        assert asked == []
-        assert "refused: the client speaks MCP 2026-07-28" in json.loads(answer)["ask_refused"]
-        assert [r["stage"] for r in records] == ["refused"]
-    else:
-        assert asked == ["over legacy"]
-        assert json.loads(answer) == {"sampled": "from the model"}
-        assert [r["stage"] for r in records] == ["asked", "answered"]
-    outcome = "refused" if mode == MODERN else "answered"
     with operator_client(node.operator) as operator:
         metrics = operator.get("/metrics").text
-    line = (
-        f'vedette_mcp_client_requests_total{{method="sampling/createMessage",outcome="{outcome}"}} '
-    )
+    line = 'vedette_mcp_client_requests_total{method="sampling/createMessage",outcome="answered"} '
     assert line in metrics, metrics
     assert float(metrics.split(line, 1)[1].split()[0]) >= 1
+
+
+def test_a_2026_07_28_call_is_decided_once_and_resumed_only_by_its_caller(node):
+    got: dict[str, Any] = {}
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        text = types.TextContent(type="text", text="resumed")
+        return types.CreateMessageResult(role="assistant", content=text, model="test")
+
+    async def main() -> None:
+        async with (
+            client(node, MODERN, sampling_callback=sample) as desktop,
+            client(node, MODERN, OTHER_TOKEN, sampling_callback=sample) as laptop,
+        ):
+            first = await desktop.session.call_tool(
+                "sample", {"text": "hold on"}, allow_input_required=True, allow_claimed=False
+            )
+            assert isinstance(first, types.InputRequiredResult)
+            (key,) = first.input_requests
+            got["asked"] = first.input_requests[key]
+            answer = await sample(None, got["asked"].params)
+            for name, session, state in (
+                ("other caller", laptop, first.request_state),
+                ("forged", desktop, "not-a-state-vedette-gave"),
+            ):
+                with pytest.raises(MCPError) as caught:
+                    await session.session.call_tool(
+                        "sample",
+                        {"text": "hold on"},
+                        input_responses={key: answer},
+                        request_state=state,
+                        allow_input_required=True,
+                        allow_claimed=False,
+                    )
+                got[name] = caught.value.code
+            final = await desktop.session.call_tool(
+                "sample",
+                {"text": "hold on"},
+                input_responses={key: answer},
+                request_state=first.request_state,
+                allow_input_required=True,
+                allow_claimed=False,
+            )
+            got["final"] = texts(final)  # type: ignore[arg-type]
+
+    decisions = [r for r in node.records() if r.get("kind") == "decision"]
+    anyio.run(main)
+    assert isinstance(got["asked"], types.CreateMessageRequest)
+    assert got["other caller"] == types.INVALID_PARAMS
+    assert got["forged"] == types.INVALID_PARAMS
+    assert [json.loads(text) for text in got["final"]] == [{"sampled": "resumed"}]
+    new = [r for r in node.records() if r.get("kind") == "decision"][len(decisions) :]
+    assert [(r["tool"], r["caller"], r["outcome"]) for r in new] == [("sample", "desktop", "allow")]
+
+
+def test_a_servers_request_is_refused_while_two_callers_have_calls_there(node):
+    asked: list[str] = []
+    got: list[str] = []
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        asked.append(params.messages[0].content.text)
+        text = types.TextContent(type="text", text="should not be asked")
+        return types.CreateMessageResult(role="assistant", content=text, model="test")
+
+    async def main() -> None:
+        async with (
+            client(node, "legacy", OTHER_TOKEN) as laptop,
+            client(node, "legacy", sampling_callback=sample) as desktop,
+            anyio.create_task_group() as tasks,
+        ):
+            hangs_before = Node.calls(node.local_log).count("hang")
+            tasks.start_soon(laptop.call_tool, "hang", {})
+            with anyio.fail_after(10):
+                while Node.calls(node.local_log).count("hang") == hangs_before:
+                    await anyio.sleep(0.02)
+            # The local server now has calls of two callers in flight: whose
+            # question its request is cannot be told, so nobody is asked.
+            got.extend(texts(await desktop.call_tool("sample", {"text": "whose?"})))
+            tasks.cancel_scope.cancel()
+
+    before = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    anyio.run(main)
+    assert asked == []
+    (answer,) = got
+    reason = "calls of more than one caller are in flight on this server"
+    assert json.loads(answer) == {"ask_refused": f"refused: {reason}"}
+    records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT][len(before) :]
+    assert [(r["stage"], r["reason"], r["server"]) for r in records] == [
+        ("refused", reason, "local")
+    ]

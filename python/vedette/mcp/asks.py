@@ -11,9 +11,11 @@ that server. An allowed request goes to the client whose ``tools/call`` is in
 flight on that server, on that call's own channel, and only when the calls in
 flight there are all one caller's: a request does not say which call it
 belongs to, and a guess could show one caller's question to another. It is
-refused too when that client did not declare the capability, or speaks
-2026-07-28 (whose servers send no requests of their own: they answer with an
-input-required result, which vedette does not relay).
+refused too when that client did not declare the capability. A client of a
+handshake revision gets the request as a request (:class:`SessionAsker`, or
+the stdio short way); a 2026-07-28 client, whose servers send no requests of
+their own, gets it as the call's input-required result and sends its answer
+with the call again (:class:`RoundTrips`).
 
 Each request is recorded before it goes to the client (``mcp_client_request``,
 ``stage: "asked"``: server, method, caller, agent, tool, the digest and size of
@@ -25,7 +27,9 @@ durable, the step is not taken and the server gets an error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +40,6 @@ from mcp import types
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from prometheus_client import Counter
 from pydantic import BaseModel
 
@@ -83,12 +86,6 @@ class SessionAsker:
         self._request_id = request_id
 
     def refusal(self) -> str | None:
-        version = self._session.protocol_version
-        if version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            return (
-                f"the client speaks MCP {version}, where a server's requests reach the client "
-                "only as an input-required result, which vedette does not relay"
-            )
         if self._request_id is None or not self._session.can_send_request:
             return "the client's connection takes no requests from the server"
         return None
@@ -99,6 +96,53 @@ class SessionAsker:
     async def ask(self, request: BaseModel, result_type: type[Result]) -> Result:
         metadata = ServerMessageMetadata(related_request_id=self._request_id)
         return await self._session.send_request(request, result_type, metadata=metadata)  # type: ignore[arg-type]
+
+
+class RoundTrips:
+    """The channel of a call from a 2026-07-28 client: the server's requests
+    leave as the call's input-required result (each under a key of its own),
+    and come back answered in the client's next try of the call."""
+
+    def __init__(self, capabilities: types.ClientCapabilities | None) -> None:
+        self._capabilities = capabilities
+        self._keys = itertools.count(1)
+        # Asked and not yet handed to the client; handed and not yet answered.
+        self._asked: dict[str, tuple[BaseModel, asyncio.Future[Any]]] = {}
+        self._handed: dict[str, asyncio.Future[Any]] = {}
+        self.asked = asyncio.Event()
+
+    def refusal(self) -> str | None:
+        return None
+
+    def capabilities(self) -> types.ClientCapabilities | None:
+        return self._capabilities
+
+    async def ask(self, request: BaseModel, result_type: type[Result]) -> Result:
+        key = f"vedette-{next(self._keys)}"
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._asked[key] = (request, answer)
+        self.asked.set()
+        try:
+            return result_type.model_validate(await answer, by_name=False)
+        finally:
+            self._asked.pop(key, None)
+            self._handed.pop(key, None)
+
+    def hand_over(self) -> dict[str, Any]:
+        """The requests asked since the last hand-over, by key, for the client."""
+        handed = {key: request for key, (request, _) in self._asked.items()}
+        self._handed.update((key, answer) for key, (_, answer) in self._asked.items())
+        self._asked.clear()
+        self.asked.clear()
+        return handed
+
+    def answer(self, responses: dict[str, Any]) -> None:
+        """The client's answers, by the keys it was handed (others are ignored)."""
+        for key, response in responses.items():
+            waiting = self._handed.pop(key, None)
+            if waiting is not None and not waiting.done():
+                dumped = response.model_dump(by_alias=True, mode="json", exclude_none=True)
+                waiting.set_result(dumped)
 
 
 @dataclass(frozen=True)

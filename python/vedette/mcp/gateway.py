@@ -26,8 +26,10 @@ checked that the SDK is installed.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import secrets
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +41,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -46,7 +49,7 @@ from vedette import __version__
 from vedette._core import is_name
 from vedette.config import Config
 from vedette.hashing import sha256
-from vedette.mcp.asks import Asker, ClientRequests, InFlight, SessionAsker
+from vedette.mcp.asks import Asker, ClientRequests, InFlight, RoundTrips, SessionAsker
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
@@ -60,6 +63,11 @@ from vedette.runtime.tools import ToolFailed
 log = logging.getLogger("vedette.mcp")
 
 __all__ = ["Gateway", "caller_for"]
+
+# How long a 2026-07-28 call whose server asked its client something stays
+# resumable once it has finished: its result waits that long for the client's
+# next try of the call.
+RESUME_GRACE_S = 30.0
 
 # Who asks: the caller of the request being served (``vedette mcp`` has one;
 # ``/mcp`` takes it from each request's bearer token).
@@ -78,6 +86,17 @@ class _Call:
     result: types.CallToolResult | None = None
     # The same result as the upstream sent it, for the stdio fast path.
     raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    """A 2026-07-28 call that answered its client with the server's requests:
+    the client's next try of it (its ``requestState``) takes it up again."""
+
+    caller_id: str
+    name: str
+    trips: RoundTrips
+    task: asyncio.Future[tuple[Decision, _Call]]
 
 
 _CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
@@ -145,6 +164,7 @@ class Gateway:
         )
         self._lock = anyio.Lock()
         self.client_requests = ClientRequests(runtime)
+        self._resumable: dict[str, _Resumable] = {}
         for upstream in upstreams:
             upstream.on_change(self.upstream_changed)
             upstream.relay_to(self.client_requests)
@@ -292,22 +312,83 @@ class Gateway:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         caller: Caller | None = None
         try:
             caller = self.caller_of(ctx)
             self._agent(caller.agent).sessions.add(ctx.session)
-            asker = SessionAsker(ctx.session, ctx.request_id)
+            if params.request_state is not None:
+                return await self._resume(caller, params)
             arguments = dict(params.arguments or {})
+            asker: Asker | None = None
+            if ctx.session.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                asker = SessionAsker(ctx.session, ctx.request_id)
+            elif self._may_ask(params.name):
+                # The server's requests during the call go back as its result.
+                trips = RoundTrips(ctx.session.client_capabilities)
+                running = asyncio.ensure_future(self._call(caller, params.name, arguments, trips))
+                return await self._step(caller, params.name, trips, running)
             decision, call = await self._call(caller, params.name, arguments, asker)
         except MCPError:
             raise
         except Exception as err:  # fail closed: nothing reached the upstream unrecorded
             raise await self._internal_denial(caller, params.name, err) from err
+        return self._result(decision, call)
+
+    def _may_ask(self, name: str) -> bool:
+        """Whether the server of tool ``name`` may ask the client something."""
+        served = self.catalogue.get(name)
+        return served is not None and (served[0].sampling or served[0].elicitation)
+
+    def _result(self, decision: Decision, call: _Call) -> types.CallToolResult:
         answer: types.CallToolResult | None = self._answer(decision, call, call.result)
         if answer is None:
             return types.CallToolResult.model_validate(decision.output)
         return answer
+
+    async def _step(
+        self,
+        caller: Caller,
+        name: str,
+        trips: RoundTrips,
+        running: asyncio.Future[tuple[Decision, _Call]],
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """A 2026-07-28 call until it has its result, or its server asks the
+        client something: then the questions are the answer, and the call
+        waits for the client's next try (:meth:`_resume`)."""
+        asked: asyncio.Future[Any] = asyncio.ensure_future(trips.asked.wait())
+        waiting: set[asyncio.Future[Any]] = {running, asked}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            running.cancel()  # the client has gone, and so has its call
+            raise
+        finally:
+            asked.cancel()
+        if running.done():
+            decision, call = running.result()
+            return self._result(decision, call)
+        token = secrets.token_urlsafe(24)
+        self._resumable[token] = _Resumable(caller.id, name, trips, running)
+        loop = asyncio.get_running_loop()
+        running.add_done_callback(
+            lambda _: loop.call_later(RESUME_GRACE_S, self._resumable.pop, token, None)
+        )
+        return types.InputRequiredResult(input_requests=trips.hand_over(), request_state=token)
+
+    async def _resume(
+        self, caller: Caller, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """The client's next try of a call whose server asked it something: its
+        answers go to the server, and the call goes on where it was (it was
+        decided once; the arguments of a try are not looked at)."""
+        token = params.request_state or ""
+        entry = self._resumable.get(token)
+        if entry is None or entry.caller_id != caller.id or entry.name != params.name:
+            raise MCPError(types.INVALID_PARAMS, "unknown or expired requestState for this call")
+        del self._resumable[token]
+        entry.trips.answer(dict(params.input_responses or {}))
+        return await self._step(caller, entry.name, entry.trips, entry.task)
 
     async def call_raw(
         self, caller: Caller, name: str, args: dict[str, Any], asker: Asker
@@ -337,7 +418,7 @@ class Gateway:
         return MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id))
 
     async def _call(
-        self, caller: Caller, name: str, args: dict[str, Any], asker: Asker
+        self, caller: Caller, name: str, args: dict[str, Any], asker: Asker | None
     ) -> tuple[Decision, _Call]:
         pins = await self._pins_for(caller.agent)
         tool = self.runtime.tools.get(name)
