@@ -698,3 +698,24 @@ def test_a_2026_07_28_client_is_asked_through_input_required_rounds(setup):
         ("sample", "allow"),
         ("elicit", "allow"),
     ]
+
+
+def test_a_client_that_refuses_a_relayed_request_is_recorded_and_the_call_goes_on(setup):
+    got: list[list[str]] = []
+
+    async def decline(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        return types.ErrorData(code=-1, message="the user declined")
+
+    async def body(session: ClientSession) -> None:
+        got.append(texts(await session.call_tool("sample", {"text": "the news"})))
+
+    run(setup, body, "--sampling", sampling_callback=decline)
+    reason = "the client answered error -1: the user declined"
+    assert setup.logged("ask_refused") == [reason]
+    records = [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [(r["stage"], r.get("reason")) for r in records] == [
+        ("asked", None),
+        ("failed", reason),
+    ]
+    # The tool itself answered (it handles the refusal), and that was allowed.
+    assert [json.loads(text) for (text,) in got] == [{"ask_refused": reason}]

@@ -231,11 +231,13 @@ class ClientRequests:
             with anyio.fail_after(upstream.timeout_s):
                 answer = await asker.ask(request, answer_type)
         except Exception as err:  # MCPError, a timeout, an answer of the wrong shape
-            detail = err.message if isinstance(err, MCPError) else type(err).__name__
-            code = err.code if isinstance(err, MCPError) else NO_ANSWER
+            if isinstance(err, MCPError):
+                code, detail = err.code, f"the client answered error {err.code}: {err.message}"
+            else:
+                code, detail = NO_ANSWER, f"no answer from the client ({type(err).__name__})"
             await self.runtime.record_event(EVENT, {**fields, "stage": "failed", "reason": detail})
             self._counted.labels(method, "failed").inc()
-            return types.ErrorData(code=code, message=f"the client did not answer: {detail}")
+            return types.ErrorData(code=code, message=detail)
         encoded_answer = strict_dumps(
             answer.model_dump(by_alias=True, mode="json", exclude_none=True)
         )
