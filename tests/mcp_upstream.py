@@ -10,7 +10,9 @@ whether a call ever arrived). At each start it appends its process id to
 ``{"cancelled": "hang"}`` when the call is cancelled); ``sample`` and
 ``elicit`` ask the client, during the call, for a message from its model and
 for an answer from its user, log what came back (``{"sampled": TEXT}``,
-``{"elicited": CONTENT}``, or ``{"ask_refused": MESSAGE}``) and return it. It also has one
+``{"elicited": CONTENT}``, or ``{"ask_refused": MESSAGE}``) and return it;
+``progress`` logs whether it was given a progress token (``{"progress_token":
+BOOL}``) and, if so, reports two steps before it answers. It also has one
 resource (``RESOURCE_URI``) and one prompt (``greet``), and logs each read
 and fetch (``{"resource": URI}``, ``{"prompt": NAME}``).
 """
@@ -49,6 +51,7 @@ TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
     "hang": ("Never answers.", EMPTY_SCHEMA),
     "sample": ("Asks the client's model to write about the text.", TEXT_SCHEMA),
     "elicit": ("Asks the client's user a question.", TEXT_SCHEMA),
+    "progress": ("Reports its progress twice when asked to, then answers.", EMPTY_SCHEMA),
 }
 # What elicit asks for.
 ELICIT_SCHEMA = {
@@ -104,6 +107,15 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
                 raise
         if params.name == "broken":
             raise MCPError(-32050, "the upstream broke")
+        if params.name == "progress":
+            token = (params.meta or {}).get("progress_token")
+            note({"progress_token": token is not None})
+            if token is not None:
+                for step in (1, 2):
+                    await ctx.session.send_progress_notification(
+                        token, step, 2, f"step {step}", related_request_id=str(ctx.request_id)
+                    )
+            return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
         if params.name in ("sample", "elicit"):
             return await ask(ctx, params.name, str(arguments.get("text")))
         return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])

@@ -60,7 +60,7 @@ default decision := {"allow": false, "reason": "no rule allows this call"}
 decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
     input.tool in {
         "echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken", "hang",
-        "sample", "elicit",
+        "sample", "elicit", "progress",
     }
 }
 
@@ -218,7 +218,8 @@ def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setu
     async def body(session: ClientSession) -> None:
         tools = await listed(session)
         assert set(tools) == {
-            "echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang", "sample", "elicit"
+            "echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang", "sample", "elicit",
+            "progress",
         }  # fmt: skip
         assert tools["echo"].description == TOOLS["echo"][0]
         assert tools["echo"].input_schema == TEXT_SCHEMA
@@ -719,3 +720,24 @@ def test_a_client_that_refuses_a_relayed_request_is_recorded_and_the_call_goes_o
     ]
     # The tool itself answered (it handles the refusal), and that was allowed.
     assert [json.loads(text) for (text,) in got] == [{"ask_refused": reason}]
+
+
+def test_the_upstreams_progress_reaches_a_client_that_asked_for_it(setup):
+    reports: list[tuple[float, float | None, str | None]] = []
+    got: list[list[str]] = []
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async def body(session: ClientSession) -> None:
+        got.append(texts(await session.call_tool("progress", {}, progress_callback=report)))
+        got.append(texts(await session.call_tool("progress", {})))
+        with anyio.fail_after(10):
+            while len(reports) < 2:
+                await anyio.sleep(0.01)
+
+    run(setup, body)
+    assert got == [["done"], ["done"]]
+    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    # Only the call whose client asked for progress asked the upstream for it.
+    assert setup.logged("progress_token") == [True, False]

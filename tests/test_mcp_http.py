@@ -58,7 +58,9 @@ import rego.v1
 default decision := {"allow": false, "reason": "no rule allows this call"}
 
 decision := {"allow": true, "reason": "allowed over /mcp"} if {
-    input.tool in {"local.echo", "remote.echo", "fail", "hang", "sample"}
+    input.tool in {
+        "local.echo", "remote.echo", "fail", "hang", "sample", "local.progress", "remote.progress"
+    }
 }
 
 decision := {"allow": false, "reason": "secrets stay where they are"} if {
@@ -122,6 +124,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         ("broken", EMPTY_SCHEMA, TOOLS["broken"][0]),
         ("hang", EMPTY_SCHEMA, TOOLS["hang"][0]),
         ("sample", TEXT_SCHEMA, TOOLS["sample"][0]),
+        ("local.progress", EMPTY_SCHEMA, TOOLS["progress"][0]),
+        ("remote.progress", EMPTY_SCHEMA, TOOLS["progress"][0]),
         ("drifted", EMPTY_SCHEMA, "What this tool did when it was reviewed."),
     ]
     agent = write_release(tmp_path / "releases", AGENT, declared, POLICY)
@@ -132,7 +136,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     remote_port, port = free_port(), free_port()
     remote = subprocess.Popen(
         [sys.executable, str(UPSTREAM), str(remote_log), "--http", str(remote_port),
-         "--tools", "echo"],
+         "--tools", "echo,progress"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     config = tmp_path / "vedette.toml"
@@ -254,7 +258,8 @@ def test_both_eras_list_pinned_tools_and_every_call_goes_through_the_gate(node, 
     # Colliding names are prefixed with the server's name (echo is also a tool
     # of the node itself); undeclared tools and the drifted one are not listed.
     assert seen["tools"] == {
-        "local.echo", "remote.echo", "secret.read", "fail", "broken", "hang", "sample"
+        "local.echo", "remote.echo", "secret.read", "fail", "broken", "hang", "sample",
+        "local.progress", "remote.progress",
     }  # fmt: skip
     assert seen["local"] == ["to local"]
     assert seen["remote"] == ["to remote"]
@@ -593,3 +598,29 @@ def test_a_servers_request_is_refused_while_two_callers_have_calls_there(node):
     assert [(r["stage"], r["reason"], r["server"]) for r in records] == [
         ("refused", reason, "local")
     ]
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+@pytest.mark.parametrize("server", ["local", "remote"])
+def test_the_upstreams_progress_reaches_a_client_over_http_in_both_eras(node, mode, server):
+    """From a stdio server (local) and a Streamable HTTP one (remote)."""
+    reports: list[tuple[float, float | None, str | None]] = []
+    got: list[str] = []
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async def main() -> None:
+        async with client(node, mode) as session:
+            result = await session.call_tool(f"{server}.progress", {}, progress_callback=report)
+            got.extend(texts(result))
+            with anyio.fail_after(10):
+                while len(reports) < 2:
+                    await anyio.sleep(0.01)
+
+    log = node.local_log if server == "local" else node.remote_log
+    before = Node.calls(log, "progress_token")
+    anyio.run(main)
+    assert got == ["done"]
+    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    assert Node.calls(log, "progress_token")[len(before) :] == [True]

@@ -53,7 +53,7 @@ from vedette.mcp.asks import Asker, ClientRequests, InFlight, RoundTrips, Sessio
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
-from vedette.mcp.upstream import Upstream, UpstreamUnavailable, shared_names
+from vedette.mcp.upstream import Progress, Upstream, UpstreamUnavailable, shared_names
 from vedette.runtime.decision import Decision, deny_fields
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
@@ -83,6 +83,8 @@ class _Call:
 
     caller: Caller
     asker: Asker | None
+    # Where the upstream's progress reports go, when the client asked for them.
+    progress: Progress | None = None
     result: types.CallToolResult | None = None
     # The same result as the upstream sent it, for the stdio fast path.
     raw: dict[str, Any] | None = None
@@ -113,6 +115,23 @@ class _Forward:
 
     async def run(self, args: dict[str, Any]) -> Any:
         return await self._gateway.forward(self.name, args)
+
+
+def _progress_of(
+    ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+) -> Progress | None:
+    """Where the progress of a call whose client asked for it (a progress
+    token in its ``_meta``) is reported: that client, on the call's channel."""
+    token = (params.meta or {}).get("progress_token")
+    if token is None:
+        return None
+    session, request_id = ctx.session, ctx.request_id
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        related = str(request_id) if request_id is not None else None
+        await session.send_progress_notification(token, progress, total, message, related)
+
+    return report
 
 
 def caller_for(config: Config, caller_id: str) -> Caller:
@@ -270,7 +289,7 @@ class Gateway:
         upstream, own_name = self.catalogue[name]
         try:
             with self.client_requests.in_flight(upstream, InFlight(call.caller, name, call.asker)):
-                result = await upstream.call(own_name, args)
+                result = await upstream.call(own_name, args, call.progress)
         except UpstreamUnavailable as err:
             raise ToolFailed("unavailable", str(err)) from err
         except TimeoutError as err:
@@ -320,15 +339,18 @@ class Gateway:
             if params.request_state is not None:
                 return await self._resume(caller, params)
             arguments = dict(params.arguments or {})
+            progress = _progress_of(ctx, params)
             asker: Asker | None = None
             if ctx.session.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
                 asker = SessionAsker(ctx.session, ctx.request_id)
             elif self._may_ask(params.name):
                 # The server's requests during the call go back as its result.
                 trips = RoundTrips(ctx.session.client_capabilities)
-                running = asyncio.ensure_future(self._call(caller, params.name, arguments, trips))
+                running = asyncio.ensure_future(
+                    self._call(caller, params.name, arguments, trips, progress)
+                )
                 return await self._step(caller, params.name, trips, running)
-            decision, call = await self._call(caller, params.name, arguments, asker)
+            decision, call = await self._call(caller, params.name, arguments, asker, progress)
         except MCPError:
             raise
         except Exception as err:  # fail closed: nothing reached the upstream unrecorded
@@ -418,7 +440,12 @@ class Gateway:
         return MCPError(DENIED, f"denied: {reason}", deny_fields(reason, decision_id))
 
     async def _call(
-        self, caller: Caller, name: str, args: dict[str, Any], asker: Asker | None
+        self,
+        caller: Caller,
+        name: str,
+        args: dict[str, Any],
+        asker: Asker | None,
+        progress: Progress | None = None,
     ) -> tuple[Decision, _Call]:
         pins = await self._pins_for(caller.agent)
         tool = self.runtime.tools.get(name)
@@ -434,7 +461,7 @@ class Gateway:
                 reason = f"upstream tool {name!r} is not listed by its server now"
         # A name nothing lists is left to the gate: undeclared, or declared but
         # not available.
-        call = _Call(caller, asker)
+        call = _Call(caller, asker, progress)
         if reason is not None:
             return await self.runtime.refuse(caller, name, reason), call
         token = _CURRENT.set(call)

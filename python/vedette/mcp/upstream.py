@@ -75,6 +75,8 @@ SESSION_BACKLOG = 16
 STOP_GRACE_S = 2.0
 
 OnChange = Callable[["Upstream"], Awaitable[None]]
+# Reports a call's progress to its client: (progress, total, message).
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # Sends one JSON-RPC message (a plain dict) to the server.
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The JSON-RPC error a call in flight gets when its server's connection ends.
@@ -146,6 +148,8 @@ class Upstream:
         self._send: Send | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # The calls whose client asked for progress, by the token they carry.
+        self._progress: dict[str, Progress] = {}
         self._schedule = RetrySchedule(
             RESTART_BASE_S, RESTART_CAP_S, RESTART_BUDGET, RESTART_WINDOW_S
         )
@@ -216,7 +220,9 @@ class Upstream:
             else:
                 assert self.url is not None
                 http: Any = await stack.enter_async_context(streamable_http_client(self.url))
-                pump, read = _watch_end(http[0], self._on_end, self._answered)
+                pump, read = _watch_end(
+                    http[0], self._on_end, self._answered, self._progress_message
+                )
                 write = http[1]
                 tasks.start_soon(pump)
                 send = _session_sender(write)
@@ -336,12 +342,15 @@ class Upstream:
         self._ended = True
         self._wake.set()
 
-    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, name: str, args: dict[str, Any], progress: Progress | None = None
+    ) -> dict[str, Any]:
         """``tools/call`` of the server's own tool ``name``: its result as the
         server sent it, or ``MCPError`` (its JSON-RPC error, or the connection
         lost); :class:`UpstreamUnavailable` when not connected; ``TimeoutError``
         after the server's timeout. Cancelled, it tells the server
-        (``notifications/cancelled``)."""
+        (``notifications/cancelled``). With ``progress``, the server is asked to
+        report its progress, and each report goes there."""
         send = self._send
         if self._session is None or send is None:
             raise UpstreamUnavailable(f"the MCP server {self.name!r} is not connected")
@@ -349,7 +358,10 @@ class Upstream:
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
         try:
-            params = {"name": name, "arguments": args}
+            params: dict[str, Any] = {"name": name, "arguments": args}
+            if progress is not None:
+                params["_meta"] = {"progressToken": request_id}
+                self._progress[request_id] = progress
             async with _deadline(self.timeout_s):
                 await send(
                     {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
@@ -370,6 +382,7 @@ class Upstream:
             raise
         finally:
             self._waiting.pop(request_id, None)
+            self._progress.pop(request_id, None)
 
     async def _read_lines(self, process: Process, to_session: ObjectSendStream[Any]) -> None:
         """Every line the server writes: the answer to a call goes to its
@@ -386,8 +399,11 @@ class Upstream:
                         break
                     if not line:
                         break
-                    if line.strip() and not self._took(line):
-                        await to_session.send(_session_message(line))
+                    if not line.strip() or self._took(line):
+                        continue
+                    if b"notifications/progress" in line and await self._progress_line(line):
+                        continue
+                    await to_session.send(_session_message(line))
         self._on_end()
 
     def _took(self, line: bytes) -> bool:
@@ -414,6 +430,46 @@ class Upstream:
             reply.set_result(result)
         else:
             reply.set_exception(MCPError(MALFORMED_ANSWER, "the server's result is not an object"))
+        return True
+
+    async def _progress_line(self, line: bytes) -> bool:
+        """:meth:`_progressed` for a line of a stdio server."""
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or message.get("method") != "notifications/progress":
+            return False
+        return await self._progressed(message.get("params"))
+
+    async def _progress_message(self, message: Any) -> bool:
+        """:meth:`_progressed` for a message the SDK's HTTP transport has parsed."""
+        inner = getattr(message, "message", None)
+        if not isinstance(inner, types.JSONRPCNotification):
+            return False
+        if inner.method != "notifications/progress":
+            return False
+        return await self._progressed(inner.params)
+
+    async def _progressed(self, params: Any) -> bool:
+        """Takes a progress report of a call this upstream sent (``False`` for
+        anything else, the session's business) and passes it to the call's
+        client when it is well-formed."""
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        report = self._progress.get(token) if isinstance(token, str) else None
+        if report is None:
+            return False
+        progress, total = params.get("progress"), params.get("total")
+        message = params.get("message")
+        numbers = all(
+            isinstance(value, int | float) and not isinstance(value, bool)
+            for value in (progress, total if total is not None else 0)
+        )
+        if numbers and (message is None or isinstance(message, str)):
+            try:
+                await report(float(progress), None if total is None else float(total), message)
+            except Exception as err:  # the client has gone, or its request has ended
+                log.info("MCP server %r: progress not passed on: %s", self.name, err)
         return True
 
     def _answered(self, message: Any) -> bool:
@@ -488,11 +544,12 @@ def _watch_end(
     read: ObjectReceiveStream[Any],
     on_end: Callable[[], None],
     answered: Callable[[Any], bool],
+    progressed: Callable[[Any], Awaitable[bool]],
 ) -> tuple[Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any]]:
     """A copy of ``read`` for the session, and the task that fills it with
-    every message ``answered`` does not take: when the transport's stream ends
-    (a stdio server exited), the copy ends too, so the session fails its
-    requests in flight at once, and ``on_end`` is called."""
+    every message ``answered`` and ``progressed`` do not take: when the
+    transport's stream ends (a stdio server exited), the copy ends too, so the
+    session fails its requests in flight at once, and ``on_end`` is called."""
     send: ObjectSendStream[Any]
     send, copy = anyio.create_memory_object_stream[Any](math.inf)
 
@@ -500,7 +557,7 @@ def _watch_end(
         async with send:
             with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
                 async for message in read:
-                    if not answered(message):
+                    if not answered(message) and not await progressed(message):
                         await send.send(message)
         on_end()
 
