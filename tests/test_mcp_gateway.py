@@ -24,6 +24,7 @@ from mcp import Client, types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ToolsListChanged
 from mcp_upstream import (
     EMPTY_SCHEMA,
     RESOURCE_TEXT,
@@ -741,3 +742,21 @@ def test_the_upstreams_progress_reaches_a_client_that_asked_for_it(setup):
     assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
     # Only the call whose client asked for progress asked the upstream for it.
     assert setup.logged("progress_token") == [True, False]
+
+
+def test_a_2026_07_28_client_listening_is_told_its_tool_list_changed(setup):
+    got: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with Client(gateway_command(setup), mode="2026-07-28") as session:
+            got["before"] = {tool.name for tool in (await session.list_tools()).tools}
+            async with session.listen(tools_list_changed=True) as changes:
+                await session.call_tool("rug_pull", {})
+                with anyio.fail_after(20):
+                    got["event"] = await anext(changes)
+            got["after"] = {tool.name for tool in (await session.list_tools()).tools}
+
+    anyio.run(main)
+    assert isinstance(got["event"], ToolsListChanged)
+    assert "echo" in got["before"]
+    assert got["after"] == got["before"] - {"echo"}

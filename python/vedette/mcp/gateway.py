@@ -40,6 +40,7 @@ from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from prometheus_client import Counter
@@ -144,14 +145,18 @@ def caller_for(config: Config, caller_id: str) -> Caller:
 
 
 class _AgentPins:
-    """One agent's pins, the fingerprint they were made against, and the client
-    sessions to tell when they change."""
+    """One agent's pins, the fingerprint they were made against, and the
+    clients to tell when they change: the sessions of handshake-era clients,
+    and the ``subscriptions/listen`` streams of 2026-07-28 ones (the agent's
+    own, so no client learns when another agent's list changed)."""
 
     def __init__(self) -> None:
         self.pins = Pins()
         self.pinned_once = False
         self.against: str | None = None
         self.sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self.changes = InMemorySubscriptionBus()
+        self.listen = ListenHandler(self.changes)
 
 
 class Gateway:
@@ -245,6 +250,7 @@ class Gateway:
             self._mismatches.labels(agent, mismatch.field).inc()
             await self.runtime.record_event(MISMATCH_EVENT, mismatch.event(agent))
         if state.pins.pinned != before:
+            await state.changes.publish(ToolsListChanged())
             for session in list(state.sessions):
                 try:
                     await session.send_tool_list_changed()
@@ -328,6 +334,13 @@ class Gateway:
             for tool in pins.pinned.values()
         ]
         return types.ListToolsResult(tools=tools)
+
+    async def subscriptions_listen(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """A 2026-07-28 client's stream of changes to its agent's tool list."""
+        caller = self.caller_of(ctx)
+        return await self._agent(caller.agent).listen(ctx, params)
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -503,6 +516,7 @@ class Gateway:
             instructions=None,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
+            on_subscriptions_listen=self.subscriptions_listen,
             # For the Mcp-Param-* headers of a 2026-07-28 tools/call: without
             # it the SDK runs the whole tools/list handler for every call.
             get_tool_input_schema=self.input_schema,
