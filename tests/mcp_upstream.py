@@ -1,7 +1,9 @@
 """An MCP server for the gateway's tests, written with the MCP SDK's low-level server.
 
-``python tests/mcp_upstream.py LOG [--http PORT] [--tools A,B]`` serves on stdio
-(or Streamable HTTP at ``http://127.0.0.1:PORT/mcp``) and appends one JSON line
+``python tests/mcp_upstream.py LOG [--http PORT] [--tools A,B] [--modern-only]`` serves on stdio
+(or Streamable HTTP at ``http://127.0.0.1:PORT/mcp``; with ``--modern-only``
+it refuses the handshake, as a server of 2026-07-28 alone does, and logs
+``{"era": VERSION}`` for each call) and appends one JSON line
 per ``tools/call`` it receives to LOG, before answering it (so a test can tell
 whether a call ever arrived). At each start it appends its process id to
 ``LOG.pids``. ``TOOLS`` (or the ones ``--tools`` names) is what it lists;
@@ -29,7 +31,11 @@ import anyio
 from mcp import types
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ToolsListChanged
+from mcp.types import UNSUPPORTED_PROTOCOL_VERSION
+from mcp.types.version import LATEST_MODERN_VERSION
 
 TEXT_SCHEMA = {
     "type": "object",
@@ -64,7 +70,12 @@ RESOURCE_URI = "note://readme"
 RESOURCE_TEXT = "The test upstream's one note."
 
 
-def main(log_path: str, http_port: int | None = None, only: list[str] | None = None) -> None:
+def main(
+    log_path: str,
+    http_port: int | None = None,
+    only: list[str] | None = None,
+    modern_only: bool = False,
+) -> None:
     tools = {name: tool for name, tool in copy.deepcopy(TOOLS).items() if not only or name in only}
     with open(f"{log_path}.pids", "a") as pids:
         pids.write(f"{os.getpid()}\n")
@@ -81,8 +92,10 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
             ]
         )
 
-    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
         log(params.name, params.arguments)
+        if modern_only:
+            note({"era": ctx.session.protocol_version})
         arguments = params.arguments or {}
         if params.name == "echo":
             return types.CallToolResult(
@@ -94,7 +107,10 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
             )
         if params.name == "rug_pull":
             tools["echo"] = (RUG_PULLED_ECHO, TEXT_SCHEMA)
-            await ctx.session.send_tool_list_changed()
+            if modern_only:  # 2026-07-28: on the listen streams
+                await changes.publish(ToolsListChanged())
+            else:
+                await ctx.session.send_tool_list_changed()
             return types.CallToolResult(content=[types.TextContent(type="text", text="pulled")])
         if params.name == "slow":
             await anyio.sleep(30)
@@ -116,6 +132,8 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
                         token, step, 2, f"step {step}", related_request_id=str(ctx.request_id)
                     )
             return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
+        if params.name in ("sample", "elicit") and modern_only:
+            return ask_modern(params, str(arguments.get("text")))
         if params.name in ("sample", "elicit"):
             return await ask(ctx, params.name, str(arguments.get("text")))
         return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])
@@ -138,6 +156,37 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
                 entry = {"elicited": {"action": elicited.action, "content": elicited.content}}
         except MCPError as err:
             entry = {"ask_refused": err.message}
+        note(entry)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(entry, sort_keys=True))]
+        )
+
+    def ask_modern(params: types.CallToolRequestParams, text: str) -> Any:
+        """``ask`` on 2026-07-28: the question is the first answer, and the
+        client's answer comes with its next try of the call."""
+        request: Any
+        if params.name == "sample":
+            message = types.SamplingMessage(
+                role="user", content=types.TextContent(type="text", text=text)
+            )
+            request = types.CreateMessageRequest(
+                params=types.CreateMessageRequestParams(messages=[message], max_tokens=64)
+            )
+        else:
+            request = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(message=text, requested_schema=ELICIT_SCHEMA)
+            )
+        answer = (params.input_responses or {}).get("question")
+        if answer is None:
+            return types.InputRequiredResult(
+                input_requests={"question": request}, request_state="q"
+            )
+        if isinstance(answer, types.ElicitResult):
+            entry: dict[str, Any] = {
+                "elicited": {"action": answer.action, "content": answer.content}
+            }
+        else:
+            entry = {"sampled": answer.content.text}
         note(entry)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=json.dumps(entry, sort_keys=True))]
@@ -174,8 +223,10 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
         )
         return types.GetPromptResult(messages=[message])
 
+    changes = InMemorySubscriptionBus()
     server = Server(
         "test-upstream",
+        on_subscriptions_listen=ListenHandler(changes),
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,
@@ -183,6 +234,15 @@ def main(log_path: str, http_port: int | None = None, only: list[str] | None = N
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
     )
+    if modern_only:
+
+        async def refuse_handshake(ctx: Any, call_next: Any) -> Any:
+            if ctx.method == "initialize":
+                supported = {"supported": [LATEST_MODERN_VERSION], "requested": None}
+                raise MCPError(UNSUPPORTED_PROTOCOL_VERSION, "only 2026-07-28 is served", supported)
+            return await call_next(ctx)
+
+        server.middleware = [refuse_handshake]
     if http_port is not None:
         import uvicorn
 
@@ -203,5 +263,7 @@ if __name__ == "__main__":
     parser.add_argument("log")
     parser.add_argument("--http", type=int)
     parser.add_argument("--tools")
+    parser.add_argument("--modern-only", action="store_true")
     given = parser.parse_args()
-    main(given.log, given.http, given.tools.split(",") if given.tools else None)
+    tools = given.tools.split(",") if given.tools else None
+    main(given.log, given.http, tools, given.modern_only)

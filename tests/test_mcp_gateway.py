@@ -760,3 +760,49 @@ def test_a_2026_07_28_client_listening_is_told_its_tool_list_changed(setup):
     assert isinstance(got["event"], ToolsListChanged)
     assert "echo" in got["before"]
     assert got["after"] == got["before"] - {"echo"}
+
+
+def test_a_server_of_2026_07_28_alone_is_spoken_to_on_that_revision(setup):
+    """Discovered after it refuses the handshake; pinned, decided and relayed
+    as any other, its changes heard on its listen stream."""
+    client = TheClient()
+    got: dict[str, Any] = {}
+    reports: list[tuple[float, float | None, str | None]] = []
+    params = gateway_command(setup, "--sampling", "--elicitation")
+    params.args.append("--modern-only")
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async def main() -> None:
+        stdio = stdio_client(params)
+        async with stdio as (read, write), ClientSession(read, write, **client.callbacks()) as s:
+            await s.initialize()
+            got["echo"] = texts(await s.call_tool("echo", {"text": "hello"}))
+            got["denied"] = await denied(s, "secret.read")
+            got["sample"] = texts(await s.call_tool("sample", {"text": "the news"}))
+            progress = await s.call_tool("progress", {}, progress_callback=report)
+            got["progress"] = texts(progress)
+            await s.call_tool("rug_pull", {})
+            with anyio.fail_after(4):  # its next listing would be in 5 s: the stream told it
+                while "echo" in await listed(s):
+                    await anyio.sleep(0.05)
+            got["after"] = await denied(s, "echo", {"text": "hello"})
+
+    anyio.run(main)
+    assert got["echo"] == ["hello"]
+    assert "secrets stay" in got["denied"]["reason"]
+    assert [json.loads(text) for text in got["sample"]] == [{"sampled": "the model on 'the news'"}]
+    assert client.asked == ["sample: the news"]
+    assert got["progress"] == ["done"]
+    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    assert "description" in got["after"]["reason"]
+    # Every call the server received came on 2026-07-28; secret.read and the
+    # changed echo never reached it.
+    assert set(setup.logged("era")) == {"2026-07-28"}
+    assert setup.calls() == ["echo", "sample", "sample", "progress", "rug_pull"]
+    records = [r for r in setup.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [(r["stage"], r["tool"]) for r in records] == [
+        ("asked", "sample"),
+        ("answered", "sample"),
+    ]

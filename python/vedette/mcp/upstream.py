@@ -17,6 +17,16 @@ The process is started in a session of its own and, at the end, stopped as
 the SDK stops one: its input closed, a grace period, then its whole process
 group terminated.
 
+A server is spoken to on the newest handshake revision it agrees to: there it
+can say at once that its tools changed, and ask for sampling or elicitation
+during a call, and a call is one plain JSON-RPC request. A server that refuses
+the handshake because it serves 2026-07-28 alone is connected again at once
+with ``server/discover``; its calls then go through the SDK's session (which
+stamps each request's ``_meta`` and headers), the requests it makes of the
+client come as input-required results of the call, and, as that revision has
+no ping, its listing every ``PING_INTERVAL_S`` is its liveness check (besides
+a ``subscriptions/listen`` stream for its changes, where it serves one).
+
 This module imports the MCP SDK; the gateway imports it only once it has
 checked that the SDK is installed.
 """
@@ -42,9 +52,13 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from mcp import types
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import listen
 from mcp.os.posix.utilities import terminate_posix_process_tree
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+from mcp.shared.subscriptions import ToolsListChanged
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from vedette.backoff import RetrySchedule
 from vedette.mcp.errors import GatewayError
@@ -76,13 +90,15 @@ STOP_GRACE_S = 2.0
 
 OnChange = Callable[["Upstream"], Awaitable[None]]
 # Reports a call's progress to its client: (progress, total, message).
-Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+Progress = ProgressFnT
 # Sends one JSON-RPC message (a plain dict) to the server.
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The JSON-RPC error a call in flight gets when its server's connection ends.
 CONNECTION_LOST = -32000
 # ... and when the server's answer to it is not a JSON-RPC answer.
 MALFORMED_ANSWER = -32603
+# Rounds of input a 2026-07-28 server may ask for in one call.
+MAX_INPUT_ROUNDS = 10
 
 
 class UpstreamUnavailable(Exception):
@@ -136,6 +152,11 @@ class Upstream:
         self.sampling = sampling
         self.elicitation = elicitation
         self._relay: Relay | None = None
+        # Whether the connection speaks 2026-07-28, and whether the next one
+        # opens with discovery (the server refused the handshake).
+        self.modern = False
+        self._opens_modern = False
+        self._again_now = False
         self.tools: list[UpstreamTool] = []
         self.connected = False
         self.restarts = 0
@@ -184,6 +205,7 @@ class Upstream:
             self._schedule.attempt()
             if not first:
                 self.restarts += 1
+            self._again_now = False
             try:
                 async with self._connection() as session:
                     await self._listed(session)
@@ -195,10 +217,15 @@ class Upstream:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as err:
-                self.last_error = _describe(err)
-                log.warning("MCP server %r: %s", self.name, self.last_error)
+                if self._again_now:  # connected again with discovery, at once
+                    log.info("MCP server %r serves 2026-07-28 only", self.name)
+                else:
+                    self.last_error = _describe(err)
+                    log.warning("MCP server %r: %s", self.name, self.last_error)
             finally:
                 await self._lost()
+            if self._again_now:
+                continue
             if first:
                 first = False
                 task_status.started()
@@ -236,7 +263,10 @@ class Upstream:
                 ClientSession(read, write, message_handler=self._on_message, **relayed)
             )
             with anyio.fail_after(self.timeout_s):
-                await session.initialize()
+                await self._negotiate(session)
+            self.modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
+            if self.modern:
+                tasks.start_soon(self._listen_for_changes, session)
             self._send = send
             try:
                 yield session
@@ -272,6 +302,34 @@ class Upstream:
             with anyio.CancelScope(shield=True):
                 await _stop(process)
 
+    async def _negotiate(self, session: ClientSession) -> None:
+        """The handshake; discovery instead when the server refused it before."""
+        if self._opens_modern:
+            try:
+                await session.discover()
+                return
+            except MCPError:
+                self._opens_modern = False  # the next connection tries the handshake again
+                raise
+        try:
+            await session.initialize()
+        except MCPError as err:
+            if not _serves_only_modern(err):
+                raise
+            self._opens_modern = self._again_now = True
+            raise
+
+    async def _listen_for_changes(self, session: ClientSession) -> None:
+        """A 2026-07-28 server's changes to its tools, where it streams them."""
+        try:
+            async with listen(session, tools_list_changed=True) as changes:
+                async for event in changes:
+                    if isinstance(event, ToolsListChanged):
+                        self._relist_due = True
+                        self._wake.set()
+        except Exception as err:  # not served, or lost: the periodic listing stands
+            log.info("MCP server %r: no stream of changes (%s)", self.name, _describe(err))
+
     async def _listed(self, session: ClientSession) -> None:
         self._session = session
         self.connected = True
@@ -287,7 +345,8 @@ class Upstream:
             self._wake = anyio.Event()
             if self._ended:
                 raise UpstreamUnavailable("the server closed its connection")
-            if self._relist_due:
+            if self._relist_due or self.modern:
+                # 2026-07-28 has no ping: a listing is the liveness check.
                 self._relist_due = False
                 await self._relist(session)
                 continue
@@ -351,9 +410,12 @@ class Upstream:
         after the server's timeout. Cancelled, it tells the server
         (``notifications/cancelled``). With ``progress``, the server is asked to
         report its progress, and each report goes there."""
-        send = self._send
-        if self._session is None or send is None:
+        send, session = self._send, self._session
+        if session is None or send is None:
             raise UpstreamUnavailable(f"the MCP server {self.name!r} is not connected")
+        if self.modern:
+            async with _deadline(self.timeout_s):
+                return await self._call_modern(session, name, args, progress)
         request_id = f"vedette-{next(self._ids)}"
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
@@ -383,6 +445,54 @@ class Upstream:
         finally:
             self._waiting.pop(request_id, None)
             self._progress.pop(request_id, None)
+
+    async def _call_modern(
+        self,
+        session: ClientSession,
+        name: str,
+        args: dict[str, Any],
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        """``tools/call`` on 2026-07-28, through the SDK's session: the input a
+        server asks for during it (its input-required results) is relayed as
+        far as its entry allows, then the call is tried again with the answers."""
+        answers: dict[str, Any] | None = None
+        state: str | None = None
+        for _ in range(MAX_INPUT_ROUNDS + 1):
+            result = await session.call_tool(
+                name,
+                args,
+                progress_callback=progress,
+                input_responses=answers,
+                request_state=state,
+                allow_input_required=True,
+                allow_claimed=False,
+            )
+            if not isinstance(result, types.InputRequiredResult):
+                return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            answers = await self._inputs(result.input_requests or {})
+            state = result.request_state
+        too_many = f"the server asked for input over {MAX_INPUT_ROUNDS} times"
+        raise MCPError(MALFORMED_ANSWER, too_many)
+
+    async def _inputs(self, requests: dict[str, Any]) -> dict[str, Any]:
+        """The answers to a 2026-07-28 server's input requests, or ``MCPError``."""
+        answers: dict[str, Any] = {}
+        for key, request in requests.items():
+            answer: Any
+            if isinstance(request, types.CreateMessageRequest) and self.sampling and self._relay:
+                answer = await self._relay.sampling(self, request.params)
+            elif isinstance(request, types.ElicitRequest) and self.elicitation and self._relay:
+                answer = await self._relay.elicitation(self, request.params)
+            else:
+                method = getattr(request, "method", "an unknown request")
+                raise MCPError(
+                    MALFORMED_ANSWER, f"the server asked for {method}, which is not relayed from it"
+                )
+            if isinstance(answer, types.ErrorData):
+                raise MCPError(answer.code, answer.message, answer.data)
+            answers[key] = answer
+        return answers
 
     async def _read_lines(self, process: Process, to_session: ObjectSendStream[Any]) -> None:
         """Every line the server writes: the answer to a call goes to its
@@ -617,6 +727,14 @@ def _session_message(line: bytes) -> SessionMessage | Exception:
     except ValueError as err:
         log.warning("an MCP server sent a line that is not JSON-RPC: %s", err)
         return err
+
+
+def _serves_only_modern(err: MCPError) -> bool:
+    """Whether a refused handshake says the server serves 2026-07-28 alone."""
+    if err.code != types.UNSUPPORTED_PROTOCOL_VERSION or not isinstance(err.data, dict):
+        return False
+    supported = err.data.get("supported")
+    return isinstance(supported, list) and any(v in MODERN_PROTOCOL_VERSIONS for v in supported)
 
 
 def _error_of(error: Any) -> MCPError:
