@@ -97,6 +97,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 CONNECTION_LOST = -32000
 # ... and when the server's answer to it is not a JSON-RPC answer.
 MALFORMED_ANSWER = -32603
+# How long a progress report waits for its client to take it; then it is dropped.
+PROGRESS_SEND_S = 1.0
 # Rounds of input a 2026-07-28 server may ask for in one call.
 MAX_INPUT_ROUNDS = 10
 
@@ -576,10 +578,13 @@ class Upstream:
             for value in (progress, total if total is not None else 0)
         )
         if numbers and (message is None or isinstance(message, str)):
-            try:
-                await report(float(progress), None if total is None else float(total), message)
-            except Exception as err:  # the client has gone, or its request has ended
-                log.info("MCP server %r: progress not passed on: %s", self.name, err)
+            # A client that does not take its report at once loses it: the
+            # server's other answers wait behind this one.
+            with anyio.move_on_after(PROGRESS_SEND_S):
+                try:
+                    await report(float(progress), None if total is None else float(total), message)
+                except Exception as err:  # the client has gone, or its request has ended
+                    log.info("MCP server %r: progress not passed on: %s", self.name, err)
         return True
 
     def _answered(self, message: Any) -> bool:
