@@ -624,3 +624,99 @@ def test_the_upstreams_progress_reaches_a_client_over_http_in_both_eras(node, mo
     assert got == ["done"]
     assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
     assert Node.calls(log, "progress_token")[len(before) :] == [True]
+
+
+def test_an_http_server_of_2026_07_28_alone_is_served_on_that_revision(tmp_path):
+    """Discovered after it refuses the handshake: its calls and its input
+    requests go on 2026-07-28, through the same gate and records."""
+    # echo is also a tool of the node itself: the server's is modern.echo.
+    declared = [
+        ("modern.echo", TEXT_SCHEMA, TOOLS["echo"][0]),
+        ("sample", TEXT_SCHEMA, TOOLS["sample"][0]),
+    ]
+    policy = """
+package vedette
+
+import rego.v1
+
+default decision := {"allow": false, "reason": "no rule allows this call"}
+
+decision := {"allow": true, "reason": "allowed"} if input.tool in {"modern.echo", "sample"}
+"""
+    agent = write_release(tmp_path / "releases", AGENT, declared, policy)
+    log, upstream_port, port = tmp_path / "modern-calls.jsonl", free_port(), free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), str(log), "--http", str(upstream_port),
+         "--tools", "echo,sample", "--modern-only"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    config = tmp_path / "vedette.toml"
+    config.write_text(
+        f"""
+node_id = "mcp-modern-node"
+state_dir = "{tmp_path / "state"}"
+
+[listen]
+host = "127.0.0.1"
+port = {port}
+
+[[callers]]
+id = "desktop"
+agent = "{AGENT}"
+token_sha256 = "{token_digest(TOKEN)}"
+
+[[agents]]
+name = "{AGENT}"
+manifest = "{agent.manifest}"
+bundle = "{agent.bundle}"
+unsigned = true
+
+[[mcp.servers]]
+name = "modern"
+url = "http://127.0.0.1:{upstream_port}/mcp"
+sampling = true
+"""
+    )
+    got: dict[str, Any] = {}
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        text = types.TextContent(type="text", text="from the model")
+        return types.CreateMessageResult(role="assistant", content=text, model="test")
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy", sampling_callback=sample) as session:
+            with anyio.fail_after(30):  # connected once discovery followed the refusal
+                while not (tools := await listed(session)):
+                    await anyio.sleep(0.1)
+            got["tools"] = tools
+            got["echo"] = texts(await session.call_tool("modern.echo", {"text": "hello"}))
+            got["sample"] = texts(await session.call_tool("sample", {"text": "news"}))
+
+    wait_for_port(upstream_port, upstream)
+    server = subprocess.Popen(
+        [str(VEDETTE), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server)
+        node = Node(url, config, log, log, tmp_path / "unused.sock")
+        anyio.run(main, node)
+    finally:
+        for process in (server, upstream):
+            process.send_signal(signal.SIGTERM)
+        for process in (server, upstream):
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert got["tools"] == {"modern.echo", "sample"}
+    assert got["echo"] == ["hello"]
+    assert [json.loads(text) for text in got["sample"]] == [{"sampled": "from the model"}]
+    assert set(Node.calls(log, "era")) == {"2026-07-28"}
+    assert Node.calls(log) == ["echo", "sample", "sample"]
+    records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [(r["stage"], r["server"]) for r in records] == [
+        ("asked", "modern"),
+        ("answered", "modern"),
+    ]
