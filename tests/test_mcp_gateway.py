@@ -25,6 +25,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
+from mcp_clients import ProgressLog, TheClient, texts
 from mcp_upstream import (
     EMPTY_SCHEMA,
     RESOURCE_TEXT,
@@ -553,34 +554,6 @@ def test_allowed_resources_and_prompts_pass_and_each_is_recorded(setup):
     assert (fetched["caller"], fetched["prompt"]) == (CALLER, "greet")
 
 
-class TheClient:
-    """A client's model and user: each answers, and remembers what it was asked."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def sample(
-        self, context: Any, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        (message,) = params.messages
-        self.asked.append(f"sample: {message.content.text}")
-        text = f"the model on {message.content.text!r}"
-        return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(type="text", text=text), model="test"
-        )
-
-    async def elicit(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        self.asked.append(f"elicit: {params.message}")
-        return types.ElicitResult(action="accept", content={"answer": "yes"})
-
-    def callbacks(self) -> dict[str, Any]:
-        return {"sampling_callback": self.sample, "elicitation_callback": self.elicit}
-
-
-def texts(result: types.CallToolResult) -> list[str]:
-    return [c.text for c in result.content if isinstance(c, types.TextContent)]
-
-
 async def progress(progress: float, total: float | None, message: str | None) -> None:
     pass
 
@@ -724,22 +697,17 @@ def test_a_client_that_refuses_a_relayed_request_is_recorded_and_the_call_goes_o
 
 
 def test_the_upstreams_progress_reaches_a_client_that_asked_for_it(setup):
-    reports: list[tuple[float, float | None, str | None]] = []
+    report = ProgressLog()
     got: list[list[str]] = []
-
-    async def report(progress: float, total: float | None, message: str | None) -> None:
-        reports.append((progress, total, message))
 
     async def body(session: ClientSession) -> None:
         got.append(texts(await session.call_tool("progress", {}, progress_callback=report)))
         got.append(texts(await session.call_tool("progress", {})))
-        with anyio.fail_after(10):
-            while len(reports) < 2:
-                await anyio.sleep(0.01)
+        await report.wait_for(2)
 
     run(setup, body)
     assert got == [["done"], ["done"]]
-    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    assert report.reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
     # Only the call whose client asked for progress asked the upstream for it.
     assert setup.logged("progress_token") == [True, False]
 
@@ -767,12 +735,9 @@ def test_a_server_of_2026_07_28_alone_is_spoken_to_on_that_revision(setup):
     as any other, its changes heard on its listen stream."""
     client = TheClient()
     got: dict[str, Any] = {}
-    reports: list[tuple[float, float | None, str | None]] = []
+    report = ProgressLog()
     params = gateway_command(setup, "--sampling", "--elicitation")
     params.args.append("--modern-only")
-
-    async def report(progress: float, total: float | None, message: str | None) -> None:
-        reports.append((progress, total, message))
 
     async def main() -> None:
         stdio = stdio_client(params)
@@ -795,7 +760,7 @@ def test_a_server_of_2026_07_28_alone_is_spoken_to_on_that_revision(setup):
     assert [json.loads(text) for text in got["sample"]] == [{"sampled": "the model on 'the news'"}]
     assert client.asked == ["sample: the news"]
     assert got["progress"] == ["done"]
-    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    assert report.reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
     assert "description" in got["after"]["reason"]
     # Every call the server received came on 2026-07-28; secret.read and the
     # changed echo never reached it.

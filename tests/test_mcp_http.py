@@ -27,6 +27,7 @@ from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_clients import ProgressLog, TheClient, texts
 from mcp_upstream import EMPTY_SCHEMA, RESOURCE_TEXT, RESOURCE_URI, TEXT_SCHEMA, TOOLS
 from registry_server import free_port
 from runtime_fixtures import write_release
@@ -231,10 +232,6 @@ async def client(
 
 async def listed(session: Client) -> set[str]:
     return {tool.name for tool in (await session.list_tools()).tools}
-
-
-def texts(result: types.CallToolResult) -> list[str]:
-    return [c.text for c in result.content if isinstance(c, types.TextContent)]
 
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
@@ -478,16 +475,11 @@ def test_resources_and_prompts_pass_from_the_servers_that_allow_them(node, mode)
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
 def test_an_allowed_servers_sampling_reaches_the_client_in_both_eras(node, mode):
-    asked: list[str] = []
+    model = TheClient("from the model")
     got: list[str] = []
 
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
-        asked.append(params.messages[0].content.text)
-        text = types.TextContent(type="text", text="from the model")
-        return types.CreateMessageResult(role="assistant", content=text, model="test")
-
     async def main() -> None:
-        async with client(node, mode, sampling_callback=sample) as session:
+        async with client(node, mode, sampling_callback=model.sample) as session:
             got.extend(texts(await session.call_tool("sample", {"text": f"over {mode}"})))
 
     before = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
@@ -496,7 +488,7 @@ def test_an_allowed_servers_sampling_reaches_the_client_in_both_eras(node, mode)
     # A handshake-era client is asked on the call's stream; a 2026-07-28 one
     # gets the question as the call's input-required result, and answers it
     # by trying the call again.
-    assert asked == [f"over {mode}"]
+    assert model.asked == [f"sample: over {mode}"]
     (answer,) = got
     assert json.loads(answer) == {"sampled": "from the model"}
     assert [r["stage"] for r in records] == ["asked", "answered"]
@@ -512,15 +504,12 @@ def test_an_allowed_servers_sampling_reaches_the_client_in_both_eras(node, mode)
 
 def test_a_2026_07_28_call_is_decided_once_and_resumed_only_by_its_caller(node):
     got: dict[str, Any] = {}
-
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
-        text = types.TextContent(type="text", text="resumed")
-        return types.CreateMessageResult(role="assistant", content=text, model="test")
+    model = TheClient("resumed")
 
     async def main() -> None:
         async with (
-            client(node, MODERN, sampling_callback=sample) as desktop,
-            client(node, MODERN, OTHER_TOKEN, sampling_callback=sample) as laptop,
+            client(node, MODERN, sampling_callback=model.sample) as desktop,
+            client(node, MODERN, OTHER_TOKEN, sampling_callback=model.sample) as laptop,
         ):
             first = await desktop.session.call_tool(
                 "sample", {"text": "hold on"}, allow_input_required=True, allow_claimed=False
@@ -528,7 +517,7 @@ def test_a_2026_07_28_call_is_decided_once_and_resumed_only_by_its_caller(node):
             assert isinstance(first, types.InputRequiredResult)
             (key,) = first.input_requests
             got["asked"] = first.input_requests[key]
-            answer = await sample(None, got["asked"].params)
+            answer = await model.sample(None, got["asked"].params)
             for name, session, state in (
                 ("other caller", laptop, first.request_state),
                 ("forged", desktop, "not-a-state-vedette-gave"),
@@ -564,18 +553,13 @@ def test_a_2026_07_28_call_is_decided_once_and_resumed_only_by_its_caller(node):
 
 
 def test_a_servers_request_is_refused_while_two_callers_have_calls_there(node):
-    asked: list[str] = []
+    model = TheClient("should not be asked")
     got: list[str] = []
-
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
-        asked.append(params.messages[0].content.text)
-        text = types.TextContent(type="text", text="should not be asked")
-        return types.CreateMessageResult(role="assistant", content=text, model="test")
 
     async def main() -> None:
         async with (
             client(node, "legacy", OTHER_TOKEN) as laptop,
-            client(node, "legacy", sampling_callback=sample) as desktop,
+            client(node, "legacy", sampling_callback=model.sample) as desktop,
             anyio.create_task_group() as tasks,
         ):
             hangs_before = Node.calls(node.local_log).count("hang")
@@ -590,7 +574,7 @@ def test_a_servers_request_is_refused_while_two_callers_have_calls_there(node):
 
     before = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
     anyio.run(main)
-    assert asked == []
+    assert model.asked == []
     (answer,) = got
     reason = "calls of more than one caller are in flight on this server"
     assert json.loads(answer) == {"ask_refused": f"refused: {reason}"}
@@ -604,25 +588,20 @@ def test_a_servers_request_is_refused_while_two_callers_have_calls_there(node):
 @pytest.mark.parametrize("server", ["local", "remote"])
 def test_the_upstreams_progress_reaches_a_client_over_http_in_both_eras(node, mode, server):
     """From a stdio server (local) and a Streamable HTTP one (remote)."""
-    reports: list[tuple[float, float | None, str | None]] = []
+    report = ProgressLog()
     got: list[str] = []
-
-    async def report(progress: float, total: float | None, message: str | None) -> None:
-        reports.append((progress, total, message))
 
     async def main() -> None:
         async with client(node, mode) as session:
             result = await session.call_tool(f"{server}.progress", {}, progress_callback=report)
             got.extend(texts(result))
-            with anyio.fail_after(10):
-                while len(reports) < 2:
-                    await anyio.sleep(0.01)
+            await report.wait_for(2)
 
     log = node.local_log if server == "local" else node.remote_log
     before = Node.calls(log, "progress_token")
     anyio.run(main)
     assert got == ["done"]
-    assert reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
+    assert report.reports == [(1.0, 2.0, "step 1"), (2.0, 2.0, "step 2")]
     assert Node.calls(log, "progress_token")[len(before) :] == [True]
 
 
@@ -678,13 +657,10 @@ sampling = true
 """
     )
     got: dict[str, Any] = {}
-
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
-        text = types.TextContent(type="text", text="from the model")
-        return types.CreateMessageResult(role="assistant", content=text, model="test")
+    model = TheClient("from the model")
 
     async def main(node: Node) -> None:
-        async with client(node, "legacy", sampling_callback=sample) as session:
+        async with client(node, "legacy", sampling_callback=model.sample) as session:
             with anyio.fail_after(30):  # connected once discovery followed the refusal
                 while not (tools := await listed(session)):
                     await anyio.sleep(0.1)

@@ -48,6 +48,7 @@ MAX_LINE_BYTES = 16 << 20
 INTERNAL_ERROR = -32603
 # The ids of the requests this wire sends the client (the SDK's are numbers).
 ASK_ID_PREFIX = "vedette-ask-"
+_ASK_ID_BYTES = ASK_ID_PREFIX.encode()
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +141,7 @@ class Wire:
                     continue
             if b"notifications/" in line and self._taken(line):
                 continue
-            if ASK_ID_PREFIX.encode() in line and self._answered(line):
+            if _ASK_ID_BYTES in line and self._answered(line):
                 continue
             if self._era is None and b"initialize" in line:
                 self._note_initialize(line)
