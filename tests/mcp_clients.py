@@ -1,6 +1,7 @@
 """A client's side for the MCP gateway's tests: its model and user (they answer
 sampling and elicitation, and remember what they were asked), a record of the
-progress reports it gets, and the text of a tool result."""
+progress reports and the notifications it gets, watching a resource, and the
+text of a tool result."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import anyio
 from mcp import types
+from mcp.client.session import ClientSession
 
 
 class TheClient:
@@ -54,3 +56,35 @@ class ProgressLog:
 
 def texts(result: types.CallToolResult) -> list[str]:
     return [c.text for c in result.content if isinstance(c, types.TextContent)]
+
+
+async def subscribe(session: ClientSession, uri: str, *, watch: bool = True) -> None:
+    """``resources/subscribe`` (``unsubscribe``), as a handshake-era client sends
+    it (the SDK's own methods warn that 2026-07-28 has it no more)."""
+    request: types.SubscribeRequest | types.UnsubscribeRequest
+    if watch:
+        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+    else:
+        request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+    await session.send_request(request, types.EmptyResult)
+
+
+class Heard:
+    """A handshake-era client's message handler: the notifications it got."""
+
+    def __init__(self) -> None:
+        self.notifications: list[Any] = []
+
+    async def __call__(self, message: Any) -> None:
+        if not isinstance(message, Exception):
+            self.notifications.append(message)
+
+    async def wait_for(self, *kinds: type) -> list[Any]:
+        """Until one notification of each kind has come; those, in that order."""
+        with anyio.fail_after(10):
+            while not all(self.of(kind) for kind in kinds):
+                await anyio.sleep(0.02)
+        return [self.of(kind)[0] for kind in kinds]
+
+    def of(self, kind: type) -> list[Any]:
+        return [message for message in self.notifications if isinstance(message, kind)]

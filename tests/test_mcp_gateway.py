@@ -24,15 +24,23 @@ from mcp import Client, types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp.shared.subscriptions import ToolsListChanged
-from mcp_clients import ProgressLog, TheClient, texts
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
+from mcp_clients import Heard, ProgressLog, TheClient, subscribe, texts
 from mcp_upstream import (
+    DRAFTS_TEMPLATE,
     EMPTY_SCHEMA,
     RESOURCE_TEXT,
     RESOURCE_URI,
     RUG_PULLED_ECHO,
+    SECOND_URI,
     TEXT_SCHEMA,
     TOOLS,
+    TOUCHED_TEXT,
 )
 from runtime_fixtures import write_release
 
@@ -41,7 +49,7 @@ from vedette.config import load_config, token_digest
 from vedette.hashing import sha256
 from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
 from vedette.mcp.errors import DENIED, TOOL_FAILED
-from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
+from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT, _fits
 from vedette.mcp.pinning import MISMATCH_EVENT, digest
 from vedette.store import SegmentStore
 
@@ -62,7 +70,7 @@ default decision := {"allow": false, "reason": "no rule allows this call"}
 decision := {"allow": true, "reason": "allowed for the gateway tests"} if {
     input.tool in {
         "echo", "fail", "hidden", "drifted", "rug_pull", "slow", "broken", "hang",
-        "sample", "elicit", "progress",
+        "sample", "elicit", "progress", "touch",
     }
 }
 
@@ -221,7 +229,7 @@ def test_allowed_call_reaches_the_upstream_and_records_decision_and_outcome(setu
         tools = await listed(session)
         assert set(tools) == {
             "echo", "secret.read", "fail", "rug_pull", "slow", "broken", "hang", "sample", "elicit",
-            "progress",
+            "progress", "touch",
         }  # fmt: skip
         assert tools["echo"].description == TOOLS["echo"][0]
         assert tools["echo"].input_schema == TEXT_SCHEMA
@@ -347,16 +355,17 @@ def test_a_tool_whose_description_differs_is_hidden_denied_and_recorded_once(set
 
 def test_a_tool_changed_at_run_time_disappears_and_its_calls_are_denied(setup):
     answers: list[dict] = []
+    heard = Heard()
 
     async def body(session: ClientSession) -> None:
         assert "echo" in await listed(session)
         await session.call_tool("rug_pull", {})
-        with anyio.fail_after(20):
-            while "echo" in await listed(session):
-                await anyio.sleep(0.05)
+        # The client is told at once that its list changed, and lists again.
+        await heard.wait_for(types.ToolListChangedNotification)
+        assert "echo" not in await listed(session)
         answers.append(await denied(session, "echo", {"text": "hello"}))
 
-    run(setup, body)
+    run(setup, body, message_handler=heard)
     (data,) = answers
     assert "description" in data["reason"]
     assert setup.calls() == ["rug_pull"]  # echo never reached the upstream
@@ -507,6 +516,7 @@ def test_resources_and_prompts_are_refused_by_default_and_the_refusals_recorded(
             "resources/list": session.list_resources(),
             "resources/read": session.read_resource(RESOURCE_URI),
             "prompts/get": session.get_prompt("greet", {"name": "Ada"}),
+            "resources/subscribe": subscribe(session, RESOURCE_URI),
         }
         for method, attempt in attempts.items():
             with pytest.raises(MCPError) as caught:
@@ -520,7 +530,8 @@ def test_resources_and_prompts_are_refused_by_default_and_the_refusals_recorded(
     refused = sorted(
         r["reason"].split()[1] for r in setup.records() if "is not served" in r.get("reason", "")
     )
-    assert refused == ["prompts/get", "resources/list", "resources/read"]
+    assert refused == ["prompts/get", "resources/list", "resources/read", "resources/subscribe"]
+    assert setup.logged("subscribed") == []
     assert {r["outcome"] for r in setup.records() if "is not served" in r.get("reason", "")} == {
         "deny"
     }
@@ -771,3 +782,144 @@ def test_a_server_of_2026_07_28_alone_is_spoken_to_on_that_revision(setup):
         ("asked", "sample"),
         ("answered", "sample"),
     ]
+
+
+async def touched(session: ClientSession) -> dict[str, Any]:
+    """What the client finds once the upstream's ``touch`` has run."""
+    read = await session.read_resource(RESOURCE_URI)
+    return {
+        "text": read.contents[0].text,
+        "resources": sorted(str(r.uri) for r in (await session.list_resources()).resources),
+        "prompts": sorted(p.name for p in (await session.list_prompts()).prompts),
+    }
+
+
+TOUCHED = {
+    "text": TOUCHED_TEXT,
+    "resources": sorted([RESOURCE_URI, SECOND_URI]),
+    "prompts": ["farewell", "greet"],
+}
+
+
+@pytest.mark.parametrize("upstream_era", ["handshake", "2026-07-28"])
+def test_a_watched_resource_and_the_lists_that_change_are_told_to_the_client(setup, upstream_era):
+    """Subscribed at the upstream while the client watches; its update and the
+    changes of the resource and prompt lists reach the client; unwatched when
+    the client unsubscribes."""
+    heard = Heard()
+    got: dict[str, Any] = {}
+    params = gateway_command(setup, "--resources", "--prompts")
+    if upstream_era == "2026-07-28":
+        params.args.append("--modern-only")
+
+    async def main() -> None:
+        stdio = stdio_client(params)
+        async with stdio as (read, write), ClientSession(read, write, message_handler=heard) as s:
+            initialized = await s.initialize()
+            got["capabilities"] = initialized.capabilities
+            await subscribe(s, RESOURCE_URI)
+            await s.call_tool("touch", {})
+            got["heard"] = await heard.wait_for(
+                types.ResourceUpdatedNotification,
+                types.ResourceListChangedNotification,
+                types.PromptListChangedNotification,
+            )
+            got["after"] = await touched(s)
+            await subscribe(s, RESOURCE_URI, watch=False)
+            if upstream_era == "handshake":
+                with anyio.fail_after(10):
+                    while setup.logged("unsubscribed") != [RESOURCE_URI]:
+                        await anyio.sleep(0.02)
+
+    anyio.run(main)
+    capabilities = got["capabilities"]
+    assert capabilities.resources.subscribe is True
+    assert capabilities.resources.list_changed is True
+    assert capabilities.prompts.list_changed is True
+    updated = got["heard"][0]
+    assert str(updated.params.uri) == RESOURCE_URI
+    assert got["after"] == TOUCHED
+    if upstream_era == "handshake":
+        assert setup.logged("subscribed") == [RESOURCE_URI]
+    # The read after the update is recorded like any read.
+    reads = [r for r in setup.records() if r.get("kind") == RESOURCE_READ_EVENT]
+    assert [r["uri"] for r in reads] == [RESOURCE_URI]
+
+
+def test_a_2026_07_28_client_hears_of_resources_and_prompts_on_its_listen_stream(setup):
+    got: dict[str, Any] = {}
+
+    async def main() -> None:
+        command = gateway_command(setup, "--resources", "--prompts")
+        async with Client(command, mode="2026-07-28") as session:
+            async with session.listen(
+                resources_list_changed=True,
+                prompts_list_changed=True,
+                resource_subscriptions=[RESOURCE_URI],
+            ) as changes:
+                # The upstream (a handshake-era server) was subscribed for the stream.
+                got["subscribed"] = setup.logged("subscribed")
+                await session.call_tool("touch", {})
+                events: list[Any] = []
+                with anyio.fail_after(10):
+                    while len(events) < 3:
+                        events.append(await anext(changes))
+                got["events"] = events
+            with anyio.fail_after(10):  # the stream's end unwatched the resource
+                while setup.logged("unsubscribed") != [RESOURCE_URI]:
+                    await anyio.sleep(0.02)
+
+    anyio.run(main)
+    assert got["subscribed"] == [RESOURCE_URI]
+    assert set(got["events"]) == {
+        ResourceUpdated(RESOURCE_URI),
+        ResourcesListChanged(),
+        PromptsListChanged(),
+    }
+
+
+def test_a_resource_is_served_by_the_server_that_lists_it_or_whose_template_it_fits(setup):
+    got: dict[str, Any] = {}
+
+    async def body(session: ClientSession) -> None:
+        templates = (await session.list_resource_templates()).resource_templates
+        got["templates"] = [template.uri_template for template in templates]
+        read = await session.read_resource("note://drafts/plan")
+        got["draft"] = read.contents[0].text
+        for attempt in (
+            session.read_resource("note://nowhere"),
+            subscribe(session, "note://nowhere"),
+        ):
+            with pytest.raises(MCPError) as caught:
+                await attempt
+            assert caught.value.code == types.INVALID_PARAMS
+            assert "no server here lists" in caught.value.message
+
+    run(setup, body, "--resources")
+    assert got == {"templates": [DRAFTS_TEMPLATE], "draft": "Draft plan."}
+    # Neither request for a resource nobody serves reached the server.
+    assert setup.logged("resource") == ["note://drafts/plan"]
+    assert setup.logged("subscribed") == []
+
+
+@pytest.mark.parametrize(
+    ("template", "uri", "fits"),
+    [
+        ("note://drafts/{name}", "note://drafts/plan", True),
+        ("note://drafts/{name}", "note://notes/plan", False),
+        ("file:///{+path}{?query}", "file:///etc/hosts", True),
+        ("db://{table}/rows/{id}", "db://users/rows/7", True),
+        ("db://{table}/rows/{id}", "db://users/cols/7", False),
+        ("note://readme", "note://readme", True),
+        ("note://readme", "note://readme2", False),
+        ("ab{x}ba", "aba", False),
+    ],
+)
+def test_a_uri_fits_a_template_by_its_literal_parts_in_order(template, uri, fits):
+    assert _fits(template, uri) is fits
+
+
+def test_fitting_a_template_takes_no_backtracking():
+    """A server's template of many expressions against a long URI that does
+    not fit answers at once (a regex of as many wildcards would not)."""
+    assert _fits("{a}" * 64 + "z", "a" * 200_000) is False

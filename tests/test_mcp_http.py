@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,15 @@ from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_clients import ProgressLog, TheClient, texts
-from mcp_upstream import EMPTY_SCHEMA, RESOURCE_TEXT, RESOURCE_URI, TEXT_SCHEMA, TOOLS
+from mcp_clients import Heard, ProgressLog, TheClient, subscribe, texts
+from mcp_upstream import (
+    EMPTY_SCHEMA,
+    RESOURCE_TEXT,
+    RESOURCE_URI,
+    TEXT_SCHEMA,
+    TOOLS,
+    TOUCHED_TEXT,
+)
 from registry_server import free_port
 from runtime_fixtures import write_release
 
@@ -605,34 +612,37 @@ def test_the_upstreams_progress_reaches_a_client_over_http_in_both_eras(node, mo
     assert Node.calls(log, "progress_token")[len(before) :] == [True]
 
 
-def test_an_http_server_of_2026_07_28_alone_is_served_on_that_revision(tmp_path):
-    """Discovered after it refuses the handshake: its calls and its input
-    requests go on 2026-07-28, through the same gate and records."""
-    # echo is also a tool of the node itself: the server's is modern.echo.
-    declared = [
-        ("modern.echo", TEXT_SCHEMA, TOOLS["echo"][0]),
-        ("sample", TEXT_SCHEMA, TOOLS["sample"][0]),
-    ]
-    policy = """
+@contextmanager
+def lone_node(
+    tmp_path: Path,
+    declared: list[tuple[str, Any, str]],
+    allowed: list[str],
+    upstream_options: list[str],
+    server_entry: str,
+) -> Iterator[Node]:
+    """A node of its own in front of one HTTP upstream (``upstream_options``:
+    more arguments of ``tests/mcp_upstream.py``; ``server_entry``: more lines
+    of its ``[[mcp.servers]]`` entry, named ``modern``), whose agent declares
+    ``declared`` and whose policy allows the tools ``allowed``."""
+    policy = f"""
 package vedette
 
 import rego.v1
 
-default decision := {"allow": false, "reason": "no rule allows this call"}
+default decision := {{"allow": false, "reason": "no rule allows this call"}}
 
-decision := {"allow": true, "reason": "allowed"} if input.tool in {"modern.echo", "sample"}
+decision := {{"allow": true, "reason": "allowed"}} if input.tool in {json.dumps(allowed)}
 """
     agent = write_release(tmp_path / "releases", AGENT, declared, policy)
-    log, upstream_port, port = tmp_path / "modern-calls.jsonl", free_port(), free_port()
+    log, upstream_port, port = tmp_path / "upstream-calls.jsonl", free_port(), free_port()
     upstream = subprocess.Popen(
-        [sys.executable, str(UPSTREAM), str(log), "--http", str(upstream_port),
-         "--tools", "echo,sample", "--modern-only"],
+        [sys.executable, str(UPSTREAM), str(log), "--http", str(upstream_port), *upstream_options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     config = tmp_path / "vedette.toml"
     config.write_text(
         f"""
-node_id = "mcp-modern-node"
+node_id = "mcp-lone-node"
 state_dir = "{tmp_path / "state"}"
 
 [listen]
@@ -653,21 +663,9 @@ unsigned = true
 [[mcp.servers]]
 name = "modern"
 url = "http://127.0.0.1:{upstream_port}/mcp"
-sampling = true
+{server_entry}
 """
     )
-    got: dict[str, Any] = {}
-    model = TheClient("from the model")
-
-    async def main(node: Node) -> None:
-        async with client(node, "legacy", sampling_callback=model.sample) as session:
-            with anyio.fail_after(30):  # connected once discovery followed the refusal
-                while not (tools := await listed(session)):
-                    await anyio.sleep(0.1)
-            got["tools"] = tools
-            got["echo"] = texts(await session.call_tool("modern.echo", {"text": "hello"}))
-            got["sample"] = texts(await session.call_tool("sample", {"text": "news"}))
-
     wait_for_port(upstream_port, upstream)
     server = subprocess.Popen(
         [str(VEDETTE), "serve", "--config", str(config)],
@@ -676,8 +674,7 @@ sampling = true
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, server)
-        node = Node(url, config, log, log, tmp_path / "unused.sock")
-        anyio.run(main, node)
+        yield Node(url, config, log, log, tmp_path / "unused.sock")
     finally:
         for process in (server, upstream):
             process.send_signal(signal.SIGTERM)
@@ -686,9 +683,42 @@ sampling = true
                 process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def served_tools(session: Client) -> set[str]:
+    """The tools listed once the node has reached its upstream."""
+    with anyio.fail_after(30):
+        while not (tools := await listed(session)):
+            await anyio.sleep(0.1)
+    return tools
+
+
+def test_an_http_server_of_2026_07_28_alone_is_served_on_that_revision(tmp_path):
+    """Discovered after it refuses the handshake: its calls and its input
+    requests go on 2026-07-28, through the same gate and records."""
+    # echo is also a tool of the node itself: the server's is modern.echo.
+    declared = [
+        ("modern.echo", TEXT_SCHEMA, TOOLS["echo"][0]),
+        ("sample", TEXT_SCHEMA, TOOLS["sample"][0]),
+    ]
+    got: dict[str, Any] = {}
+    model = TheClient("from the model")
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy", sampling_callback=model.sample) as session:
+            got["tools"] = await served_tools(session)  # once discovery followed the refusal
+            got["echo"] = texts(await session.call_tool("modern.echo", {"text": "hello"}))
+            got["sample"] = texts(await session.call_tool("sample", {"text": "news"}))
+
+    options = ["--tools", "echo,sample", "--modern-only"]
+    with lone_node(
+        tmp_path, declared, ["modern.echo", "sample"], options, "sampling = true"
+    ) as node:
+        anyio.run(main, node)
     assert got["tools"] == {"modern.echo", "sample"}
     assert got["echo"] == ["hello"]
     assert [json.loads(text) for text in got["sample"]] == [{"sampled": "from the model"}]
+    log = node.local_log
     assert set(Node.calls(log, "era")) == {"2026-07-28"}
     assert Node.calls(log) == ["echo", "sample", "sample"]
     records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
@@ -696,3 +726,34 @@ sampling = true
         ("asked", "modern"),
         ("answered", "modern"),
     ]
+
+
+@pytest.mark.parametrize("upstream_era", ["handshake", MODERN])
+def test_an_http_client_watching_a_resource_is_told_of_its_change(tmp_path, upstream_era):
+    """On its session's own stream: the watched resource updated, and the
+    resource and prompt lists changed; the HTTP server was subscribed while
+    the client watched."""
+    declared = [("touch", EMPTY_SCHEMA, TOOLS["touch"][0])]
+    heard = Heard()
+    got: dict[str, Any] = {}
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy", message_handler=heard) as session:
+            await served_tools(session)
+            await subscribe(session.session, RESOURCE_URI)
+            await session.call_tool("touch", {})
+            await heard.wait_for(
+                types.ResourceUpdatedNotification,
+                types.ResourceListChangedNotification,
+                types.PromptListChangedNotification,
+            )
+            got["text"] = (await session.read_resource(RESOURCE_URI)).contents[0].text
+
+    options = ["--tools", "touch"] + (["--modern-only"] if upstream_era == MODERN else [])
+    with lone_node(
+        tmp_path, declared, ["touch"], options, "resources = true\nprompts = true"
+    ) as node:
+        anyio.run(main, node)
+    assert got["text"] == TOUCHED_TEXT
+    if upstream_era == "handshake":
+        assert Node.calls(node.local_log, "subscribed") == [RESOURCE_URI]

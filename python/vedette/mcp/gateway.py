@@ -16,7 +16,9 @@ each such tool is named ``<server>.<tool>``. Tools are pinned
 (:mod:`vedette.mcp.pinning`) per agent, against that agent's active manifest,
 whenever an upstream's listing changes or a new release becomes active; only
 pinned tools are listed toward a client. Resources and prompts are served only
-from the servers whose entry allows them (:mod:`vedette.mcp.passthrough`); so
+from the servers whose entry allows them (:mod:`vedette.mcp.passthrough`), and
+what those servers say of them (their lists changed, a watched resource
+changed) is passed on to the clients of agents with an active release; so
 are the servers' sampling and elicitation requests, relayed to the client of
 the call they come in (:mod:`vedette.mcp.asks`) and otherwise refused.
 
@@ -37,11 +39,18 @@ from typing import Any
 
 import anyio
 from mcp import types
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
-from mcp.server.session import ServerSession
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+)
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from prometheus_client import Counter
 from pydantic import ValidationError
@@ -51,10 +60,17 @@ from vedette._core import is_name
 from vedette.config import Config
 from vedette.hashing import sha256
 from vedette.mcp.asks import Asker, ClientRequests, InFlight, RoundTrips, SessionAsker
+from vedette.mcp.connections import Connections, connection_of, in_handshake_era, notify
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
-from vedette.mcp.upstream import Progress, Upstream, UpstreamUnavailable, shared_names
+from vedette.mcp.upstream import (
+    MAX_WATCHED,
+    Progress,
+    Upstream,
+    UpstreamUnavailable,
+    shared_names,
+)
 from vedette.runtime.decision import Decision, deny_fields
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
@@ -69,6 +85,8 @@ __all__ = ["Gateway", "caller_for"]
 # resumable once it has finished: its result waits that long for the client's
 # next try of the call.
 RESUME_GRACE_S = 30.0
+# How long telling one client of a change may take; then it is not told.
+NOTIFY_SEND_S = 1.0
 
 # Who asks: the caller of the request being served (``vedette mcp`` has one;
 # ``/mcp`` takes it from each request's bearer token).
@@ -146,7 +164,7 @@ def caller_for(config: Config, caller_id: str) -> Caller:
 
 class _AgentPins:
     """One agent's pins, the fingerprint they were made against, and the
-    clients to tell when they change: the sessions of handshake-era clients,
+    clients to tell when they change: the connections of handshake-era clients,
     and the ``subscriptions/listen`` streams of 2026-07-28 ones (the agent's
     own, so no client learns when another agent's list changed)."""
 
@@ -154,7 +172,7 @@ class _AgentPins:
         self.pins = Pins()
         self.pinned_once = False
         self.against: str | None = None
-        self.sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self.connections: Connections = weakref.WeakSet()
         self.changes = InMemorySubscriptionBus()
         self.listen = ListenHandler(self.changes)
 
@@ -189,8 +207,10 @@ class Gateway:
         self._lock = anyio.Lock()
         self.client_requests = ClientRequests(runtime)
         self._resumable: dict[str, _Resumable] = {}
+        self._passthrough = Passthrough(runtime, upstreams, caller_of, self._note_session)
         for upstream in upstreams:
             upstream.on_change(self.upstream_changed)
+            upstream.on_event(self.upstream_event)
             upstream.relay_to(self.client_requests)
 
     # -- the catalogue ----------------------------------------------------------
@@ -224,6 +244,36 @@ class Gateway:
         agent: a pinned tool's schema is its manifest's); ``None`` if none does."""
         return self._schemas.get(name)
 
+    async def upstream_event(self, upstream: Upstream, event: ServerEvent) -> None:
+        """A server's resources or prompts changed (it lets them pass): tell the
+        clients of every agent with an active release, on their listen streams
+        (each gets what its filter asked for) and, in the handshake era, on
+        their sessions (a watched resource's change only to those watching it)."""
+        served = [
+            state
+            for agent, state in self._agents.items()
+            if self.runtime.releases.active(agent) is not None
+        ]
+        for state in served:
+            await state.changes.publish(event)
+        notification: types.ServerNotification
+        if isinstance(event, ResourceUpdated):
+            told = await self._passthrough.watchers(upstream, event.uri)
+            params = types.ResourceUpdatedNotificationParams(uri=event.uri)
+            notification = types.ResourceUpdatedNotification(params=params)
+        else:
+            told = list({client for state in served for client in state.connections})
+            if isinstance(event, ResourcesListChanged):
+                notification = types.ResourceListChangedNotification()
+            elif isinstance(event, PromptsListChanged):
+                notification = types.PromptListChangedNotification()
+            else:
+                return  # the tools' changes are pinning's (upstream_changed)
+        await _tell(told, notification)
+
+    def _note_session(self, caller: Caller, session: Any) -> None:
+        self._agent(caller.agent).connections.add(connection_of(session))
+
     def _is_node_tool(self, name: str) -> bool:
         """A tool the node runs itself (built in, HTTP, plugin) keeps its name."""
         tool = self.runtime.tools.get(name)
@@ -251,11 +301,7 @@ class Gateway:
             await self.runtime.record_event(MISMATCH_EVENT, mismatch.event(agent))
         if state.pins.pinned != before:
             await state.changes.publish(ToolsListChanged())
-            for session in list(state.sessions):
-                try:
-                    await session.send_tool_list_changed()
-                except Exception as err:  # the client lists again when it next asks
-                    log.info("could not tell a client its tool list changed: %s", err)
+            await _tell(list(state.connections), types.ToolListChangedNotification())
 
     async def _pins_for(self, agent: str) -> Pins:
         """``agent``'s pins, made again first if its release changed since."""
@@ -325,7 +371,7 @@ class Gateway:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         caller = self.caller_of(ctx)
-        self._agent(caller.agent).sessions.add(ctx.session)
+        self._note_session(caller, ctx.session)
         pins = await self._pins_for(caller.agent)
         # Only the pinned fields: title, annotations and output schemas are not
         # pinned, so they are not passed on.
@@ -338,9 +384,26 @@ class Gateway:
     async def subscriptions_listen(
         self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
-        """A 2026-07-28 client's stream of changes to its agent's tool list."""
+        """A 2026-07-28 client's stream of changes to its agent's tool list, and
+        to the resources and prompts that pass (the resources it names are
+        watched for as long as the stream is open)."""
         caller = self.caller_of(ctx)
-        return await self._agent(caller.agent).listen(ctx, params)
+        uris = list(dict.fromkeys(params.notifications.resource_subscriptions or ()))
+        if len(uris) > MAX_WATCHED:
+            raise MCPError(types.INVALID_PARAMS, f"at most {MAX_WATCHED} resources per stream")
+        watched: list[tuple[Upstream, str]] = []
+        try:
+            if uris and self._passthrough.serves_resources:
+                self._passthrough.admitted(ctx)
+                for uri in uris:
+                    upstream = await self._passthrough.owner(uri)
+                    await upstream.watch(uri)
+                    watched.append((upstream, uri))
+            return await self._agent(caller.agent).listen(ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for upstream, uri in watched:
+                    await upstream.unwatch(uri)
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -348,7 +411,7 @@ class Gateway:
         caller: Caller | None = None
         try:
             caller = self.caller_of(ctx)
-            self._agent(caller.agent).sessions.add(ctx.session)
+            self._note_session(caller, ctx.session)
             if params.request_state is not None:
                 return await self._resume(caller, params)
             arguments = dict(params.arguments or {})
@@ -509,8 +572,8 @@ class Gateway:
     def server(self) -> Server[Any]:
         """The MCP server toward clients: tools, and the resources and prompts
         of the servers that allow them."""
-        passthrough = Passthrough(self.runtime, self.upstreams, self.caller_of)
-        server: Server[Any] = Server(
+        passthrough = self._passthrough
+        server = _GatewayServer(
             "vedette",
             version=__version__,
             instructions=None,
@@ -521,6 +584,11 @@ class Gateway:
             # it the SDK runs the whole tools/list handler for every call.
             get_tool_input_schema=self.input_schema,
             **passthrough.handlers(),
+        )
+        server.notification_options = NotificationOptions(
+            tools_changed=True,
+            resources_changed=passthrough.serves_resources,
+            prompts_changed=passthrough.serves_prompts,
         )
         # In place of the SDK's default (an OpenTelemetry span per message,
         # which costs more than a decision): the record of refused requests.
@@ -534,3 +602,38 @@ class Gateway:
             for upstream in self.upstreams:
                 await tasks.start(upstream.run)
             task_status.started()
+
+
+async def _tell(connections: list[Connection], notification: types.ServerNotification) -> None:
+    """``notification`` to each handshake-era client of ``connections`` (a
+    2026-07-28 client hears of changes on its listen streams)."""
+    for connection in connections:
+        if not in_handshake_era(connection):
+            continue
+        # A client that does not take it at once is not waited for: the
+        # server's other messages wait behind this one.
+        with anyio.move_on_after(NOTIFY_SEND_S):
+            try:
+                await notify(connection, notification)
+            except Exception as err:  # the client lists or reads again when it next asks
+                log.info("could not tell a client %s: %s", notification.method, err)
+
+
+class _GatewayServer(Server[Any]):
+    """The SDK's server, advertising to handshake-era clients the changes the
+    gateway tells them of, on every transport (the SDK's HTTP transport asks
+    for the options without any)."""
+
+    notification_options = NotificationOptions()
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or self.notification_options,
+            experimental_capabilities,
+            extensions,
+        )

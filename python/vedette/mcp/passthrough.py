@@ -13,21 +13,31 @@ each prompt fetched is recorded (``mcp_resource_read``,
 returned) before it is returned; when the record cannot be made durable,
 nothing is returned. A request no server allows is answered "method not
 found" and recorded as a denial of its caller.
+
+A client may watch a resource (``resources/subscribe``, or the URIs of a
+2026-07-28 ``subscriptions/listen``): the server that lists it is subscribed
+(:meth:`Upstream.watch`) while any client watches it, and its updates go to
+the clients that watch it; what they then read is recorded as any read.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 from mcp import types
 from mcp.client.session import ClientSession
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 
 from vedette.hashing import sha256
+from vedette.mcp.connections import Connections, connection_of
 from vedette.mcp.errors import GatewayError
 from vedette.mcp.upstream import Upstream, list_all, shared_names
 from vedette.runtime.encoding import strict_dumps
@@ -42,20 +52,39 @@ PROMPT_GET_EVENT = "mcp_prompt_get"
 PASSABLE = ("resources", "prompts")
 
 CallerOf = Callable[[ServerRequestContext[Any]], Caller]
+# Told of the session of each admitted request (to tell it of list changes).
+NoteSession = Callable[[Caller, ServerSession], None]
 
 
 class Passthrough:
     """The resources and prompts handlers of the gateway's server."""
 
-    def __init__(self, runtime: Runtime, upstreams: list[Upstream], caller_of: CallerOf) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        upstreams: list[Upstream],
+        caller_of: CallerOf,
+        note_session: NoteSession,
+    ) -> None:
         self.runtime = runtime
         self.caller_of = caller_of
+        self._note_session = note_session
         self._resources = [upstream for upstream in upstreams if upstream.resources]
         self._prompts = [upstream for upstream in upstreams if upstream.prompts]
         # From the last listings: a resource's URI -> its server; the name a
         # client asks for -> (its server, the server's own name).
         self._resource_owners: dict[str, Upstream] = {}
         self._prompt_owners: dict[str, tuple[Upstream, str]] = {}
+        # The clients' connections watching each resource, and its server.
+        self._watchers: dict[str, tuple[Upstream, Connections]] = {}
+
+    @property
+    def serves_resources(self) -> bool:
+        return bool(self._resources)
+
+    @property
+    def serves_prompts(self) -> bool:
+        return bool(self._prompts)
 
     def handlers(self) -> dict[str, Any]:
         """The ``Server`` handlers to register: none unless a server allows."""
@@ -64,6 +93,8 @@ class Passthrough:
             found["on_list_resources"] = self.list_resources
             found["on_list_resource_templates"] = self.list_resource_templates
             found["on_read_resource"] = self.read_resource
+            found["on_subscribe_resource"] = self.subscribe
+            found["on_unsubscribe_resource"] = self.unsubscribe
         if self._prompts:
             found["on_list_prompts"] = self.list_prompts
             found["on_get_prompt"] = self.get_prompt
@@ -96,7 +127,7 @@ class Passthrough:
     async def list_resources(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        self._admitted(ctx)
+        self.admitted(ctx)
         return types.ListResourcesResult(resources=await self._list_resources())
 
     async def _list_resources(self) -> list[types.Resource]:
@@ -114,25 +145,38 @@ class Passthrough:
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        self._admitted(ctx)
-        templates: list[types.ResourceTemplate] = []
-        for upstream in self._connected(self._resources):
-            templates += await _listed(upstream, "resources/templates/list")
+        self.admitted(ctx)
+        templates = [template for _, listed in await self._list_templates() for template in listed]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
-    async def read_resource(
-        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        caller = self._admitted(ctx)
-        uri = str(params.uri)
+    async def _list_templates(self) -> list[tuple[Upstream, list[types.ResourceTemplate]]]:
+        return [
+            (upstream, await _listed(upstream, "resources/templates/list"))
+            for upstream in self._connected(self._resources)
+        ]
+
+    async def owner(self, uri: str) -> Upstream:
+        """The server that serves resource ``uri``: the first that lists it,
+        else the first with a template it fits; ``MCPError`` if none does."""
         upstream = self._resource_owners.get(uri)
         if upstream is None:
             await self._list_resources()
             upstream = self._resource_owners.get(uri)
-        if upstream is None and len(self._resources) == 1:
-            upstream = self._resources[0]  # a URI of one of its templates
+        if upstream is None:
+            for candidate, templates in await self._list_templates():
+                if any(_fits(template.uri_template, uri) for template in templates):
+                    upstream = candidate
+                    break
         if upstream is None:
             raise MCPError(types.INVALID_PARAMS, f"no server here lists the resource {uri!r}")
+        return upstream
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        caller = self.admitted(ctx)
+        uri = str(params.uri)
+        upstream = await self.owner(uri)
         session = _session(upstream)
         with anyio.fail_after(upstream.timeout_s):
             result = await session.read_resource(uri)
@@ -141,12 +185,53 @@ class Passthrough:
         await self._record(RESOURCE_READ_EVENT, caller, upstream, {"uri": uri}, result)
         return result
 
+    async def subscribe(
+        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        """A handshake-era client watches ``params.uri``."""
+        self.admitted(ctx)
+        uri = str(params.uri)
+        watching = self._watchers.get(uri)
+        if watching is None:
+            upstream = await self.owner(uri)
+            await upstream.watch(uri)
+            watching = self._watchers[uri] = (upstream, weakref.WeakSet())
+        watching[1].add(connection_of(ctx.session))
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        self.caller_of(ctx)
+        uri = str(params.uri)
+        watching = self._watchers.get(uri)
+        if watching is not None:
+            watching[1].discard(connection_of(ctx.session))
+            await self._unwatch_if_unwatched(uri)
+        return types.EmptyResult()
+
+    async def watchers(self, upstream: Upstream, uri: str) -> list[Connection]:
+        """The clients watching ``uri`` of ``upstream`` (a resource no client
+        watches any more is unwatched: their connections ended without
+        unsubscribing)."""
+        watching = self._watchers.get(uri)
+        if watching is None or watching[0] is not upstream:
+            return []
+        await self._unwatch_if_unwatched(uri)
+        return list(watching[1])
+
+    async def _unwatch_if_unwatched(self, uri: str) -> None:
+        watching = self._watchers.get(uri)
+        if watching is not None and not watching[1]:
+            del self._watchers[uri]
+            await watching[0].unwatch(uri)
+
     # -- prompts -----------------------------------------------------------------
 
     async def list_prompts(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        self._admitted(ctx)
+        self.admitted(ctx)
         return types.ListPromptsResult(prompts=await self._list_prompts())
 
     async def _list_prompts(self) -> list[types.Prompt]:
@@ -169,7 +254,7 @@ class Passthrough:
     async def get_prompt(
         self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
-        caller = self._admitted(ctx)
+        caller = self.admitted(ctx)
         owner = self._prompt_owners.get(params.name)
         if owner is None:
             await self._list_prompts()
@@ -187,12 +272,13 @@ class Passthrough:
 
     # -- shared ------------------------------------------------------------------
 
-    def _admitted(self, ctx: ServerRequestContext[Any]) -> Caller:
+    def admitted(self, ctx: ServerRequestContext[Any]) -> Caller:
         """The caller, when its agent has an active release (else nothing passes)."""
         caller = self.caller_of(ctx)
         if self.runtime.releases.active(caller.agent) is None:
             reason = self.runtime.releases.unavailable_reason(caller.agent)
             raise MCPError(types.INVALID_REQUEST, f"denied: {reason}")
+        self._note_session(caller, ctx.session)
         return caller
 
     @staticmethod
@@ -232,6 +318,28 @@ async def _listed(upstream: Upstream, method: str) -> list[Any]:
             return await list_all(session, method)
     except GatewayError as err:
         raise MCPError(types.INTERNAL_ERROR, f"{upstream.name}: {err}") from err
+
+
+def _fits(template: str, uri: str) -> bool:
+    """Whether ``uri`` is an expansion of the URI template ``template`` (RFC
+    6570), read loosely: each expression stands for any text (an undefined
+    variable expands to nothing), and the server that serves it checks the
+    rest. The literal parts are found in
+    order, leftmost first (no backtracking: a server's template cannot make
+    this slow)."""
+    literals = re.split(r"\{[^{}]*\}", template)
+    if len(literals) == 1:
+        return uri == template
+    first, *middle, last = literals
+    if not uri.startswith(first) or not uri.endswith(last):
+        return False
+    position, end = len(first), len(uri) - len(last)
+    for literal in middle:
+        found = uri.find(literal, position, end)
+        if found < 0:
+            return False
+        position = found + len(literal)
+    return position <= end
 
 
 def _session(upstream: Upstream) -> ClientSession:

@@ -8,7 +8,6 @@ import signal
 from typing import Any
 
 import anyio
-from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.stdio import stdio_server
 
 from vedette.config import Config
@@ -33,7 +32,7 @@ async def serve_stdio(gateway: Gateway, caller: Caller) -> None:
         if not upstream.connected:
             raise GatewayError(f"the upstream server did not start: {upstream.last_error}")
         server = gateway.server()
-        options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+        options = server.create_initialization_options()
         async with contextlib.AsyncExitStack() as stack:
             try:
                 reader, writer = await stack.enter_async_context(claimed_stdio())

@@ -27,6 +27,13 @@ client come as input-required results of the call, and, as that revision has
 no ping, its listing every ``PING_INTERVAL_S`` is its liveness check (besides
 a ``subscriptions/listen`` stream for its changes, where it serves one).
 
+Where its entry lets its resources or prompts pass, what the server says of
+them is passed on (:meth:`Upstream.on_event`): its resource and prompt lists
+changed, and a resource a client watches (:meth:`Upstream.watch`) changed.
+Watching subscribes the server to that resource (``resources/subscribe`` on
+a handshake revision; on 2026-07-28 the listen stream is opened again with the
+URIs watched), and again after every reconnection.
+
 This module imports the MCP SDK; the gateway imports it only once it has
 checked that the SDK is installed.
 """
@@ -57,7 +64,13 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp.shared.subscriptions import ToolsListChanged
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from vedette.backoff import RetrySchedule
@@ -89,6 +102,8 @@ SESSION_BACKLOG = 16
 STOP_GRACE_S = 2.0
 
 OnChange = Callable[["Upstream"], Awaitable[None]]
+# Told what the server said of its resources and prompts.
+OnEvent = Callable[["Upstream", ServerEvent], Awaitable[None]]
 # Reports a call's progress to its client: (progress, total, message).
 Progress = ProgressFnT
 # Sends one JSON-RPC message (a plain dict) to the server.
@@ -101,6 +116,8 @@ MALFORMED_ANSWER = -32603
 PROGRESS_SEND_S = 1.0
 # Rounds of input a 2026-07-28 server may ask for in one call.
 MAX_INPUT_ROUNDS = 10
+# Resources of one server watched at once (each is a subscription at the server).
+MAX_WATCHED = 1024
 
 
 class UpstreamUnavailable(Exception):
@@ -164,6 +181,11 @@ class Upstream:
         self.restarts = 0
         self.last_error: str | None = None
         self._on_change: OnChange | None = None
+        self._on_event: OnEvent | None = None
+        # The resources clients watch, by how many watch each; set when the
+        # URIs change, so a 2026-07-28 listen stream is opened again with them.
+        self._watched: Counter[str] = Counter()
+        self._watch_changed = anyio.Event()
         self._session: ClientSession | None = None
         # Calls go out as plain JSON-RPC on the transport (the SDK's session
         # handles initialize, listings and pings): their ids are strings the
@@ -189,6 +211,71 @@ class Upstream:
     def on_change(self, callback: OnChange) -> None:
         """Call ``callback`` after every new listing, and when the connection is lost."""
         self._on_change = callback
+
+    def on_event(self, callback: OnEvent) -> None:
+        """Call ``callback`` with each change the server reports to the
+        resources and prompts its entry lets pass: their lists
+        (``ResourcesListChanged``, ``PromptsListChanged``) and the watched
+        resources (``ResourceUpdated``)."""
+        self._on_event = callback
+
+    @property
+    def subscribable(self) -> bool:
+        """Whether the server serves resource subscriptions now."""
+        session = self._session
+        if session is None or not self.resources:
+            return False
+        # On 2026-07-28 a server that streams changes says so here too.
+        capabilities = session.server_capabilities
+        resources = capabilities.resources if capabilities is not None else None
+        return bool(resources is not None and resources.subscribe)
+
+    async def watch(self, uri: str) -> None:
+        """Have the server report changes of resource ``uri`` (one more
+        watcher); ``MCPError`` if it cannot, or ``MAX_WATCHED`` are watched."""
+        if not self.subscribable:
+            raise MCPError(
+                types.INVALID_PARAMS, f"the MCP server {self.name!r} serves no subscriptions"
+            )
+        if uri not in self._watched and len(self._watched) >= MAX_WATCHED:
+            raise MCPError(
+                types.INVALID_PARAMS, f"{MAX_WATCHED} resources of {self.name!r} are watched"
+            )
+        first = uri not in self._watched
+        self._watched[uri] += 1
+        if not first:
+            return
+        try:
+            await self._subscribe(uri, subscribe=True)
+        except BaseException:
+            self._forget(uri)
+            raise
+
+    async def unwatch(self, uri: str) -> None:
+        """One watcher of ``uri`` fewer; the last ends the server's subscription."""
+        if uri not in self._watched:
+            return
+        self._forget(uri)
+        if uri in self._watched:
+            return
+        with contextlib.suppress(Exception):  # gone with the connection, or refused: moot
+            await self._subscribe(uri, subscribe=False)
+
+    def _forget(self, uri: str) -> None:
+        """One watcher of ``uri`` fewer."""
+        self._watched[uri] -= 1
+        if self._watched[uri] <= 0:
+            del self._watched[uri]
+
+    async def _subscribe(self, uri: str, *, subscribe: bool) -> None:
+        session = self._session
+        if session is None:
+            return  # subscribed when it is connected again
+        if self.modern:
+            self._watch_changed.set()  # its listen stream is opened again
+            return
+        with anyio.fail_after(self.timeout_s):
+            await _send_subscription(session, uri, subscribe=subscribe)
 
     def relay_to(self, relay: Relay) -> None:
         """Where the server's sampling and elicitation requests go, as far as
@@ -269,6 +356,8 @@ class Upstream:
             self.modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
             if self.modern:
                 tasks.start_soon(self._listen_for_changes, session)
+            elif self._watched:
+                await self._subscribe_again(session)
             self._send = send
             try:
                 yield session
@@ -321,16 +410,62 @@ class Upstream:
             self._opens_modern = self._again_now = True
             raise
 
+    async def _subscribe_again(self, session: ClientSession) -> None:
+        """The watched resources of a handshake-era server, subscribed again
+        on a new connection (a subscription the server refuses now is dropped)."""
+        with anyio.fail_after(self.timeout_s):
+            for uri in list(self._watched):
+                try:
+                    await _send_subscription(session, uri, subscribe=True)
+                except MCPError as err:
+                    log.warning("MCP server %r: %s not watched again: %s", self.name, uri, err)
+
     async def _listen_for_changes(self, session: ClientSession) -> None:
-        """A 2026-07-28 server's changes to its tools, where it streams them."""
-        try:
-            async with listen(session, tools_list_changed=True) as changes:
-                async for event in changes:
-                    if isinstance(event, ToolsListChanged):
-                        self._relist_due = True
-                        self._wake.set()
-        except Exception as err:  # not served, or lost: the periodic listing stands
-            log.info("MCP server %r: no stream of changes (%s)", self.name, _describe(err))
+        """A 2026-07-28 server's changes to its tools (and to the resources and
+        prompts its entry lets pass), where it streams them; opened again
+        whenever the watched resources change."""
+        while True:
+            self._watch_changed = anyio.Event()
+            try:
+                async with (
+                    listen(
+                        session,
+                        tools_list_changed=True,
+                        resources_list_changed=self.resources,
+                        prompts_list_changed=self.prompts,
+                        resource_subscriptions=sorted(self._watched) if self.resources else (),
+                    ) as changes,
+                    anyio.create_task_group() as tasks,
+                ):
+
+                    async def reopen() -> None:
+                        await self._watch_changed.wait()
+                        tasks.cancel_scope.cancel()
+
+                    tasks.start_soon(reopen)
+                    async for event in changes:
+                        await self._heard(event)
+                    tasks.cancel_scope.cancel()
+            except Exception as err:  # not served, or lost: the periodic listing stands
+                log.info("MCP server %r: no stream of changes (%s)", self.name, _describe(err))
+                return
+            if not self._watch_changed.is_set():
+                return  # the server ended the stream
+
+    async def _heard(self, event: ServerEvent) -> None:
+        """One change the server reported, on either revision."""
+        if isinstance(event, ToolsListChanged):
+            self._relist_due = True
+            self._wake.set()
+            return
+        if isinstance(event, ResourceUpdated) and event.uri not in self._watched:
+            return  # nobody asked for it
+        passes = self.prompts if isinstance(event, PromptsListChanged) else self.resources
+        if passes and self._on_event is not None:
+            try:
+                await self._on_event(self, event)
+            except Exception:  # the clients learn of it when they next list or read
+                log.exception("MCP server %r: a change could not be passed on", self.name)
 
     async def _listed(self, session: ClientSession) -> None:
         self._session = session
@@ -379,8 +514,13 @@ class Upstream:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, types.ToolListChangedNotification):
-            self._relist_due = True
-            self._wake.set()
+            await self._heard(ToolsListChanged())
+        elif isinstance(message, types.ResourceListChangedNotification):
+            await self._heard(ResourcesListChanged())
+        elif isinstance(message, types.PromptListChangedNotification):
+            await self._heard(PromptsListChanged())
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            await self._heard(ResourceUpdated(str(message.params.uri)))
         elif isinstance(message, Exception):
             log.warning("MCP server %r transport: %s", self.name, message)
 
@@ -646,6 +786,18 @@ async def list_all(session: ClientSession, method: str) -> list[Any]:
         if not cursor:
             return listed
     raise GatewayError(f"the server's {method} has over {MAX_LIST_PAGES} pages")
+
+
+async def _send_subscription(session: ClientSession, uri: str, *, subscribe: bool) -> None:
+    """``resources/subscribe`` (or ``unsubscribe``) on a handshake revision, the
+    only one that has it (the SDK's own methods warn that it is gone from
+    2026-07-28)."""
+    request: types.SubscribeRequest | types.UnsubscribeRequest
+    if subscribe:
+        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+    else:
+        request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+    await session.send_request(request, types.EmptyResult)
 
 
 def shared_names(listings: Iterable[Iterable[str]]) -> set[str]:
