@@ -923,3 +923,28 @@ def test_fitting_a_template_takes_no_backtracking():
     """A server's template of many expressions against a long URI that does
     not fit answers at once (a regex of as many wildcards would not)."""
     assert _fits("{a}" * 64 + "z", "a" * 200_000) is False
+
+
+def test_listings_come_in_pages_the_client_follows(setup):
+    with setup.config.open("a") as config:
+        config.write("\n[mcp]\npage_size = 4\n")
+    got: dict[str, Any] = {}
+
+    async def body(session: ClientSession) -> None:
+        first = await session.list_tools()
+        got["first"] = len(first.tools)
+        names, cursor = [tool.name for tool in first.tools], first.next_cursor
+        while cursor is not None:
+            page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+            names += [tool.name for tool in page.tools]
+            cursor = page.next_cursor
+        got["names"] = names
+        with pytest.raises(MCPError) as caught:
+            await session.list_tools(params=types.PaginatedRequestParams(cursor="forged"))
+        got["forged"] = caught.value.code
+
+    run(setup, body)
+    declared = set(TOOLS) - {"hidden", "drifted"}
+    assert got["first"] == 4
+    assert got["names"] == sorted(declared)
+    assert got["forged"] == types.INVALID_PARAMS

@@ -873,6 +873,13 @@ class McpConfig(Checked):
     session_idle_s: Annotated[Seconds, doc("a session with no request for this long is closed")] = (
         600.0
     )
+    page_size: Annotated[
+        Annotated[int, Meta(ge=1, le=10000)],
+        doc(
+            "items in one page of tools/list, resources/list, resources/templates/list and "
+            "prompts/list toward a client (on stdio too); the client follows nextCursor for more"
+        ),
+    ] = 100
 
     def __post_init__(self) -> None:
         from vedette.config.errors import ConfigError

@@ -62,6 +62,7 @@ from vedette.hashing import sha256
 from vedette.mcp.asks import Asker, ClientRequests, InFlight, RoundTrips, SessionAsker
 from vedette.mcp.connections import Connections, connection_of, in_handshake_era, notify
 from vedette.mcp.errors import DENIED, TOOL_FAILED, GatewayError
+from vedette.mcp.pages import cursor_of, page_of
 from vedette.mcp.passthrough import Passthrough
 from vedette.mcp.pinning import MISMATCH_EVENT, Pins, UpstreamTool
 from vedette.mcp.upstream import (
@@ -85,6 +86,8 @@ __all__ = ["Gateway", "caller_for"]
 # resumable once it has finished: its result waits that long for the client's
 # next try of the call.
 RESUME_GRACE_S = 30.0
+# Items in one page of a listing toward a client, unless configured.
+DEFAULT_PAGE_SIZE = 100
 # How long telling one client of a change may take; then it is not told.
 NOTIFY_SEND_S = 1.0
 
@@ -186,10 +189,13 @@ class Gateway:
         upstreams: list[Upstream],
         caller_of: CallerOf,
         agents: list[str],
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         """``agents`` are pinned from the start, so each start records the
-        differences it finds; any other agent is pinned when first served."""
+        differences it finds; any other agent is pinned when first served.
+        ``page_size``: items in one page of a listing toward a client."""
         self.runtime = runtime
+        self.page_size = page_size
         self.upstreams = upstreams
         self.caller_of = caller_of
         # The name a client calls -> (the upstream, the upstream's own name).
@@ -207,7 +213,9 @@ class Gateway:
         self._lock = anyio.Lock()
         self.client_requests = ClientRequests(runtime)
         self._resumable: dict[str, _Resumable] = {}
-        self._passthrough = Passthrough(runtime, upstreams, caller_of, self._note_session)
+        self._passthrough = Passthrough(
+            runtime, upstreams, caller_of, self._note_session, page_size
+        )
         for upstream in upstreams:
             upstream.on_change(self.upstream_changed)
             upstream.on_event(self.upstream_event)
@@ -379,7 +387,8 @@ class Gateway:
             types.Tool(name=tool.name, description=tool.description, input_schema=tool.input_schema)
             for tool in pins.pinned.values()
         ]
-        return types.ListToolsResult(tools=tools)
+        page, more = page_of(tools, _name, cursor_of(params), self.page_size)
+        return types.ListToolsResult(tools=page, next_cursor=more)
 
     async def subscriptions_listen(
         self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
@@ -602,6 +611,10 @@ class Gateway:
             for upstream in self.upstreams:
                 await tasks.start(upstream.run)
             task_status.started()
+
+
+def _name(tool: types.Tool) -> str:
+    return tool.name
 
 
 async def _tell(connections: list[Connection], notification: types.ServerNotification) -> None:

@@ -72,7 +72,7 @@ class McpEndpoint:
             for server in config.mcp.servers
         ]
         agents = sorted({caller.agent for caller in config.callers})
-        self.gateway = Gateway(runtime, upstreams, caller_of_request, agents)
+        self.gateway = Gateway(runtime, upstreams, caller_of_request, agents, config.mcp.page_size)
         self._sessions = StreamableHTTPSessionManager(
             app=self.gateway.server(),
             max_request_body_size=config.listen.max_body_bytes,

@@ -39,6 +39,7 @@ from mcp.shared.exceptions import MCPError
 from vedette.hashing import sha256
 from vedette.mcp.connections import Connections, connection_of
 from vedette.mcp.errors import GatewayError
+from vedette.mcp.pages import cursor_of, page_of
 from vedette.mcp.upstream import Upstream, list_all, shared_names
 from vedette.runtime.encoding import strict_dumps
 from vedette.runtime.identity import Caller
@@ -65,8 +66,10 @@ class Passthrough:
         upstreams: list[Upstream],
         caller_of: CallerOf,
         note_session: NoteSession,
+        page_size: int,
     ) -> None:
         self.runtime = runtime
+        self.page_size = page_size
         self.caller_of = caller_of
         self._note_session = note_session
         self._resources = [upstream for upstream in upstreams if upstream.resources]
@@ -128,7 +131,9 @@ class Passthrough:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         self.admitted(ctx)
-        return types.ListResourcesResult(resources=await self._list_resources())
+        listed = await self._list_resources()
+        page, more = page_of(listed, _uri, cursor_of(params), self.page_size)
+        return types.ListResourcesResult(resources=page, next_cursor=more)
 
     async def _list_resources(self) -> list[types.Resource]:
         owners: dict[str, Upstream] = {}
@@ -147,7 +152,8 @@ class Passthrough:
     ) -> types.ListResourceTemplatesResult:
         self.admitted(ctx)
         templates = [template for _, listed in await self._list_templates() for template in listed]
-        return types.ListResourceTemplatesResult(resource_templates=templates)
+        page, more = page_of(templates, _uri_template, cursor_of(params), self.page_size)
+        return types.ListResourceTemplatesResult(resource_templates=page, next_cursor=more)
 
     async def _list_templates(self) -> list[tuple[Upstream, list[types.ResourceTemplate]]]:
         return [
@@ -232,7 +238,9 @@ class Passthrough:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         self.admitted(ctx)
-        return types.ListPromptsResult(prompts=await self._list_prompts())
+        listed = await self._list_prompts()
+        page, more = page_of(listed, _name, cursor_of(params), self.page_size)
+        return types.ListPromptsResult(prompts=page, next_cursor=more)
 
     async def _list_prompts(self) -> list[types.Prompt]:
         by_server = [
@@ -318,6 +326,18 @@ async def _listed(upstream: Upstream, method: str) -> list[Any]:
             return await list_all(session, method)
     except GatewayError as err:
         raise MCPError(types.INTERNAL_ERROR, f"{upstream.name}: {err}") from err
+
+
+def _uri(resource: types.Resource) -> str:
+    return str(resource.uri)
+
+
+def _uri_template(template: types.ResourceTemplate) -> str:
+    return template.uri_template
+
+
+def _name(prompt: types.Prompt) -> str:
+    return prompt.name
 
 
 def _fits(template: str, uri: str) -> bool:

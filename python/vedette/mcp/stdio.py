@@ -92,7 +92,7 @@ def run_gateway(
         sampling=sampling,
         elicitation=elicitation,
     )
-    gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent])
+    gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent], config.mcp.page_size)
     try:
         anyio.run(serve_stdio, gateway, caller)
     except BaseException as err:
