@@ -41,7 +41,7 @@ from runtime_fixtures import write_release
 
 from vedette.config import load_config, token_digest
 from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
-from vedette.mcp.errors import DENIED
+from vedette.mcp.errors import DENIED, TOOL_FAILED
 from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT
 from vedette.store import SegmentStore
@@ -757,3 +757,46 @@ def test_an_http_client_watching_a_resource_is_told_of_its_change(tmp_path, upst
     assert got["text"] == TOUCHED_TEXT
     if upstream_era == "handshake":
         assert Node.calls(node.local_log, "subscribed") == [RESOURCE_URI]
+
+
+def test_an_http_servers_request_during_a_call_reaches_the_client(tmp_path):
+    """A handshake-era HTTP server asks during the call, on the call's own
+    answer stream: the request reaches the session, and the answer the server."""
+    declared = [("sample", TEXT_SCHEMA, TOOLS["sample"][0])]
+    model = TheClient("from the model")
+    got: dict[str, Any] = {}
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy", sampling_callback=model.sample) as session:
+            await served_tools(session)
+            got["sample"] = texts(await session.call_tool("sample", {"text": "news"}))
+
+    with lone_node(
+        tmp_path, declared, ["sample"], ["--tools", "sample"], "sampling = true"
+    ) as node:
+        anyio.run(main, node)
+    assert [json.loads(text) for text in got["sample"]] == [{"sampled": "from the model"}]
+    assert model.asked == ["sample: news"]
+    records = [r for r in node.records() if r.get("kind") == CLIENT_REQUEST_EVENT]
+    assert [r["stage"] for r in records] == ["asked", "answered"]
+
+
+def test_an_http_servers_call_that_never_answers_fails_in_time_and_is_cancelled(tmp_path):
+    declared = [("hang", EMPTY_SCHEMA, TOOLS["hang"][0])]
+    got: dict[str, Any] = {}
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy") as session:
+            await served_tools(session)
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool("hang", {})
+            got["error"] = caught.value
+            with anyio.fail_after(10):  # the server was told the call is over
+                while Node.calls(node.local_log, "cancelled") != ["hang"]:
+                    await anyio.sleep(0.05)
+
+    with lone_node(tmp_path, declared, ["hang"], ["--tools", "hang"], "timeout_s = 1") as node:
+        anyio.run(main, node)
+    error = got["error"]
+    assert error.code == TOOL_FAILED
+    assert error.data["error"]["type"] == "timeout"

@@ -61,6 +61,7 @@ from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import listen
 from mcp.os.posix.utilities import terminate_posix_process_tree
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
@@ -75,6 +76,7 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from vedette.backoff import RetrySchedule
 from vedette.mcp.errors import GatewayError
+from vedette.mcp.http_calls import HttpCalls
 from vedette.mcp.pinning import UpstreamTool
 
 log = logging.getLogger("vedette.mcp")
@@ -331,17 +333,29 @@ class Upstream:
             stack.callback(tasks.cancel_scope.cancel)
             read: Any
             write: Any
+            calls: HttpCalls | None = None
             if self.command is not None:
                 read, write, send = await stack.enter_async_context(self._stdio(tasks))
             else:
                 assert self.url is not None
-                http: Any = await stack.enter_async_context(streamable_http_client(self.url))
-                pump, read = _watch_end(
+                client = await stack.enter_async_context(create_mcp_http_client())
+                http: Any = await stack.enter_async_context(
+                    streamable_http_client(self.url, http_client=client)
+                )
+                pump, read, to_session = _watch_end(
                     http[0], self._on_end, self._answered, self._progress_message
                 )
                 write = http[1]
                 tasks.start_soon(pump)
-                send = _session_sender(write)
+                calls = HttpCalls(
+                    self.url,
+                    client,
+                    lambda line: self._route(line, to_session),
+                    tasks,
+                    self._on_end,
+                    self.timeout_s,
+                )
+                send = calls.send
             # Only what is relayed is advertised: the SDK's defaults refuse the rest.
             relayed: dict[str, Any] = {}
             if self.sampling and self._relay is not None:
@@ -354,6 +368,8 @@ class Upstream:
             with anyio.fail_after(self.timeout_s):
                 await self._negotiate(session)
             self.modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
+            if calls is not None:
+                calls.protocol_version = session.protocol_version
             if self.modern:
                 tasks.start_soon(self._listen_for_changes, session)
             elif self._watched:
@@ -651,12 +667,18 @@ class Upstream:
                         break
                     if not line:
                         break
-                    if not line.strip() or self._took(line):
-                        continue
-                    if b"notifications/progress" in line and await self._progress_line(line):
-                        continue
-                    await to_session.send(_session_message(line))
+                    await self._route(line, to_session)
         self._on_end()
+
+    async def _route(self, line: bytes, to_session: ObjectSendStream[Any]) -> None:
+        """One message of the server's (a line on stdio, a message of an HTTP
+        answer): the answer to a call goes to its caller, a report of its
+        progress to its client, anything else to the session."""
+        if not line.strip() or self._took(line):
+            return
+        if b"notifications/progress" in line and await self._progress_line(line):
+            return
+        await to_session.send(_session_message(line))
 
     def _took(self, line: bytes) -> bool:
         """Takes the answer to a call this upstream sent; ``False`` for
@@ -812,11 +834,14 @@ def _watch_end(
     on_end: Callable[[], None],
     answered: Callable[[Any], bool],
     progressed: Callable[[Any], Awaitable[bool]],
-) -> tuple[Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any]]:
-    """A copy of ``read`` for the session, and the task that fills it with
-    every message ``answered`` and ``progressed`` do not take: when the
-    transport's stream ends (a stdio server exited), the copy ends too, so the
-    session fails its requests in flight at once, and ``on_end`` is called."""
+) -> tuple[
+    Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any], ObjectSendStream[Any]
+]:
+    """A copy of ``read`` for the session, the task that fills it with every
+    message ``answered`` and ``progressed`` do not take, and a way in for the
+    messages of the answers to the gateway's own calls: when the transport's
+    stream ends, the copy ends too, so the session fails its requests in
+    flight at once, and ``on_end`` is called."""
     send: ObjectSendStream[Any]
     send, copy = anyio.create_memory_object_stream[Any](math.inf)
 
@@ -828,7 +853,7 @@ def _watch_end(
                         await send.send(message)
         on_end()
 
-    return pump, copy
+    return pump, copy, send
 
 
 if sys.version_info >= (3, 11):
@@ -840,15 +865,6 @@ else:
     async def _deadline(seconds: float) -> AsyncIterator[None]:
         with anyio.fail_after(seconds):
             yield
-
-
-def _session_sender(write: ObjectSendStream[Any]) -> Send:
-    """Raw messages through the SDK's transport (an HTTP server)."""
-
-    async def send(message: dict[str, Any]) -> None:
-        await write.send(SessionMessage(types.jsonrpc_message_adapter.validate_python(message)))
-
-    return send
 
 
 def _pipe_sender(process: Process) -> Send:
