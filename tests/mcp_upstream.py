@@ -91,6 +91,7 @@ def main(
     http_port: int | None = None,
     only: list[str] | None = None,
     modern_only: bool = False,
+    required_header: str | None = None,
 ) -> None:
     tools = {name: tool for name, tool in copy.deepcopy(TOOLS).items() if not only or name in only}
     notes = {RESOURCE_URI: RESOURCE_TEXT}
@@ -308,7 +309,9 @@ def main(
     if http_port is not None:
         import uvicorn
 
-        app = server.streamable_http_app()
+        app: Any = server.streamable_http_app()
+        if required_header is not None:
+            app = _requiring(app, required_header, note)
         uvicorn.run(app, host="127.0.0.1", port=http_port, log_level="warning")
         return
 
@@ -323,12 +326,30 @@ def main(
     anyio.run(serve)
 
 
+def _requiring(app: Any, header: str, note: Any) -> Any:
+    """``app`` answering 401 to a request without the header ``NAME=VALUE``
+    (logged as ``{"unauthorized": PATH}``)."""
+    name, _, value = header.partition("=")
+    wanted = (name.lower().encode(), value.encode())
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and wanted not in scope["headers"]:
+            note({"unauthorized": scope["path"]})
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("log")
     parser.add_argument("--http", type=int)
     parser.add_argument("--tools")
     parser.add_argument("--modern-only", action="store_true")
+    parser.add_argument("--require-header", help="NAME=VALUE: answer 401 without it (HTTP)")
     given = parser.parse_args()
     tools = given.tools.split(",") if given.tools else None
-    main(given.log, given.http, tools, given.modern_only)
+    main(given.log, given.http, tools, given.modern_only, given.require_header)

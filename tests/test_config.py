@@ -98,6 +98,28 @@ unsigned = true
         ("", {"VEDETTE_LISTEN_PORT": "x"}, "listen.port: expected an integer >= 1, got 'x'"),
         ("", {"VEDETTE_LISTEN_NOPE": "1"}, "listen.nope: unknown key"),
         ("this is not toml", {}, "not valid TOML"),
+        (
+            "[[mcp.servers]]\nname = 'a'\ncommand = 'srv'\nheaders = { X-Key = '1' }",
+            {},
+            "mcp.servers: 'a' headers: only for a url server",
+        ),
+        (
+            "[[mcp.servers]]\nname = 'a'\nurl = 'http://h/mcp'\nheaders = { 'X Key' = '1' }",
+            {},
+            "'X Key' is not a header name",
+        ),
+        (
+            "[[mcp.servers]]\nname = 'a'\nurl = 'http://h/mcp'\n"
+            "headers_env = { Mcp-Session-Id = 'V' }",
+            {},
+            "headers_env: 'Mcp-Session-Id' is set by the transport",
+        ),
+        (
+            "[[mcp.servers]]\nname = 'a'\nurl = 'http://h/mcp'\n"
+            'headers = { X-Key = "1\\r\\nX-Other: 2" }',
+            {},
+            "the value of 'X-Key' holds a line break or NUL",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, env, message):
@@ -110,3 +132,19 @@ def test_errors_name_the_key(tmp_path, text, env, message):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml", env={})
+
+
+def test_an_mcp_servers_headers_from_the_environment_are_read_when_asked(tmp_path, monkeypatch):
+    text = (
+        "[[mcp.servers]]\nname = 'files'\nurl = 'http://h/mcp'\n"
+        "headers = { X-Tenant = 'blue' }\nheaders_env = { Authorization = 'FILES_MCP_AUTH' }"
+    )
+    (server,) = load_config(write(tmp_path, text), env={}).mcp.servers
+    monkeypatch.delenv("FILES_MCP_AUTH", raising=False)
+    with pytest.raises(ConfigError, match=r"\$FILES_MCP_AUTH, which is not set"):
+        server.http_headers()
+    monkeypatch.setenv("FILES_MCP_AUTH", "Bearer abc\nX-Injected: 1")
+    with pytest.raises(ConfigError, match="holds a line break"):
+        server.http_headers()
+    monkeypatch.setenv("FILES_MCP_AUTH", "Bearer abc")
+    assert server.http_headers() == {"X-Tenant": "blue", "Authorization": "Bearer abc"}

@@ -6,6 +6,7 @@ it over Streamable HTTP), and the SDK's own client in both protocol eras
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -619,11 +620,13 @@ def lone_node(
     allowed: list[str],
     upstream_options: list[str],
     server_entry: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Node]:
     """A node of its own in front of one HTTP upstream (``upstream_options``:
     more arguments of ``tests/mcp_upstream.py``; ``server_entry``: more lines
     of its ``[[mcp.servers]]`` entry, named ``modern``), whose agent declares
-    ``declared`` and whose policy allows the tools ``allowed``."""
+    ``declared`` and whose policy allows the tools ``allowed``; ``env``: more
+    variables of the node's environment."""
     policy = f"""
 package vedette
 
@@ -670,6 +673,7 @@ url = "http://127.0.0.1:{upstream_port}/mcp"
     server = subprocess.Popen(
         [str(VEDETTE), "serve", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
@@ -800,3 +804,58 @@ def test_an_http_servers_call_that_never_answers_fails_in_time_and_is_cancelled(
     error = got["error"]
     assert error.code == TOOL_FAILED
     assert error.data["error"]["type"] == "timeout"
+
+
+HEADER_ENTRY = 'headers = { X-Tenant = "blue" }\nheaders_env = { X-Upstream-Key = "UPSTREAM_KEY" }'
+
+
+def test_an_http_server_gets_the_headers_its_entry_names(tmp_path):
+    """A server that answers 401 without its key is reached with the key
+    from the node's environment, on the session and on the calls."""
+    declared = [("modern.echo", TEXT_SCHEMA, TOOLS["echo"][0])]
+    options = ["--tools", "echo", "--require-header", "x-upstream-key=sesame"]
+    got: dict[str, Any] = {}
+
+    async def main(node: Node) -> None:
+        async with client(node, "legacy") as session:
+            got["tools"] = await served_tools(session)
+            got["echo"] = texts(await session.call_tool("modern.echo", {"text": "hello"}))
+
+    with lone_node(
+        tmp_path, declared, ["modern.echo"], options, HEADER_ENTRY, {"UPSTREAM_KEY": "sesame"}
+    ) as node:
+        anyio.run(main, node)
+    assert got == {"tools": {"modern.echo"}, "echo": ["hello"]}
+    assert Node.calls(node.local_log, "unauthorized") == []
+
+
+def test_a_header_whose_variable_is_unset_stops_the_node_at_start(tmp_path):
+    agent = write_release(tmp_path / "releases", AGENT, [], "package vedette")
+    config = tmp_path / "vedette.toml"
+    config.write_text(
+        f"""
+node_id = "mcp-header-node"
+state_dir = "{tmp_path / "state"}"
+
+[listen]
+port = {free_port()}
+
+[[agents]]
+name = "{AGENT}"
+manifest = "{agent.manifest}"
+bundle = "{agent.bundle}"
+unsigned = true
+
+[[mcp.servers]]
+name = "modern"
+url = "http://127.0.0.1:9/mcp"
+{HEADER_ENTRY}
+"""
+    )
+    env = {key: value for key, value in os.environ.items() if key != "UPSTREAM_KEY"}
+    done = subprocess.run(
+        [str(VEDETTE), "serve", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "$UPSTREAM_KEY, which is not set" in done.stderr

@@ -46,6 +46,8 @@ def serve_command(config_path: Path | None, listen: str | None, example: bool, s
     spec = ServeSpec(str(config_path) if config_path else None, listen, example)
     try:
         config, token = spec.resolve()
+        for mcp_server in config.mcp.servers:
+            mcp_server.http_headers()  # the variables they name are set, before anything starts
     except (ConfigError, ServeError) as err:
         raise CannotRun(str(err)) from err
     scheme = "https" if config.listen.tls_cert is not None else "http"

@@ -12,6 +12,8 @@ when it is not the table of its section).
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -813,6 +815,22 @@ class McpServerConfig(Checked):
     url: Annotated[
         Name | None, doc("a Streamable HTTP server's endpoint, `http(s)://HOST:PORT/PATH`")
     ] = None
+    headers: Annotated[
+        dict[str, str],
+        doc(
+            "HTTP headers sent with every request to a `url` server; not for secrets "
+            "(see `headers_env`)",
+            default="`{}`",
+        ),
+    ] = field(default_factory=dict)
+    headers_env: Annotated[
+        dict[str, str],
+        doc(
+            "HTTP headers whose values are read at start from the environment variables "
+            'named, as `{ Authorization = "FILES_MCP_AUTH" }`: a token stays out of this file',
+            default="`{}`",
+        ),
+    ] = field(default_factory=dict)
     timeout_s: Annotated[
         Seconds,
         doc(
@@ -857,6 +875,53 @@ class McpServerConfig(Checked):
             raise ConfigError(f"mcp.servers: {self.name!r} needs either command or url")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"mcp.servers: {self.name!r} url: expected http:// or https://")
+        if (self.headers or self.headers_env) and self.url is None:
+            raise ConfigError(f"mcp.servers: {self.name!r} headers: only for a url server")
+        for key, names in (("headers", self.headers), ("headers_env", self.headers_env)):
+            for header in names:
+                if not _HEADER_NAME.fullmatch(header):
+                    raise ConfigError(
+                        f"mcp.servers: {self.name!r} {key}: {header!r} is not a header name"
+                    )
+                if header.lower() in _TRANSPORT_HEADERS:
+                    raise ConfigError(
+                        f"mcp.servers: {self.name!r} {key}: {header!r} is set by the transport"
+                    )
+        for header, value in self.headers.items():
+            if not _header_value_ok(value):
+                raise ConfigError(
+                    f"mcp.servers: {self.name!r} headers: the value of {header!r} holds a "
+                    "line break or NUL"
+                )
+
+    def http_headers(self) -> dict[str, str]:
+        """``headers``, and ``headers_env`` read from the environment now;
+        :class:`ConfigError` naming the variable if one is unset or unusable."""
+        from vedette.config.errors import ConfigError
+
+        found = dict(self.headers)
+        for header, variable in self.headers_env.items():
+            value = os.environ.get(variable)
+            if value is None or not _header_value_ok(value):
+                problem = "is not set" if value is None else "holds a line break or NUL"
+                raise ConfigError(
+                    f"mcp.servers: {self.name!r} headers_env: {header!r} comes from "
+                    f"${variable}, which {problem}"
+                )
+            found[header] = value
+        return found
+
+
+# RFC 9110's token: what a header's name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The headers the MCP transport sets itself on every request.
+_TRANSPORT_HEADERS = frozenset(
+    {"accept", "content-type", "content-length", "host", "mcp-session-id", "mcp-protocol-version"}
+)
+
+
+def _header_value_ok(value: str) -> bool:
+    return not any(char in value for char in "\r\n\0")
 
 
 @dataclass(frozen=True)

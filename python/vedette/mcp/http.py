@@ -62,6 +62,7 @@ class McpEndpoint:
                 server.name,
                 command=[server.command, *server.args] if server.command else None,
                 url=server.url,
+                headers=server.http_headers(),
                 env=dict(server.env),
                 timeout_s=server.timeout_s,
                 resources=server.resources,

@@ -149,6 +149,7 @@ class Upstream:
         *,
         command: list[str] | None = None,
         url: str | None = None,
+        headers: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
         timeout_s: float = 30.0,
         resources: bool = False,
@@ -160,12 +161,13 @@ class Upstream:
         passed to clients (:mod:`vedette.mcp.passthrough`); ``sampling`` and
         ``elicitation``: whether its requests of those are relayed to the client
         of the call they come in (:mod:`vedette.mcp.asks`), else refused and
-        not advertised."""
+        not advertised. ``headers`` go with every request to a ``url`` server."""
         if (command is None) == (url is None):
             raise GatewayError(f"MCP server {name!r}: give either a command or a url")
         self.name = name
         self.command = command
         self.url = url
+        self.headers = headers
         self.env = env
         self.timeout_s = timeout_s
         self.resources = resources
@@ -338,7 +340,7 @@ class Upstream:
                 read, write, send = await stack.enter_async_context(self._stdio(tasks))
             else:
                 assert self.url is not None
-                client = await stack.enter_async_context(create_mcp_http_client())
+                client = await stack.enter_async_context(create_mcp_http_client(self.headers))
                 http: Any = await stack.enter_async_context(
                     streamable_http_client(self.url, http_client=client)
                 )
