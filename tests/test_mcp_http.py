@@ -613,6 +613,40 @@ def test_the_upstreams_progress_reaches_a_client_over_http_in_both_eras(node, mo
     assert Node.calls(log, "progress_token")[len(before) :] == [True]
 
 
+def write_lone_config(
+    tmp_path: Path, agent: Any, port: int, upstream_port: int, server_entry: str
+) -> Path:
+    """The configuration of a node of its own (:func:`lone_node`)."""
+    config = tmp_path / "vedette.toml"
+    config.write_text(
+        f"""
+node_id = "mcp-lone-node"
+state_dir = "{tmp_path / "state"}"
+
+[listen]
+host = "127.0.0.1"
+port = {port}
+
+[[callers]]
+id = "desktop"
+agent = "{AGENT}"
+token_sha256 = "{token_digest(TOKEN)}"
+
+[[agents]]
+name = "{AGENT}"
+manifest = "{agent.manifest}"
+bundle = "{agent.bundle}"
+unsigned = true
+
+[[mcp.servers]]
+name = "modern"
+url = "http://127.0.0.1:{upstream_port}/mcp"
+{server_entry}
+"""
+    )
+    return config
+
+
 @contextmanager
 def lone_node(
     tmp_path: Path,
@@ -642,33 +676,7 @@ decision := {{"allow": true, "reason": "allowed"}} if input.tool in {json.dumps(
         [sys.executable, str(UPSTREAM), str(log), "--http", str(upstream_port), *upstream_options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    config = tmp_path / "vedette.toml"
-    config.write_text(
-        f"""
-node_id = "mcp-lone-node"
-state_dir = "{tmp_path / "state"}"
-
-[listen]
-host = "127.0.0.1"
-port = {port}
-
-[[callers]]
-id = "desktop"
-agent = "{AGENT}"
-token_sha256 = "{token_digest(TOKEN)}"
-
-[[agents]]
-name = "{AGENT}"
-manifest = "{agent.manifest}"
-bundle = "{agent.bundle}"
-unsigned = true
-
-[[mcp.servers]]
-name = "modern"
-url = "http://127.0.0.1:{upstream_port}/mcp"
-{server_entry}
-"""
-    )
+    config = write_lone_config(tmp_path, agent, port, upstream_port, server_entry)
     wait_for_port(upstream_port, upstream)
     server = subprocess.Popen(
         [str(VEDETTE), "serve", "--config", str(config)],
@@ -831,27 +839,7 @@ def test_an_http_server_gets_the_headers_its_entry_names(tmp_path):
 
 def test_a_header_whose_variable_is_unset_stops_the_node_at_start(tmp_path):
     agent = write_release(tmp_path / "releases", AGENT, [], "package vedette")
-    config = tmp_path / "vedette.toml"
-    config.write_text(
-        f"""
-node_id = "mcp-header-node"
-state_dir = "{tmp_path / "state"}"
-
-[listen]
-port = {free_port()}
-
-[[agents]]
-name = "{AGENT}"
-manifest = "{agent.manifest}"
-bundle = "{agent.bundle}"
-unsigned = true
-
-[[mcp.servers]]
-name = "modern"
-url = "http://127.0.0.1:9/mcp"
-{HEADER_ENTRY}
-"""
-    )
+    config = write_lone_config(tmp_path, agent, free_port(), free_port(), HEADER_ENTRY)
     env = {key: value for key, value in os.environ.items() if key != "UPSTREAM_KEY"}
     done = subprocess.run(
         [str(VEDETTE), "serve", "--config", str(config)],
