@@ -40,10 +40,19 @@ def agent_fingerprint(manifest: Path) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the manifest (never over an existing file).")  # fmt: skip
 @click.option("--url", help="A Streamable HTTP MCP endpoint, instead of a command after --.")
+@click.option("--header-env", "header_env", multiple=True, metavar="NAME=VARIABLE",
+              help="With --url: send header NAME, its value read from environment variable "
+                   "VARIABLE (a token stays off the command line). Repeatable.")  # fmt: skip
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def agent_from_mcp(
-    name: str, model: str, version: str, out: Path, url: str | None, command: tuple[str, ...]
-) -> None:  # fmt: skip
+    name: str,
+    model: str,
+    version: str,
+    out: Path,
+    url: str | None,
+    header_env: tuple[str, ...],
+    command: tuple[str, ...],
+) -> None:
     """Write an agent manifest from an MCP server's tools/list, for review.
 
     vedette agent from-mcp --name N --model P/M --out agent.json -- CMD ...
@@ -59,8 +68,11 @@ def agent_from_mcp(
         raise CannotRun(INSTALL_HINT) from None
     if out.exists():
         raise CannotRun(f"{out} exists; choose another --out")
+    headers = _headers_from_environment(header_env)
+    if headers and url is None:
+        raise CannotRun("--header-env is for a server given with --url")
     try:
-        listing = list_server_tools(list(command) if command else None, url)
+        listing = list_server_tools(list(command) if command else None, url, headers)
         document = manifest_from(listing, name=name, version=version, model=model)
     except GatewayError as err:
         raise CannotRun(str(err)) from err
@@ -77,3 +89,21 @@ def agent_from_mcp(
         click.echo(f"left out: tool {skipped!r} (not a valid tool name, or listed twice)")
     click.echo(f"behavioral fingerprint: {manifest.behavioral_fingerprint}")
     click.echo("review it, bind it to a policy, then sign both: vedette release pack")
+
+
+def _headers_from_environment(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=VARIABLE`` pairs as headers, their values read from the environment."""
+    import os
+
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        header, _, variable = pair.partition("=")
+        if not header or not variable:
+            raise CannotRun(f"--header-env {pair!r}: expected NAME=VARIABLE")
+        value = os.environ.get(variable)
+        if value is None:
+            raise CannotRun(f"--header-env {header}: ${variable} is not set")
+        if any(char in value for char in "\r\n\0"):
+            raise CannotRun(f"--header-env {header}: ${variable} holds a line break or NUL")
+        headers[header] = value
+    return headers

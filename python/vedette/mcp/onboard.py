@@ -23,6 +23,7 @@ import anyio
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from vedette._core import AGENT_SCHEMA, is_name
 from vedette.mcp.errors import GatewayError
@@ -41,13 +42,18 @@ class Listing:
     skipped: list[str] = field(default_factory=list)
 
 
-def list_server_tools(command: list[str] | None = None, url: str | None = None) -> Listing:
-    """Start ``command`` (stdio) or reach ``url`` (Streamable HTTP), initialize,
-    and read every page of its ``tools/list``; :class:`GatewayError` on failure."""
+def list_server_tools(
+    command: list[str] | None = None,
+    url: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Listing:
+    """Start ``command`` (stdio) or reach ``url`` (Streamable HTTP, with
+    ``headers``), initialize, and read every page of its ``tools/list``;
+    :class:`GatewayError` on failure."""
     if (command is None) == (url is None):
         raise GatewayError("give the server's command after --, or --url")
     try:
-        return anyio.run(_list, command, url)
+        return anyio.run(_list, command, url, headers)
     except GatewayError:
         raise
     except Exception as err:  # the SDK's transports raise many kinds; one clear line
@@ -56,7 +62,9 @@ def list_server_tools(command: list[str] | None = None, url: str | None = None) 
         raise GatewayError(f"the MCP server could not be listed: {detail}") from err
 
 
-async def _list(command: list[str] | None, url: str | None) -> Listing:
+async def _list(
+    command: list[str] | None, url: str | None, headers: dict[str, str] | None
+) -> Listing:
     with anyio.fail_after(LIST_TIMEOUT_S):
         if command is not None:
             params = StdioServerParameters(
@@ -65,7 +73,10 @@ async def _list(command: list[str] | None, url: str | None) -> Listing:
             async with stdio_client(params, errlog=sys.stderr) as (read, write):
                 return await _listing(" ".join(command), read, write)
         assert url is not None
-        async with streamable_http_client(url) as (read, write):
+        async with (
+            create_mcp_http_client(headers) as client,
+            streamable_http_client(url, http_client=client) as (read, write),
+        ):
             return await _listing(url, read, write)
 
 
