@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 from mcp import types
-from mcp.client.session import ClientSession
 
 
 class TheClient:
@@ -56,17 +55,6 @@ class ProgressLog:
 
 def texts(result: types.CallToolResult) -> list[str]:
     return [c.text for c in result.content if isinstance(c, types.TextContent)]
-
-
-async def subscribe(session: ClientSession, uri: str, *, watch: bool = True) -> None:
-    """``resources/subscribe`` (``unsubscribe``), as a handshake-era client sends
-    it (the SDK's own methods warn that 2026-07-28 has it no more)."""
-    request: types.SubscribeRequest | types.UnsubscribeRequest
-    if watch:
-        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
-    else:
-        request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
-    await session.send_request(request, types.EmptyResult)
 
 
 class Heard:

@@ -30,7 +30,7 @@ from mcp.shared.subscriptions import (
     ResourceUpdated,
     ToolsListChanged,
 )
-from mcp_clients import Heard, ProgressLog, TheClient, subscribe, texts
+from mcp_clients import Heard, ProgressLog, TheClient, texts
 from mcp_upstream import (
     DRAFTS_TEMPLATE,
     EMPTY_SCHEMA,
@@ -51,6 +51,7 @@ from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
 from vedette.mcp.errors import DENIED, TOOL_FAILED
 from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT, _fits
 from vedette.mcp.pinning import MISMATCH_EVENT, digest
+from vedette.mcp.upstream import send_subscription
 from vedette.store import SegmentStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -516,7 +517,7 @@ def test_resources_and_prompts_are_refused_by_default_and_the_refusals_recorded(
             "resources/list": session.list_resources(),
             "resources/read": session.read_resource(RESOURCE_URI),
             "prompts/get": session.get_prompt("greet", {"name": "Ada"}),
-            "resources/subscribe": subscribe(session, RESOURCE_URI),
+            "resources/subscribe": send_subscription(session, RESOURCE_URI, subscribe=True),
         }
         for method, attempt in attempts.items():
             with pytest.raises(MCPError) as caught:
@@ -817,7 +818,7 @@ def test_a_watched_resource_and_the_lists_that_change_are_told_to_the_client(set
         async with stdio as (read, write), ClientSession(read, write, message_handler=heard) as s:
             initialized = await s.initialize()
             got["capabilities"] = initialized.capabilities
-            await subscribe(s, RESOURCE_URI)
+            await send_subscription(s, RESOURCE_URI, subscribe=True)
             await s.call_tool("touch", {})
             got["heard"] = await heard.wait_for(
                 types.ResourceUpdatedNotification,
@@ -825,7 +826,7 @@ def test_a_watched_resource_and_the_lists_that_change_are_told_to_the_client(set
                 types.PromptListChangedNotification,
             )
             got["after"] = await touched(s)
-            await subscribe(s, RESOURCE_URI, watch=False)
+            await send_subscription(s, RESOURCE_URI, subscribe=False)
             if upstream_era == "handshake":
                 with anyio.fail_after(10):
                     while setup.logged("unsubscribed") != [RESOURCE_URI]:
@@ -888,7 +889,7 @@ def test_a_resource_is_served_by_the_server_that_lists_it_or_whose_template_it_f
         got["draft"] = read.contents[0].text
         for attempt in (
             session.read_resource("note://nowhere"),
-            subscribe(session, "note://nowhere"),
+            send_subscription(session, "note://nowhere", subscribe=True),
         ):
             with pytest.raises(MCPError) as caught:
                 await attempt

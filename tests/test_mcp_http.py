@@ -28,7 +28,7 @@ from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_clients import Heard, ProgressLog, TheClient, subscribe, texts
+from mcp_clients import Heard, ProgressLog, TheClient, texts
 from mcp_upstream import (
     EMPTY_SCHEMA,
     RESOURCE_TEXT,
@@ -45,6 +45,7 @@ from vedette.mcp.asks import EVENT as CLIENT_REQUEST_EVENT
 from vedette.mcp.errors import DENIED, TOOL_FAILED
 from vedette.mcp.passthrough import PROMPT_GET_EVENT, RESOURCE_READ_EVENT
 from vedette.mcp.pinning import MISMATCH_EVENT
+from vedette.mcp.upstream import send_subscription
 from vedette.store import SegmentStore
 
 pytestmark = pytest.mark.timeout(180)
@@ -217,13 +218,18 @@ prompts = true
         wait_until_healthy(url, server)
         yield Node(url, config, local_log, remote_log, operator)
     finally:
-        for process in (server, remote):
-            process.send_signal(signal.SIGTERM)
-        for process in (server, remote):
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(server, remote)
+
+
+def stop(*processes: subprocess.Popen[str]) -> None:
+    """SIGTERM to each, then each waited for (killed after 30 s)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @asynccontextmanager
@@ -688,13 +694,7 @@ decision := {{"allow": true, "reason": "allowed"}} if input.tool in {json.dumps(
         wait_until_healthy(url, server)
         yield Node(url, config, log, log, tmp_path / "unused.sock")
     finally:
-        for process in (server, upstream):
-            process.send_signal(signal.SIGTERM)
-        for process in (server, upstream):
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(server, upstream)
 
 
 async def served_tools(session: Client) -> set[str]:
@@ -752,7 +752,7 @@ def test_an_http_client_watching_a_resource_is_told_of_its_change(tmp_path, upst
     async def main(node: Node) -> None:
         async with client(node, "legacy", message_handler=heard) as session:
             await served_tools(session)
-            await subscribe(session.session, RESOURCE_URI)
+            await send_subscription(session.session, RESOURCE_URI, subscribe=True)
             await session.call_tool("touch", {})
             await heard.wait_for(
                 types.ResourceUpdatedNotification,

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from vedette.config import (
     Config,
-    ConfigError,
     load_config,
 )
 from vedette.errors import ServeError
@@ -295,10 +294,7 @@ def _mcp_endpoint(config: Config, runtime: Runtime) -> Any:
         raise ServeError(f"mcp.servers: {INSTALL_HINT}") from None
     from vedette.api.peer import PEER_UID
 
-    try:
-        return McpEndpoint(runtime, config, PEER_UID)
-    except ConfigError as err:  # a header's variable unset since the start
-        raise ServeError(str(err)) from err
+    return McpEndpoint(runtime, config, PEER_UID)
 
 
 async def _serve_with_mcp(config: Config, runtime: Runtime, tls: dict[str, Any]) -> None:

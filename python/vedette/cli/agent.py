@@ -93,17 +93,15 @@ def agent_from_mcp(
 
 def _headers_from_environment(pairs: tuple[str, ...]) -> dict[str, str]:
     """``NAME=VARIABLE`` pairs as headers, their values read from the environment."""
-    import os
+    from vedette.config.schema import header_value_from
 
     headers: dict[str, str] = {}
     for pair in pairs:
         header, _, variable = pair.partition("=")
         if not header or not variable:
             raise CannotRun(f"--header-env {pair!r}: expected NAME=VARIABLE")
-        value = os.environ.get(variable)
-        if value is None:
-            raise CannotRun(f"--header-env {header}: ${variable} is not set")
-        if any(char in value for char in "\r\n\0"):
-            raise CannotRun(f"--header-env {header}: ${variable} holds a line break or NUL")
-        headers[header] = value
+        try:
+            headers[header] = header_value_from(variable)
+        except ValueError as err:
+            raise CannotRun(f"--header-env {header}: ${variable} {err}") from err
     return headers

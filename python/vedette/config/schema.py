@@ -901,15 +901,26 @@ class McpServerConfig(Checked):
 
         found = dict(self.headers)
         for header, variable in self.headers_env.items():
-            value = os.environ.get(variable)
-            if value is None or not _header_value_ok(value):
-                problem = "is not set" if value is None else "holds a line break or NUL"
+            try:
+                found[header] = header_value_from(variable)
+            except ValueError as err:
                 raise ConfigError(
                     f"mcp.servers: {self.name!r} headers_env: {header!r} comes from "
-                    f"${variable}, which {problem}"
-                )
-            found[header] = value
+                    f"${variable}, which {err}"
+                ) from None
         return found
+
+
+def header_value_from(variable: str) -> str:
+    """The value of environment variable ``variable`` for an HTTP header;
+    ``ValueError`` saying what is wrong when it is unset or holds a line
+    break or NUL (which would end the header early)."""
+    value = os.environ.get(variable)
+    if value is None:
+        raise ValueError("is not set")
+    if not _header_value_ok(value):
+        raise ValueError("holds a line break or NUL")
+    return value
 
 
 # RFC 9110's token: what a header's name may be made of.

@@ -35,6 +35,7 @@ import secrets
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 import anyio
@@ -387,7 +388,7 @@ class Gateway:
             types.Tool(name=tool.name, description=tool.description, input_schema=tool.input_schema)
             for tool in pins.pinned.values()
         ]
-        page, more = page_of(tools, _name, cursor_of(params), self.page_size)
+        page, more = page_of(tools, attrgetter("name"), cursor_of(params), self.page_size)
         return types.ListToolsResult(tools=page, next_cursor=more)
 
     async def subscriptions_listen(
@@ -611,10 +612,6 @@ class Gateway:
             for upstream in self.upstreams:
                 await tasks.start(upstream.run)
             task_status.started()
-
-
-def _name(tool: types.Tool) -> str:
-    return tool.name
 
 
 async def _tell(connections: list[Connection], notification: types.ServerNotification) -> None:

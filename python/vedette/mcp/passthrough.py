@@ -26,6 +26,7 @@ import logging
 import re
 import weakref
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import anyio
@@ -132,7 +133,7 @@ class Passthrough:
     ) -> types.ListResourcesResult:
         self.admitted(ctx)
         listed = await self._list_resources()
-        page, more = page_of(listed, _uri, cursor_of(params), self.page_size)
+        page, more = page_of(listed, attrgetter("uri"), cursor_of(params), self.page_size)
         return types.ListResourcesResult(resources=page, next_cursor=more)
 
     async def _list_resources(self) -> list[types.Resource]:
@@ -152,7 +153,9 @@ class Passthrough:
     ) -> types.ListResourceTemplatesResult:
         self.admitted(ctx)
         templates = [template for _, listed in await self._list_templates() for template in listed]
-        page, more = page_of(templates, _uri_template, cursor_of(params), self.page_size)
+        page, more = page_of(
+            templates, attrgetter("uri_template"), cursor_of(params), self.page_size
+        )
         return types.ListResourceTemplatesResult(resource_templates=page, next_cursor=more)
 
     async def _list_templates(self) -> list[tuple[Upstream, list[types.ResourceTemplate]]]:
@@ -239,7 +242,7 @@ class Passthrough:
     ) -> types.ListPromptsResult:
         self.admitted(ctx)
         listed = await self._list_prompts()
-        page, more = page_of(listed, _name, cursor_of(params), self.page_size)
+        page, more = page_of(listed, attrgetter("name"), cursor_of(params), self.page_size)
         return types.ListPromptsResult(prompts=page, next_cursor=more)
 
     async def _list_prompts(self) -> list[types.Prompt]:
@@ -326,18 +329,6 @@ async def _listed(upstream: Upstream, method: str) -> list[Any]:
             return await list_all(session, method)
     except GatewayError as err:
         raise MCPError(types.INTERNAL_ERROR, f"{upstream.name}: {err}") from err
-
-
-def _uri(resource: types.Resource) -> str:
-    return str(resource.uri)
-
-
-def _uri_template(template: types.ResourceTemplate) -> str:
-    return template.uri_template
-
-
-def _name(prompt: types.Prompt) -> str:
-    return prompt.name
 
 
 def _fits(template: str, uri: str) -> bool:

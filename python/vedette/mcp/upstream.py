@@ -279,7 +279,7 @@ class Upstream:
             self._watch_changed.set()  # its listen stream is opened again
             return
         with anyio.fail_after(self.timeout_s):
-            await _send_subscription(session, uri, subscribe=subscribe)
+            await send_subscription(session, uri, subscribe=subscribe)
 
     def relay_to(self, relay: Relay) -> None:
         """Where the server's sampling and elicitation requests go, as far as
@@ -344,9 +344,7 @@ class Upstream:
                 http: Any = await stack.enter_async_context(
                     streamable_http_client(self.url, http_client=client)
                 )
-                pump, read, to_session = _watch_end(
-                    http[0], self._on_end, self._answered, self._progress_message
-                )
+                pump, read, to_session = _watch_end(http[0], self._on_end, self._progress_message)
                 write = http[1]
                 tasks.start_soon(pump)
                 calls = HttpCalls(
@@ -434,7 +432,7 @@ class Upstream:
         with anyio.fail_after(self.timeout_s):
             for uri in list(self._watched):
                 try:
-                    await _send_subscription(session, uri, subscribe=True)
+                    await send_subscription(session, uri, subscribe=True)
                 except MCPError as err:
                     log.warning("MCP server %r: %s not watched again: %s", self.name, uri, err)
 
@@ -751,22 +749,6 @@ class Upstream:
                     log.info("MCP server %r: progress not passed on: %s", self.name, err)
         return True
 
-    def _answered(self, message: Any) -> bool:
-        """:meth:`_took` for a message the SDK's HTTP transport has parsed."""
-        inner = getattr(message, "message", None)
-        if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError):
-            return False
-        reply = self._waiting.get(inner.id) if isinstance(inner.id, str) else None
-        if reply is None:
-            return False
-        if not reply.done():
-            if isinstance(inner, types.JSONRPCResponse):
-                reply.set_result(dict(inner.result))
-            else:
-                error = inner.error
-                reply.set_exception(MCPError(error.code, error.message, error.data))
-        return True
-
     def _fail_waiting(self, why: str) -> None:
         for reply in list(self._waiting.values()):
             if not reply.done():
@@ -812,10 +794,10 @@ async def list_all(session: ClientSession, method: str) -> list[Any]:
     raise GatewayError(f"the server's {method} has over {MAX_LIST_PAGES} pages")
 
 
-async def _send_subscription(session: ClientSession, uri: str, *, subscribe: bool) -> None:
+async def send_subscription(session: ClientSession, uri: str, *, subscribe: bool) -> None:
     """``resources/subscribe`` (or ``unsubscribe``) on a handshake revision, the
     only one that has it (the SDK's own methods warn that it is gone from
-    2026-07-28)."""
+    2026-07-28), as a client sends it."""
     request: types.SubscribeRequest | types.UnsubscribeRequest
     if subscribe:
         request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
@@ -834,14 +816,14 @@ def shared_names(listings: Iterable[Iterable[str]]) -> set[str]:
 def _watch_end(
     read: ObjectReceiveStream[Any],
     on_end: Callable[[], None],
-    answered: Callable[[Any], bool],
     progressed: Callable[[Any], Awaitable[bool]],
 ) -> tuple[
     Callable[[], Coroutine[Any, Any, None]], ObjectReceiveStream[Any], ObjectSendStream[Any]
 ]:
     """A copy of ``read`` for the session, the task that fills it with every
-    message ``answered`` and ``progressed`` do not take, and a way in for the
-    messages of the answers to the gateway's own calls: when the transport's
+    message ``progressed`` does not take, and a way in for the messages of the
+    answers to the gateway's own calls (:mod:`vedette.mcp.http_calls`, which
+    takes those answers itself): when the transport's
     stream ends, the copy ends too, so the session fails its requests in
     flight at once, and ``on_end`` is called."""
     send: ObjectSendStream[Any]
@@ -851,7 +833,7 @@ def _watch_end(
         async with send:
             with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
                 async for message in read:
-                    if not answered(message) and not await progressed(message):
+                    if not await progressed(message):
                         await send.send(message)
         on_end()
 
