@@ -6,6 +6,7 @@ path, durable evidence) against `vedette serve --example`, and in the same run
 the bare Starlette endpoint of bench/bare_app.py on the same uvicorn.
 
     python bench/compare_runtime.py [--quick] [--requests-for-memory N] [--attack-only]
+        [--one-core] [--event-loops]
 """
 
 from __future__ import annotations
@@ -222,14 +223,32 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def one_core(seconds: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]:
+def hide_uvloop(env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """``env`` with uvloop unimportable, as in a plain ``pip install vedette``:
+    vedette and uvicorn's ``--loop auto`` both fall back to asyncio's own loop."""
+    shadow = workdir / "no-uvloop" / "uvloop"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text('raise ImportError("uvloop hidden for this run")\n')
+    path = [str(shadow.parent), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def one_core(
+    seconds: int, rounds: int = 3, *, without_uvloop: bool = False, pinned: bool = True
+) -> dict[str, list[dict[str, float]]]:
     """The bare endpoint and ``vedette serve --example``, each pinned to core 0
     (``taskset -c 0``), under wrk pinned to core 1 (one thread); one server
-    at a time, alternating rounds."""
+    at a time, alternating rounds. Not ``pinned``: server and wrk (two
+    threads) share both cores."""
     workdir = Path(tempfile.mkdtemp(prefix="vedette-bench-"))
     env = {**server_env(workdir), "XDG_STATE_HOME": str(workdir / "state")}
+    if without_uvloop:
+        env = hide_uvloop(env, workdir)
     vedette_port, bare_port = free_port(), free_port()
-    on_core_0 = ["taskset", "-c", "0"]
+    on_core_0 = ["taskset", "-c", "0"] if pinned else []
+    load: dict[str, Any] = (
+        {"prefix": ("taskset", "-c", "1"), "threads": 1} if pinned else {"threads": 2}
+    )
     servers = {
         "bare": ([*on_core_0, *bare_command(bare_port)], bare_port),
         "vedette": ([*on_core_0, *example_command(vedette_port)], vedette_port),
@@ -242,8 +261,8 @@ def one_core(seconds: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]
                 try:
                     url = f"http://127.0.0.1:{port}"
                     wait_ready(url, server)
-                    wrk(url, 2, prefix=("taskset", "-c", "1"), threads=1)  # warm-up
-                    runs[name].append(wrk(url, seconds, prefix=("taskset", "-c", "1"), threads=1))
+                    wrk(url, 2, **load)  # warm-up
+                    runs[name].append(wrk(url, seconds, **load))
                 finally:
                     server.terminate()
                     server.wait(30)
@@ -253,6 +272,67 @@ def one_core(seconds: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]
     if any(denied.values()):
         raise RuntimeError(f"answers other than 2xx during the measured runs: {denied}")
     return runs
+
+
+def event_loops(seconds: int, rounds: int) -> dict[tuple[str, str], dict[str, list[Any]]]:
+    """:func:`one_core` with uvloop and without it, on one core and on two,
+    alternating round by round."""
+    runs: dict[tuple[str, str], dict[str, list[Any]]] = {
+        (cores, loop): {"bare": [], "vedette": []}
+        for cores in ("one core", "two cores")
+        for loop in ("uvloop", "asyncio")
+    }
+    for _ in range(rounds):
+        for (cores, loop), found in runs.items():
+            one = one_core(seconds, 1, without_uvloop=loop == "asyncio", pinned=cores == "one core")
+            for name in found:
+                found[name].extend(one[name])
+    return runs
+
+
+def report_event_loops(
+    facts: str, runs: dict[tuple[str, str], dict[str, list[Any]]], seconds: int, *, write: bool
+) -> None:
+    rows = []
+    median = {
+        key: {name: statistics.median(r["rps"] for r in found[name]) for name in found}
+        for key, found in runs.items()
+    }
+    for (cores, loop), found in runs.items():
+        ratios = [v["rps"] / b["rps"] for b, v in zip(found["bare"], found["vedette"], strict=True)]
+        per_round = ", ".join(f"{run['rps']:.0f}" for run in found["vedette"])
+        rows.append(
+            f"| {cores} | {loop} | {median[cores, loop]['bare']:.0f} "
+            f"| {median[cores, loop]['vedette']:.0f} | {statistics.median(ratios):.2f}× "
+            f"| {per_round} |"
+        )
+    gain = {
+        cores: median[cores, "uvloop"]["vedette"] / median[cores, "asyncio"]["vedette"]
+        for cores in ("one core", "two cores")
+    }
+    gains = ", ".join(f"{ratio:.2f}× on {cores}" for cores, ratio in gain.items())
+    body = f"""## The event loop: uvloop against asyncio's own
+
+Machine: {facts}.
+Command: `python bench/compare_runtime.py --event-loops`. Each server alone
+under wrk (64 connections, {seconds} s after a 2 s warm-up): on one core as in
+"POST /v1/tool on one core" (the server on core 0, wrk's one thread on
+core 1), and on two cores (server and wrk's two threads sharing both); once
+with uvloop installed and once with it hidden from both servers (a plain `pip
+install vedette`: uvicorn and vedette fall back to asyncio's loop). Every
+placement and loop in turn, round by round. Every answer was 2xx. Medians of
+the rounds.
+
+| cores | event loop | bare requests/s | vedette requests/s | vedette / bare | vedette per round |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+With uvloop (`pip install 'vedette[fast]'`, 13.9 MB installed) vedette serves
+{gains} the requests it serves on asyncio's loop.
+"""
+    print(body)
+    if write:
+        write_section("event-loops", body)
 
 
 def report_one_core(facts: str, runs: dict[str, list[dict[str, float]]], seconds: int) -> None:
@@ -358,9 +438,19 @@ def main() -> None:
     parser.add_argument(
         "--one-core", action="store_true", help="only the comparison with the servers on one core"
     )
+    parser.add_argument(
+        "--event-loops",
+        action="store_true",
+        help="only the one-core comparison, with uvloop and with asyncio's own loop",
+    )
     args = parser.parse_args()
     facts = machine()
     print(facts)
+    if args.event_loops:
+        seconds = 3 if args.quick else 10
+        runs_by_loop = event_loops(seconds, 1 if args.quick else 3)
+        report_event_loops(facts, runs_by_loop, seconds, write=not args.quick)
+        return
     if args.one_core:
         seconds = 3 if args.quick else 10
         runs = one_core(seconds, 1 if args.quick else 3)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vedette import __version__
+from vedette import __version__, event_loop
 from vedette.benchmark.common import BenchError, Scratch
 
 VEDETTE = [sys.executable, "-m", "vedette"]
@@ -133,6 +133,7 @@ def test_the_json_has_the_machine_facts(
     assert facts["memory_mib"] > 0
     assert facts["python"].split()[-1] == ".".join(map(str, sys.version_info[:3]))
     assert facts["vedette"] == __version__
+    assert facts["event_loop"] == event_loop.loop_name()
     assert datetime.datetime.fromisoformat(facts["date"]).tzinfo is not None
 
 

@@ -16,10 +16,11 @@ import secrets
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vedette import event_loop
 from vedette.config import (
     Config,
     load_config,
@@ -271,9 +272,9 @@ def serve_uvicorn(config: Config, announce: Callable[[], None]) -> None:
     signal.signal(signal.SIGHUP, (lambda s, f: reload()) if reload else signal.SIG_IGN)
     try:
         if config.mcp.servers:
-            _run_loop(_serve_with_mcp(config, runtime, tls))
+            event_loop.run(_serve_with_mcp(config, runtime, tls))
         else:
-            _run_loop(_serve(create_app(runtime), config, runtime, tls))
+            event_loop.run(_serve(create_app(runtime), config, runtime, tls))
     except SystemExit as stop:
         # An address in use, a socket it cannot bind: uvicorn has logged why,
         # and the node cannot run.
@@ -304,17 +305,6 @@ async def _serve_with_mcp(config: Config, runtime: Runtime, tls: dict[str, Any])
     endpoint = _mcp_endpoint(config, runtime)
     async with endpoint.running():
         await _serve(create_app(runtime, mcp=endpoint), config, runtime, tls)
-
-
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Runs ``main`` on uvloop when it is installed (uvicorn[standard] brings it
-    on Linux): its socket and timer handling cost a fraction of asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
 
 
 def serve_granian(config: Config, spec: ServeSpec, announce: Callable[[], None]) -> None:

@@ -39,7 +39,8 @@ def _machine_line(name: str, document: dict[str, Any]) -> str:
         return f"{name}: (no machine facts)"
     return (
         f"{name}: {facts.get('cpu_model', '?')}, {facts.get('cores_usable', '?')} cores, "
-        f"{facts.get('python', '?')}, vedette {facts.get('vedette', '?')}, {facts.get('date', '?')}"
+        f"{facts.get('python', '?')} ({facts.get('event_loop', '?')}), "
+        f"vedette {facts.get('vedette', '?')}, {facts.get('date', '?')}"
     )
 
 

@@ -14,18 +14,15 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
+from vedette import event_loop
 from vedette.benchmark.common import BenchError, Metric, percentile
 
 BODY = json.dumps({"tool": "echo", "args": {"text": "hello"}}).encode()
 CONNECT_TIMEOUT_S = 10.0
 # A run (or the warm-up answer) late by more than this is a failure, not a slow sample.
 ANSWER_TIMEOUT_S = 30.0
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -120,17 +117,9 @@ async def _load(host: str, port: int, token: str, seconds: float, connections: i
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def measure(host: str, port: int, token: str, seconds: float, connections: int) -> list[Metric]:
     try:
-        result = _run(_load(host, port, token, seconds, connections))
+        result = event_loop.run(_load(host, port, token, seconds, connections))
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as err:
         raise BenchError(f"POST /v1/tool load: {err!r}") from err
     if result.requests == 0:

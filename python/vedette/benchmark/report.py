@@ -9,14 +9,15 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from vedette import __version__
+from vedette import __version__, event_loop
 from vedette.benchmark.common import BenchError, Metric, Settings, cpu_count
 
 SCHEMA = "vedette.bench/v1"
 
 
 def machine_facts() -> dict[str, Any]:
-    """What the numbers depend on: CPU, cores, memory, kernel, Python, vedette, date."""
+    """What the numbers depend on: CPU, cores, memory, kernel, Python, vedette and
+    its event loop, date."""
     return {
         "cpu_model": _cpu_model(),
         "architecture": platform.machine(),
@@ -26,6 +27,7 @@ def machine_facts() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "vedette": __version__,
+        "event_loop": event_loop.loop_name(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": [round(value, 2) for value in _load_average()],
     }
@@ -82,7 +84,7 @@ def table(metrics: list[Metric], facts: dict[str, Any], settings: Settings) -> s
     header = (
         f"vedette {facts['vedette']} on {facts['cpu_model']}, {facts['cores_usable']} cores"
         + (f", {memory:,} MiB" if memory is not None else "")
-        + f", {facts['python']}, {facts['date']}"
+        + f", {facts['python']} ({facts['event_loop']}), {facts['date']}"
     )
     labels = [metric.label for metric in metrics]
     values = [format_value(metric) for metric in metrics]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from vedette import event_loop
 from vedette.cli.errors import CannotRun
 from vedette.config import ConfigError
 from vedette.errors import ServeError
@@ -53,8 +54,11 @@ def serve_command(config_path: Path | None, listen: str | None, example: bool, s
     scheme = "https" if config.listen.tls_cert is not None else "http"
     url = f"{scheme}://{config.listen.host}:{config.listen.port}"
 
+    # uvicorn runs on uvloop only where `vedette[fast]` installed it; granian has its own loop.
+    loop = f", event loop {event_loop.loop_name()}" if server == "uvicorn" else ""
+
     def announce() -> None:
-        click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir})")
+        click.echo(f"vedette serving {url} (node {config.node_id}, store {config.store_dir}{loop})")
         if token is not None:
             _print_example_help(url, token)
 
