@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from report import machine, write_section
+from report import hide_uvloop, machine, write_section
 
 from vedette.example import EXAMPLE_AGENT, EXAMPLE_CALLER, example_config
 from vedette.runtime.identity import Caller
@@ -221,16 +221,6 @@ def http(seconds: int, memory_requests: int) -> dict[str, float]:
                 process.terminate()
                 process.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def hide_uvloop(env: dict[str, str], workdir: Path) -> dict[str, str]:
-    """``env`` with uvloop unimportable, as in a plain ``pip install vedette``:
-    vedette and uvicorn's ``--loop auto`` both fall back to asyncio's own loop."""
-    shadow = workdir / "no-uvloop" / "uvloop"
-    shadow.mkdir(parents=True, exist_ok=True)
-    (shadow / "__init__.py").write_text('raise ImportError("uvloop hidden for this run")\n')
-    path = [str(shadow.parent), *filter(None, [env.get("PYTHONPATH")])]
-    return {**env, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def one_core(

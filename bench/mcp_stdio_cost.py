@@ -7,7 +7,8 @@ time per call of the first process it talks to (the server, or vedette: its
 event loop thread and its evidence writer thread apart). With the SDK's
 client out of the way, what remains above the direct figure is vedette's own
 cost: its CPU per call, the fdatasync of each allow record, and the extra pipe
-hops. Prints a table; ``python bench/mcp_stdio_cost.py [--calls N] [--rounds R]``.
+hops. Prints a table; ``python bench/mcp_stdio_cost.py [--calls N] [--rounds R]
+[--event-loops]`` (the last also runs ``vedette mcp`` with uvloop hidden).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import time
 from pathlib import Path
 
 from compare_mcp import SERVER, VEDETTE, free_port, write_node
-from report import machine
+from report import hide_uvloop, machine
+
+from vedette import event_loop
 
 TICK = os.sysconf("SC_CLK_TCK")
 INITIALIZE = {
@@ -52,8 +55,12 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return found
 
 
-def one_round(command: list[str], calls: int) -> dict[str, float]:
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+def one_round(
+    command: list[str], calls: int, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env
+    )
     assert process.stdin is not None
     assert process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
@@ -99,6 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--event-loops",
+        action="store_true",
+        help="also through `vedette mcp` with uvloop hidden (asyncio's own loop), alternating",
+    )
     args = parser.parse_args()
     facts = machine()
     workdir = Path(tempfile.mkdtemp(prefix="vedette-mcp-cost-"))
@@ -107,9 +119,16 @@ def main() -> None:
         server = [sys.executable, str(SERVER)]
         gateway = [str(VEDETTE), "mcp", "--config", str(config), "--caller", "bench", "--"]
         runs: dict[str, list[dict[str, float]]] = {"direct": [], "via": []}
+        if args.event_loops:
+            runs["via-asyncio"] = []
+        without_uvloop = hide_uvloop(dict(os.environ), workdir)
         for _ in range(args.rounds):
             runs["direct"].append(one_round(server, args.calls))
             runs["via"].append(one_round([*gateway, *server], args.calls))
+            if args.event_loops:
+                runs["via-asyncio"].append(
+                    one_round([*gateway, *server], args.calls, without_uvloop)
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -120,9 +139,15 @@ def main() -> None:
     print(f"{args.rounds} rounds of {args.calls} calls each, alternating; medians.\n")
     print("| | calls/s | p50 | p99 | CPU per call of the process called |")
     print("|---|---|---|---|---|")
-    for kind, label in (("direct", "the server directly"), ("via", "through `vedette mcp`")):
+    labels = {
+        "direct": "the server directly",
+        "via": f"through `vedette mcp` ({event_loop.loop_name()})",
+        "via-asyncio": "through `vedette mcp` (asyncio's own loop)",
+    }
+    for kind in runs:
+        label = labels[kind]
         cpu = f"{median(kind, 'cpu_us'):.0f} µs"
-        if kind == "via":
+        if kind != "direct":
             cpu += (
                 f" (event loop {median(kind, 'loop_cpu_us'):.0f} µs, "
                 f"evidence writer {median(kind, 'writer_cpu_us'):.0f} µs)"

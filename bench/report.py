@@ -138,3 +138,13 @@ def write_section(key: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def hide_uvloop(env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """``env`` with uvloop unimportable, as in a plain ``pip install vedette``:
+    vedette and uvicorn's ``--loop auto`` both fall back to asyncio's own loop."""
+    shadow = workdir / "no-uvloop" / "uvloop"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text('raise ImportError("uvloop hidden for this run")\n')
+    path = [str(shadow.parent), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path)}

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from mcp.server.stdio import stdio_server
 
+from vedette import event_loop
 from vedette.config import Config
 from vedette.mcp.errors import GatewayError
 from vedette.mcp.gateway import Gateway, caller_for
@@ -94,7 +95,7 @@ def run_gateway(
     )
     gateway = Gateway(runtime, [upstream], lambda ctx: caller, [caller.agent], config.mcp.page_size)
     try:
-        anyio.run(serve_stdio, gateway, caller)
+        event_loop.run(serve_stdio(gateway, caller))
     except BaseException as err:
         cause = _startup_failure(err)
         if cause is None:
