@@ -431,7 +431,7 @@ def main() -> None:
     parser.add_argument(
         "--event-loops",
         action="store_true",
-        help="only the one-core comparison, with uvloop and with asyncio's own loop",
+        help="only the servers with uvloop and with asyncio's own loop, on one core and on two",
     )
     args = parser.parse_args()
     facts = machine()

@@ -121,7 +121,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"direct": [], "via": []}
         if args.event_loops:
             runs["via-asyncio"] = []
-        without_uvloop = hide_uvloop(dict(os.environ), workdir)
+            without_uvloop = hide_uvloop(dict(os.environ), workdir)
         for _ in range(args.rounds):
             runs["direct"].append(one_round(server, args.calls))
             runs["via"].append(one_round([*gateway, *server], args.calls))

@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+def _uvloop() -> ModuleType | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
+
+
 def loop_name() -> str:
     """``"uvloop"`` or ``"asyncio"``: the loop :func:`run` uses here."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
+    return "asyncio" if _uvloop() is None else "uvloop"
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Runs ``main`` to completion on the loop :func:`loop_name` names."""
-    try:
-        import uvloop
-    except ImportError:
+    uvloop = _uvloop()
+    if uvloop is None:
         return asyncio.run(main)
-    return uvloop.run(main)
+    result: T = uvloop.run(main)
+    return result
