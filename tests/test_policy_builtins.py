@@ -9,6 +9,12 @@ fails the row.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from policy_helpers import write_bundle
 
@@ -55,6 +61,24 @@ TABLE = [
     ("time", 'time.weekday(time.parse_rfc3339_ns(input.time)) == "Wednesday"'),
     ("time", "time.add_date(0, 0, 0, 1) == 86400000000000"),
     ("time", "time.now_ns() > 0"),
+    # Named zones come from the system's time-zone database (docs/contracts.md, "Time zones").
+    ("time", 'time.clock([time.parse_rfc3339_ns(input.time), "America/New_York"]) == [0, 6, 7]'),
+    (
+        "time",
+        # 2026-07-01T02:00:00Z
+        'time.date([1782871200000000000, "America/Los_Angeles"]) == [2026, 6, 30]',
+    ),
+    (
+        "time",
+        # 2026-03-04T12:00:00Z, a Wednesday; 14 hours ahead it is Thursday
+        'time.weekday([1772625600000000000, "Pacific/Kiritimati"]) == "Thursday"',
+    ),
+    (
+        "time",
+        # 2100-07-01T12:00:00Z, past the last transition a zone file lists
+        'time.clock([4118126400000000000, "Europe/Berlin"]) == [14, 0, 0]',
+    ),
+    ("time", 'time.clock([time.parse_rfc3339_ns(input.time), "UTC"]) == [5, 6, 7]'),
     ("net", 'net.cidr_contains("10.0.0.0/8", input.args.host)'),
     ("net", 'not net.cidr_contains("192.168.0.0/16", input.args.host)'),
     ("net", 'net.cidr_is_valid("10.0.0.0/8")'),
@@ -114,3 +138,51 @@ def test_disabled_builtins_are_refused_at_load(tmp_path, expression):
     with pytest.raises(BundleError) as caught:
         engine_for(tmp_path, expression)
     assert caught.value.rule == "rego"
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Atlantis", "../../../etc/passwd", "/etc/localtime", "Europe"]
+)
+def test_a_name_that_is_not_a_time_zone_denies(tmp_path, zone):
+    decision = engine_for(tmp_path, f'time.clock([0, "{zone}"]) == [0, 0, 0]').evaluate(INPUT)
+    assert not decision.allow
+    assert decision.fault == "error", decision.reason
+
+
+def test_without_a_time_zone_database_named_zones_deny_and_utc_still_works(tmp_path):
+    """A device with no zone files (TZDIR naming an empty directory) refuses every
+    named zone: the policy denies with an error and never computes a made-up time."""
+    script = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_policy_builtins import INPUT, engine_for
+answers = {{}}
+for name, expression in [("named", 'time.clock([0, "America/New_York"]) == [19, 0, 0]'),
+                         ("utc", 'time.clock([0, "UTC"]) == [0, 0, 0]')]:
+    bundle_dir = Path(sys.argv[1]) / name
+    bundle_dir.mkdir(exist_ok=True)
+    decision = engine_for(bundle_dir, expression).evaluate(INPUT)
+    answers[name] = [decision.allow, decision.fault]
+print(json.dumps(answers))
+"""
+    empty = tmp_path / "no-zones"
+    empty.mkdir()
+    without_tzdir = {k: v for k, v in os.environ.items() if k != "TZDIR"}
+
+    def answers(env: dict[str, str]) -> dict[str, list[object]]:
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(run.stdout)
+
+    assert answers({**without_tzdir, "TZDIR": str(empty)}) == {
+        "named": [False, "error"],
+        "utc": [True, None],
+    }
+    # The same policies with the system's database: both allow.
+    assert answers(without_tzdir) == {"named": [True, None], "utc": [True, None]}
