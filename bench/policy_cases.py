@@ -180,6 +180,31 @@ def deep_case(folder: Path) -> Case:
     return _shape("deep", "deep input (256 paragraphs, 7 levels)", {}, document, folder)
 
 
+ZONES = [
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+    "America/Sao_Paulo", "America/Mexico_City", "America/Toronto", "Europe/London",
+    "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "Europe/Warsaw", "Europe/Helsinki",
+    "Europe/Istanbul", "Africa/Lagos", "Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata",
+    "Asia/Singapore", "Asia/Shanghai", "Asia/Tokyo", "Asia/Seoul", "Asia/Jakarta",
+    "Australia/Sydney", "Pacific/Auckland",
+]  # fmt: skip
+
+
+def timezones_case(folder: Path) -> Case:
+    weekdays = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+    sites = [
+        {"name": f"site-{i:03d}", "zone": ZONES[i % len(ZONES)], "opens": 8, "closes": 18,
+         "days": weekdays}
+        for i in range(100)
+    ]  # fmt: skip
+    # 14:30 UTC on a Wednesday: 15:30 in Berlin, where site-008 is.
+    document = {"tool": "tickets.create", "caller": {"id": "berlin-desk"},
+                "time": "2026-03-04T14:30:00Z", "args": {}}  # fmt: skip
+    return _shape("timezones", "named time zones (100 sites in 25 zones)",
+                  {"sites": sites, "callers": {"berlin-desk": "site-008"}}, document,
+                  folder)  # fmt: skip
+
+
 def data_rbac_case(folder: Path) -> Case:
     """The RBAC policy of :func:`large_bundle` over about 256 KB of users and roles."""
     archive, _ = large_bundle(256 * 1024)
@@ -201,7 +226,7 @@ def data_rbac_case(folder: Path) -> Case:
 
 
 def policy_shapes(folder: Path) -> list[Case]:
-    """The six shapes, with their bundles written under ``folder``."""
+    """The seven shapes, with their bundles written under ``folder``."""
     return [
         data_rbac_case(folder),
         paths_case(folder),
@@ -209,4 +234,5 @@ def policy_shapes(folder: Path) -> list[Case]:
         strings_case(folder),
         inventory_case(folder),
         deep_case(folder),
+        timezones_case(folder),
     ]
