@@ -9,10 +9,12 @@ fails the row.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
 import sys
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,25 @@ print(json.dumps(answers))
     }
     # The same policies with the system's database: both allow.
     assert answers(without_tzdir) == {"named": [True, None], "utc": [True, None]}
+
+
+def test_every_zone_of_the_database_agrees_with_pythons_zoneinfo(tmp_path):
+    """Every zone the system lists, at instants from 1906 to 2100, gives the
+    wall-clock time CPython's zoneinfo (an independent reader of the same
+    files) gives."""
+    names = sorted(zoneinfo.available_timezones())
+    assert len(names) > 300, "the system's time-zone database is missing"
+    clock = """package vedette
+import rego.v1
+clocks := [time.clock([input.args.ns, zone]) | some zone in input.args.zones]
+decision := {"allow": true, "reason": json.marshal(clocks)}
+"""
+    engine = PolicyEngine(Bundle.load(write_bundle(tmp_path / "clock", {"p.rego": clock})))
+    for seconds in (-2_000_000_000, 0, 1_000_000_000, 1_772_600_767, 2_200_000_000, 4_118_126_400):
+        decision = engine.evaluate({**INPUT, "args": {"ns": seconds * 10**9, "zones": names}})
+        assert decision.fault is None, decision.reason
+        expected = []
+        for name in names:
+            moment = datetime.datetime.fromtimestamp(seconds, tz=zoneinfo.ZoneInfo(name))
+            expected.append([moment.hour, moment.minute, moment.second])
+        assert json.loads(decision.reason) == expected, seconds
