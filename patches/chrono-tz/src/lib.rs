@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, TimeZone};
 use tz::timezone::TransitionRule;
 
-/// Where zone files are looked for when `TZDIR` does not name a directory, in
-/// the order the C library and Go look.
+/// Where zone files are looked for when `TZDIR` does not name a directory: the
+/// usual places, the most common first.
 const ZONE_DIRS: &[&str] = &[
     "/usr/share/zoneinfo",
     "/usr/lib/zoneinfo",
@@ -37,9 +37,11 @@ const ZONE_DIRS: &[&str] = &[
 const MAX_NAME_LEN: usize = 64;
 /// Zone files are a few KiB; anything larger is not one.
 const MAX_FILE_BYTES: u64 = 256 * 1024;
-/// Zones kept after their first read. The names a policy uses are few; past
-/// this many, a zone is read again on every use rather than memory growing.
-const MAX_CACHED: usize = 128;
+/// Zones kept after their first read. Only zones the database holds are kept,
+/// so this covers all of it (about 600 names) with room to spare, and a policy
+/// that walks every zone does not read files on each call; past this many, a
+/// zone is read again on every use rather than memory growing.
+const MAX_CACHED: usize = 1024;
 /// The Unix seconds a Rego time value (`i64` nanoseconds) can reach: every
 /// zone is checked to give an offset across this range before it is used.
 const FIRST_SECOND: i64 = i64::MIN / 1_000_000_000 - 1;
